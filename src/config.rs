@@ -1,0 +1,1171 @@
+//! Configuration: a TOML file parsed once, at start-up, into typed values.
+//!
+//! Later code never sees a raw string that could still be invalid: an [`Integration`] carries a
+//! parsed [`Endpoint`], an [`Addressing`] style and a [`CredentialSource`]. Loading checks the
+//! whole file and reports *every* problem, each naming the file, the integration and the field,
+//! before the proxy refuses to start. Secrets are never inline: they are read through a
+//! [`SecretLookup`] (the process environment in production, a map in tests) or from a file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A secret value (secret access key, session token). Its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that signs with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(** redacted **)")
+    }
+}
+
+/// Where `*_env` settings are looked up: the environment in production, a map in tests.
+pub trait SecretLookup {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// Reads `*_env` settings from the process environment.
+pub struct ProcessEnv;
+
+impl SecretLookup for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl SecretLookup for BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub sts: StsConfig,
+    pub integrations: Vec<Arc<Integration>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where the proxy accepts requests.
+    pub listen: SocketAddr,
+    /// With `media.example.com`, `{name}.media.example.com/{key}` is the same as `/{name}/{key}`.
+    pub base_domain: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StsConfig {
+    /// A custom STS endpoint (moto, MinIO); `None` means AWS's regional endpoint.
+    pub endpoint: Option<Endpoint>,
+    /// Cached credentials are renewed this long before they expire.
+    pub refresh_before_expiry: Duration,
+    /// The lifetime asked for in `AssumeRole` (`DurationSeconds`).
+    pub duration: Duration,
+    /// The identity the proxy calls STS with.
+    pub credentials: BaseCredentials,
+}
+
+/// The identity the proxy itself uses: for STS calls, and for integrations with
+/// `source = "default-chain"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BaseCredentials {
+    /// The standard AWS chain: environment, profile, web identity, ECS, IMDS.
+    DefaultChain,
+    /// Fixed keys from the configuration's secret sources.
+    Static(StaticKeys),
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct StaticKeys {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+}
+
+impl fmt::Debug for StaticKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaticKeys")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::hash::Hash for Secret {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+/// How an integration obtains the credentials it signs upstream requests with.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CredentialSource {
+    /// Fixed keys (MinIO, a dedicated IAM user).
+    Static(StaticKeys),
+    /// STS `AssumeRole` into the customer's role, with the ExternalId the customer set.
+    AssumeRole {
+        role_arn: String,
+        external_id: Option<String>,
+        session_name: String,
+    },
+    /// The proxy's own identity from the standard AWS chain.
+    DefaultChain,
+}
+
+/// Which buckets an integration reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Buckets {
+    /// Only this bucket (`bucket = "…"`); the integration's name implies it.
+    Scoped(String),
+    /// Any of these (`buckets = [...]` with `default = true`): the role is used for all
+    /// buckets it is permitted to reach, each addressed by its own name.
+    Permitted(Vec<String>),
+}
+
+/// How the upstream URL names the bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressing {
+    /// `https://{bucket}.s3.{region}.amazonaws.com/{key}` or `{bucket}.{endpoint host}`.
+    VirtualHost,
+    /// `https://s3.{region}.amazonaws.com/{bucket}/{key}` or `{endpoint}/{bucket}/{key}`.
+    Path,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// A parsed `scheme://host[:port]` with no path, query or credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub scheme: Scheme,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl Endpoint {
+    /// `host[:port]`, as it goes in the `Host` header.
+    pub fn authority(&self) -> String {
+        match self.port {
+            Some(port) => format!("{}:{port}", self.host),
+            None => self.host.clone(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme.as_str(), self.authority())
+    }
+}
+
+impl std::hash::Hash for Scheme {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+/// One customer's integration: where its objects live and how the proxy may reach them.
+#[derive(Debug, Clone)]
+pub struct Integration {
+    pub name: String,
+    pub buckets: Buckets,
+    /// Empty, or a directory ending in `/`: upstream keys are always `prefix + key`.
+    pub prefix: String,
+    pub region: String,
+    pub endpoint: Option<Endpoint>,
+    pub addressing: Addressing,
+    pub access: Access,
+    /// Anonymous GET/HEAD are allowed.
+    pub public: bool,
+    /// Keys with `.`/`..` segments or empty segments are passed on instead of refused.
+    pub allow_unusual_keys: bool,
+    pub credentials: CredentialSource,
+}
+
+impl Integration {
+    /// Whether the integration may reach this (real) bucket.
+    pub fn permits_bucket(&self, bucket: &str) -> bool {
+        match &self.buckets {
+            Buckets::Scoped(own) => own == bucket,
+            Buckets::Permitted(list) => list.iter().any(|b| b == bucket),
+        }
+    }
+}
+
+/// Every problem found in one configuration file.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "invalid configuration ({} problem(s)):",
+            self.problems.len()
+        )?;
+        for problem in &self.problems {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+// ---- the file as written ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    sts: RawSts,
+    #[serde(default, rename = "integration")]
+    integrations: Vec<RawIntegration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    base_domain: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSts {
+    endpoint: Option<String>,
+    refresh_before_expiry: Option<String>,
+    duration: Option<String>,
+    credentials: Option<RawCredentials>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntegration {
+    name: Option<String>,
+    bucket: Option<String>,
+    buckets: Option<Vec<String>>,
+    #[serde(default)]
+    default: bool,
+    prefix: Option<String>,
+    region: Option<String>,
+    endpoint: Option<String>,
+    addressing: Option<String>,
+    access: Option<String>,
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    allow_unusual_keys: bool,
+    credentials: Option<RawCredentials>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCredentials {
+    role_arn: Option<String>,
+    external_id: Option<String>,
+    session_name: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key_env: Option<String>,
+    secret_access_key_file: Option<String>,
+    session_token_env: Option<String>,
+    source: Option<String>,
+}
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_SESSION_NAME: &str = "s3-signing-proxy";
+
+impl Config {
+    /// Reads and validates a configuration file, looking secrets up in the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+            problems: vec![format!("{}: cannot read: {error}", path.display())],
+        })?;
+        Config::parse(&text, &path.display().to_string(), &ProcessEnv)
+    }
+
+    /// Parses and validates configuration text; `origin` names it in error messages.
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        secrets: &dyn SecretLookup,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|error| ConfigError {
+            problems: vec![format!("{origin}: {}", error.to_string().trim_end())],
+        })?;
+        let mut problems = Problems {
+            origin,
+            list: Vec::new(),
+        };
+        let config = build(raw, &mut problems, secrets);
+        if problems.list.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                problems: problems.list,
+            })
+        }
+    }
+}
+
+/// Collects problems, each prefixed with the file and the place in it.
+struct Problems<'a> {
+    origin: &'a str,
+    list: Vec<String>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, place: &str, field: &str, message: impl fmt::Display) {
+        self.list.push(format!(
+            "{}: {place}: field `{field}`: {message}",
+            self.origin
+        ));
+    }
+}
+
+fn build(raw: RawConfig, problems: &mut Problems<'_>, secrets: &dyn SecretLookup) -> Config {
+    let listen_text = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = listen_text.parse().unwrap_or_else(|_| {
+        problems.add(
+            "[server]",
+            "listen",
+            format!("`{listen_text}` is not an address like 127.0.0.1:8080"),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
+    let base_domain = raw.server.base_domain.map(|domain| {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        if domain.is_empty() || domain.contains(['/', ':', ' ']) {
+            problems.add(
+                "[server]",
+                "base_domain",
+                "must be a DNS name like media.example.com (no scheme, port or path)",
+            );
+        }
+        domain
+    });
+
+    let sts = build_sts(raw.sts, problems, secrets);
+
+    let mut integrations = Vec::new();
+    for (index, raw_integration) in raw.integrations.into_iter().enumerate() {
+        if let Some(integration) = build_integration(index, raw_integration, problems, secrets) {
+            integrations.push(Arc::new(integration));
+        }
+    }
+    check_names_unique(&integrations, problems);
+
+    Config {
+        server: ServerConfig {
+            listen,
+            base_domain,
+        },
+        sts,
+        integrations,
+    }
+}
+
+fn build_sts(raw: RawSts, problems: &mut Problems<'_>, secrets: &dyn SecretLookup) -> StsConfig {
+    let place = "[sts]";
+    let endpoint = raw.endpoint.and_then(|text| {
+        parse_endpoint(&text)
+            .map_err(|e| problems.add(place, "endpoint", e))
+            .ok()
+    });
+    let refresh_before_expiry = parse_setting_duration(
+        raw.refresh_before_expiry.as_deref(),
+        Duration::from_secs(5 * 60),
+        place,
+        "refresh_before_expiry",
+        problems,
+    );
+    let duration = parse_setting_duration(
+        raw.duration.as_deref(),
+        Duration::from_secs(3600),
+        place,
+        "duration",
+        problems,
+    );
+    // AWS's limits for AssumeRole's DurationSeconds.
+    if !(900..=43_200).contains(&duration.as_secs()) {
+        problems.add(
+            place,
+            "duration",
+            "must be between 15m and 12h (AWS's limits for AssumeRole)",
+        );
+    }
+    if refresh_before_expiry >= duration {
+        problems.add(
+            place,
+            "refresh_before_expiry",
+            "must be shorter than `duration`, or credentials would be renewed on every request",
+        );
+    }
+    let credentials = match raw.credentials {
+        None => BaseCredentials::DefaultChain,
+        Some(raw) => match build_credentials(raw, place, problems, secrets) {
+            Some(CredentialSource::Static(keys)) => BaseCredentials::Static(keys),
+            Some(CredentialSource::DefaultChain) | None => BaseCredentials::DefaultChain,
+            Some(CredentialSource::AssumeRole { .. }) => {
+                problems.add(
+                    place,
+                    "credentials",
+                    "the proxy's own STS identity is static keys or `source = \"default-chain\"`",
+                );
+                BaseCredentials::DefaultChain
+            }
+        },
+    };
+    StsConfig {
+        endpoint,
+        refresh_before_expiry,
+        duration,
+        credentials,
+    }
+}
+
+fn build_integration(
+    index: usize,
+    raw: RawIntegration,
+    problems: &mut Problems<'_>,
+    secrets: &dyn SecretLookup,
+) -> Option<Integration> {
+    let name = raw.name.unwrap_or_default();
+    let place = if name.is_empty() {
+        format!("integration #{}", index + 1)
+    } else {
+        format!("integration \"{name}\"")
+    };
+    let before = problems.list.len();
+
+    if name.is_empty() {
+        problems.add(&place, "name", "is required");
+    } else if let Err(reason) = check_bucket_name(&name) {
+        problems.add(
+            &place,
+            "name",
+            format!("is used as a logical bucket name in URLs and {reason}"),
+        );
+    }
+
+    let buckets = match (raw.bucket, raw.buckets, raw.default) {
+        (Some(bucket), None, false) => Some(Buckets::Scoped(bucket)),
+        (None, Some(list), true) if !list.is_empty() => Some(Buckets::Permitted(list)),
+        (None, Some(_), true) => {
+            problems.add(&place, "buckets", "must name at least one bucket");
+            None
+        }
+        (None, Some(_), false) => {
+            problems.add(
+                &place,
+                "default",
+                "`buckets = [...]` needs `default = true`",
+            );
+            None
+        }
+        (Some(_), _, true) | (Some(_), Some(_), _) => {
+            problems.add(
+                &place,
+                "bucket",
+                "give either `bucket` (only this bucket) or `buckets` with `default = true` \
+                 (every permitted bucket), not both",
+            );
+            None
+        }
+        (None, None, _) => {
+            problems.add(
+                &place,
+                "bucket",
+                "is required (or `buckets` with `default = true`)",
+            );
+            None
+        }
+    };
+    if let Some(buckets) = &buckets {
+        let list: Vec<&String> = match buckets {
+            Buckets::Scoped(bucket) => vec![bucket],
+            Buckets::Permitted(list) => list.iter().collect(),
+        };
+        for bucket in list {
+            if let Err(reason) = check_bucket_name(bucket) {
+                problems.add(&place, "bucket", format!("`{bucket}` {reason}"));
+            }
+        }
+    }
+
+    let prefix = match raw.prefix {
+        None => String::new(),
+        Some(prefix) => match check_prefix(&prefix) {
+            Ok(prefix) => prefix,
+            Err(reason) => {
+                problems.add(&place, "prefix", reason);
+                String::new()
+            }
+        },
+    };
+
+    let region = match raw.region {
+        None => {
+            problems.add(&place, "region", "is required (e.g. \"us-east-1\")");
+            String::new()
+        }
+        Some(region) if region == "auto" => {
+            problems.add(
+                &place,
+                "region",
+                "\"auto\" is not supported yet; name the bucket's region",
+            );
+            region
+        }
+        Some(region)
+            if !region.is_empty()
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
+        {
+            region
+        }
+        Some(region) => {
+            problems.add(
+                &place,
+                "region",
+                format!("`{region}` is not a region name like us-west-2"),
+            );
+            region
+        }
+    };
+
+    let endpoint = raw.endpoint.and_then(|text| {
+        parse_endpoint(&text)
+            .map_err(|reason| problems.add(&place, "endpoint", reason))
+            .ok()
+    });
+
+    let addressing = match raw.addressing.as_deref() {
+        None if endpoint.is_some() => Addressing::Path,
+        None => Addressing::VirtualHost,
+        Some("path") => Addressing::Path,
+        Some("virtual-host") => Addressing::VirtualHost,
+        Some(other) => {
+            problems.add(
+                &place,
+                "addressing",
+                format!("`{other}` is not \"virtual-host\" or \"path\""),
+            );
+            Addressing::Path
+        }
+    };
+    if let (Addressing::VirtualHost, Some(Buckets::Scoped(bucket))) = (addressing, &buckets)
+        && bucket.contains('.')
+        && endpoint.as_ref().is_none_or(|e| e.scheme == Scheme::Https)
+    {
+        problems.add(
+            &place,
+            "addressing",
+            "a bucket name with dots cannot be reached virtual-host style over TLS (its name \
+             breaks the certificate match); use addressing = \"path\"",
+        );
+    }
+
+    let access = match raw.access.as_deref() {
+        None | Some("read-only") => Access::ReadOnly,
+        Some("read-write") => Access::ReadWrite,
+        Some(other) => {
+            problems.add(
+                &place,
+                "access",
+                format!("`{other}` is not \"read-only\" or \"read-write\""),
+            );
+            Access::ReadOnly
+        }
+    };
+
+    let credentials = match raw.credentials {
+        None => {
+            problems.add(
+                &place,
+                "credentials",
+                "is required: [integration.credentials] with role_arn, access_key_id or source",
+            );
+            None
+        }
+        Some(raw) => build_credentials(raw, &format!("{place}: credentials"), problems, secrets),
+    };
+
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(Integration {
+        name,
+        buckets: buckets?,
+        prefix,
+        region,
+        endpoint,
+        addressing,
+        access,
+        public: raw.public,
+        allow_unusual_keys: raw.allow_unusual_keys,
+        credentials: credentials?,
+    })
+}
+
+fn build_credentials(
+    raw: RawCredentials,
+    place: &str,
+    problems: &mut Problems<'_>,
+    secrets: &dyn SecretLookup,
+) -> Option<CredentialSource> {
+    let kinds = [
+        raw.role_arn.is_some(),
+        raw.access_key_id.is_some(),
+        raw.source.is_some(),
+    ]
+    .iter()
+    .filter(|given| **given)
+    .count();
+    if kinds != 1 {
+        problems.add(
+            place,
+            "role_arn",
+            "give exactly one of `role_arn` (STS AssumeRole), `access_key_id` (static keys) or \
+             `source = \"default-chain\"`",
+        );
+        return None;
+    }
+
+    if let Some(role_arn) = raw.role_arn {
+        let mut ok = true;
+        if let Err(reason) = check_role_arn(&role_arn) {
+            problems.add(place, "role_arn", reason);
+            ok = false;
+        }
+        for (field, given) in [
+            ("secret_access_key_env", raw.secret_access_key_env.is_some()),
+            (
+                "secret_access_key_file",
+                raw.secret_access_key_file.is_some(),
+            ),
+            ("session_token_env", raw.session_token_env.is_some()),
+        ] {
+            if given {
+                problems.add(place, field, "does not go with `role_arn`");
+                ok = false;
+            }
+        }
+        if let Some(external_id) = &raw.external_id
+            && (external_id.len() < 2
+                || external_id.len() > 1224
+                || !external_id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c)))
+        {
+            problems.add(
+                place,
+                "external_id",
+                "must be 2-1224 characters of letters, digits and +=,.@:/-_ (AWS's rule)",
+            );
+            ok = false;
+        }
+        let session_name = raw
+            .session_name
+            .unwrap_or_else(|| DEFAULT_SESSION_NAME.to_string());
+        if session_name.len() < 2
+            || session_name.len() > 64
+            || !session_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c))
+        {
+            problems.add(
+                place,
+                "session_name",
+                "must be 2-64 characters of letters, digits and +=,.@-_ (AWS's rule)",
+            );
+            ok = false;
+        }
+        return ok.then_some(CredentialSource::AssumeRole {
+            role_arn,
+            external_id: raw.external_id,
+            session_name,
+        });
+    }
+
+    for (field, given) in [
+        ("external_id", raw.external_id.is_some()),
+        ("session_name", raw.session_name.is_some()),
+    ] {
+        if given {
+            problems.add(place, field, "only goes with `role_arn`");
+        }
+    }
+
+    if let Some(source) = raw.source {
+        if source != "default-chain" {
+            problems.add(
+                place,
+                "source",
+                format!("`{source}` is not \"default-chain\""),
+            );
+            return None;
+        }
+        return Some(CredentialSource::DefaultChain);
+    }
+
+    let access_key_id = raw.access_key_id.unwrap_or_default();
+    if access_key_id.is_empty() || !access_key_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        problems.add(place, "access_key_id", "must be letters and digits");
+    }
+    let secret = match (raw.secret_access_key_env, raw.secret_access_key_file) {
+        (Some(var), None) => match secrets.var(&var) {
+            Some(value) if !value.is_empty() => Some(Secret::new(value)),
+            _ => {
+                problems.add(
+                    place,
+                    "secret_access_key_env",
+                    format!("environment variable `{var}` is not set"),
+                );
+                None
+            }
+        },
+        (None, Some(file)) => match std::fs::read_to_string(&file) {
+            Ok(value) if !value.trim().is_empty() => Some(Secret::new(value.trim())),
+            Ok(_) => {
+                problems.add(
+                    place,
+                    "secret_access_key_file",
+                    format!("`{file}` is empty"),
+                );
+                None
+            }
+            Err(error) => {
+                problems.add(
+                    place,
+                    "secret_access_key_file",
+                    format!("cannot read `{file}`: {error}"),
+                );
+                None
+            }
+        },
+        _ => {
+            problems.add(
+                place,
+                "secret_access_key_env",
+                "static keys need exactly one of `secret_access_key_env` or \
+                 `secret_access_key_file` (secrets are never written inline)",
+            );
+            None
+        }
+    };
+    let session_token = match raw.session_token_env {
+        None => None,
+        Some(var) => match secrets.var(&var) {
+            Some(value) if !value.is_empty() => Some(Secret::new(value)),
+            _ => {
+                problems.add(
+                    place,
+                    "session_token_env",
+                    format!("environment variable `{var}` is not set"),
+                );
+                None
+            }
+        },
+    };
+    Some(CredentialSource::Static(StaticKeys {
+        access_key_id,
+        secret_access_key: secret?,
+        session_token,
+    }))
+}
+
+/// Two integrations may not claim one logical name (an integration name or a bucket).
+fn check_names_unique(integrations: &[Arc<Integration>], problems: &mut Problems<'_>) {
+    let mut claims: BTreeMap<&str, &str> = BTreeMap::new();
+    for integration in integrations {
+        let mut names: Vec<&str> = vec![integration.name.as_str()];
+        match &integration.buckets {
+            Buckets::Scoped(bucket) => names.push(bucket),
+            Buckets::Permitted(list) => names.extend(list.iter().map(String::as_str)),
+        }
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            if let Some(other) = claims.insert(name, &integration.name) {
+                problems.add(
+                    &format!("integration \"{}\"", integration.name),
+                    "name",
+                    format!(
+                        "the logical bucket `{name}` is already claimed by integration \"{other}\""
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// S3's bucket naming rules (also applied to integration names, which share the URL space).
+pub fn check_bucket_name(name: &str) -> Result<(), String> {
+    if !(3..=63).contains(&name.len()) {
+        return Err("must be 3-63 characters long".to_string());
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+    {
+        return Err("may contain only lowercase letters, digits, `.` and `-`".to_string());
+    }
+    let first_last_ok =
+        |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !first_last_ok(name.bytes().next()) || !first_last_ok(name.bytes().last()) {
+        return Err("must begin and end with a letter or digit".to_string());
+    }
+    if name.contains("..") {
+        return Err("must not contain `..`".to_string());
+    }
+    Ok(())
+}
+
+/// A prefix is a directory: `tenant` becomes `tenant/`, so key `-x` can never reach a sibling
+/// `tenant-x`.
+fn check_prefix(prefix: &str) -> Result<String, String> {
+    if prefix.starts_with('/') {
+        return Err("must not start with `/` (S3 keys have no leading slash)".to_string());
+    }
+    if prefix.chars().any(char::is_control) {
+        return Err("must not contain control characters".to_string());
+    }
+    if prefix
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err("must not contain `.` or `..` segments".to_string());
+    }
+    if prefix.contains("//") {
+        return Err("must not contain empty segments (`//`)".to_string());
+    }
+    if prefix.is_empty() || prefix.ends_with('/') {
+        Ok(prefix.to_string())
+    } else {
+        Ok(format!("{prefix}/"))
+    }
+}
+
+fn check_role_arn(arn: &str) -> Result<(), String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let well_formed = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && parts[5]
+            .strip_prefix("role/")
+            .is_some_and(|name| !name.is_empty());
+    if well_formed {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{arn}` is not an IAM role ARN like arn:aws:iam::111122223333:role/Name"
+        ))
+    }
+}
+
+/// Parses `http://host:port` or `https://host[:port]`; no path, query or user info.
+pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a URL like http://127.0.0.1:9000"))?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::Http,
+        Some("https") => Scheme::Https,
+        _ => return Err(format!("`{text}` must start with http:// or https://")),
+    };
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("`{text}` has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("`{text}` must not carry credentials"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!("`{text}` must not have a path or query"));
+    }
+    Ok(Endpoint {
+        scheme,
+        host: authority.host().to_ascii_lowercase(),
+        port: authority.port_u16(),
+    })
+}
+
+/// Parses `90s`, `5m`, `1h` (or a plain number of seconds).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let number: u64 = number.parse().ok()?;
+    let seconds = match unit {
+        "s" => number,
+        "m" => number.checked_mul(60)?,
+        "h" => number.checked_mul(3600)?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(seconds))
+}
+
+fn parse_setting_duration(
+    text: Option<&str>,
+    default: Duration,
+    place: &str,
+    field: &str,
+    problems: &mut Problems<'_>,
+) -> Duration {
+    match text {
+        None => default,
+        Some(text) => parse_duration(text).unwrap_or_else(|| {
+            problems.add(
+                place,
+                field,
+                format!("`{text}` is not a duration like 90s, 5m or 1h"),
+            );
+            default
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets() -> BTreeMap<String, String> {
+        BTreeMap::from([("MINIO_SECRET".to_string(), "minio-secret".to_string())])
+    }
+
+    const GOOD: &str = r#"
+        [server]
+        listen = "127.0.0.1:0"
+        base_domain = "media.example.com"
+
+        [sts]
+        endpoint = "http://127.0.0.1:5000"
+        refresh_before_expiry = "5m"
+        duration = "1h"
+
+        [[integration]]
+        name = "acme-media"
+        bucket = "acme-prod-media"
+        prefix = "labelling"
+        region = "us-west-2"
+        [integration.credentials]
+        role_arn = "arn:aws:iam::111122223333:role/Integration"
+        external_id = "acme-external-id"
+
+        [[integration]]
+        name = "local"
+        bucket = "local-bucket"
+        region = "us-east-1"
+        endpoint = "http://127.0.0.1:9000"
+        public = true
+        [integration.credentials]
+        access_key_id = "minioadmin"
+        secret_access_key_env = "MINIO_SECRET"
+
+        [[integration]]
+        name = "kolena-default"
+        default = true
+        buckets = ["bucket-one", "bucket-two"]
+        region = "eu-west-1"
+        [integration.credentials]
+        source = "default-chain"
+    "#;
+
+    #[test]
+    fn parses_a_full_config_into_typed_values() {
+        let config = Config::parse(GOOD, "good.toml", &secrets()).expect("valid");
+        assert_eq!(
+            config.server.base_domain.as_deref(),
+            Some("media.example.com")
+        );
+        assert_eq!(config.sts.duration, Duration::from_secs(3600));
+        let acme = &config.integrations[0];
+        assert_eq!(acme.prefix, "labelling/", "a prefix is a directory");
+        assert_eq!(acme.addressing, Addressing::VirtualHost);
+        assert!(matches!(
+            &acme.credentials,
+            CredentialSource::AssumeRole { session_name, external_id: Some(id), .. }
+                if session_name == DEFAULT_SESSION_NAME && id == "acme-external-id"
+        ));
+        let local = &config.integrations[1];
+        assert_eq!(
+            local.addressing,
+            Addressing::Path,
+            "custom endpoints default to path style"
+        );
+        assert_eq!(
+            local.endpoint.as_ref().map(Endpoint::url).as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        match &local.credentials {
+            CredentialSource::Static(keys) => {
+                assert_eq!(keys.secret_access_key.expose(), "minio-secret");
+                assert!(!format!("{keys:?}").contains("minio-secret"));
+            }
+            other => panic!("expected static keys, got {other:?}"),
+        }
+        assert_eq!(
+            config.integrations[2].buckets,
+            Buckets::Permitted(vec!["bucket-one".into(), "bucket-two".into()])
+        );
+    }
+
+    #[test]
+    fn reports_every_problem_with_file_integration_and_field() {
+        let text = r#"
+            [[integration]]
+            name = "Bad_Name"
+            bucket = "ok-bucket"
+            region = "us-east-1"
+            [integration.credentials]
+            role_arn = "arn:aws:iam::12:role/x"
+
+            [[integration]]
+            name = "second"
+            bucket = "other-bucket"
+            region = "us-east-1"
+            addressing = "sideways"
+            [integration.credentials]
+            access_key_id = "AK"
+            secret_access_key_env = "UNSET_VARIABLE"
+        "#;
+        let error = Config::parse(text, "bad.toml", &secrets()).expect_err("invalid");
+        let all = error.to_string();
+        assert!(
+            all.contains("bad.toml: integration \"Bad_Name\": field `name`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("integration \"Bad_Name\": credentials: field `role_arn`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("integration \"second\": field `addressing`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("integration \"second\": credentials: field `secret_access_key_env`: environment variable `UNSET_VARIABLE` is not set"),
+            "{all}"
+        );
+        assert_eq!(error.problems.len(), 4, "{all}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_file_named() {
+        let error = Config::parse("[server]\nlisten_on = \"x\"\n", "typo.toml", &secrets())
+            .expect_err("unknown key");
+        let text = error.to_string();
+        assert!(
+            text.contains("typo.toml") && text.contains("listen_on"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn two_integrations_cannot_claim_one_logical_name() {
+        let text = r#"
+            [[integration]]
+            name = "one"
+            bucket = "shared-bucket"
+            region = "us-east-1"
+            [integration.credentials]
+            source = "default-chain"
+
+            [[integration]]
+            name = "shared-bucket"
+            bucket = "another"
+            region = "us-east-1"
+            [integration.credentials]
+            source = "default-chain"
+        "#;
+        let error = Config::parse(text, "dup.toml", &secrets()).expect_err("conflict");
+        assert!(
+            error
+                .to_string()
+                .contains("already claimed by integration \"one\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn bucket_names_follow_s3_rules() {
+        assert!(check_bucket_name("my-bucket.v2").is_ok());
+        for bad in [
+            "ab",
+            "Upper",
+            "-dash",
+            "dash-",
+            "a..b",
+            "has_underscore",
+            "slash/x",
+        ] {
+            assert!(check_bucket_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_and_endpoints_parse() {
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
+        assert_eq!(parse_duration("5 minutes"), None);
+        assert!(parse_endpoint("ftp://x").is_err());
+        assert!(parse_endpoint("http://user:pw@host:9000").is_err());
+        assert!(parse_endpoint("http://host:9000/path").is_err());
+        let endpoint = parse_endpoint("https://S3.Example.com").expect("valid");
+        assert_eq!(endpoint.authority(), "s3.example.com");
+    }
+
+    #[test]
+    fn prefixes_are_directories() {
+        assert_eq!(check_prefix("tenant").as_deref(), Ok("tenant/"));
+        assert_eq!(check_prefix("a/b/").as_deref(), Ok("a/b/"));
+        assert!(check_prefix("/abs").is_err());
+        assert!(check_prefix("a/../b").is_err());
+    }
+}

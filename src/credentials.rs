@@ -1,0 +1,316 @@
+//! Credentials: the keys each integration's upstream requests are signed with.
+//!
+//! Static keys are used as configured. Assumed-role and default-chain credentials live in a
+//! [moka] cache keyed by the whole identity (role ARN, ExternalId, session name, region), so two
+//! integrations share credentials only when STS would hand them the same ones. An entry is fresh
+//! until `expiry - refresh_before_expiry`; concurrent misses on one key wait for a single STS
+//! call (`try_get_with` coalesces them). When a refresh fails while the previous credentials have
+//! not expired, requests keep using them, and STS is retried with exponential backoff rather than
+//! on every request. Only once they have expired does a request fail with `ServiceUnavailable`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use moka::Expiry;
+use moka::future::Cache;
+
+use crate::config::{BaseCredentials, CredentialSource, Integration, StaticKeys, StsConfig};
+use crate::error::Error;
+
+/// Credentials with no expiry (from the default chain) are re-read this often.
+const UNEXPIRING_REFRESH: Duration = Duration::from_secs(15 * 60);
+/// Credentials closer than this to expiry are not used to sign: the request might arrive late.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The identity a cache entry belongs to: everything that makes STS answer differently.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum CredentialKey {
+    AssumeRole {
+        role_arn: String,
+        external_id: Option<String>,
+        session_name: String,
+        region: String,
+    },
+    DefaultChain,
+}
+
+/// What the last successful fetch returned, kept to ride out an STS outage.
+struct LastGood {
+    credentials: Credentials,
+    /// No STS call before this instant (backoff after a failure).
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+/// Gets, caches and refreshes integration credentials.
+pub struct CredentialCache {
+    fresh: Cache<CredentialKey, Credentials>,
+    last_good: Mutex<HashMap<CredentialKey, LastGood>>,
+    sts: StsConfig,
+    http_client: SharedHttpClient,
+    sts_clients: Mutex<HashMap<String, aws_sdk_sts::Client>>,
+    default_chain: tokio::sync::OnceCell<Option<SharedCredentialsProvider>>,
+}
+
+/// Fresh until `expiry - refresh_before_expiry`.
+struct RefreshPolicy {
+    refresh_before_expiry: Duration,
+}
+
+impl Expiry<CredentialKey, Credentials> for RefreshPolicy {
+    fn expire_after_create(
+        &self,
+        _key: &CredentialKey,
+        credentials: &Credentials,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(match credentials.expiry() {
+            Some(expiry) => expiry
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .saturating_sub(self.refresh_before_expiry),
+            None => UNEXPIRING_REFRESH,
+        })
+    }
+}
+
+impl CredentialCache {
+    pub fn new(sts: StsConfig, http_client: SharedHttpClient) -> Self {
+        let fresh = Cache::builder()
+            .max_capacity(100_000)
+            .expire_after(RefreshPolicy {
+                refresh_before_expiry: sts.refresh_before_expiry,
+            })
+            .build();
+        CredentialCache {
+            fresh,
+            last_good: Mutex::new(HashMap::new()),
+            sts,
+            http_client,
+            sts_clients: Mutex::new(HashMap::new()),
+            default_chain: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The credentials to sign this integration's next upstream request with.
+    pub async fn credentials(&self, integration: &Integration) -> Result<Credentials, Error> {
+        let key = match &integration.credentials {
+            CredentialSource::Static(keys) => return Ok(static_credentials(keys)),
+            CredentialSource::AssumeRole {
+                role_arn,
+                external_id,
+                session_name,
+            } => CredentialKey::AssumeRole {
+                role_arn: role_arn.clone(),
+                external_id: external_id.clone(),
+                session_name: session_name.clone(),
+                region: integration.region.clone(),
+            },
+            CredentialSource::DefaultChain => CredentialKey::DefaultChain,
+        };
+        if let Some(credentials) = self.fresh.get(&key).await {
+            return Ok(credentials);
+        }
+        if let Some(credentials) = self.usable_during_backoff(&key) {
+            return Ok(credentials);
+        }
+        let fetched = self
+            .fresh
+            .try_get_with(key.clone(), self.fetch_and_remember(&key))
+            .await;
+        match fetched {
+            Ok(credentials) => Ok(credentials),
+            Err(reason) => match self.fall_back(&key) {
+                Some(credentials) => {
+                    tracing::warn!(
+                        integration = %integration.name,
+                        %reason,
+                        "credential refresh failed; using the previous credentials until they expire"
+                    );
+                    Ok(credentials)
+                }
+                None => {
+                    tracing::warn!(integration = %integration.name, %reason, "no credentials");
+                    Err(Error::CredentialsUnavailable {
+                        integration: integration.name.clone(),
+                        reason: reason.to_string(),
+                    })
+                }
+            },
+        }
+    }
+
+    /// One fetch per miss; the result is remembered for outages.
+    async fn fetch_and_remember(&self, key: &CredentialKey) -> Result<Credentials, String> {
+        let credentials = self.fetch(key).await?;
+        if let Ok(mut last_good) = self.last_good.lock() {
+            last_good.insert(
+                key.clone(),
+                LastGood {
+                    credentials: credentials.clone(),
+                    retry_at: None,
+                    backoff: FIRST_BACKOFF,
+                },
+            );
+        }
+        Ok(credentials)
+    }
+
+    async fn fetch(&self, key: &CredentialKey) -> Result<Credentials, String> {
+        match key {
+            CredentialKey::AssumeRole {
+                role_arn,
+                external_id,
+                session_name,
+                region,
+            } => {
+                let client = self.sts_client(region).await?;
+                let duration_seconds = i32::try_from(self.sts.duration.as_secs()).unwrap_or(3600);
+                let output = client
+                    .assume_role()
+                    .role_arn(role_arn)
+                    .role_session_name(session_name)
+                    .set_external_id(external_id.clone())
+                    .duration_seconds(duration_seconds)
+                    .send()
+                    .await
+                    .map_err(|error| {
+                        tracing::debug!(error = %DisplayErrorContext(&error), "AssumeRole failed");
+                        match error.code() {
+                            Some(code) => format!("STS AssumeRole refused: {code}"),
+                            None => "STS could not be reached".to_string(),
+                        }
+                    })?;
+                let assumed = output
+                    .credentials
+                    .ok_or_else(|| "STS AssumeRole returned no credentials".to_string())?;
+                let expiry = SystemTime::try_from(assumed.expiration)
+                    .map_err(|_| "STS AssumeRole returned an unusable expiration".to_string())?;
+                if expiry <= SystemTime::now() + EXPIRY_MARGIN {
+                    return Err("STS AssumeRole returned credentials that already expired".into());
+                }
+                Ok(Credentials::new(
+                    assumed.access_key_id,
+                    assumed.secret_access_key,
+                    Some(assumed.session_token),
+                    Some(expiry),
+                    "sts-assume-role",
+                ))
+            }
+            CredentialKey::DefaultChain => self
+                .default_chain()
+                .await?
+                .provide_credentials()
+                .await
+                .map_err(|error| {
+                    tracing::debug!(error = %DisplayErrorContext(&error), "default chain failed");
+                    "the proxy's own AWS identity could not be loaded".to_string()
+                }),
+        }
+    }
+
+    /// While a failed refresh is backing off, the previous credentials serve without a new call.
+    fn usable_during_backoff(&self, key: &CredentialKey) -> Option<Credentials> {
+        let last_good = self.last_good.lock().ok()?;
+        let entry = last_good.get(key)?;
+        let backing_off = entry.retry_at.is_some_and(|at| Instant::now() < at);
+        (backing_off && still_valid(&entry.credentials)).then(|| entry.credentials.clone())
+    }
+
+    /// After a failed refresh: the previous credentials if they are still valid, and a longer
+    /// wait before the next STS call.
+    fn fall_back(&self, key: &CredentialKey) -> Option<Credentials> {
+        let mut last_good = self.last_good.lock().ok()?;
+        let entry = last_good.get_mut(key)?;
+        if entry.retry_at.is_none_or(|at| Instant::now() >= at) {
+            entry.retry_at = Some(Instant::now() + entry.backoff);
+            entry.backoff = (entry.backoff * 2).min(MAX_BACKOFF);
+        }
+        still_valid(&entry.credentials).then(|| entry.credentials.clone())
+    }
+
+    async fn sts_client(&self, region: &str) -> Result<aws_sdk_sts::Client, String> {
+        if let Some(client) = self
+            .sts_clients
+            .lock()
+            .ok()
+            .and_then(|c| c.get(region).cloned())
+        {
+            return Ok(client);
+        }
+        let provider = match &self.sts.credentials {
+            BaseCredentials::Static(keys) => {
+                SharedCredentialsProvider::new(static_credentials(keys))
+            }
+            BaseCredentials::DefaultChain => self.default_chain().await?,
+        };
+        let mut builder = aws_sdk_sts::Config::builder()
+            .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+            .region(aws_sdk_sts::config::Region::new(region.to_string()))
+            .credentials_provider(provider)
+            .http_client(self.http_client.clone())
+            .timeout_config(
+                aws_sdk_sts::config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_secs(5))
+                    .operation_timeout(Duration::from_secs(15))
+                    .build(),
+            );
+        if let Some(endpoint) = &self.sts.endpoint {
+            builder = builder.endpoint_url(endpoint.url());
+        }
+        let client = aws_sdk_sts::Client::from_conf(builder.build());
+        if let Ok(mut clients) = self.sts_clients.lock() {
+            clients.insert(region.to_string(), client.clone());
+        }
+        Ok(client)
+    }
+
+    /// The proxy's own identity, loaded once from the standard AWS chain.
+    async fn default_chain(&self) -> Result<SharedCredentialsProvider, String> {
+        self.default_chain
+            .get_or_init(|| async {
+                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .http_client(self.http_client.clone())
+                    .load()
+                    .await
+                    .credentials_provider()
+            })
+            .await
+            .clone()
+            .ok_or_else(|| "the proxy has no AWS identity of its own".to_string())
+    }
+}
+
+fn still_valid(credentials: &Credentials) -> bool {
+    credentials
+        .expiry()
+        .is_none_or(|expiry| expiry > SystemTime::now() + EXPIRY_MARGIN)
+}
+
+fn static_credentials(keys: &StaticKeys) -> Credentials {
+    Credentials::new(
+        keys.access_key_id.clone(),
+        keys.secret_access_key.expose().to_string(),
+        keys.session_token.as_ref().map(|t| t.expose().to_string()),
+        None,
+        "static",
+    )
+}
+
+/// The HTTPS client the AWS SDK uses for STS and the default chain: rustls on ring, like the
+/// proxy's own upstream client.
+pub fn sdk_http_client() -> SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}

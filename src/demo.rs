@@ -1,0 +1,271 @@
+//! The demo: the proxy in front of an embedded S3-compatible store, with no AWS account.
+//!
+//! [`EmbeddedStore`] runs s3s-fs (a real S3 implementation over a directory, which verifies
+//! SigV4) on a loopback port with one generated key pair. [`run`] seeds it with a text file, a
+//! PNG, a short MP4 and a page showing them, writes a config naming the store as a custom
+//! endpoint with static keys, and serves the proxy in front of it. Tests and benches use
+//! [`EmbeddedStore`] as a strict upstream too.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use aws_credential_types::Credentials;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, header};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+use crate::body::{self, BoxError};
+use crate::config::Config;
+
+const PAGE: &str = include_str!("../demo/index.html");
+const PNG: &[u8] = include_bytes!("../demo/pattern.png");
+const MP4: &[u8] = include_bytes!("../demo/clip.mp4");
+const TEXT: &str = "Hello from s3-signing-proxy: this object was fetched from an S3-compatible store \
+and re-signed by the proxy.\n";
+
+/// An s3s-fs server on 127.0.0.1 that checks every request's SigV4 signature.
+pub struct EmbeddedStore {
+    pub address: SocketAddr,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub root: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EmbeddedStore {
+    /// Starts the store over `root` (buckets are its sub-directories). `virtual_host_domain`
+    /// (e.g. `localhost:PORT`) enables `{bucket}.{domain}` requests; its port must be the one
+    /// the store will get, so virtual-host users pass a listener bound beforehand.
+    pub async fn start(
+        root: &Path,
+        listener: Option<TcpListener>,
+        virtual_host_domain: Option<String>,
+    ) -> Result<Self, BoxError> {
+        let listener = match listener {
+            Some(listener) => listener,
+            None => TcpListener::bind("127.0.0.1:0").await?,
+        };
+        let address = listener.local_addr()?;
+        let access_key_id = format!("DEMO{}", random_hex(8).to_ascii_uppercase());
+        let secret_access_key = random_hex(32);
+        let mut builder = s3s::service::S3ServiceBuilder::new(
+            s3s_fs::FileSystem::new(root).map_err(|error| format!("s3s-fs: {error:?}"))?,
+        );
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(
+            access_key_id.clone(),
+            secret_access_key.clone(),
+        ));
+        if let Some(domain) = virtual_host_domain {
+            builder.set_host(s3s::host::MultiDomain::new([domain])?);
+        }
+        let service = builder.build();
+        let task = tokio::spawn(async move {
+            let http = auto::Builder::new(TokioExecutor::new());
+            while let Ok((stream, _)) = listener.accept().await {
+                let connection = http
+                    .serve_connection(TokioIo::new(stream), service.clone())
+                    .into_owned();
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+        });
+        Ok(EmbeddedStore {
+            address,
+            access_key_id,
+            secret_access_key,
+            root: root.to_path_buf(),
+            task,
+        })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn credentials(&self) -> Credentials {
+        Credentials::new(
+            self.access_key_id.clone(),
+            self.secret_access_key.clone(),
+            None,
+            None,
+            "embedded-store",
+        )
+    }
+
+    /// Creates a bucket (a directory, as s3s-fs stores them).
+    pub fn create_bucket(&self, bucket: &str) -> std::io::Result<()> {
+        std::fs::create_dir_all(self.root.join(bucket))
+    }
+
+    /// Stores an object with a signed PutObject, as any S3 client would.
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        content_type: &str,
+        bytes: Bytes,
+    ) -> Result<(), BoxError> {
+        let uri: http::Uri = format!(
+            "{}/{bucket}/{}",
+            self.endpoint(),
+            crate::sign::encode_key(key)
+        )
+        .parse()?;
+        let mut request = Request::new(body::full(bytes));
+        *request.method_mut() = Method::PUT;
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_str(&self.address.to_string())?,
+        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type)?);
+        crate::sign::sign_request(
+            &mut request,
+            &self.credentials(),
+            "us-east-1",
+            SystemTime::now(),
+        )?;
+        let upstream = crate::forward::Upstream::new()?;
+        let response = upstream.send(request, "embedded-store").await?;
+        if !response.status().is_success() {
+            return Err(format!("PutObject {bucket}/{key} answered {}", response.status()).into());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Runs the demo until `shutdown`: the store, its seed objects and the proxy on `listen`.
+pub async fn run(
+    listen: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), BoxError> {
+    let root = std::env::temp_dir().join(format!("s3-signing-proxy-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&root)?;
+    let store = EmbeddedStore::start(&root, None, None).await?;
+    for bucket in ["demo-media", "demo-private"] {
+        store.create_bucket(bucket)?;
+    }
+    for (bucket, key, content_type, bytes) in [
+        (
+            "demo-media",
+            "hello.txt",
+            "text/plain; charset=utf-8",
+            Bytes::from_static(TEXT.as_bytes()),
+        ),
+        (
+            "demo-media",
+            "media/pattern.png",
+            "image/png",
+            Bytes::from_static(PNG),
+        ),
+        (
+            "demo-media",
+            "media/clip.mp4",
+            "video/mp4",
+            Bytes::from_static(MP4),
+        ),
+        (
+            "demo-media",
+            "index.html",
+            "text/html; charset=utf-8",
+            Bytes::from_static(PAGE.as_bytes()),
+        ),
+        (
+            "demo-private",
+            "secret.txt",
+            "text/plain",
+            Bytes::from_static(b"not for anonymous eyes\n"),
+        ),
+    ] {
+        store.put_object(bucket, key, content_type, bytes).await?;
+    }
+
+    let config_text = format!(
+        r#"
+[server]
+listen = "{listen}"
+
+[[integration]]
+name = "demo"
+bucket = "demo-media"
+region = "us-east-1"
+endpoint = "{endpoint}"
+public = true
+[integration.credentials]
+access_key_id = "{key_id}"
+secret_access_key_env = "DEMO_STORE_SECRET"
+
+[[integration]]
+name = "demo-private"
+bucket = "demo-private"
+region = "us-east-1"
+endpoint = "{endpoint}"
+[integration.credentials]
+access_key_id = "{key_id}"
+secret_access_key_env = "DEMO_STORE_SECRET"
+"#,
+        endpoint = store.endpoint(),
+        key_id = store.access_key_id,
+    );
+    let secrets = BTreeMap::from([(
+        "DEMO_STORE_SECRET".to_string(),
+        store.secret_access_key.clone(),
+    )]);
+    let config = Config::parse(&config_text, "the demo's generated config", &secrets)?;
+
+    let result = crate::server::serve(&config, shutdown, |address| {
+        print_welcome(address, &store);
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(result?)
+}
+
+fn print_welcome(address: SocketAddr, store: &EmbeddedStore) {
+    let base = format!("http://{address}");
+    println!(
+        "\ns3-signing-proxy demo\n\
+         \n  upstream store : s3s-fs at {store} (verifies SigV4; the proxy signs every request)\
+         \n  proxy          : {base}\n\
+         \nOpen in a browser (image, video with seeking through Range requests):\
+         \n  {base}/demo/index.html\n\
+         \nOr try with curl:\
+         \n  curl {base}/demo/hello.txt\
+         \n  curl {base}/demo-media/hello.txt              # the real bucket name works too\
+         \n  curl -r 0-99 -o /dev/null -D - {base}/demo/media/clip.mp4   # 206 Partial Content\
+         \n  curl -I {base}/demo/media/pattern.png\
+         \n  curl {base}/demo-private/secret.txt           # 403 AccessDenied: not public\
+         \n  curl {base}/no-such-integration/x             # 404 NoSuchBucket\
+         \n\nPress Ctrl-C to stop.\n",
+        store = store.endpoint(),
+    );
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut text = String::with_capacity(bytes * 2);
+    while text.len() < bytes * 2 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default(),
+        );
+        text.push_str(&format!("{:016x}", hasher.finish()));
+    }
+    text.truncate(bytes * 2);
+    text
+}

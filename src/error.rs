@@ -1,0 +1,175 @@
+//! The one error type of the request path, and the one place it becomes an S3 XML response.
+//!
+//! Every step of a request (`route`, `integration`, `credentials`, `sign`, `forward`) returns
+//! [`Error`]; `server` turns it into a response with [`Error::into_response`]. Each variant is
+//! mapped to its S3 error code and HTTP status by an exhaustive match, so a new variant forces a
+//! decision on both. Messages are written for the caller and never carry secrets, signatures or
+//! the upstream's credentials.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::body::{self, ProxyBody};
+
+/// Why the proxy itself refused or failed a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The logical bucket names no integration or permitted bucket.
+    #[error("The specified bucket does not exist or is not served by this proxy: {name}")]
+    NoSuchBucket { name: String },
+
+    /// The bucket part of the locator is not a valid bucket name (e.g. an encoded `/`).
+    #[error("The specified bucket name is not valid: {reason}")]
+    InvalidBucketName { reason: String },
+
+    /// The caller may not do this here.
+    #[error("Access Denied: {reason}")]
+    AccessDenied { reason: String },
+
+    /// The object key is malformed or not allowed by the integration.
+    #[error("Invalid object key: {reason}")]
+    InvalidKey { reason: String },
+
+    /// The key under the integration's prefix is longer than S3 allows.
+    #[error("Your key is too long: the upstream key would be {length} bytes, the limit is 1024")]
+    KeyTooLong { length: usize },
+
+    /// A request shape S3 itself would refuse.
+    #[error("{reason}")]
+    InvalidRequest { reason: String },
+
+    /// The method is not allowed on this resource.
+    #[error("The specified method is not allowed against this resource: {method}")]
+    MethodNotAllowed { method: String },
+
+    /// A valid S3 operation the proxy does not serve (yet).
+    #[error("{operation} is not implemented by this proxy")]
+    NotImplemented { operation: String },
+
+    /// The integration's credentials could not be obtained (STS refused or unreachable).
+    #[error("The proxy could not obtain credentials for integration {integration}: {reason}")]
+    CredentialsUnavailable { integration: String, reason: String },
+
+    /// The upstream could not be reached or failed before sending a response.
+    #[error("The upstream store for integration {integration} could not be reached")]
+    UpstreamUnreachable { integration: String },
+
+    /// A bug or an impossible state; details go to the log only.
+    #[error("We encountered an internal error. Please try again.")]
+    Internal { detail: String },
+}
+
+impl Error {
+    /// S3's error code for this error, as in `<Code>`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::NoSuchBucket { .. } => "NoSuchBucket",
+            Error::InvalidBucketName { .. } => "InvalidBucketName",
+            Error::AccessDenied { .. } => "AccessDenied",
+            Error::InvalidKey { .. } => "InvalidArgument",
+            Error::KeyTooLong { .. } => "KeyTooLongError",
+            Error::InvalidRequest { .. } => "InvalidRequest",
+            Error::MethodNotAllowed { .. } => "MethodNotAllowed",
+            Error::NotImplemented { .. } => "NotImplemented",
+            Error::CredentialsUnavailable { .. } => "ServiceUnavailable",
+            Error::UpstreamUnreachable { .. } => "BadGateway",
+            Error::Internal { .. } => "InternalError",
+        }
+    }
+
+    /// The HTTP status S3 uses for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::NoSuchBucket { .. } => StatusCode::NOT_FOUND,
+            Error::InvalidBucketName { .. }
+            | Error::InvalidKey { .. }
+            | Error::KeyTooLong { .. }
+            | Error::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Error::AccessDenied { .. } => StatusCode::FORBIDDEN,
+            Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Error::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
+            Error::CredentialsUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Renders the error as S3 does: an XML `<Error>` document with the request id, which is
+    /// also sent as `x-amz-request-id` so a caller can quote it and an operator can grep for it.
+    /// A HEAD response carries the same status and headers but no body, as S3's does.
+    pub fn into_response(self, request_id: &str, is_head: bool) -> Response<ProxyBody> {
+        let document = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><RequestId>{}</RequestId></Error>",
+            self.code(),
+            xml_escape(&self.to_string()),
+            xml_escape(request_id),
+        );
+        let length = document.len();
+        let body = if is_head {
+            body::empty()
+        } else {
+            body::full(Bytes::from(document))
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/xml"),
+        );
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        if let Ok(value) = HeaderValue::from_str(request_id) {
+            headers.insert("x-amz-request-id", value);
+        }
+        response
+    }
+}
+
+/// Escapes the five XML special characters; messages may quote a caller's key or bucket name.
+pub fn xml_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&apos;"),
+            c if c.is_control() => escaped.push_str(&format!("&#x{:X};", c as u32)),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn renders_s3_xml_with_request_id() {
+        let error = Error::NoSuchBucket {
+            name: "a<b".to_string(),
+        };
+        let response = error.into_response("REQ123", false);
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(response.headers()["x-amz-request-id"], "REQ123");
+        let body = response.into_body().collect().await.map(|b| b.to_bytes());
+        let text =
+            String::from_utf8(body.map(|b| b.to_vec()).unwrap_or_default()).unwrap_or_default();
+        assert!(text.contains("<Code>NoSuchBucket</Code>"), "{text}");
+        assert!(text.contains("a&lt;b"), "{text}");
+        assert!(text.contains("<RequestId>REQ123</RequestId>"), "{text}");
+    }
+
+    #[test]
+    fn head_errors_have_no_body_but_keep_status() {
+        let response = Error::AccessDenied {
+            reason: "x".to_string(),
+        }
+        .into_response("R", true);
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert!(http_body::Body::is_end_stream(response.body()));
+    }
+}

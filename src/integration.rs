@@ -1,0 +1,227 @@
+//! Resolution: which integration and which real bucket a logical bucket name means, and what a
+//! caller may do there.
+//!
+//! A logical name is an integration's name (its scoped bucket is implied), a bucket an
+//! integration is scoped to, or a bucket a default integration permits. The table is built once
+//! from the validated config (which already refused two integrations claiming one name), so a
+//! lookup is a single map access and a caller can never name a bucket outside the table.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{Buckets, Integration};
+use crate::error::Error;
+use crate::route::{Operation, Route, check_key};
+
+/// Who is calling. Only anonymous callers exist until the signed front door lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    Anonymous,
+}
+
+/// A request mapped onto its integration: everything `sign` needs to build the upstream request.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub integration: Arc<Integration>,
+    /// The real bucket upstream.
+    pub bucket: String,
+    /// The upstream key: the integration's prefix followed by the caller's key.
+    pub key: String,
+}
+
+/// The longest key S3 accepts, in UTF-8 bytes.
+const MAX_KEY_BYTES: usize = 1024;
+
+/// Logical bucket name → (integration, real bucket).
+#[derive(Debug, Default)]
+pub struct Integrations {
+    by_name: HashMap<String, (Arc<Integration>, Option<String>)>,
+}
+
+impl Integrations {
+    pub fn new(integrations: &[Arc<Integration>]) -> Self {
+        let mut by_name = HashMap::new();
+        for integration in integrations {
+            match &integration.buckets {
+                Buckets::Scoped(bucket) => {
+                    by_name.insert(
+                        integration.name.clone(),
+                        (integration.clone(), Some(bucket.clone())),
+                    );
+                    by_name.insert(bucket.clone(), (integration.clone(), Some(bucket.clone())));
+                }
+                Buckets::Permitted(buckets) => {
+                    // The name alone does not say which bucket: only bucket names route here.
+                    by_name
+                        .entry(integration.name.clone())
+                        .or_insert((integration.clone(), None));
+                    for bucket in buckets {
+                        by_name.insert(bucket.clone(), (integration.clone(), Some(bucket.clone())));
+                    }
+                }
+            }
+        }
+        Integrations { by_name }
+    }
+
+    /// Maps a route to its target, or says why the caller may not go there. Nothing here
+    /// contacts the upstream, so a refused request never reaches it.
+    pub fn resolve(&self, route: &Route, caller: Caller) -> Result<Target, Error> {
+        let (integration, bucket) =
+            self.by_name
+                .get(&route.name)
+                .ok_or_else(|| Error::NoSuchBucket {
+                    name: route.name.clone(),
+                })?;
+        let bucket = bucket.clone().ok_or_else(|| Error::InvalidRequest {
+            reason: format!(
+                "Integration {} serves several buckets; address one of them by its bucket name",
+                integration.name
+            ),
+        })?;
+        debug_assert!(integration.permits_bucket(&bucket));
+
+        authorise(integration, route.operation, caller)?;
+
+        check_key(&route.key, integration.allow_unusual_keys)?;
+        let key = format!("{}{}", integration.prefix, route.key);
+        if key.len() > MAX_KEY_BYTES {
+            return Err(Error::KeyTooLong { length: key.len() });
+        }
+        Ok(Target {
+            integration: integration.clone(),
+            bucket,
+            key,
+        })
+    }
+}
+
+fn authorise(integration: &Integration, operation: Operation, caller: Caller) -> Result<(), Error> {
+    match (caller, operation) {
+        (Caller::Anonymous, Operation::GetObject | Operation::HeadObject) if integration.public => {
+            Ok(())
+        }
+        (Caller::Anonymous, _) => Err(Error::AccessDenied {
+            reason: format!(
+                "integration {} does not allow anonymous access",
+                integration.name
+            ),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, SecretLookup};
+    use http::Method;
+
+    struct NoSecrets;
+    impl SecretLookup for NoSecrets {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+
+    fn table() -> Integrations {
+        let config = Config::parse(
+            r#"
+            [[integration]]
+            name = "acme"
+            bucket = "acme-bucket"
+            prefix = "tenant"
+            region = "us-east-1"
+            public = true
+            [integration.credentials]
+            source = "default-chain"
+
+            [[integration]]
+            name = "private"
+            bucket = "private-bucket"
+            region = "us-east-1"
+            [integration.credentials]
+            source = "default-chain"
+
+            [[integration]]
+            name = "kolena"
+            default = true
+            buckets = ["data-one", "data-two"]
+            region = "us-east-1"
+            public = true
+            [integration.credentials]
+            source = "default-chain"
+            "#,
+            "test.toml",
+            &NoSecrets,
+        )
+        .expect("valid");
+        Integrations::new(&config.integrations)
+    }
+
+    fn resolve(path: &str) -> Result<Target, Error> {
+        let route = crate::route::route(&Method::GET, None, path, None, None)?;
+        table().resolve(&route, Caller::Anonymous)
+    }
+
+    #[test]
+    fn integration_name_and_scoped_bucket_reach_the_same_target() {
+        for path in ["/acme/a/b.png", "/acme-bucket/a/b.png"] {
+            let target = resolve(path).expect("resolves");
+            assert_eq!(target.integration.name, "acme");
+            assert_eq!(target.bucket, "acme-bucket");
+            assert_eq!(target.key, "tenant/a/b.png");
+        }
+    }
+
+    #[test]
+    fn default_integration_serves_each_permitted_bucket_by_name() {
+        let target = resolve("/data-two/x").expect("resolves");
+        assert_eq!(
+            (target.integration.name.as_str(), target.bucket.as_str()),
+            ("kolena", "data-two")
+        );
+        assert_eq!(
+            resolve("/kolena/x").map_err(|e| e.code()).err(),
+            Some("InvalidRequest")
+        );
+        assert_eq!(
+            resolve("/data-three/x").map_err(|e| e.code()).err(),
+            Some("NoSuchBucket")
+        );
+    }
+
+    #[test]
+    fn prefix_boundary_cannot_be_crossed() {
+        // `tenant` is a directory: the final key always starts with `tenant/`.
+        for path in ["/acme/-x", "/acme/..%2Fother", "/acme/%2E%2E/x"] {
+            match resolve(path) {
+                Ok(target) => assert!(target.key.starts_with("tenant/"), "{}", target.key),
+                Err(error) => assert_eq!(error.code(), "InvalidArgument", "{path}"),
+            }
+        }
+        assert_eq!(
+            resolve("/acme/../x").map_err(|e| e.code()).err(),
+            Some("InvalidArgument")
+        );
+    }
+
+    #[test]
+    fn private_integrations_refuse_anonymous_callers() {
+        assert_eq!(
+            resolve("/private/k").map_err(|e| e.code()).err(),
+            Some("AccessDenied")
+        );
+    }
+
+    #[test]
+    fn keys_over_the_s3_limit_under_the_prefix_are_refused() {
+        let long = "k".repeat(1020);
+        assert_eq!(
+            resolve(&format!("/acme/{long}"))
+                .map_err(|e| e.code())
+                .err(),
+            Some("KeyTooLongError")
+        );
+        assert!(resolve(&format!("/data-one/{}", "k".repeat(1024))).is_ok());
+    }
+}

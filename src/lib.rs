@@ -1,0 +1,39 @@
+//! s3-signing-proxy: one origin through which many users reach many S3 buckets, safely.
+//!
+//! A request names a *logical locator*, `/{name}/{key}` (or `{name}.{base_domain}/{key}`). The
+//! proxy maps it to an *integration* (a customer's bucket, prefix, region, endpoint and
+//! credentials), never lets it out of that bucket and prefix, re-signs it with SigV4 using the
+//! integration's credentials, and streams the bodies both ways.
+//!
+//! # Layout
+//! One module a step, in the order a request meets them:
+//!
+//! - [`server`]: accepts connections; [`server::Proxy::handle`] runs the steps below in order
+//!   and turns any error into an S3 XML response, once, with a logged request id.
+//! - [`route`]: which logical bucket, key and S3 operation the request names.
+//! - [`integration`]: which integration and real bucket that is, and whether the caller may go
+//!   there (this is where a request is authorised).
+//! - [`credentials`]: the integration's keys: static, STS AssumeRole, or the proxy's own
+//!   identity, cached and refreshed before expiry.
+//! - [`sign`]: the upstream URL (addressing style, endpoint, prefix + key) and its SigV4
+//!   signature (this is where a request is signed).
+//! - [`forward`]: the pooled upstream client; bodies stream through here frame by frame.
+//! - [`error`]: the one error type and its S3 XML rendering.
+//!
+//! Around them: [`config`] parses the TOML file once into typed values, [`body`] is the body
+//! type shared by all of the above, and [`demo`] runs the proxy in front of an embedded store.
+
+pub mod body;
+pub mod config;
+pub mod credentials;
+pub mod demo;
+pub mod error;
+pub mod forward;
+pub mod integration;
+pub mod route;
+pub mod server;
+pub mod sign;
+
+pub use config::Config;
+pub use error::Error;
+pub use server::Proxy;

@@ -1,0 +1,390 @@
+//! Routing: which logical bucket and key a request names, and which S3 operation it is.
+//!
+//! The proxy's URL space is S3 path style, `/{name}/{key}`, and with a base domain also
+//! `{name}.{base_domain}/{key}`. `{name}` is a *logical bucket*; `integration` later decides which
+//! integration and real bucket it means. The key is percent-decoded exactly once and never
+//! normalised: `a/./b` is refused (unless the integration opts in), never rewritten to `a/b`.
+
+use http::Method;
+
+use crate::config::check_bucket_name;
+use crate::error::Error;
+
+/// What a request asks for, in S3's terms, before any integration is consulted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The logical bucket: an integration name or a real bucket name.
+    pub name: String,
+    /// The decoded object key, relative to the integration (its prefix is not yet applied).
+    pub key: String,
+    pub operation: Operation,
+    /// Query parameters passed on to the upstream, decoded (`versionId`, `response-*`, …).
+    pub query: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    GetObject,
+    HeadObject,
+}
+
+impl Operation {
+    pub fn method(self) -> Method {
+        match self {
+            Operation::GetObject => Method::GET,
+            Operation::HeadObject => Method::HEAD,
+        }
+    }
+}
+
+/// Query parameters of GetObject/HeadObject that the upstream may see.
+const OBJECT_QUERY_PARAMETERS: &[&str] = &[
+    "versionId",
+    "partNumber",
+    "response-cache-control",
+    "response-content-disposition",
+    "response-content-encoding",
+    "response-content-language",
+    "response-content-type",
+    "response-expires",
+];
+
+/// Query parameters that turn a request into another S3 operation (a sub-resource).
+const SUBRESOURCES: &[&str] = &[
+    "acl",
+    "attributes",
+    "cors",
+    "delete",
+    "legal-hold",
+    "lifecycle",
+    "list-type",
+    "location",
+    "object-lock",
+    "policy",
+    "restore",
+    "retention",
+    "select",
+    "tagging",
+    "torrent",
+    "uploadId",
+    "uploads",
+    "versioning",
+    "versions",
+    "website",
+];
+
+/// Parses the request target into a [`Route`].
+///
+/// `host` is the `Host` header (or the HTTP/2 authority); `path_and_query` is the raw,
+/// still-encoded request target.
+pub fn route(
+    method: &Method,
+    host: Option<&str>,
+    path: &str,
+    query: Option<&str>,
+    base_domain: Option<&str>,
+) -> Result<Route, Error> {
+    let (name, raw_key) = match name_from_host(host, base_domain) {
+        Some(name) => (name, path.strip_prefix('/').unwrap_or(path)),
+        None => {
+            let rest = path
+                .strip_prefix('/')
+                .ok_or_else(|| Error::InvalidRequest {
+                    reason: "The request target must be an absolute path".to_string(),
+                })?;
+            let (raw_name, raw_key) = rest.split_once('/').unwrap_or((rest, ""));
+            if raw_name.is_empty() {
+                return Err(Error::NotImplemented {
+                    operation: "ListBuckets".to_string(),
+                });
+            }
+            (decode_bucket_name(raw_name)?, raw_key)
+        }
+    };
+
+    // A bucket-level request (`/{name}` or `/{name}/`) is ListObjects or a bucket operation.
+    if raw_key.is_empty() {
+        return Err(Error::NotImplemented {
+            operation: "Bucket operations (ListObjects, HeadBucket, …)".to_string(),
+        });
+    }
+
+    let operation = match *method {
+        Method::GET => Operation::GetObject,
+        Method::HEAD => Operation::HeadObject,
+        Method::PUT | Method::POST | Method::DELETE => {
+            return Err(Error::NotImplemented {
+                operation: format!("{method} (writes)"),
+            });
+        }
+        Method::OPTIONS => {
+            return Err(Error::NotImplemented {
+                operation: "OPTIONS (CORS preflight)".to_string(),
+            });
+        }
+        _ => {
+            return Err(Error::MethodNotAllowed {
+                method: method.to_string(),
+            });
+        }
+    };
+
+    let key = decode_key(raw_key)?;
+    let query = object_query(query.unwrap_or(""))?;
+    Ok(Route {
+        name,
+        key,
+        operation,
+        query,
+    })
+}
+
+/// `{name}.{base_domain}` → `name`; anything else (the bare base domain, an IP, another host)
+/// means path style.
+fn name_from_host(host: Option<&str>, base_domain: Option<&str>) -> Option<String> {
+    let base_domain = base_domain?;
+    let host = host?;
+    let host = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let name = host.strip_suffix(base_domain)?.strip_suffix('.')?;
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+fn decode_bucket_name(raw: &str) -> Result<String, Error> {
+    let decoded = percent_decode(raw)?;
+    check_bucket_name(&decoded).map_err(|reason| Error::InvalidBucketName {
+        reason: format!("`{}`: {reason}", decoded.escape_debug()),
+    })?;
+    Ok(decoded)
+}
+
+/// Decodes a key once and refuses shapes that some stores would normalise into another key.
+fn decode_key(raw: &str) -> Result<String, Error> {
+    percent_decode(raw)
+}
+
+/// Checks a decoded key against the rules every integration enforces; `allow_unusual` lets
+/// `.`/`..` and empty segments through for integrations that really store such keys.
+pub fn check_key(key: &str, allow_unusual: bool) -> Result<(), Error> {
+    if key.chars().any(char::is_control) {
+        return Err(Error::InvalidKey {
+            reason: "keys may not contain control characters".to_string(),
+        });
+    }
+    if allow_unusual {
+        return Ok(());
+    }
+    if key.starts_with('/') {
+        return Err(Error::InvalidKey {
+            reason: "keys may not start with `/` (an empty first segment)".to_string(),
+        });
+    }
+    if key.contains("//") {
+        return Err(Error::InvalidKey {
+            reason: "keys may not contain empty segments (`//`)".to_string(),
+        });
+    }
+    if key
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err(Error::InvalidKey {
+            reason: "keys may not contain `.` or `..` segments".to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn percent_decode(raw: &str) -> Result<String, Error> {
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(raw).collect();
+    // A `%` not followed by two hex digits is passed through by `percent_decode_str`; S3 would
+    // refuse such a target, and so do we, so that one key has exactly one spelling.
+    if has_stray_percent(raw) {
+        return Err(Error::InvalidKey {
+            reason: "a `%` must start a %XX escape".to_string(),
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| Error::InvalidKey {
+        reason: "keys must be UTF-8 once percent-decoded".to_string(),
+    })
+}
+
+fn has_stray_percent(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    bytes.iter().enumerate().any(|(at, &b)| {
+        b == b'%'
+            && !(bytes.get(at + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(at + 2).is_some_and(u8::is_ascii_hexdigit))
+    })
+}
+
+/// Keeps the GetObject/HeadObject parameters, refuses sub-resources, and drops the rest
+/// (cache busters like `?v=3`, and any `X-Amz-*` signing parameters, which are never forwarded).
+fn object_query(query: &str) -> Result<Vec<(String, String)>, Error> {
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode(raw_name)?;
+        let value = percent_decode(raw_value)?;
+        if SUBRESOURCES.contains(&name.as_str()) {
+            return Err(Error::NotImplemented {
+                operation: format!("The `{name}` sub-resource"),
+            });
+        }
+        if OBJECT_QUERY_PARAMETERS.contains(&name.as_str()) {
+            if kept
+                .iter()
+                .any(|(seen, _): &(String, String)| *seen == name)
+            {
+                return Err(Error::InvalidRequest {
+                    reason: format!("The query parameter `{name}` is given twice"),
+                });
+            }
+            kept.push((name, value));
+        }
+    }
+    kept.sort();
+    Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(path: &str) -> Result<Route, Error> {
+        let (path, query) = path
+            .split_once('?')
+            .map_or((path, None), |(p, q)| (p, Some(q)));
+        route(&Method::GET, Some("127.0.0.1:8080"), path, query, None)
+    }
+
+    #[test]
+    fn path_style_names_bucket_then_key() {
+        let r = get("/my-bucket/a/b.png").expect("routes");
+        assert_eq!((r.name.as_str(), r.key.as_str()), ("my-bucket", "a/b.png"));
+        assert_eq!(r.operation, Operation::GetObject);
+    }
+
+    #[test]
+    fn keys_are_decoded_exactly_once() {
+        let r = get("/b-1/a%20b%2Bc+d%2520e%E2%9C%93").expect("routes");
+        assert_eq!(r.key, "a b+c+d%20e✓");
+        let r = get("/b-1/dir/").expect("routes");
+        assert_eq!(r.key, "dir/", "a trailing slash is part of the key");
+    }
+
+    #[test]
+    fn virtual_host_front_door_with_base_domain() {
+        let r = route(
+            &Method::HEAD,
+            Some("acme-media.media.example.com:8443"),
+            "/x/y.mp4",
+            None,
+            Some("media.example.com"),
+        )
+        .expect("routes");
+        assert_eq!((r.name.as_str(), r.key.as_str()), ("acme-media", "x/y.mp4"));
+        assert_eq!(r.operation, Operation::HeadObject);
+        // The bare base domain (or any other host) is path style.
+        let r = route(
+            &Method::GET,
+            Some("media.example.com"),
+            "/b-1/k",
+            None,
+            Some("media.example.com"),
+        )
+        .expect("routes");
+        assert_eq!((r.name.as_str(), r.key.as_str()), ("b-1", "k"));
+        let r = route(
+            &Method::GET,
+            Some("evil-media.example.com"),
+            "/b-1/k",
+            None,
+            Some("media.example.com"),
+        )
+        .expect("routes");
+        assert_eq!(
+            r.name, "b-1",
+            "a host that merely ends with the domain text is not a subdomain"
+        );
+    }
+
+    #[test]
+    fn encoded_slash_in_bucket_name_is_not_a_bucket() {
+        let error = get("/bucket-a%2Fbucket-b/key").expect_err("refused");
+        assert_eq!(error.code(), "InvalidBucketName");
+        let error = get("/UPPER/key").expect_err("refused");
+        assert_eq!(error.code(), "InvalidBucketName");
+    }
+
+    #[test]
+    fn unusual_keys_are_refused_unless_allowed() {
+        for key in ["a/../b", "./a", "a/.", "/lead", "a//b", ".."] {
+            assert_eq!(
+                check_key(key, false).map_err(|e| e.code()),
+                Err("InvalidArgument"),
+                "{key}"
+            );
+            assert!(check_key(key, true).is_ok(), "{key}");
+        }
+        assert!(
+            check_key("a\u{0}b", true).is_err(),
+            "control characters never pass"
+        );
+        assert!(
+            check_key("a.b/..c/d..", false).is_ok(),
+            "dots inside names are fine"
+        );
+        assert_eq!(
+            get("/b-1/a%ZZ").map_err(|e| e.code()),
+            Err("InvalidArgument")
+        );
+        assert_eq!(
+            get("/b-1/%FF").map_err(|e| e.code()),
+            Err("InvalidArgument")
+        );
+    }
+
+    #[test]
+    fn queries_keep_object_parameters_and_refuse_subresources() {
+        let r = get("/b-1/k?versionId=v%2B1&v=cachebuster&X-Amz-Signature=abc&response-content-type=text%2Fplain")
+            .expect("routes");
+        assert_eq!(
+            r.query,
+            vec![
+                (
+                    "response-content-type".to_string(),
+                    "text/plain".to_string()
+                ),
+                ("versionId".to_string(), "v+1".to_string()),
+            ]
+        );
+        assert_eq!(
+            get("/b-1/k?acl").map_err(|e| e.code()),
+            Err("NotImplemented")
+        );
+        assert_eq!(
+            get("/b-1/k?tagging=").map_err(|e| e.code()),
+            Err("NotImplemented")
+        );
+        assert_eq!(
+            get("/b-1/k?versionId=1&versionId=2").map_err(|e| e.code()),
+            Err("InvalidRequest")
+        );
+    }
+
+    #[test]
+    fn methods_and_bucket_level_requests() {
+        assert_eq!(get("/").map_err(|e| e.code()), Err("NotImplemented"));
+        assert_eq!(get("/b-1").map_err(|e| e.code()), Err("NotImplemented"));
+        assert_eq!(get("/b-1/").map_err(|e| e.code()), Err("NotImplemented"));
+        let put = route(&Method::PUT, None, "/b-1/k", None, None).map_err(|e| e.status().as_u16());
+        assert_eq!(put, Err(501));
+        let patch =
+            route(&Method::PATCH, None, "/b-1/k", None, None).map_err(|e| e.status().as_u16());
+        assert_eq!(patch, Err(405));
+    }
+}

@@ -1,0 +1,252 @@
+//! The server: accepts connections and runs each request through the proxy's steps.
+//!
+//! [`Proxy::handle`] reads top to bottom: route the request, resolve its integration (and check
+//! the caller may go there), get credentials, sign, forward. Any step's [`Error`] becomes an S3
+//! XML response in one place, and every request is logged once, in a span carrying its request
+//! id, method, logical bucket, integration and status. Headers are never logged.
+//! [`run`] is the accept loop; it stops on the shutdown future and lets in-flight requests finish.
+
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use http::{Method, Request, Response, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::body::{self, ProxyBody};
+use crate::config::Config;
+use crate::credentials::{CredentialCache, sdk_http_client};
+use crate::error::Error;
+use crate::forward::Upstream;
+use crate::integration::{Caller, Integrations};
+use crate::route::route;
+use crate::sign::{signed_request, upstream_uri};
+
+/// Slow clients get this long to send a request's headers (slowloris).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long in-flight requests may run on after shutdown was asked for.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Everything a request needs, built once from the config and shared by all connections.
+pub struct Proxy {
+    base_domain: Option<String>,
+    integrations: Integrations,
+    credentials: CredentialCache,
+    upstream: Upstream,
+    request_ids: RequestIds,
+}
+
+impl Proxy {
+    pub fn new(config: &Config) -> std::io::Result<Self> {
+        Ok(Proxy {
+            base_domain: config.server.base_domain.clone(),
+            integrations: Integrations::new(&config.integrations),
+            credentials: CredentialCache::new(config.sts.clone(), sdk_http_client()),
+            upstream: Upstream::new().map_err(std::io::Error::other)?,
+            request_ids: RequestIds::default(),
+        })
+    }
+
+    /// Serves one request; never fails: errors become S3 XML responses.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<ProxyBody> {
+        let request_id = self.request_ids.next();
+        let span = tracing::info_span!(
+            "request",
+            id = %request_id,
+            method = %request.method(),
+            bucket = tracing::field::Empty,
+            integration = tracing::field::Empty,
+        );
+        async move {
+            let started = Instant::now();
+            let is_head = request.method() == Method::HEAD;
+            let response = match self.forward(request).await {
+                Ok(response) => response,
+                Err(error) => {
+                    let status = error.status();
+                    if status.is_server_error() {
+                        tracing::warn!(code = error.code(), %error, "proxy error");
+                    } else {
+                        tracing::info!(code = error.code(), %error, "request refused");
+                    }
+                    error.into_response(&request_id, is_head)
+                }
+            };
+            let upstream_request_id = response
+                .headers()
+                .get("x-amz-request-id")
+                .and_then(|v| v.to_str().ok())
+                .filter(|id| *id != request_id)
+                .unwrap_or("-");
+            tracing::info!(
+                status = response.status().as_u16(),
+                upstream_request_id,
+                duration_ms = started.elapsed().as_millis() as u64,
+                "request finished"
+            );
+            response
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The steps of a request, top to bottom.
+    async fn forward<B>(&self, request: Request<B>) -> Result<Response<ProxyBody>, Error> {
+        let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        });
+        let route = route(
+            request.method(),
+            host,
+            request.uri().path(),
+            request.uri().query(),
+            self.base_domain.as_deref(),
+        )?;
+        tracing::Span::current().record("bucket", route.name.as_str());
+
+        let target = self.integrations.resolve(&route, Caller::Anonymous)?;
+        let integration = &target.integration;
+        tracing::Span::current().record("integration", integration.name.as_str());
+
+        let credentials = self.credentials.credentials(integration).await?;
+
+        let upstream_request = signed_request(
+            route.operation.method(),
+            upstream_uri(&target, &route.query)?,
+            request.headers(),
+            body::empty(),
+            &credentials,
+            &integration.region,
+            SystemTime::now(),
+        )?;
+        self.upstream
+            .send(upstream_request, &integration.name)
+            .await
+    }
+}
+
+/// S3-style request ids: 16 upper-case hex digits, unique per process and unguessable across
+/// restarts.
+struct RequestIds {
+    seed: u64,
+    counter: AtomicU64,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or_default(),
+        );
+        RequestIds {
+            seed: hasher.finish(),
+            counter: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RequestIds {
+    fn next(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        // A bijective mix of the counter keeps ids unique while not revealing request counts.
+        let mixed = (n ^ self.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        format!("{:016X}", mixed ^ (mixed >> 29))
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` completes, then waits (up to a deadline)
+/// for in-flight requests to finish.
+pub async fn run(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(connection) => connection,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, std::convert::Infallible>(proxy.handle(request).await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, error = %error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN_DEADLINE) => {
+            tracing::warn!("in-flight requests still running at the drain deadline");
+        }
+    }
+    Ok(())
+}
+
+/// Binds the configured address and serves until `shutdown`; returns the bound address through
+/// `on_bound` first (tests bind port 0).
+pub async fn serve(
+    config: &Config,
+    shutdown: impl Future<Output = ()>,
+    on_bound: impl FnOnce(SocketAddr),
+) -> std::io::Result<()> {
+    let proxy = Arc::new(Proxy::new(config)?);
+    let listener = TcpListener::bind(config.server.listen).await?;
+    on_bound(listener.local_addr()?);
+    run(listener, proxy, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_unique_and_s3_shaped() {
+        let ids = RequestIds::default();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let id = ids.next();
+            assert_eq!(id.len(), 16);
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+            );
+            assert!(seen.insert(id));
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Signing: the upstream request for a [`Target`], signed with SigV4 for its real endpoint.
+//!
+//! The upstream URL follows the integration's addressing style (virtual-host or path, AWS or a
+//! custom endpoint), and its path is the upstream key encoded once, every byte except
+//! `A-Z a-z 0-9 - _ . ~ /` as `%XX`, which is how S3 canonicalises it. Only an allow-list of the
+//! client's headers is copied (ranges and conditions); the client's `Authorization`, cookies and
+//! `x-amz-*` headers never are. The payload is signed as `UNSIGNED-PAYLOAD`.
+
+use std::time::SystemTime;
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode, sign,
+};
+use aws_sigv4::sign::v4;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, header};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::body::ProxyBody;
+use crate::config::{Addressing, Scheme};
+use crate::error::Error;
+use crate::integration::Target;
+
+/// Bytes S3 leaves unencoded in a canonical URI path (RFC 3986 unreserved, plus `/`).
+const PATH: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+/// Query names and values: unreserved only.
+const QUERY: &AsciiSet = &PATH.add(b'/');
+
+/// Client headers a GetObject/HeadObject may carry upstream. Everything else is dropped.
+const FORWARDED_REQUEST_HEADERS: &[HeaderName] = &[
+    header::RANGE,
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_UNMODIFIED_SINCE,
+];
+
+/// Where the request goes: the URL and the `Host` header that is signed.
+pub fn upstream_uri(target: &Target, query: &[(String, String)]) -> Result<Uri, Error> {
+    let integration = &target.integration;
+    let key = encode_key(&target.key);
+    let (scheme, authority, path) = match (&integration.endpoint, integration.addressing) {
+        (None, Addressing::VirtualHost) => (
+            Scheme::Https,
+            format!("{}.s3.{}.amazonaws.com", target.bucket, integration.region),
+            format!("/{key}"),
+        ),
+        (None, Addressing::Path) => (
+            Scheme::Https,
+            format!("s3.{}.amazonaws.com", integration.region),
+            format!("/{}/{key}", target.bucket),
+        ),
+        (Some(endpoint), Addressing::VirtualHost) => (
+            endpoint.scheme,
+            format!("{}.{}", target.bucket, endpoint.authority()),
+            format!("/{key}"),
+        ),
+        (Some(endpoint), Addressing::Path) => (
+            endpoint.scheme,
+            endpoint.authority(),
+            format!("/{}/{key}", target.bucket),
+        ),
+    };
+    let mut uri = format!("{}://{authority}{path}", scheme.as_str());
+    for (index, (name, value)) in query.iter().enumerate() {
+        uri.push(if index == 0 { '?' } else { '&' });
+        uri.push_str(&utf8_percent_encode(name, QUERY).to_string());
+        uri.push('=');
+        uri.push_str(&utf8_percent_encode(value, QUERY).to_string());
+    }
+    uri.parse().map_err(|_| Error::Internal {
+        detail: "the upstream URL did not parse".to_string(),
+    })
+}
+
+/// A key as it goes in an upstream path: every byte but `A-Z a-z 0-9 - _ . ~ /` as `%XX`.
+pub fn encode_key(key: &str) -> String {
+    utf8_percent_encode(key, PATH).to_string()
+}
+
+/// Builds the upstream request with the allowed client headers, then signs it.
+pub fn signed_request(
+    method: Method,
+    uri: Uri,
+    client_headers: &HeaderMap,
+    body: ProxyBody,
+    credentials: &Credentials,
+    region: &str,
+    now: SystemTime,
+) -> Result<Request<ProxyBody>, Error> {
+    let mut request = Request::new(body);
+    *request.method_mut() = method;
+    let host = uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_default();
+    *request.uri_mut() = uri;
+    let headers = request.headers_mut();
+    headers.insert(
+        header::HOST,
+        HeaderValue::from_str(&host).map_err(|_| Error::Internal {
+            detail: "the upstream host is not a header value".to_string(),
+        })?,
+    );
+    for name in FORWARDED_REQUEST_HEADERS {
+        // One value each: a repeated Range or condition is not something S3 accepts.
+        if let Some(value) = client_headers.get(name) {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    sign_request(&mut request, credentials, region, now)?;
+    Ok(request)
+}
+
+/// Adds `x-amz-date`, `x-amz-content-sha256`, `x-amz-security-token` and `Authorization`.
+pub fn sign_request<B>(
+    request: &mut Request<B>,
+    credentials: &Credentials,
+    region: &str,
+    now: SystemTime,
+) -> Result<(), Error> {
+    let signing_failed = |stage: &str| Error::Internal {
+        detail: format!("SigV4 signing failed while {stage}"),
+    };
+    let mut settings = SigningSettings::default();
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let identity = credentials.clone().into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("s3")
+        .time(now)
+        .settings(settings)
+        .build()
+        .map_err(|_| signing_failed("building parameters"))?
+        .into();
+    let uri = request.uri().to_string();
+    let headers = request
+        .headers()
+        .iter()
+        .map(|(name, value)| Ok((name.as_str(), value.to_str()?)))
+        .collect::<Result<Vec<_>, http::header::ToStrError>>()
+        .map_err(|_| Error::InvalidRequest {
+            reason: "A forwarded header is not visible ASCII".to_string(),
+        })?;
+    let signable = SignableRequest::new(
+        request.method().as_str(),
+        &uri,
+        headers.into_iter(),
+        SignableBody::UnsignedPayload,
+    )
+    .map_err(|_| signing_failed("reading the request"))?;
+    let (instructions, _signature) = sign(signable, &params)
+        .map_err(|_| signing_failed("signing"))?
+        .into_parts();
+    instructions.apply_to_request_http1x(request);
+    for value in request.headers_mut().values_mut() {
+        // Keeps the Authorization header and session token out of any debug output.
+        value.set_sensitive(true);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Access, Buckets, CredentialSource, Endpoint, Integration};
+    use std::sync::Arc;
+
+    fn target(endpoint: Option<Endpoint>, addressing: Addressing, key: &str) -> Target {
+        Target {
+            integration: Arc::new(Integration {
+                name: "acme".to_string(),
+                buckets: Buckets::Scoped("acme-bucket".to_string()),
+                prefix: String::new(),
+                region: "us-west-2".to_string(),
+                endpoint,
+                addressing,
+                access: Access::ReadOnly,
+                public: true,
+                allow_unusual_keys: false,
+                credentials: CredentialSource::DefaultChain,
+            }),
+            bucket: "acme-bucket".to_string(),
+            key: key.to_string(),
+        }
+    }
+
+    #[test]
+    fn addressing_styles_place_the_bucket() {
+        let minio = Some(Endpoint {
+            scheme: Scheme::Http,
+            host: "localhost".to_string(),
+            port: Some(9000),
+        });
+        let cases = [
+            (
+                None,
+                Addressing::VirtualHost,
+                "https://acme-bucket.s3.us-west-2.amazonaws.com/a/b",
+            ),
+            (
+                None,
+                Addressing::Path,
+                "https://s3.us-west-2.amazonaws.com/acme-bucket/a/b",
+            ),
+            (
+                minio.clone(),
+                Addressing::Path,
+                "http://localhost:9000/acme-bucket/a/b",
+            ),
+            (
+                minio,
+                Addressing::VirtualHost,
+                "http://acme-bucket.localhost:9000/a/b",
+            ),
+        ];
+        for (endpoint, addressing, expected) in cases {
+            let uri = upstream_uri(&target(endpoint, addressing, "a/b"), &[]).expect("uri");
+            assert_eq!(uri.to_string(), expected);
+        }
+    }
+
+    #[test]
+    fn keys_are_encoded_once_as_s3_canonicalises_them() {
+        let uri = upstream_uri(
+            &target(None, Addressing::Path, "a b+c%d=e&f~g;h,i*j'k(l)m/ü/"),
+            &[(
+                "response-content-type".to_string(),
+                "text/plain; a=b".to_string(),
+            )],
+        )
+        .expect("uri");
+        assert_eq!(
+            uri.path(),
+            "/acme-bucket/a%20b%2Bc%25d%3De%26f~g%3Bh%2Ci%2Aj%27k%28l%29m/%C3%BC/"
+        );
+        assert_eq!(
+            uri.query(),
+            Some("response-content-type=text%2Fplain%3B%20a%3Db")
+        );
+    }
+
+    #[test]
+    fn only_allowed_client_headers_reach_the_upstream_and_it_is_signed() {
+        let mut client = HeaderMap::new();
+        client.insert(header::RANGE, HeaderValue::from_static("bytes=0-9"));
+        client.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("AWS4-HMAC-SHA256 client"),
+        );
+        client.insert(header::COOKIE, HeaderValue::from_static("session=1"));
+        client.insert("x-amz-acl", HeaderValue::from_static("public-read"));
+        client.insert(
+            "x-amz-security-token",
+            HeaderValue::from_static("client-token"),
+        );
+        let credentials =
+            Credentials::new("AKIDEXAMPLE", "secret", Some("token".into()), None, "t");
+        let uri = upstream_uri(&target(None, Addressing::VirtualHost, "k"), &[]).expect("uri");
+        let request = signed_request(
+            Method::GET,
+            uri,
+            &client,
+            crate::body::empty(),
+            &credentials,
+            "us-west-2",
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+        )
+        .expect("signed");
+        let headers = request.headers();
+        assert_eq!(headers[header::RANGE], "bytes=0-9");
+        assert_eq!(
+            headers[header::HOST],
+            "acme-bucket.s3.us-west-2.amazonaws.com"
+        );
+        assert!(headers.get(header::COOKIE).is_none());
+        assert!(headers.get("x-amz-acl").is_none());
+        assert_eq!(headers["x-amz-security-token"], "token");
+        assert_eq!(headers["x-amz-content-sha256"], "UNSIGNED-PAYLOAD");
+        assert_eq!(headers["x-amz-date"], "20231114T221320Z");
+        let authorization = headers[header::AUTHORIZATION].to_str().expect("ascii");
+        assert!(
+            authorization.starts_with(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20231114/us-west-2/s3/aws4_request, SignedHeaders=host;range;x-amz-content-sha256;x-amz-date;x-amz-security-token, Signature="
+            ),
+            "{authorization}"
+        );
+        assert!(headers[header::AUTHORIZATION].is_sensitive());
+    }
+}
