@@ -814,26 +814,51 @@ fn build_credentials(
     }))
 }
 
-/// Two integrations may not claim one logical name (an integration name or a bucket).
+/// Logical names must be unambiguous. An integration's name is its own: no other integration
+/// may use it as a name or a bucket. A bucket scoped by several integrations (one bucket, one
+/// prefix per tenant) is simply not a logical name: each is reached by its integration's name.
+/// A bucket permitted by two default integrations is ambiguous and refused.
 fn check_names_unique(integrations: &[Arc<Integration>], problems: &mut Problems<'_>) {
-    let mut claims: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut names: BTreeMap<&str, &str> = BTreeMap::new();
     for integration in integrations {
-        let mut names: Vec<&str> = vec![integration.name.as_str()];
-        match &integration.buckets {
-            Buckets::Scoped(bucket) => names.push(bucket),
-            Buckets::Permitted(list) => names.extend(list.iter().map(String::as_str)),
+        if let Some(other) = names.insert(&integration.name, &integration.name) {
+            problems.add(
+                &format!("integration \"{}\"", integration.name),
+                "name",
+                format!("is already the name of integration \"{other}\""),
+            );
         }
-        names.sort_unstable();
-        names.dedup();
-        for name in names {
-            if let Some(other) = claims.insert(name, &integration.name) {
+    }
+    let mut permitted_by: BTreeMap<&str, &str> = BTreeMap::new();
+    for integration in integrations {
+        let place = format!("integration \"{}\"", integration.name);
+        let buckets: Vec<&String> = match &integration.buckets {
+            Buckets::Scoped(bucket) => vec![bucket],
+            Buckets::Permitted(list) => list.iter().collect(),
+        };
+        for bucket in buckets {
+            if let Some(owner) = names.get(bucket.as_str())
+                && *owner != integration.name
+            {
                 problems.add(
-                    &format!("integration \"{}\"", integration.name),
-                    "name",
-                    format!(
-                        "the logical bucket `{name}` is already claimed by integration \"{other}\""
-                    ),
+                    &place,
+                    "bucket",
+                    format!("`{bucket}` is the name of integration \"{owner}\"; rename one"),
                 );
+            }
+        }
+        if let Buckets::Permitted(list) = &integration.buckets {
+            for bucket in list {
+                if let Some(other) = permitted_by.insert(bucket, &integration.name) {
+                    problems.add(
+                        &place,
+                        "buckets",
+                        format!(
+                            "`{bucket}` is also permitted by default integration \"{other}\"; \
+                             a request for it would be ambiguous"
+                        ),
+                    );
+                }
             }
         }
     }
@@ -1107,7 +1132,7 @@ mod tests {
     }
 
     #[test]
-    fn two_integrations_cannot_claim_one_logical_name() {
+    fn an_integration_name_cannot_be_another_integrations_bucket() {
         let text = r#"
             [[integration]]
             name = "one"
@@ -1127,9 +1152,59 @@ mod tests {
         assert!(
             error
                 .to_string()
-                .contains("already claimed by integration \"one\""),
+                .contains("`shared-bucket` is the name of integration \"shared-bucket\""),
             "{error}"
         );
+    }
+
+    #[test]
+    fn two_default_integrations_cannot_permit_one_bucket() {
+        let text = r#"
+            [[integration]]
+            name = "first"
+            default = true
+            buckets = ["data-bucket"]
+            region = "us-east-1"
+            [integration.credentials]
+            source = "default-chain"
+
+            [[integration]]
+            name = "second"
+            default = true
+            buckets = ["data-bucket", "other-bucket"]
+            region = "us-east-1"
+            [integration.credentials]
+            source = "default-chain"
+        "#;
+        let error = Config::parse(text, "dup.toml", &secrets()).expect_err("ambiguous");
+        assert!(
+            error
+                .to_string()
+                .contains("also permitted by default integration \"first\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn tenants_may_share_a_bucket_under_their_own_prefixes() {
+        let text = r#"
+            [[integration]]
+            name = "tenant-a"
+            bucket = "shared-bucket"
+            prefix = "a/"
+            region = "us-east-1"
+            [integration.credentials]
+            source = "default-chain"
+
+            [[integration]]
+            name = "tenant-b"
+            bucket = "shared-bucket"
+            prefix = "b/"
+            region = "us-east-1"
+            [integration.credentials]
+            source = "default-chain"
+        "#;
+        assert!(Config::parse(text, "shared.toml", &secrets()).is_ok());
     }
 
     #[test]

@@ -39,24 +39,43 @@ pub struct Integrations {
 }
 
 impl Integrations {
+    /// Builds the table from validated integrations (see `config` for the rules that keep it
+    /// unambiguous): names first, then buckets scoped by exactly one integration, then buckets
+    /// a default integration permits and no integration is scoped to.
     pub fn new(integrations: &[Arc<Integration>]) -> Self {
         let mut by_name = HashMap::new();
+        let mut scoped: HashMap<&str, Vec<&Arc<Integration>>> = HashMap::new();
         for integration in integrations {
-            match &integration.buckets {
+            let bucket = match &integration.buckets {
                 Buckets::Scoped(bucket) => {
-                    by_name.insert(
-                        integration.name.clone(),
-                        (integration.clone(), Some(bucket.clone())),
-                    );
-                    by_name.insert(bucket.clone(), (integration.clone(), Some(bucket.clone())));
+                    scoped.entry(bucket).or_default().push(integration);
+                    Some(bucket.clone())
                 }
-                Buckets::Permitted(buckets) => {
-                    // The name alone does not say which bucket: only bucket names route here.
+                // The name alone does not say which bucket: only bucket names route there.
+                Buckets::Permitted(_) => None,
+            };
+            by_name.insert(integration.name.clone(), (integration.clone(), bucket));
+        }
+        for (bucket, owners) in &scoped {
+            match owners.as_slice() {
+                [only] => {
                     by_name
-                        .entry(integration.name.clone())
-                        .or_insert((integration.clone(), None));
-                    for bucket in buckets {
-                        by_name.insert(bucket.clone(), (integration.clone(), Some(bucket.clone())));
+                        .entry(bucket.to_string())
+                        .or_insert(((*only).clone(), Some(bucket.to_string())));
+                }
+                _ => tracing::info!(
+                    bucket,
+                    "bucket is shared by several integrations; reach each by its name"
+                ),
+            }
+        }
+        for integration in integrations {
+            if let Buckets::Permitted(buckets) = &integration.buckets {
+                for bucket in buckets {
+                    if !scoped.contains_key(bucket.as_str()) {
+                        by_name
+                            .entry(bucket.clone())
+                            .or_insert((integration.clone(), Some(bucket.clone())));
                     }
                 }
             }
@@ -202,6 +221,67 @@ mod tests {
         assert_eq!(
             resolve("/acme/../x").map_err(|e| e.code()).err(),
             Some("InvalidArgument")
+        );
+    }
+
+    #[test]
+    fn a_bucket_shared_by_tenants_is_reached_only_through_their_names() {
+        let config = Config::parse(
+            r#"
+            [[integration]]
+            name = "tenant-a"
+            bucket = "shared-bucket"
+            prefix = "a/"
+            region = "us-east-1"
+            public = true
+            [integration.credentials]
+            source = "default-chain"
+
+            [[integration]]
+            name = "tenant-b"
+            bucket = "shared-bucket"
+            prefix = "b/"
+            region = "us-east-1"
+            public = true
+            [integration.credentials]
+            source = "default-chain"
+
+            [[integration]]
+            name = "fallback"
+            default = true
+            buckets = ["shared-bucket", "open-bucket"]
+            region = "us-east-1"
+            public = true
+            [integration.credentials]
+            source = "default-chain"
+            "#,
+            "shared.toml",
+            &NoSecrets,
+        )
+        .expect("valid");
+        let table = Integrations::new(&config.integrations);
+        let resolve = |path: &str| {
+            let route = crate::route::route(&Method::GET, None, path, None, None)?;
+            table.resolve(&route, Caller::Anonymous)
+        };
+        let a = resolve("/tenant-a/k").expect("resolves");
+        assert_eq!(
+            (a.bucket.as_str(), a.key.as_str()),
+            ("shared-bucket", "a/k")
+        );
+        let b = resolve("/tenant-b/k").expect("resolves");
+        assert_eq!(b.key, "b/k");
+        assert_eq!(
+            resolve("/shared-bucket/k").map_err(|e| e.code()).err(),
+            Some("NoSuchBucket"),
+            "neither tenant nor the default integration may claim a bucket tenants share"
+        );
+        assert_eq!(
+            resolve("/open-bucket/k")
+                .expect("resolves")
+                .integration
+                .name,
+            "fallback"
         );
     }
 
