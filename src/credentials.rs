@@ -14,8 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use moka::Expiry;
 use moka::future::Cache;
 
@@ -183,10 +184,7 @@ impl CredentialCache {
                     .await
                     .map_err(|error| {
                         tracing::debug!(error = %DisplayErrorContext(&error), "AssumeRole failed");
-                        match error.code() {
-                            Some(code) => format!("STS AssumeRole refused: {code}"),
-                            None => "STS could not be reached".to_string(),
-                        }
+                        sts_failure(&error)
                     })?;
                 let assumed = output
                     .credentials
@@ -285,6 +283,36 @@ impl CredentialCache {
             .await
             .clone()
             .ok_or_else(|| "the proxy has no AWS identity of its own".to_string())
+    }
+}
+
+/// Why an STS call failed, in words safe to show a caller: the STS error code, or which kind of
+/// transport failure it was. Never the request, the role ARN or the ExternalId.
+fn sts_failure<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> String {
+    match error {
+        SdkError::ServiceError(service) => {
+            // STS-compatible servers do not all shape errors as AWS does (moto wraps them in
+            // `<Errors>`), so read `<Code>` from the raw body when the SDK found none.
+            let raw_code = || {
+                let body = std::str::from_utf8(service.raw().body().bytes()?).ok()?;
+                let (_, rest) = body.split_once("<Code>")?;
+                let (code, _) = rest.split_once("</Code>")?;
+                code.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.')
+                    .then(|| code.to_string())
+            };
+            match service.err().code().map(str::to_string).or_else(raw_code) {
+                Some(code) => format!("STS AssumeRole refused: {code}"),
+                None => format!(
+                    "STS AssumeRole refused with HTTP status {}",
+                    service.raw().status().as_u16()
+                ),
+            }
+        }
+        SdkError::TimeoutError(_) => "STS did not answer in time".to_string(),
+        SdkError::DispatchFailure(_) => "STS could not be reached".to_string(),
+        SdkError::ResponseError(_) => "STS sent a response that could not be read".to_string(),
+        _ => "STS AssumeRole failed".to_string(),
     }
 }
 

@@ -1,0 +1,168 @@
+//! The credential cache against moto's real STS, counted by a pass-through in front of it:
+//! one AssumeRole however many cold requests wait, renewal before expiry, and service through
+//! an STS outage while the cached credentials are still valid.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod support;
+
+use std::time::Duration;
+
+use http::StatusCode;
+use support::*;
+
+/// A proxy for tenant A whose STS calls go through `sts`; credentials last 900 s (AWS's
+/// minimum) and are renewed `refresh_before_expiry` before that.
+async fn proxy_through(sts: &PassThrough, refresh_before_expiry: &str) -> RunningProxy {
+    let moto = moto();
+    let config = format!(
+        "{}{}",
+        sts_section(
+            moto,
+            &sts.endpoint(),
+            &format!("duration = \"15m\"\nrefresh_before_expiry = \"{refresh_before_expiry}\""),
+        ),
+        role_integration(
+            "acme",
+            &moto.tenant_a,
+            &moto.endpoint(),
+            "path",
+            &moto.tenant_a.external_id,
+            ""
+        ),
+    );
+    start_proxy(&config, &secrets(moto)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_cold_requests_make_one_assume_role_call() {
+    let sts = PassThrough::start(moto().address()).await;
+    let proxy = proxy_through(&sts, "5m").await;
+    let url = proxy.url("/acme/owner.txt");
+    let requests: Vec<_> = (0..1000)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { get(&url).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for request in requests {
+        let fetched = request.await.expect("task");
+        assert_eq!(fetched.status, StatusCode::OK, "{}", fetched.text());
+        assert_eq!(fetched.text(), "tenant a\n");
+        ok += 1;
+    }
+    assert_eq!(ok, 1000);
+    assert_eq!(
+        sts.assume_role_calls(),
+        1,
+        "concurrent misses share one STS call"
+    );
+}
+
+#[tokio::test]
+async fn credentials_are_renewed_before_they_expire() {
+    let sts = PassThrough::start(moto().address()).await;
+    // 900 s credentials renewed 898 s early: fresh for about 2 s.
+    let proxy = proxy_through(&sts, "898s").await;
+    let url = proxy.url("/acme/owner.txt");
+    assert_eq!(get(&url).await.status, StatusCode::OK);
+    assert_eq!(get(&url).await.status, StatusCode::OK);
+    assert_eq!(sts.assume_role_calls(), 1, "fresh credentials are reused");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(get(&url).await.status, StatusCode::OK);
+    assert_eq!(
+        sts.assume_role_calls(),
+        2,
+        "renewed once they were due, before expiry"
+    );
+}
+
+#[tokio::test]
+async fn requests_keep_succeeding_through_an_sts_outage_while_credentials_are_valid() {
+    let sts = PassThrough::start(moto().address()).await;
+    let proxy = proxy_through(&sts, "898s").await;
+    let url = proxy.url("/acme/owner.txt");
+    assert_eq!(get(&url).await.status, StatusCode::OK);
+    assert_eq!(sts.assume_role_calls(), 1);
+
+    sts.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let during = get(&url).await;
+    assert_eq!(during.status, StatusCode::OK, "{}", during.text());
+    assert_eq!(during.text(), "tenant a\n");
+    let attempts = sts.assume_role_calls();
+    assert!(attempts >= 2, "a renewal was attempted ({attempts})");
+
+    // Backing off: the next requests do not hammer the failing STS.
+    for _ in 0..5 {
+        assert_eq!(get(&url).await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        sts.assume_role_calls(),
+        attempts,
+        "no STS call while backing off"
+    );
+
+    sts.failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[tokio::test]
+async fn with_no_credentials_to_fall_back_on_an_outage_is_service_unavailable() {
+    let sts = PassThrough::start(moto().address()).await;
+    sts.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let proxy = proxy_through(&sts, "5m").await;
+    let fetched = get(&proxy.url("/acme/owner.txt")).await;
+    assert_eq!(fetched.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(fetched.error_code(), "ServiceUnavailable");
+    assert!(
+        fetched.text().contains("integration acme"),
+        "{}",
+        fetched.text()
+    );
+}
+
+#[tokio::test]
+async fn one_role_with_two_external_ids_never_shares_credentials() {
+    let moto = moto();
+    let sts = PassThrough::start(moto.address()).await;
+    let endpoint = moto.endpoint();
+    let config = format!(
+        "{}{}{}",
+        sts_section(moto, &sts.endpoint(), ""),
+        role_integration(
+            "right",
+            &moto.tenant_a,
+            &endpoint,
+            "path",
+            &moto.tenant_a.external_id,
+            ""
+        ),
+        // Same role ARN and bucket (so each is reached by its name), another ExternalId.
+        role_integration(
+            "wrong",
+            &moto.tenant_a,
+            &endpoint,
+            "path",
+            "someone-elses-id",
+            ""
+        ),
+    );
+    let proxy = start_proxy(&config, &secrets(moto)).await;
+    assert_eq!(
+        get(&proxy.url("/right/owner.txt")).await.status,
+        StatusCode::OK
+    );
+    let wrong = get(&proxy.url("/wrong/owner.txt")).await;
+    assert_eq!(
+        wrong.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        wrong.text()
+    );
+    assert!(wrong.text().contains("AccessDenied"), "{}", wrong.text());
+    assert!(
+        sts.assume_role_calls() >= 2,
+        "each identity asked STS itself"
+    );
+}

@@ -1,0 +1,415 @@
+//! Shared test setup: real backends on loopback, the proxy in-process, and a plain HTTP client.
+//!
+//! - [`moto`] starts moto (S3 + STS + IAM, IAM auth enforced) once per test binary, provisioned
+//!   by `moto_server.py`; it exits when the test process does.
+//! - [`PassThrough`] sits in front of moto, counts what reaches it (all requests, AssumeRole
+//!   calls) and can be told to fail (an STS outage no real server produces on demand).
+//! - [`start_proxy`] runs the proxy in-process on an ephemeral port from config text.
+//! - [`get`] sends a request with an exact, pre-encoded path and returns status, headers, body.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // shared by several test binaries; tests fail loudly
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use s3_signing_proxy::Config;
+use tokio::net::TcpListener;
+
+/// What `moto_server.py` provisioned.
+pub struct Moto {
+    pub port: u16,
+    pub proxy_user: Keys,
+    pub static_reader: Keys,
+    pub admin: Keys,
+    pub tenant_a: Tenant,
+    pub tenant_b: Tenant,
+    pub awkward_keys: Vec<String>,
+    _process: Child,
+}
+
+#[derive(Clone)]
+pub struct Keys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+#[derive(Clone)]
+pub struct Tenant {
+    pub bucket: String,
+    pub role_arn: String,
+    pub external_id: String,
+}
+
+impl Moto {
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+/// The body `moto_server.py` stored under `key` (mirrors its `body_for`).
+pub fn body_for(key: &str) -> Vec<u8> {
+    format!("object:{key}\n").repeat(3).into_bytes()
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python that has moto installed: `scripts/test` makes `.venv`.
+fn python() -> PathBuf {
+    if let Some(python) = std::env::var_os("S3SP_TEST_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let venv = repo_root().join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "{} is missing: run scripts/test, which installs moto[server] there",
+        venv.display()
+    );
+    venv
+}
+
+/// moto, started and provisioned once per test binary.
+pub fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        let mut process = Command::new(python())
+            .arg(repo_root().join("tests/support/moto_server.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let stdout = process.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("moto's description");
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("moto_server.py printed {line:?}: {e}"));
+        let keys = |v: &serde_json::Value| Keys {
+            access_key_id: v["access_key_id"].as_str().expect("key").to_string(),
+            secret_access_key: v["secret_access_key"].as_str().expect("secret").to_string(),
+        };
+        let tenant = |v: &serde_json::Value| Tenant {
+            bucket: v["bucket"].as_str().expect("bucket").to_string(),
+            role_arn: v["role_arn"].as_str().expect("arn").to_string(),
+            external_id: v["external_id"].as_str().expect("external id").to_string(),
+        };
+        Moto {
+            port: v["port"].as_u64().expect("port") as u16,
+            proxy_user: keys(&v["proxy_user"]),
+            static_reader: keys(&v["static_reader"]),
+            admin: keys(&v["admin"]),
+            tenant_a: tenant(&v["tenants"]["a"]),
+            tenant_b: tenant(&v["tenants"]["b"]),
+            awkward_keys: v["awkward_keys"]
+                .as_array()
+                .expect("keys")
+                .iter()
+                .map(|k| k.as_str().expect("key").to_string())
+                .collect(),
+            _process: process,
+        }
+    })
+}
+
+/// The secrets a test config's `*_env` settings name.
+pub fn secrets(moto: &Moto) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "PROXY_USER_SECRET".to_string(),
+            moto.proxy_user.secret_access_key.clone(),
+        ),
+        (
+            "STATIC_READER_SECRET".to_string(),
+            moto.static_reader.secret_access_key.clone(),
+        ),
+    ])
+}
+
+/// The `[sts]` section that makes the proxy call `sts_endpoint` as moto's proxy user.
+pub fn sts_section(moto: &Moto, sts_endpoint: &str, extra: &str) -> String {
+    format!(
+        r#"
+[sts]
+endpoint = "{sts_endpoint}"
+{extra}
+[sts.credentials]
+access_key_id = "{key}"
+secret_access_key_env = "PROXY_USER_SECRET"
+"#,
+        key = moto.proxy_user.access_key_id
+    )
+}
+
+/// An assumed-role integration for a tenant.
+pub fn role_integration(
+    name: &str,
+    tenant: &Tenant,
+    endpoint: &str,
+    addressing: &str,
+    external_id: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+[[integration]]
+name = "{name}"
+bucket = "{bucket}"
+region = "us-east-1"
+endpoint = "{endpoint}"
+addressing = "{addressing}"
+public = true
+{extra}
+[integration.credentials]
+role_arn = "{role_arn}"
+external_id = "{external_id}"
+"#,
+        bucket = tenant.bucket,
+        role_arn = tenant.role_arn,
+    )
+}
+
+/// A public integration signing with moto's static-keys reader; `buckets` is the TOML that
+/// names its bucket(s), e.g. `bucket = "x"` or `default = true\nbuckets = [...]`.
+pub fn static_reader_integration(name: &str, buckets: &str, endpoint: &str) -> String {
+    format!(
+        r#"
+[[integration]]
+name = "{name}"
+{buckets}
+region = "us-east-1"
+endpoint = "{endpoint}"
+public = true
+[integration.credentials]
+access_key_id = "{key}"
+secret_access_key_env = "STATIC_READER_SECRET"
+"#,
+        key = moto().static_reader.access_key_id,
+    )
+}
+
+/// The proxy, running in-process until dropped.
+pub struct RunningProxy {
+    pub address: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl RunningProxy {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn start_proxy(config_text: &str, secrets: &BTreeMap<String, String>) -> RunningProxy {
+    let config = Config::parse(config_text, "test config", secrets)
+        .unwrap_or_else(|e| panic!("{e}\n{config_text}"));
+    start_proxy_with(config).await
+}
+
+pub async fn start_proxy_with(mut config: Config) -> RunningProxy {
+    config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        s3_signing_proxy::server::serve(
+            &config,
+            async {
+                let _ = stopped.await;
+            },
+            |address| {
+                let _ = bound_tx.send(address);
+            },
+        )
+        .await
+        .expect("proxy serves");
+    });
+    RunningProxy {
+        address: bound_rx.await.expect("proxy bound"),
+        stop: Some(stop),
+    }
+}
+
+/// A response with its body read in full (test objects are small).
+pub struct Fetched {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Fetched {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The `<Code>` of an S3 XML error body.
+    pub fn error_code(&self) -> String {
+        let text = self.text();
+        text.split_once("<Code>")
+            .and_then(|(_, rest)| rest.split_once("</Code>"))
+            .map(|(code, _)| code.to_string())
+            .unwrap_or_else(|| format!("(no <Code> in {text:?})"))
+    }
+}
+
+fn client() -> Client<HttpConnector, Empty<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends `method url` with `headers`; `url`'s path is sent exactly as given.
+pub async fn request(method: Method, url: &str, headers: &[(&str, &str)]) -> Fetched {
+    let mut builder = Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = client()
+        .request(builder.body(Empty::new()).expect("request"))
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    let (parts, body) = response.into_parts();
+    Fetched {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.expect("body").to_bytes(),
+    }
+}
+
+pub async fn get(url: &str) -> Fetched {
+    request(Method::GET, url, &[]).await
+}
+
+/// Encodes a key the way a careful client would: everything but letters, digits and `/`.
+/// (Deliberately not the proxy's own encoder, which also leaves `-_.~` alone.)
+pub fn encode(key: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'/');
+    percent_encoding::utf8_percent_encode(key, SET).to_string()
+}
+
+/// A pass-through in front of moto: forwards every request as received (Host header included,
+/// so signatures still verify), counts what it saw, and can be switched to fail like an STS
+/// outage.
+pub struct PassThrough {
+    pub address: SocketAddr,
+    pub requests: Arc<AtomicUsize>,
+    pub assume_role_calls: Arc<AtomicUsize>,
+    pub failing: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PassThrough {
+    pub async fn start(upstream: SocketAddr) -> PassThrough {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let requests = Arc::new(AtomicUsize::new(0));
+        let assume_role_calls = Arc::new(AtomicUsize::new(0));
+        let failing = Arc::new(AtomicBool::new(false));
+        let counters = (requests.clone(), assume_role_calls.clone(), failing.clone());
+        let task = tokio::spawn(async move {
+            let client: Client<HttpConnector, Full<Bytes>> =
+                Client::builder(TokioExecutor::new()).build_http();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let client = client.clone();
+                let (requests, assume_role_calls, failing) = counters.clone();
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let client = client.clone();
+                    let (requests, assume_role_calls, failing) =
+                        (requests.clone(), assume_role_calls.clone(), failing.clone());
+                    async move {
+                        requests.fetch_add(1, Ordering::SeqCst);
+                        let (mut parts, body) = request.into_parts();
+                        let body = body.collect().await?.to_bytes();
+                        if String::from_utf8_lossy(&body).contains("Action=AssumeRole") {
+                            assume_role_calls.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if failing.load(Ordering::SeqCst) {
+                            return Ok::<_, hyper::Error>(outage());
+                        }
+                        let path = parts
+                            .uri
+                            .path_and_query()
+                            .map(|p| p.as_str())
+                            .unwrap_or("/");
+                        parts.uri = format!("http://{upstream}{path}").parse().expect("uri");
+                        let response = match client
+                            .request(Request::from_parts(parts, Full::new(body)))
+                            .await
+                        {
+                            Ok(response) => response,
+                            Err(_) => return Ok(outage()),
+                        };
+                        let (parts, body) = response.into_parts();
+                        let body = body.collect().await?.to_bytes();
+                        Ok(Response::from_parts(parts, Full::new(body)))
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        PassThrough {
+            address,
+            requests,
+            assume_role_calls,
+            failing,
+            task,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn assume_role_calls(&self) -> usize {
+        self.assume_role_calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for PassThrough {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn outage() -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::SERVICE_UNAVAILABLE)
+        .header("content-type", "text/xml")
+        .body(Full::new(Bytes::from_static(
+            b"<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceUnavailable</Code><Message>injected outage</Message></Error></ErrorResponse>",
+        )))
+        .expect("response")
+}
