@@ -413,3 +413,104 @@ fn outage() -> Response<Full<Bytes>> {
         )))
         .expect("response")
 }
+
+/// A fresh directory under the system temp dir, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "s3sp-test-{label}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&path).expect("temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The proxy binary running `serve --config`, as an operator runs it; killed when dropped.
+pub struct ProxyProcess {
+    pub child: Child,
+    pub address: SocketAddr,
+    pub stderr_path: PathBuf,
+}
+
+impl ProxyProcess {
+    /// Writes `config` (whose `[server] listen` must be `LISTEN`) and starts the binary with
+    /// `env`; returns once it accepts connections.
+    pub async fn spawn(dir: &std::path::Path, config: &str, env: &[(&str, &str)]) -> ProxyProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        let config_path = dir.join("proxy.toml");
+        std::fs::write(&config_path, config.replace("LISTEN", &address.to_string()))
+            .expect("config");
+        let stderr_path = dir.join("proxy.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_s3-signing-proxy"))
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start the proxy binary");
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(address).await.is_ok() {
+                return ProxyProcess {
+                    child,
+                    address,
+                    stderr_path,
+                };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!(
+            "the proxy did not start: {}",
+            std::fs::read_to_string(&stderr_path).unwrap_or_default()
+        );
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Peak resident memory so far (VmHWM), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .expect("VmHWM");
+        let kib: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .expect("value")
+            .parse()
+            .expect("number");
+        kib * 1024
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
