@@ -457,29 +457,27 @@ impl ProxyProcess {
             .expect("config");
         let stderr_path = dir.join("proxy.log");
         let stderr = std::fs::File::create(&stderr_path).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_s3-signing-proxy"))
-            .args(["serve", "--config"])
-            .arg(&config_path)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start the proxy binary");
+        // Owned by `process` from the start, so a failed start still kills and reaps the child.
+        let process = ProxyProcess {
+            child: Command::new(env!("CARGO_BIN_EXE_s3-signing-proxy"))
+                .args(["serve", "--config"])
+                .arg(&config_path)
+                .envs(env.iter().copied())
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .expect("start the proxy binary"),
+            address,
+            stderr_path,
+        };
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(address).await.is_ok() {
-                return ProxyProcess {
-                    child,
-                    address,
-                    stderr_path,
-                };
+                return process;
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        panic!(
-            "the proxy did not start: {}",
-            std::fs::read_to_string(&stderr_path).unwrap_or_default()
-        );
+        panic!("the proxy did not start: {}", process.log());
     }
 
     pub fn url(&self, path: &str) -> String {
