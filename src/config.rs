@@ -322,7 +322,32 @@ impl Config {
         Config::parse(&text, &path.display().to_string(), &ProcessEnv)
     }
 
-    /// Parses and validates configuration text; `origin` names it in error messages.
+    /// Parses and validates configuration text; `origin` names it in error messages and
+    /// `secrets` answers `*_env` settings.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use s3_signing_proxy::config::{Addressing, Config};
+    ///
+    /// let text = r#"
+    ///     [[integration]]
+    ///     name = "local"
+    ///     bucket = "media"
+    ///     region = "us-east-1"
+    ///     endpoint = "http://127.0.0.1:9000"
+    ///     [integration.credentials]
+    ///     access_key_id = "minioadmin"
+    ///     secret_access_key_env = "MINIO_SECRET"
+    /// "#;
+    /// let secrets = BTreeMap::from([("MINIO_SECRET".to_string(), "s3cr3t".to_string())]);
+    /// let config = Config::parse(text, "example.toml", &secrets).expect("valid");
+    /// assert_eq!(config.integrations[0].addressing, Addressing::Path);
+    ///
+    /// let error = Config::parse(text, "example.toml", &BTreeMap::new()).expect_err("no secret");
+    /// assert!(error.to_string().contains(
+    ///     "example.toml: integration \"local\": credentials: field `secret_access_key_env`"
+    /// ));
+    /// ```
     pub fn parse(
         text: &str,
         origin: &str,

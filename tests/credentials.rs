@@ -14,22 +14,9 @@ use support::*;
 /// minimum) and are renewed `refresh_before_expiry` before that.
 async fn proxy_through(sts: &PassThrough, refresh_before_expiry: &str) -> RunningProxy {
     let moto = moto();
-    let config = format!(
-        "{}{}",
-        sts_section(
-            moto,
-            &sts.endpoint(),
-            &format!("duration = \"15m\"\nrefresh_before_expiry = \"{refresh_before_expiry}\""),
-        ),
-        role_integration(
-            "acme",
-            &moto.tenant_a,
-            &moto.endpoint(),
-            "path",
-            &moto.tenant_a.external_id,
-            ""
-        ),
-    );
+    let lifetime =
+        format!("duration = \"15m\"\nrefresh_before_expiry = \"{refresh_before_expiry}\"");
+    let config = acme_config(&sts.endpoint(), &moto.endpoint(), &lifetime);
     start_proxy(&config, &secrets(moto)).await
 }
 

@@ -60,18 +60,7 @@ async fn each_tenant_reads_its_own_objects_through_its_assumed_role() {
 async fn a_scoped_bucket_name_routes_like_the_integration_name() {
     let moto = moto();
     let endpoint = moto.endpoint();
-    let config = format!(
-        "{}{}",
-        sts_section(moto, &endpoint, ""),
-        role_integration(
-            "acme",
-            &moto.tenant_a,
-            &endpoint,
-            "path",
-            &moto.tenant_a.external_id,
-            ""
-        ),
-    );
+    let config = acme_config(&endpoint, &endpoint, "");
     let proxy = start_proxy(&config, &secrets(moto)).await;
     // s3://tenant-a-media/owner.txt maps to /tenant-a-media/owner.txt as is.
     let fetched = get(&proxy.url(&format!("/{}/owner.txt", moto.tenant_a.bucket))).await;
@@ -168,18 +157,7 @@ async fn a_role_pointed_at_another_tenants_bucket_is_denied_by_the_store() {
 async fn no_route_leads_out_of_an_integrations_bucket() {
     let moto = moto();
     let s3 = PassThrough::start(moto.address()).await;
-    let config = format!(
-        "{}{}",
-        sts_section(moto, &moto.endpoint(), ""),
-        role_integration(
-            "acme",
-            &moto.tenant_a,
-            &s3.endpoint(),
-            "path",
-            &moto.tenant_a.external_id,
-            ""
-        ),
-    );
+    let config = acme_config(&moto.endpoint(), &s3.endpoint(), "");
     let proxy = start_proxy(&config, &secrets(moto)).await;
     let own = get(&proxy.url("/acme/owner.txt")).await;
     assert_eq!(own.text(), "tenant a\n");
@@ -304,16 +282,8 @@ async fn the_virtual_host_front_door_names_the_integration_in_the_host() {
     let moto = moto();
     let endpoint = moto.endpoint();
     let config = format!(
-        "[server]\nbase_domain = \"media.test\"\n{}{}",
-        sts_section(moto, &endpoint, ""),
-        role_integration(
-            "acme",
-            &moto.tenant_a,
-            &endpoint,
-            "path",
-            &moto.tenant_a.external_id,
-            ""
-        ),
+        "[server]\nbase_domain = \"media.test\"\n{}",
+        acme_config(&endpoint, &endpoint, "")
     );
     let proxy = start_proxy(&config, &secrets(moto)).await;
     let host = format!("acme.media.test:{}", proxy.address.port());
@@ -409,16 +379,8 @@ async fn proxy_errors_are_s3_xml_and_never_reach_the_upstream() {
     let s3 = PassThrough::start(moto.address()).await;
     let sts = PassThrough::start(moto.address()).await;
     let config = format!(
-        "{}{}{}",
-        sts_section(moto, &sts.endpoint(), ""),
-        role_integration(
-            "acme",
-            &moto.tenant_a,
-            &s3.endpoint(),
-            "path",
-            &moto.tenant_a.external_id,
-            ""
-        ),
+        "{}{}",
+        acme_config(&sts.endpoint(), &s3.endpoint(), ""),
         r#"
 [[integration]]
 name = "private"

@@ -186,6 +186,24 @@ external_id = "{external_id}"
     )
 }
 
+/// The most common test config: STS at `sts_endpoint` (with `sts_extra` settings) and tenant A's
+/// integration `acme`, path style, at `s3_endpoint`.
+pub fn acme_config(sts_endpoint: &str, s3_endpoint: &str, sts_extra: &str) -> String {
+    let moto = moto();
+    format!(
+        "{}{}",
+        sts_section(moto, sts_endpoint, sts_extra),
+        role_integration(
+            "acme",
+            &moto.tenant_a,
+            s3_endpoint,
+            "path",
+            &moto.tenant_a.external_id,
+            ""
+        ),
+    )
+}
+
 /// A public integration signing with moto's static-keys reader; `buckets` is the TOML that
 /// names its bucket(s), e.g. `bucket = "x"` or `default = true\nbuckets = [...]`.
 pub fn static_reader_integration(name: &str, buckets: &str, endpoint: &str) -> String {

@@ -47,6 +47,14 @@ def awkward_keys():
     ]
 
 
+def policy(*statements):
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def allow(action, resource):
+    return {"Effect": "Allow", "Action": action, "Resource": resource}
+
+
 def body_for(key):
     return ("object:" + key + "\n").encode("utf-8") * 3
 
@@ -75,9 +83,7 @@ def main():
     iam.put_user_policy(
         UserName="admin",
         PolicyName="everything",
-        PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-        ),
+        PolicyDocument=policy(allow("*", "*")),
     )
     admin = (admin_key["AccessKeyId"], admin_key["SecretAccessKey"])
     iam = client("iam", *admin)
@@ -88,12 +94,7 @@ def main():
     iam.put_user_policy(
         UserName="s3-signing-proxy",
         PolicyName="assume-integration-roles",
-        PolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}],
-            }
-        ),
+        PolicyDocument=policy(allow("sts:AssumeRole", "*")),
     )
 
     tenants = {}
@@ -102,34 +103,20 @@ def main():
         s3.create_bucket(Bucket=bucket)
         role = iam.create_role(
             RoleName=f"tenant-{name}-reader",
-            AssumeRolePolicyDocument=json.dumps(
+            AssumeRolePolicyDocument=policy(
                 {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/s3-signing-proxy"},
-                            "Action": "sts:AssumeRole",
-                            "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
-                        }
-                    ],
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/s3-signing-proxy"},
+                    "Action": "sts:AssumeRole",
+                    "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
                 }
             ),
         )["Role"]
         iam.put_role_policy(
             RoleName=f"tenant-{name}-reader",
             PolicyName="read-own-bucket",
-            PolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Action": ["s3:GetObject", "s3:ListBucket"],
-                            "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-                        }
-                    ],
-                }
+            PolicyDocument=policy(
+                allow(["s3:GetObject", "s3:ListBucket"], [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"])
             ),
         )
         tenants[name] = {"bucket": bucket, "role_arn": role["Arn"], "external_id": external_id}
@@ -148,14 +135,7 @@ def main():
     iam.put_user_policy(
         UserName="static-reader",
         PolicyName="read-tenant-a",
-        PolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket_a}/*"}
-                ],
-            }
-        ),
+        PolicyDocument=policy(allow("s3:GetObject", f"arn:aws:s3:::{bucket_a}/*")),
     )
 
     print(
