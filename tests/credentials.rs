@@ -153,3 +153,46 @@ async fn one_role_with_two_external_ids_never_shares_credentials() {
         "each identity asked STS itself"
     );
 }
+
+#[tokio::test]
+async fn the_proxys_own_identity_comes_from_the_standard_aws_chain() {
+    let moto = moto();
+    let dir = TempDir::new("default-chain");
+    let config = format!(
+        r#"
+[server]
+listen = "LISTEN"
+[[integration]]
+name = "own-identity"
+bucket = "{bucket}"
+region = "us-east-1"
+endpoint = "{endpoint}"
+public = true
+[integration.credentials]
+source = "default-chain"
+"#,
+        bucket = moto.tenant_a.bucket,
+        endpoint = moto.endpoint(),
+    );
+    // The environment provider is the chain's first link; nothing else may answer instead.
+    let missing = dir.0.join("absent");
+    let missing = missing.to_str().unwrap();
+    let env = [
+        (
+            "AWS_ACCESS_KEY_ID",
+            moto.static_reader.access_key_id.as_str(),
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            moto.static_reader.secret_access_key.as_str(),
+        ),
+        ("AWS_CONFIG_FILE", missing),
+        ("AWS_SHARED_CREDENTIALS_FILE", missing),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let proxy = ProxyProcess::spawn(&dir.0, &config, &env).await;
+    let fetched = get(&proxy.url("/own-identity/owner.txt")).await;
+    assert_eq!(fetched.status, StatusCode::OK, "{}", fetched.text());
+    assert_eq!(fetched.text(), "tenant a\n");
+    assert!(!proxy.log().contains(&moto.static_reader.secret_access_key));
+}
