@@ -11,7 +11,8 @@ use aws_credential_types::Credentials;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
 use s3_signing_proxy::Config;
-use s3_signing_proxy::integration::{Caller, Integrations};
+use s3_signing_proxy::front_door::Caller;
+use s3_signing_proxy::integration::Integrations;
 use s3_signing_proxy::route::route;
 use s3_signing_proxy::sign::{signed_request, upstream_uri};
 
@@ -44,7 +45,7 @@ fn request_path(c: &mut Criterion) {
 
     let prepare = || {
         let r = route(&Method::GET, Some("proxy"), path, None, None).unwrap();
-        let target = integrations.resolve(&r, Caller::Anonymous).unwrap();
+        let target = integrations.resolve(&r, &Caller::Anonymous).unwrap();
         let uri = upstream_uri(&target, &r.query).unwrap();
         (target, uri)
     };

@@ -62,6 +62,26 @@ pub struct Config {
     pub server: ServerConfig,
     pub sts: StsConfig,
     pub integrations: Vec<Arc<Integration>>,
+    pub clients: Vec<ClientConfig>,
+}
+
+/// Keys the proxy issues to an SDK client or URL signer, and where they lead.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    /// (integration name, one bucket of it or all of it).
+    pub bindings: Vec<(String, Option<String>)>,
+    pub access: Access,
+}
+
+/// How a verified GET is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The proxy streams the object.
+    Stream,
+    /// `307` to an upstream presigned URL valid this long (the bytes skip the proxy).
+    Redirect { expires: Duration },
 }
 
 #[derive(Debug, Clone)]
@@ -214,6 +234,9 @@ pub struct Integration {
     /// Keys with `.`/`..` segments or empty segments are passed on instead of refused.
     pub allow_unusual_keys: bool,
     pub credentials: CredentialSource,
+    /// Browser origins allowed by CORS: exact `scheme://host[:port]`, or `*` (public only).
+    pub cors_origins: Vec<String>,
+    pub delivery: Delivery,
 }
 
 impl Integration {
@@ -259,6 +282,18 @@ struct RawConfig {
     sts: RawSts,
     #[serde(default, rename = "integration")]
     integrations: Vec<RawIntegration>,
+    #[serde(default, rename = "client")]
+    clients: Vec<RawClient>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    access_key_id: Option<String>,
+    secret_access_key_env: Option<String>,
+    secret_access_key_file: Option<String>,
+    integrations: Option<Vec<String>>,
+    access: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -294,6 +329,9 @@ struct RawIntegration {
     public: bool,
     #[serde(default)]
     allow_unusual_keys: bool,
+    cors_origins: Option<Vec<String>>,
+    delivery: Option<String>,
+    redirect_expires: Option<String>,
     credentials: Option<RawCredentials>,
 }
 
@@ -417,6 +455,12 @@ fn build(raw: RawConfig, problems: &mut Problems<'_>, secrets: &dyn SecretLookup
         }
     }
     check_names_unique(&integrations, problems);
+    let clients = raw
+        .clients
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, raw)| build_client(index, raw, &integrations, problems, secrets))
+        .collect();
 
     Config {
         server: ServerConfig {
@@ -425,6 +469,7 @@ fn build(raw: RawConfig, problems: &mut Problems<'_>, secrets: &dyn SecretLookup
         },
         sts,
         integrations,
+        clients,
     }
 }
 
@@ -630,18 +675,48 @@ fn build_integration(
         );
     }
 
-    let access = match raw.access.as_deref() {
-        None | Some("read-only") => Access::ReadOnly,
-        Some("read-write") => Access::ReadWrite,
+    let access = parse_access(raw.access.as_deref(), &place, problems);
+
+    let cors_origins = raw.cors_origins.unwrap_or_default();
+    for origin in &cors_origins {
+        if origin == "*" {
+            if !raw.public {
+                problems.add(
+                    &place,
+                    "cors_origins",
+                    "`*` is only for public integrations; list the exact origins",
+                );
+            }
+        } else if let Err(reason) = check_origin(origin) {
+            problems.add(&place, "cors_origins", reason);
+        }
+    }
+
+    let delivery = match raw.delivery.as_deref() {
+        None | Some("stream") => Delivery::Stream,
+        Some("redirect") => Delivery::Redirect {
+            expires: parse_setting_duration(
+                raw.redirect_expires.as_deref(),
+                Duration::from_secs(300),
+                &place,
+                "redirect_expires",
+                problems,
+            ),
+        },
         Some(other) => {
             problems.add(
                 &place,
-                "access",
-                format!("`{other}` is not \"read-only\" or \"read-write\""),
+                "delivery",
+                format!("`{other}` is not \"stream\" or \"redirect\""),
             );
-            Access::ReadOnly
+            Delivery::Stream
         }
     };
+    if let Delivery::Redirect { expires } = delivery
+        && !(1..=MAX_PRESIGN_SECONDS).contains(&expires.as_secs())
+    {
+        problems.add(&place, "redirect_expires", "must be between 1s and 7 days");
+    }
 
     let credentials = match raw.credentials {
         None => {
@@ -669,7 +744,121 @@ fn build_integration(
         public: raw.public,
         allow_unusual_keys: raw.allow_unusual_keys,
         credentials: credentials?,
+        cors_origins,
+        delivery,
     })
+}
+
+fn parse_access(text: Option<&str>, place: &str, problems: &mut Problems<'_>) -> Access {
+    match text {
+        None | Some("read-only") => Access::ReadOnly,
+        Some("read-write") => Access::ReadWrite,
+        Some(other) => {
+            problems.add(
+                place,
+                "access",
+                format!("`{other}` is not \"read-only\" or \"read-write\""),
+            );
+            Access::ReadOnly
+        }
+    }
+}
+
+/// The longest an S3 presigned URL may live.
+const MAX_PRESIGN_SECONDS: u64 = 7 * 24 * 3600;
+
+/// `https://app.example.com[:port]`: what a browser sends as `Origin`.
+fn check_origin(origin: &str) -> Result<(), String> {
+    let endpoint = parse_endpoint(origin)
+        .map_err(|_| format!("`{origin}` is not an origin like https://app.example.com"))?;
+    if endpoint.url() != origin.to_ascii_lowercase() {
+        return Err(format!(
+            "`{origin}` must be written as a browser sends it: scheme://host[:port], lower case, no `/`"
+        ));
+    }
+    Ok(())
+}
+
+fn build_client(
+    index: usize,
+    raw: RawClient,
+    integrations: &[Arc<Integration>],
+    problems: &mut Problems<'_>,
+    secrets: &dyn SecretLookup,
+) -> Option<ClientConfig> {
+    let access_key_id = raw.access_key_id.unwrap_or_default();
+    let place = if access_key_id.is_empty() {
+        format!("client #{}", index + 1)
+    } else {
+        format!("client \"{access_key_id}\"")
+    };
+    let before = problems.list.len();
+    if access_key_id.len() < 3 || !access_key_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        problems.add(
+            &place,
+            "access_key_id",
+            "must be 3 or more letters and digits",
+        );
+    }
+    let secret = read_secret(
+        raw.secret_access_key_env,
+        raw.secret_access_key_file,
+        &place,
+        problems,
+        secrets,
+    );
+    let access = parse_access(raw.access.as_deref(), &place, problems);
+    let names = raw.integrations.unwrap_or_default();
+    if names.is_empty() {
+        problems.add(
+            &place,
+            "integrations",
+            "must name at least one integration or bucket",
+        );
+    }
+    let mut bindings = Vec::new();
+    for name in &names {
+        match bind(name, integrations) {
+            Ok(binding) => bindings.push(binding),
+            Err(reason) => problems.add(&place, "integrations", reason),
+        }
+    }
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(ClientConfig {
+        access_key_id,
+        secret_access_key: secret?,
+        bindings,
+        access,
+    })
+}
+
+/// What a client's `integrations` entry grants: an integration by name (all of it), a bucket
+/// scoped by one integration (all of that integration), or one bucket a default integration
+/// permits (that bucket only).
+fn bind(name: &str, integrations: &[Arc<Integration>]) -> Result<(String, Option<String>), String> {
+    if integrations.iter().any(|i| i.name == name) {
+        return Ok((name.to_string(), None));
+    }
+    let scoped: Vec<&Arc<Integration>> = integrations
+        .iter()
+        .filter(|i| i.buckets == Buckets::Scoped(name.to_string()))
+        .collect();
+    match scoped.as_slice() {
+        [only] => return Ok((only.name.clone(), None)),
+        [] => {}
+        _ => {
+            return Err(format!(
+                "bucket `{name}` is shared by several integrations; name the integration"
+            ));
+        }
+    }
+    integrations
+        .iter()
+        .find(|i| matches!(&i.buckets, Buckets::Permitted(list) if list.iter().any(|b| b == name)))
+        .map(|i| (i.name.clone(), Some(name.to_string())))
+        .ok_or_else(|| format!("`{name}` is not an integration or a bucket of one"))
 }
 
 fn build_credentials(
@@ -777,7 +966,43 @@ fn build_credentials(
     if access_key_id.is_empty() || !access_key_id.chars().all(|c| c.is_ascii_alphanumeric()) {
         problems.add(place, "access_key_id", "must be letters and digits");
     }
-    let secret = match (raw.secret_access_key_env, raw.secret_access_key_file) {
+    let secret = read_secret(
+        raw.secret_access_key_env,
+        raw.secret_access_key_file,
+        place,
+        problems,
+        secrets,
+    );
+    let session_token = match raw.session_token_env {
+        None => None,
+        Some(var) => match secrets.var(&var) {
+            Some(value) if !value.is_empty() => Some(Secret::new(value)),
+            _ => {
+                problems.add(
+                    place,
+                    "session_token_env",
+                    format!("environment variable `{var}` is not set"),
+                );
+                None
+            }
+        },
+    };
+    Some(CredentialSource::Static(StaticKeys {
+        access_key_id,
+        secret_access_key: secret?,
+        session_token,
+    }))
+}
+
+/// A secret from an environment variable or a file: exactly one of the two, never inline.
+fn read_secret(
+    env: Option<String>,
+    file: Option<String>,
+    place: &str,
+    problems: &mut Problems<'_>,
+    secrets: &dyn SecretLookup,
+) -> Option<Secret> {
+    match (env, file) {
         (Some(var), None) => match secrets.var(&var) {
             Some(value) if !value.is_empty() => Some(Secret::new(value)),
             _ => {
@@ -812,31 +1037,12 @@ fn build_credentials(
             problems.add(
                 place,
                 "secret_access_key_env",
-                "static keys need exactly one of `secret_access_key_env` or \
-                 `secret_access_key_file` (secrets are never written inline)",
+                "give exactly one of `secret_access_key_env` or `secret_access_key_file` \
+                 (secrets are never written inline)",
             );
             None
         }
-    };
-    let session_token = match raw.session_token_env {
-        None => None,
-        Some(var) => match secrets.var(&var) {
-            Some(value) if !value.is_empty() => Some(Secret::new(value)),
-            _ => {
-                problems.add(
-                    place,
-                    "session_token_env",
-                    format!("environment variable `{var}` is not set"),
-                );
-                None
-            }
-        },
-    };
-    Some(CredentialSource::Static(StaticKeys {
-        access_key_id,
-        secret_access_key: secret?,
-        session_token,
-    }))
+    }
 }
 
 /// Logical names must be unambiguous. An integration's name is its own: no other integration

@@ -22,6 +22,32 @@ pub enum Error {
     #[error("The specified bucket name is not valid: {reason}")]
     InvalidBucketName { reason: String },
 
+    /// A malformed argument (S3's catch-all for bad input).
+    #[error("{reason}")]
+    InvalidArgument { reason: String },
+
+    /// The `Authorization` header cannot be parsed.
+    #[error("{reason}")]
+    AuthorizationHeaderMalformed { reason: String },
+
+    /// A presigned URL's `X-Amz-*` parameters are missing or malformed.
+    #[error("{reason}")]
+    AuthorizationQueryParametersError { reason: String },
+
+    /// The access key id is not one the proxy issued.
+    #[error("The AWS Access Key Id you provided does not exist in our records.")]
+    InvalidAccessKeyId,
+
+    /// The recomputed signature differs from the one sent.
+    #[error(
+        "The request signature we calculated does not match the signature you provided. Check your key and signing method."
+    )]
+    SignatureDoesNotMatch,
+
+    /// The request's time is more than 15 minutes from the proxy's.
+    #[error("The difference between the request time and the current time is too large.")]
+    RequestTimeTooSkewed,
+
     /// The caller may not do this here.
     #[error("Access Denied: {reason}")]
     AccessDenied { reason: String },
@@ -66,7 +92,12 @@ impl Error {
             Error::NoSuchBucket { .. } => "NoSuchBucket",
             Error::InvalidBucketName { .. } => "InvalidBucketName",
             Error::AccessDenied { .. } => "AccessDenied",
-            Error::InvalidKey { .. } => "InvalidArgument",
+            Error::InvalidKey { .. } | Error::InvalidArgument { .. } => "InvalidArgument",
+            Error::AuthorizationHeaderMalformed { .. } => "AuthorizationHeaderMalformed",
+            Error::AuthorizationQueryParametersError { .. } => "AuthorizationQueryParametersError",
+            Error::InvalidAccessKeyId => "InvalidAccessKeyId",
+            Error::SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            Error::RequestTimeTooSkewed => "RequestTimeTooSkewed",
             Error::KeyTooLong { .. } => "KeyTooLongError",
             Error::InvalidRequest { .. } => "InvalidRequest",
             Error::MethodNotAllowed { .. } => "MethodNotAllowed",
@@ -83,9 +114,15 @@ impl Error {
             Error::NoSuchBucket { .. } => StatusCode::NOT_FOUND,
             Error::InvalidBucketName { .. }
             | Error::InvalidKey { .. }
+            | Error::InvalidArgument { .. }
+            | Error::AuthorizationHeaderMalformed { .. }
+            | Error::AuthorizationQueryParametersError { .. }
             | Error::KeyTooLong { .. }
             | Error::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
-            Error::AccessDenied { .. } => StatusCode::FORBIDDEN,
+            Error::AccessDenied { .. }
+            | Error::InvalidAccessKeyId
+            | Error::SignatureDoesNotMatch
+            | Error::RequestTimeTooSkewed => StatusCode::FORBIDDEN,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
             Error::CredentialsUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,

@@ -11,13 +11,8 @@ use std::sync::Arc;
 
 use crate::config::{Buckets, Integration};
 use crate::error::Error;
+use crate::front_door::Caller;
 use crate::route::{Operation, Route, check_key};
-
-/// Who is calling. Only anonymous callers exist until the signed front door lands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Caller {
-    Anonymous,
-}
 
 /// A request mapped onto its integration: everything `sign` needs to build the upstream request.
 #[derive(Debug, Clone)]
@@ -83,9 +78,15 @@ impl Integrations {
         Integrations { by_name }
     }
 
+    /// The integration a logical bucket name means, if any (CORS needs it even when the
+    /// request itself is refused).
+    pub fn integration(&self, name: &str) -> Option<&Arc<Integration>> {
+        self.by_name.get(name).map(|(integration, _)| integration)
+    }
+
     /// Maps a route to its target, or says why the caller may not go there. Nothing here
     /// contacts the upstream, so a refused request never reaches it.
-    pub fn resolve(&self, route: &Route, caller: Caller) -> Result<Target, Error> {
+    pub fn resolve(&self, route: &Route, caller: &Caller) -> Result<Target, Error> {
         let (integration, bucket) =
             self.by_name
                 .get(&route.name)
@@ -100,7 +101,7 @@ impl Integrations {
         })?;
         debug_assert!(integration.permits_bucket(&bucket));
 
-        authorise(integration, route.operation, caller)?;
+        authorise(integration, &bucket, route.operation, caller)?;
 
         check_key(&route.key, integration.allow_unusual_keys)?;
         let key = format!("{}{}", integration.prefix, route.key);
@@ -115,15 +116,37 @@ impl Integrations {
     }
 }
 
-fn authorise(integration: &Integration, operation: Operation, caller: Caller) -> Result<(), Error> {
-    match (caller, operation) {
-        (Caller::Anonymous, Operation::GetObject | Operation::HeadObject) if integration.public => {
-            Ok(())
+/// Whether `caller` may do `operation` on `bucket` of `integration`. A client reaches only the
+/// integrations (or single buckets) it is bound to, whatever name or host it used to get here;
+/// anyone may read a public integration.
+fn authorise(
+    integration: &Integration,
+    bucket: &str,
+    operation: Operation,
+    caller: &Caller,
+) -> Result<(), Error> {
+    let reads = matches!(operation, Operation::GetObject | Operation::HeadObject);
+    match caller {
+        Caller::Client(client) if client.is_bound_to(&integration.name, bucket) => {
+            if reads {
+                Ok(())
+            } else {
+                Err(Error::AccessDenied {
+                    reason: format!("{operation:?} is not allowed here"),
+                })
+            }
         }
-        (Caller::Anonymous, _) => Err(Error::AccessDenied {
+        _ if reads && integration.public => Ok(()),
+        Caller::Anonymous => Err(Error::AccessDenied {
             reason: format!(
                 "integration {} does not allow anonymous access",
                 integration.name
+            ),
+        }),
+        Caller::Client(client) => Err(Error::AccessDenied {
+            reason: format!(
+                "client {} may not reach integration {}",
+                client.access_key_id, integration.name
             ),
         }),
     }
@@ -179,7 +202,7 @@ mod tests {
 
     fn resolve(path: &str) -> Result<Target, Error> {
         let route = crate::route::route(&Method::GET, None, path, None, None)?;
-        table().resolve(&route, Caller::Anonymous)
+        table().resolve(&route, &Caller::Anonymous)
     }
 
     #[test]
@@ -262,7 +285,7 @@ mod tests {
         let table = Integrations::new(&config.integrations);
         let resolve = |path: &str| {
             let route = crate::route::route(&Method::GET, None, path, None, None)?;
-            table.resolve(&route, Caller::Anonymous)
+            table.resolve(&route, &Caller::Anonymous)
         };
         let a = resolve("/tenant-a/k").expect("resolves");
         assert_eq!(

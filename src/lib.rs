@@ -10,6 +10,8 @@
 //!
 //! - [`server`]: accepts connections; [`server::Proxy::handle`] runs the steps below in order
 //!   and turns any error into an S3 XML response, once, with a logged request id.
+//! - [`front_door`]: who is calling: anonymous, or a client whose SigV4 signature (header or
+//!   presigned URL) the proxy verifies against the keys it issued.
 //! - [`route`]: which logical bucket, key and S3 operation the request names.
 //! - [`integration`]: which integration and real bucket that is, and whether the caller may go
 //!   there (this is where a request is authorised).
@@ -18,6 +20,7 @@
 //! - [`sign`]: the upstream URL (addressing style, endpoint, prefix + key) and its SigV4
 //!   signature (this is where a request is signed).
 //! - [`forward`]: the pooled upstream client; bodies stream through here frame by frame.
+//! - [`cors`]: preflights answered by the proxy, CORS headers per integration.
 //! - [`error`]: the one error type and its S3 XML rendering.
 //!
 //! Around them: [`config`] parses the TOML file once into typed values, [`body`] is the body
@@ -25,10 +28,12 @@
 
 pub mod body;
 pub mod config;
+pub mod cors;
 pub mod credentials;
 pub mod demo;
 pub mod error;
 pub mod forward;
+pub mod front_door;
 pub mod integration;
 pub mod route;
 pub mod server;

@@ -26,6 +26,8 @@ pub struct Route {
 pub enum Operation {
     GetObject,
     HeadObject,
+    /// A CORS preflight (`OPTIONS`), answered by the proxy itself.
+    Preflight,
 }
 
 impl Operation {
@@ -33,6 +35,7 @@ impl Operation {
         match self {
             Operation::GetObject => Method::GET,
             Operation::HeadObject => Method::HEAD,
+            Operation::Preflight => Method::OPTIONS,
         }
     }
 }
@@ -102,24 +105,14 @@ pub fn route(
         }
     };
 
-    // A bucket-level request (`/{name}` or `/{name}/`) is ListObjects or a bucket operation.
-    if raw_key.is_empty() {
-        return Err(Error::NotImplemented {
-            operation: "Bucket operations (ListObjects, HeadBucket, …)".to_string(),
-        });
-    }
-
     let operation = match *method {
         Method::GET => Operation::GetObject,
         Method::HEAD => Operation::HeadObject,
+        // A preflight may be for any path of a bucket, its listing included.
+        Method::OPTIONS => Operation::Preflight,
         Method::PUT | Method::POST | Method::DELETE => {
             return Err(Error::NotImplemented {
                 operation: format!("{method} (writes)"),
-            });
-        }
-        Method::OPTIONS => {
-            return Err(Error::NotImplemented {
-                operation: "OPTIONS (CORS preflight)".to_string(),
             });
         }
         _ => {
@@ -129,7 +122,14 @@ pub fn route(
         }
     };
 
-    let key = decode_key(raw_key)?;
+    // A bucket-level request (`/{name}` or `/{name}/`) is ListObjects or a bucket operation.
+    if raw_key.is_empty() && operation != Operation::Preflight {
+        return Err(Error::NotImplemented {
+            operation: "Bucket operations (ListObjects, HeadBucket, …)".to_string(),
+        });
+    }
+
+    let key = percent_decode(raw_key)?;
     let query = object_query(query.unwrap_or(""))?;
     Ok(Route {
         name,
@@ -159,11 +159,6 @@ fn decode_bucket_name(raw: &str) -> Result<String, Error> {
         reason: format!("`{}`: {reason}", decoded.escape_debug()),
     })?;
     Ok(decoded)
-}
-
-/// Decodes a key once and refuses shapes that some stores would normalise into another key.
-fn decode_key(raw: &str) -> Result<String, Error> {
-    percent_decode(raw)
 }
 
 /// Checks a decoded key against the rules every integration enforces; `allow_unusual` lets

@@ -21,13 +21,14 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::body::{self, ProxyBody};
-use crate::config::Config;
+use crate::config::{Config, Delivery, Integration};
 use crate::credentials::{CredentialCache, sdk_http_client};
 use crate::error::Error;
 use crate::forward::Upstream;
-use crate::integration::{Caller, Integrations};
-use crate::route::route;
-use crate::sign::{signed_request, upstream_uri};
+use crate::front_door::Clients;
+use crate::integration::Integrations;
+use crate::route::{Operation, route};
+use crate::sign::{presigned_get_url, signed_request, upstream_uri};
 
 /// Slow clients get this long to send a request's headers (slowloris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,6 +38,7 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 /// Everything a request needs, built once from the config and shared by all connections.
 pub struct Proxy {
     base_domain: Option<String>,
+    clients: Clients,
     integrations: Integrations,
     credentials: CredentialCache,
     upstream: Upstream,
@@ -47,6 +49,7 @@ impl Proxy {
     pub fn new(config: &Config) -> std::io::Result<Self> {
         Ok(Proxy {
             base_domain: config.server.base_domain.clone(),
+            clients: Clients::new(&config.clients),
             integrations: Integrations::new(&config.integrations),
             credentials: CredentialCache::new(config.sts.clone(), sdk_http_client()),
             upstream: Upstream::new().map_err(std::io::Error::other)?,
@@ -61,13 +64,16 @@ impl Proxy {
             "request",
             id = %request_id,
             method = %request.method(),
+            client = tracing::field::Empty,
             bucket = tracing::field::Empty,
             integration = tracing::field::Empty,
         );
         async move {
             let started = Instant::now();
             let is_head = request.method() == Method::HEAD;
-            let response = match self.forward(request).await {
+            let origin = request.headers().get(header::ORIGIN).cloned();
+            let mut cors_for = None;
+            let mut response = match self.forward(request, &mut cors_for).await {
                 Ok(response) => response,
                 Err(error) => {
                     let status = error.status();
@@ -79,6 +85,12 @@ impl Proxy {
                     error.into_response(&request_id, is_head)
                 }
             };
+            if let Some(integration) = cors_for {
+                let cors = crate::cors::response_headers(&integration, origin.as_ref());
+                for (name, value) in &cors {
+                    response.headers_mut().insert(name, value.clone());
+                }
+            }
             let upstream_request_id = response
                 .headers()
                 .get("x-amz-request-id")
@@ -97,8 +109,13 @@ impl Proxy {
         .await
     }
 
-    /// The steps of a request, top to bottom.
-    async fn forward<B>(&self, request: Request<B>) -> Result<Response<ProxyBody>, Error> {
+    /// The steps of a request, top to bottom. `cors_for` is set as soon as the integration is
+    /// known, so that even a refusal carries its CORS headers.
+    async fn forward<B>(
+        &self,
+        request: Request<B>,
+        cors_for: &mut Option<Arc<Integration>>,
+    ) -> Result<Response<ProxyBody>, Error> {
         let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
             request
                 .headers()
@@ -112,17 +129,48 @@ impl Proxy {
             request.uri().query(),
             self.base_domain.as_deref(),
         )?;
-        tracing::Span::current().record("bucket", route.name.as_str());
+        let span = tracing::Span::current();
+        span.record("bucket", route.name.as_str());
+        *cors_for = self.integrations.integration(&route.name).cloned();
 
-        let target = self.integrations.resolve(&route, Caller::Anonymous)?;
+        if route.operation == Operation::Preflight {
+            let integration = cors_for.as_ref().ok_or_else(|| Error::NoSuchBucket {
+                name: route.name.clone(),
+            })?;
+            return crate::cors::preflight(integration, request.headers());
+        }
+
+        let caller = self.clients.identify(
+            request.method(),
+            request.uri(),
+            request.headers(),
+            SystemTime::now(),
+        )?;
+        span.record("client", caller.key_id());
+
+        let target = self.integrations.resolve(&route, &caller)?;
         let integration = &target.integration;
-        tracing::Span::current().record("integration", integration.name.as_str());
+        span.record("integration", integration.name.as_str());
 
         let credentials = self.credentials.credentials(integration).await?;
+        let uri = upstream_uri(&target, &route.query)?;
+
+        if let (Delivery::Redirect { expires }, Operation::GetObject) =
+            (integration.delivery, route.operation)
+        {
+            let location = presigned_get_url(
+                uri,
+                &credentials,
+                &integration.region,
+                SystemTime::now(),
+                expires,
+            )?;
+            return redirect(&location);
+        }
 
         let upstream_request = signed_request(
             route.operation.method(),
-            upstream_uri(&target, &route.query)?,
+            uri,
             request.headers(),
             body::empty(),
             &credentials,
@@ -133,6 +181,25 @@ impl Proxy {
             .send(upstream_request, &integration.name)
             .await
     }
+}
+
+/// `307 Temporary Redirect` to an upstream presigned URL; never cached past its validity.
+fn redirect(location: &http::Uri) -> Result<Response<ProxyBody>, Error> {
+    let location =
+        http::HeaderValue::from_str(&location.to_string()).map_err(|_| Error::Internal {
+            detail: "the presigned URL is not a header value".to_string(),
+        })?;
+    let mut response = Response::new(body::empty());
+    *response.status_mut() = http::StatusCode::TEMPORARY_REDIRECT;
+    response.headers_mut().insert(header::LOCATION, location);
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, http::HeaderValue::from(0));
+    Ok(response)
 }
 
 /// S3-style request ids: 16 upper-case hex digits, unique per process and unguessable across

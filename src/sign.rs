@@ -70,9 +70,9 @@ pub fn upstream_uri(target: &Target, query: &[(String, String)]) -> Result<Uri, 
     let mut uri = format!("{}://{authority}{path}", scheme.as_str());
     for (index, (name, value)) in query.iter().enumerate() {
         uri.push(if index == 0 { '?' } else { '&' });
-        uri.push_str(&utf8_percent_encode(name, QUERY).to_string());
+        uri.push_str(&encode_query(name));
         uri.push('=');
-        uri.push_str(&utf8_percent_encode(value, QUERY).to_string());
+        uri.push_str(&encode_query(value));
     }
     uri.parse().map_err(|_| Error::Internal {
         detail: "the upstream URL did not parse".to_string(),
@@ -82,6 +82,16 @@ pub fn upstream_uri(target: &Target, query: &[(String, String)]) -> Result<Uri, 
 /// A key as it goes in an upstream path: every byte but `A-Z a-z 0-9 - _ . ~ /` as `%XX`.
 pub fn encode_key(key: &str) -> String {
     utf8_percent_encode(key, PATH).to_string()
+}
+
+/// A decoded path, canonical as S3 expects it: encoded once, strictly (see [`encode_key`]).
+pub fn encode_path(bytes: &[u8]) -> String {
+    percent_encoding::percent_encode(bytes, PATH).to_string()
+}
+
+/// A query name or value, canonical: every byte but `A-Z a-z 0-9 - _ . ~` as `%XX`.
+pub fn encode_query(text: &str) -> String {
+    utf8_percent_encode(text, QUERY).to_string()
 }
 
 /// Builds the upstream request with the allowed client headers, then signs it.
@@ -118,6 +128,45 @@ pub fn signed_request(
     Ok(request)
 }
 
+/// A presigned GET URL for `uri`, valid for `expires`: the redirect target of
+/// `delivery = "redirect"`. Like every S3 presigned URL it carries the access key id (and the
+/// session token of temporary credentials) but never the secret.
+pub fn presigned_get_url(
+    uri: Uri,
+    credentials: &Credentials,
+    region: &str,
+    now: SystemTime,
+    expires: std::time::Duration,
+) -> Result<Uri, Error> {
+    let mut request = Request::new(());
+    *request.uri_mut() = uri;
+    let host = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_default();
+    request.headers_mut().insert(
+        header::HOST,
+        HeaderValue::from_str(&host).map_err(|_| Error::Internal {
+            detail: "the upstream host is not a header value".to_string(),
+        })?,
+    );
+    let mut settings = signing_settings();
+    settings.signature_location = aws_sigv4::http_request::SignatureLocation::QueryParams;
+    settings.expires_in = Some(expires);
+    settings.payload_checksum_kind = PayloadChecksumKind::NoHeader;
+    apply_signature(&mut request, credentials, region, now, settings)?;
+    Ok(request.into_parts().0.uri)
+}
+
+fn signing_settings() -> SigningSettings {
+    let mut settings = SigningSettings::default();
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    settings
+}
+
 /// Adds `x-amz-date`, `x-amz-content-sha256`, `x-amz-security-token` and `Authorization`.
 pub fn sign_request<B>(
     request: &mut Request<B>,
@@ -125,13 +174,19 @@ pub fn sign_request<B>(
     region: &str,
     now: SystemTime,
 ) -> Result<(), Error> {
+    apply_signature(request, credentials, region, now, signing_settings())
+}
+
+fn apply_signature<B>(
+    request: &mut Request<B>,
+    credentials: &Credentials,
+    region: &str,
+    now: SystemTime,
+    settings: SigningSettings,
+) -> Result<(), Error> {
     let signing_failed = |stage: &str| Error::Internal {
         detail: format!("SigV4 signing failed while {stage}"),
     };
-    let mut settings = SigningSettings::default();
-    settings.percent_encoding_mode = PercentEncodingMode::Single;
-    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
     let identity = credentials.clone().into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
@@ -172,7 +227,7 @@ pub fn sign_request<B>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Access, Buckets, CredentialSource, Endpoint, Integration};
+    use crate::config::{Access, Buckets, CredentialSource, Delivery, Endpoint, Integration};
     use std::sync::Arc;
 
     fn target(endpoint: Option<Endpoint>, addressing: Addressing, key: &str) -> Target {
@@ -188,6 +243,8 @@ mod tests {
                 public: true,
                 allow_unusual_keys: false,
                 credentials: CredentialSource::DefaultChain,
+                cors_origins: Vec::new(),
+                delivery: Delivery::Stream,
             }),
             bucket: "acme-bucket".to_string(),
             key: key.to_string(),
