@@ -104,7 +104,7 @@ secret_access_key_env = "LOG_TEST_SECRET"
         )],
     )
     .await;
-    assert_eq!(denied.error_code(), "AccessDenied");
+    assert_eq!(denied.error_code(), "AuthorizationHeaderMalformed");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let log = proxy.log();
     let line = log

@@ -158,7 +158,7 @@ secret_access_key_env = "PROXY_USER_SECRET"
     )
 }
 
-/// An assumed-role integration for a tenant.
+/// An assumed-role integration for a tenant (public unless `extra` sets `public`).
 pub fn role_integration(
     name: &str,
     tenant: &Tenant,
@@ -175,7 +175,7 @@ bucket = "{bucket}"
 region = "us-east-1"
 endpoint = "{endpoint}"
 addressing = "{addressing}"
-public = true
+{public}
 {extra}
 [integration.credentials]
 role_arn = "{role_arn}"
@@ -183,6 +183,12 @@ external_id = "{external_id}"
 "#,
         bucket = tenant.bucket,
         role_arn = tenant.role_arn,
+        // Public unless `extra` says otherwise.
+        public = if extra.contains("public =") {
+            ""
+        } else {
+            "public = true"
+        },
     )
 }
 
@@ -318,6 +324,29 @@ pub async fn request(method: Method, url: &str, headers: &[(&str, &str)]) -> Fet
 
 pub async fn get(url: &str) -> Fetched {
     request(Method::GET, url, &[]).await
+}
+
+/// Runs one boto3 call through `s3_client.py` (see there for `args`) and returns its outcome.
+/// Async, so the in-process proxy keeps serving while the client runs.
+pub async fn boto3(args: serde_json::Value) -> serde_json::Value {
+    let output = tokio::process::Command::new(python())
+        .arg(repo_root().join("tests/support/s3_client.py"))
+        .arg(args.to_string())
+        .output()
+        .await
+        .expect("run s3_client.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "s3_client.py {args}: {e}\nstdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// The `aws` command of the test virtualenv.
+pub fn aws_cli() -> PathBuf {
+    python().with_file_name("aws")
 }
 
 /// Encodes a key the way a careful client would: everything but letters, digits and `/`.

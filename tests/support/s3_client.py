@@ -1,0 +1,56 @@
+"""Runs one S3 call with boto3, as an SDK user of the proxy would, and prints the outcome as
+JSON: {"status", "body"|"length"|"url"} or {"status", "code"} for an S3 error.
+
+Usage: s3_client.py '{"endpoint": ..., "key": ..., "secret": ..., "style": "path"|"virtual",
+                      "op": "get"|"head"|"presign", "bucket": ..., "object": ..., "range": ...,
+                      "expires": seconds}'
+"""
+
+import json
+import sys
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+
+def main():
+    args = json.loads(sys.argv[1])
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=args["endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id=args["key"],
+        aws_secret_access_key=args["secret"],
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": args.get("style", "path")},
+            retries={"max_attempts": 1},
+        ),
+    )
+    where = {"Bucket": args["bucket"], "Key": args["object"]}
+    try:
+        if args["op"] == "get":
+            extra = {"Range": args["range"]} if "range" in args else {}
+            response = s3.get_object(**where, **extra)
+            out = {"body": response["Body"].read().decode("latin-1")}
+        elif args["op"] == "head":
+            response = s3.head_object(**where)
+            out = {"length": response["ContentLength"]}
+        elif args["op"] == "presign":
+            url = s3.generate_presigned_url("get_object", Params=where, ExpiresIn=args.get("expires", 300))
+            print(json.dumps({"url": url}))
+            return
+        else:
+            raise SystemExit(f"unknown op {args['op']}")
+        out["status"] = response["ResponseMetadata"]["HTTPStatusCode"]
+    except ClientError as error:
+        out = {
+            "status": error.response["ResponseMetadata"]["HTTPStatusCode"],
+            "code": error.response["Error"]["Code"],
+        }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
