@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use bytes::Bytes;
@@ -147,9 +147,16 @@ impl Drop for EmbeddedStore {
     }
 }
 
+/// The demo's own client key: it plays the application backend that mints presigned URLs.
+const DEMO_CLIENT_KEY: &str = "DEMOCLIENTKEY";
+/// How long the page's presigned URLs live (the longest S3 allows).
+const PAGE_URL_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Runs the demo until `shutdown`: the store, its seed objects and the proxy on `listen`.
+/// `cors_origins` may name browser origins allowed to fetch the private media cross-origin.
 pub async fn run(
     listen: SocketAddr,
+    cors_origins: &[String],
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), BoxError> {
     let root = std::env::temp_dir().join(format!("s3-signing-proxy-demo-{}", std::process::id()));
@@ -158,7 +165,43 @@ pub async fn run(
     for bucket in ["demo-media", "demo-private"] {
         store.create_bucket(bucket)?;
     }
+    let client_secret = random_hex(20);
+    let listener = TcpListener::bind(listen).await?;
+    let address = listener.local_addr()?;
+
+    // The page is public; its media are private objects, linked by presigned proxy URLs that
+    // this "backend" mints with its issued key.
+    let client = Credentials::new(DEMO_CLIENT_KEY, client_secret.clone(), None, None, "demo");
+    let presign = |key: &str| -> Result<String, BoxError> {
+        let uri = format!(
+            "http://{address}/demo-private/{}",
+            crate::sign::encode_key(key)
+        )
+        .parse()?;
+        let url = crate::sign::presigned_get_url(
+            uri,
+            &client,
+            "us-east-1",
+            SystemTime::now(),
+            PAGE_URL_LIFETIME,
+        )?;
+        Ok(url.to_string())
+    };
+    let image_url = presign("media/pattern.png")?;
+    let video_url = presign("media/clip.mp4")?;
+    let text_url = presign("hello.txt")?;
+    let page = PAGE
+        .replace("{{IMAGE_URL}}", &crate::error::xml_escape(&image_url))
+        .replace("{{VIDEO_URL}}", &crate::error::xml_escape(&video_url))
+        .replace("{{TEXT_URL}}", &text_url);
+
     for (bucket, key, content_type, bytes) in [
+        (
+            "demo-media",
+            "index.html",
+            "text/html; charset=utf-8",
+            Bytes::from(page),
+        ),
         (
             "demo-media",
             "hello.txt",
@@ -166,38 +209,34 @@ pub async fn run(
             Bytes::from_static(TEXT.as_bytes()),
         ),
         (
-            "demo-media",
+            "demo-private",
+            "hello.txt",
+            "text/plain; charset=utf-8",
+            Bytes::from_static(TEXT.as_bytes()),
+        ),
+        (
+            "demo-private",
             "media/pattern.png",
             "image/png",
             Bytes::from_static(PNG),
         ),
         (
-            "demo-media",
+            "demo-private",
             "media/clip.mp4",
             "video/mp4",
             Bytes::from_static(MP4),
-        ),
-        (
-            "demo-media",
-            "index.html",
-            "text/html; charset=utf-8",
-            Bytes::from_static(PAGE.as_bytes()),
-        ),
-        (
-            "demo-private",
-            "secret.txt",
-            "text/plain",
-            Bytes::from_static(b"not for anonymous eyes\n"),
         ),
     ] {
         store.put_object(bucket, key, content_type, bytes).await?;
     }
 
+    let cors = cors_origins
+        .iter()
+        .map(|origin| format!("{origin:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let config_text = format!(
         r#"
-[server]
-listen = "{listen}"
-
 [[integration]]
 name = "demo"
 bucket = "demo-media"
@@ -213,42 +252,56 @@ name = "demo-private"
 bucket = "demo-private"
 region = "us-east-1"
 endpoint = "{endpoint}"
+cors_origins = [{cors}]
 [integration.credentials]
 access_key_id = "{key_id}"
 secret_access_key_env = "DEMO_STORE_SECRET"
+
+[[client]]
+access_key_id = "{DEMO_CLIENT_KEY}"
+secret_access_key_env = "DEMO_CLIENT_SECRET"
+integrations = ["demo-private"]
 "#,
         endpoint = store.endpoint(),
         key_id = store.access_key_id,
     );
-    let secrets = BTreeMap::from([(
-        "DEMO_STORE_SECRET".to_string(),
-        store.secret_access_key.clone(),
-    )]);
+    let secrets = BTreeMap::from([
+        (
+            "DEMO_STORE_SECRET".to_string(),
+            store.secret_access_key.clone(),
+        ),
+        ("DEMO_CLIENT_SECRET".to_string(), client_secret.clone()),
+    ]);
     let config = Config::parse(&config_text, "the demo's generated config", &secrets)?;
-
-    let result = crate::server::serve(&config, shutdown, |address| {
-        print_welcome(address, &store);
-    })
-    .await;
+    let proxy = std::sync::Arc::new(crate::server::Proxy::new(&config)?);
+    print_welcome(address, &store, &client_secret, &text_url);
+    let result = crate::server::run(listener, proxy, shutdown).await;
     let _ = std::fs::remove_dir_all(&root);
     Ok(result?)
 }
 
-fn print_welcome(address: SocketAddr, store: &EmbeddedStore) {
+fn print_welcome(address: SocketAddr, store: &EmbeddedStore, client_secret: &str, text_url: &str) {
     let base = format!("http://{address}");
     println!(
         "\ns3-signing-proxy demo\n\
          \n  upstream store : s3s-fs at {store} (verifies SigV4; the proxy signs every request)\
-         \n  proxy          : {base}\n\
-         \nOpen in a browser (image, video with seeking through Range requests):\
+         \n  proxy          : {base}\
+         \n  integrations   : demo (public), demo-private (signed requests only)\
+         \n  client key     : {DEMO_CLIENT_KEY} / {client_secret}  (bound to demo-private)\n\
+         \nOpen in a browser (image and video are private objects behind presigned proxy URLs;\
+         \nthe video seeks through Range requests):\
          \n  {base}/demo/index.html\n\
          \nOr try with curl:\
-         \n  curl {base}/demo/hello.txt\
-         \n  curl {base}/demo-media/hello.txt              # the real bucket name works too\
-         \n  curl -r 0-99 -o /dev/null -D - {base}/demo/media/clip.mp4   # 206 Partial Content\
-         \n  curl -I {base}/demo/media/pattern.png\
-         \n  curl {base}/demo-private/secret.txt           # 403 AccessDenied: not public\
-         \n  curl {base}/no-such-integration/x             # 404 NoSuchBucket\
+         \n  curl {base}/demo/hello.txt                      # public: no signature needed\
+         \n  curl {base}/demo-media/hello.txt                # the real bucket name works too\
+         \n  curl {base}/demo-private/hello.txt              # 403 AccessDenied: not public\
+         \n  curl '{text_url}'\
+         \n  curl --aws-sigv4 aws:amz:us-east-1:s3 --user {DEMO_CLIENT_KEY}:{client_secret} {base}/demo-private/hello.txt\
+         \n  curl -r 0-99 -o /dev/null -D - --aws-sigv4 aws:amz:us-east-1:s3 --user {DEMO_CLIENT_KEY}:{client_secret} {base}/demo-private/media/clip.mp4\
+         \n  curl {base}/no-such-integration/x               # 404 NoSuchBucket\
+         \n\nOr with any S3 client: endpoint {base}, the key above, path-style addressing, e.g.\
+         \n  AWS_ACCESS_KEY_ID={DEMO_CLIENT_KEY} AWS_SECRET_ACCESS_KEY={client_secret} \\\
+         \n    aws s3 cp s3://demo-private/hello.txt - --endpoint-url {base} --region us-east-1\
          \n\nPress Ctrl-C to stop.\n",
         store = store.endpoint(),
     );

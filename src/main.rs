@@ -30,6 +30,9 @@ enum Command {
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// A browser origin allowed to fetch the private media cross-origin (repeatable).
+        #[arg(long = "cors-origin")]
+        cors_origins: Vec<String>,
     },
 }
 
@@ -71,8 +74,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 config.integrations.len()
             );
         }
-        Command::Demo { listen } => {
-            s3_signing_proxy::demo::run(listen, shutdown_signal())
+        Command::Demo {
+            listen,
+            cors_origins,
+        } => {
+            s3_signing_proxy::demo::run(listen, &cors_origins, shutdown_signal())
                 .await
                 .map_err(|error| anyhow::anyhow!(error))?;
         }
