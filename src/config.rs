@@ -1439,6 +1439,80 @@ mod tests {
     }
 
     #[test]
+    fn clients_bind_to_integrations_or_single_permitted_buckets() {
+        let mut secrets = secrets();
+        secrets.insert("CLIENT_SECRET".into(), "client-secret".into());
+        let text = format!(
+            "{GOOD}{}",
+            r#"
+            [[client]]
+            access_key_id = "AKCLIENT1"
+            secret_access_key_env = "CLIENT_SECRET"
+            integrations = ["acme-media", "local-bucket", "bucket-two"]
+            access = "read-write"
+            "#
+        );
+        let config = Config::parse(&text, "clients.toml", &secrets).expect("valid");
+        let client = &config.clients[0];
+        assert_eq!(
+            client.bindings,
+            vec![
+                ("acme-media".to_string(), None),
+                ("local".to_string(), None),
+                ("kolena-default".to_string(), Some("bucket-two".to_string())),
+            ]
+        );
+        assert_eq!(client.access, Access::ReadWrite);
+        assert!(!format!("{client:?}").contains("client-secret"));
+
+        let unknown = format!(
+            "{GOOD}{}",
+            r#"
+            [[client]]
+            access_key_id = "AKCLIENT2"
+            secret_access_key = "inline-secret"
+            integrations = ["nowhere"]
+            "#
+        );
+        let error = Config::parse(&unknown, "clients.toml", &secrets).expect_err("invalid");
+        assert!(
+            error
+                .to_string()
+                .contains("unknown field `secret_access_key`"),
+            "{error}"
+        );
+        let unknown = unknown.replace(
+            "secret_access_key = \"inline-secret\"",
+            "secret_access_key_env = \"CLIENT_SECRET\"",
+        );
+        let error = Config::parse(&unknown, "clients.toml", &secrets).expect_err("invalid");
+        assert!(
+            error.to_string().contains(
+                "client \"AKCLIENT2\": field `integrations`: `nowhere` is not an integration"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn cors_wildcards_are_for_public_integrations_only() {
+        let private = GOOD.replace(
+            "prefix = \"labelling\"",
+            "prefix = \"labelling\"\ncors_origins = [\"*\", \"https://App.example.com/\"]",
+        );
+        let error = Config::parse(&private, "cors.toml", &secrets()).expect_err("invalid");
+        let text = error.to_string();
+        assert!(
+            text.contains("`*` is only for public integrations"),
+            "{text}"
+        );
+        assert!(
+            text.contains("must be written as a browser sends it"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn bucket_names_follow_s3_rules() {
         assert!(check_bucket_name("my-bucket.v2").is_ok());
         for bad in [
