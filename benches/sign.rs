@@ -13,8 +13,8 @@ use http::{HeaderMap, HeaderValue, Method};
 use s3_signing_proxy::Config;
 use s3_signing_proxy::front_door::Caller;
 use s3_signing_proxy::integration::Integrations;
-use s3_signing_proxy::route::route;
-use s3_signing_proxy::sign::{signed_request, upstream_uri};
+use s3_signing_proxy::route::{Operation, route};
+use s3_signing_proxy::sign::{Payload, UpstreamParts, signed_request, upstream_uri};
 
 const CONFIG: &str = r#"
 [[integration]]
@@ -44,7 +44,7 @@ fn request_path(c: &mut Criterion) {
     let path = "/acme-media/projects/42/images/frame%20000123.png";
 
     let prepare = || {
-        let r = route(&Method::GET, Some("proxy"), path, None, None).unwrap();
+        let r = route(&Method::GET, Some("proxy"), path, None, None, false).unwrap();
         let target = integrations.resolve(&r, &Caller::Anonymous).unwrap();
         let uri = upstream_uri(&target, &r.query).unwrap();
         (target, uri)
@@ -58,10 +58,14 @@ fn request_path(c: &mut Criterion) {
             let (target, uri) = prepare();
             black_box(
                 signed_request(
-                    Method::GET,
                     uri,
-                    &client_headers,
-                    s3_signing_proxy::body::empty(),
+                    UpstreamParts {
+                        operation: Operation::GetObject,
+                        client_headers: &client_headers,
+                        extra_headers: Vec::new(),
+                        body: s3_signing_proxy::body::empty(),
+                        payload: Payload::Unsigned,
+                    },
                     &credentials,
                     &target.integration.region,
                     SystemTime::now(),

@@ -60,6 +60,10 @@ pub enum Error {
     #[error("Your key is too long: the upstream key would be {length} bytes, the limit is 1024")]
     KeyTooLong { length: usize },
 
+    /// A body-carrying request without `Content-Length`.
+    #[error("You must provide the Content-Length HTTP header.")]
+    MissingContentLength,
+
     /// A request shape S3 itself would refuse.
     #[error("{reason}")]
     InvalidRequest { reason: String },
@@ -100,6 +104,7 @@ impl Error {
             Error::RequestTimeTooSkewed => "RequestTimeTooSkewed",
             Error::KeyTooLong { .. } => "KeyTooLongError",
             Error::InvalidRequest { .. } => "InvalidRequest",
+            Error::MissingContentLength => "MissingContentLength",
             Error::MethodNotAllowed { .. } => "MethodNotAllowed",
             Error::NotImplemented { .. } => "NotImplemented",
             Error::CredentialsUnavailable { .. } => "ServiceUnavailable",
@@ -124,6 +129,7 @@ impl Error {
             | Error::SignatureDoesNotMatch
             | Error::RequestTimeTooSkewed => StatusCode::FORBIDDEN,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Error::MissingContentLength => StatusCode::LENGTH_REQUIRED,
             Error::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
             Error::CredentialsUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{Buckets, Integration};
+use crate::config::{Access, Buckets, Integration};
 use crate::error::Error;
 use crate::front_door::Caller;
 use crate::route::{Operation, Route, check_key};
@@ -114,32 +114,89 @@ impl Integrations {
             key,
         })
     }
+
+    /// Rewrites a CopyObject/UploadPartCopy `x-amz-copy-source` (`[/]name/key[?versionId=…]`,
+    /// key URL-encoded) to the real bucket and prefixed key. The source must be in the same
+    /// integration: one set of upstream credentials cannot be assumed to reach another's bucket.
+    pub fn copy_source(&self, header: &str, target: &Target) -> Result<String, Error> {
+        let (path, version) = match header.split_once("?versionId=") {
+            Some((path, version)) => (path, Some(version)),
+            None => (header, None),
+        };
+        let decoded: Vec<u8> = percent_encoding::percent_decode_str(path).collect();
+        let decoded = String::from_utf8(decoded).map_err(|_| Error::InvalidArgument {
+            reason: "x-amz-copy-source must be UTF-8 once decoded".to_string(),
+        })?;
+        let decoded = decoded.strip_prefix('/').unwrap_or(&decoded);
+        let (name, key) = decoded
+            .split_once('/')
+            .ok_or_else(|| Error::InvalidArgument {
+                reason: "x-amz-copy-source must be bucket/key".to_string(),
+            })?;
+        let (source, bucket) = self.by_name.get(name).ok_or_else(|| Error::NoSuchBucket {
+            name: name.to_string(),
+        })?;
+        let bucket = bucket.clone().ok_or_else(|| Error::InvalidRequest {
+            reason: format!(
+                "Integration {} serves several buckets; name one",
+                source.name
+            ),
+        })?;
+        if source.name != target.integration.name {
+            return Err(Error::NotImplemented {
+                operation: format!(
+                    "CopyObject from integration {} into integration {} (copies stay inside one integration)",
+                    source.name, target.integration.name
+                ),
+            });
+        }
+        check_key(key, source.allow_unusual_keys)?;
+        let full_key = format!("{}{key}", source.prefix);
+        if full_key.len() > MAX_KEY_BYTES {
+            return Err(Error::KeyTooLong {
+                length: full_key.len(),
+            });
+        }
+        let mut rewritten = format!("/{bucket}/{}", crate::sign::encode_key(&full_key));
+        if let Some(version) = version {
+            rewritten.push_str("?versionId=");
+            rewritten.push_str(version);
+        }
+        Ok(rewritten)
+    }
 }
 
 /// Whether `caller` may do `operation` on `bucket` of `integration`. A client reaches only the
-/// integrations (or single buckets) it is bound to, whatever name or host it used to get here;
-/// anyone may read a public integration.
+/// integrations (or single buckets) it is bound to, whatever name or host it used to get here,
+/// and writes only where both it and the integration are read-write; anyone may read objects
+/// of a public integration.
 fn authorise(
     integration: &Integration,
     bucket: &str,
     operation: Operation,
     caller: &Caller,
 ) -> Result<(), Error> {
-    let reads = matches!(operation, Operation::GetObject | Operation::HeadObject);
+    let public_read = matches!(operation, Operation::GetObject | Operation::HeadObject);
     match caller {
         Caller::Client(client) if client.is_bound_to(&integration.name, bucket) => {
-            if reads {
+            if !operation.is_write() {
                 Ok(())
-            } else {
+            } else if integration.access != Access::ReadWrite {
                 Err(Error::AccessDenied {
-                    reason: format!("{operation:?} is not allowed here"),
+                    reason: format!("integration {} is read-only", integration.name),
                 })
+            } else if client.access != Access::ReadWrite {
+                Err(Error::AccessDenied {
+                    reason: format!("client {} may only read", client.access_key_id),
+                })
+            } else {
+                Ok(())
             }
         }
-        _ if reads && integration.public => Ok(()),
+        _ if public_read && integration.public => Ok(()),
         Caller::Anonymous => Err(Error::AccessDenied {
             reason: format!(
-                "integration {} does not allow anonymous access",
+                "integration {} does not allow anonymous {operation:?}",
                 integration.name
             ),
         }),
@@ -201,7 +258,7 @@ mod tests {
     }
 
     fn resolve(path: &str) -> Result<Target, Error> {
-        let route = crate::route::route(&Method::GET, None, path, None, None)?;
+        let route = crate::route::route(&Method::GET, None, path, None, None, false)?;
         table().resolve(&route, &Caller::Anonymous)
     }
 
@@ -284,7 +341,7 @@ mod tests {
         .expect("valid");
         let table = Integrations::new(&config.integrations);
         let resolve = |path: &str| {
-            let route = crate::route::route(&Method::GET, None, path, None, None)?;
+            let route = crate::route::route(&Method::GET, None, path, None, None, false)?;
             table.resolve(&route, &Caller::Anonymous)
         };
         let a = resolve("/tenant-a/k").expect("resolves");

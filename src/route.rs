@@ -22,10 +22,20 @@ pub struct Route {
     pub query: Vec<(String, String)>,
 }
 
+/// The S3 operations the proxy serves, named as S3 names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
     GetObject,
     HeadObject,
+    PutObject,
+    CopyObject,
+    DeleteObject,
+    CreateMultipartUpload,
+    UploadPart,
+    UploadPartCopy,
+    CompleteMultipartUpload,
+    AbortMultipartUpload,
+    ListParts,
     /// A CORS preflight (`OPTIONS`), answered by the proxy itself.
     Preflight,
 }
@@ -33,35 +43,67 @@ pub enum Operation {
 impl Operation {
     pub fn method(self) -> Method {
         match self {
-            Operation::GetObject => Method::GET,
+            Operation::GetObject | Operation::ListParts => Method::GET,
             Operation::HeadObject => Method::HEAD,
+            Operation::PutObject
+            | Operation::CopyObject
+            | Operation::UploadPart
+            | Operation::UploadPartCopy => Method::PUT,
+            Operation::CreateMultipartUpload | Operation::CompleteMultipartUpload => Method::POST,
+            Operation::DeleteObject | Operation::AbortMultipartUpload => Method::DELETE,
             Operation::Preflight => Method::OPTIONS,
+        }
+    }
+
+    /// Whether the operation changes objects (and so needs read-write access on both sides).
+    pub fn is_write(self) -> bool {
+        !matches!(
+            self,
+            Operation::GetObject
+                | Operation::HeadObject
+                | Operation::ListParts
+                | Operation::Preflight
+        )
+    }
+
+    /// Whether the client's body is passed upstream.
+    pub fn has_body(self) -> bool {
+        matches!(
+            self,
+            Operation::PutObject | Operation::UploadPart | Operation::CompleteMultipartUpload
+        )
+    }
+
+    /// Query parameters this operation passes upstream; everything else is dropped.
+    fn query_parameters(self) -> &'static [&'static str] {
+        match self {
+            Operation::GetObject | Operation::HeadObject => &[
+                "versionId",
+                "partNumber",
+                "response-cache-control",
+                "response-content-disposition",
+                "response-content-encoding",
+                "response-content-language",
+                "response-content-type",
+                "response-expires",
+            ],
+            Operation::DeleteObject => &["versionId"],
+            Operation::CreateMultipartUpload => &["uploads"],
+            Operation::UploadPart | Operation::UploadPartCopy => &["partNumber", "uploadId"],
+            Operation::CompleteMultipartUpload | Operation::AbortMultipartUpload => &["uploadId"],
+            Operation::ListParts => &["uploadId", "max-parts", "part-number-marker"],
+            Operation::PutObject | Operation::CopyObject | Operation::Preflight => &[],
         }
     }
 }
 
-/// Query parameters of GetObject/HeadObject that the upstream may see.
-const OBJECT_QUERY_PARAMETERS: &[&str] = &[
-    "versionId",
-    "partNumber",
-    "response-cache-control",
-    "response-content-disposition",
-    "response-content-encoding",
-    "response-content-language",
-    "response-content-type",
-    "response-expires",
-];
-
-/// Query parameters that turn a request into another S3 operation (a sub-resource).
-const SUBRESOURCES: &[&str] = &[
+/// Query parameters that name a sub-resource or an operation the proxy does not serve.
+const UNSERVED_SUBRESOURCES: &[&str] = &[
     "acl",
     "attributes",
     "cors",
-    "delete",
     "legal-hold",
     "lifecycle",
-    "list-type",
-    "location",
     "object-lock",
     "policy",
     "restore",
@@ -69,8 +111,6 @@ const SUBRESOURCES: &[&str] = &[
     "select",
     "tagging",
     "torrent",
-    "uploadId",
-    "uploads",
     "versioning",
     "versions",
     "website",
@@ -78,14 +118,15 @@ const SUBRESOURCES: &[&str] = &[
 
 /// Parses the request target into a [`Route`].
 ///
-/// `host` is the `Host` header (or the HTTP/2 authority); `path_and_query` is the raw,
-/// still-encoded request target.
+/// `host` is the `Host` header (or the HTTP/2 authority); `path` and `query` are the raw,
+/// still-encoded request target; `is_copy` says whether `x-amz-copy-source` was sent.
 pub fn route(
     method: &Method,
     host: Option<&str>,
     path: &str,
     query: Option<&str>,
     base_domain: Option<&str>,
+    is_copy: bool,
 ) -> Result<Route, Error> {
     let (name, raw_key) = match name_from_host(host, base_domain) {
         Some(name) => (name, path.strip_prefix('/').unwrap_or(path)),
@@ -104,39 +145,73 @@ pub fn route(
             (decode_bucket_name(raw_name)?, raw_key)
         }
     };
-
-    let operation = match *method {
-        Method::GET => Operation::GetObject,
-        Method::HEAD => Operation::HeadObject,
-        // A preflight may be for any path of a bucket, its listing included.
-        Method::OPTIONS => Operation::Preflight,
-        Method::PUT | Method::POST | Method::DELETE => {
-            return Err(Error::NotImplemented {
-                operation: format!("{method} (writes)"),
-            });
-        }
-        _ => {
-            return Err(Error::MethodNotAllowed {
-                method: method.to_string(),
-            });
-        }
-    };
-
-    // A bucket-level request (`/{name}` or `/{name}/`) is ListObjects or a bucket operation.
-    if raw_key.is_empty() && operation != Operation::Preflight {
+    let pairs = decode_query(query.unwrap_or(""))?;
+    let has = |name: &str| pairs.iter().any(|(n, _)| n == name);
+    if let Some((name, _)) = pairs
+        .iter()
+        .find(|(n, _)| UNSERVED_SUBRESOURCES.contains(&n.as_str()))
+    {
         return Err(Error::NotImplemented {
-            operation: "Bucket operations (ListObjects, HeadBucket, …)".to_string(),
+            operation: format!("The `{name}` sub-resource"),
         });
     }
 
+    let operation = if *method == Method::OPTIONS {
+        // A preflight may be for any path of a bucket, its listing included.
+        Operation::Preflight
+    } else if raw_key.is_empty() {
+        return Err(bucket_level(method));
+    } else {
+        match *method {
+            Method::GET if has("uploadId") => Operation::ListParts,
+            Method::GET => Operation::GetObject,
+            Method::HEAD => Operation::HeadObject,
+            Method::PUT if has("uploadId") && is_copy => Operation::UploadPartCopy,
+            Method::PUT if has("uploadId") => Operation::UploadPart,
+            Method::PUT if is_copy => Operation::CopyObject,
+            Method::PUT => Operation::PutObject,
+            Method::POST if has("uploads") => Operation::CreateMultipartUpload,
+            Method::POST if has("uploadId") => Operation::CompleteMultipartUpload,
+            Method::POST => {
+                return Err(Error::NotImplemented {
+                    operation: "This POST operation".to_string(),
+                });
+            }
+            Method::DELETE if has("uploadId") => Operation::AbortMultipartUpload,
+            Method::DELETE => Operation::DeleteObject,
+            _ => {
+                return Err(Error::MethodNotAllowed {
+                    method: method.to_string(),
+                });
+            }
+        }
+    };
+
     let key = percent_decode(raw_key)?;
-    let query = object_query(query.unwrap_or(""))?;
+    let query = forwarded_query(pairs, operation)?;
     Ok(Route {
         name,
         key,
         operation,
         query,
     })
+}
+
+/// Requests for a bucket itself (`/{name}` or `/{name}/`): integrations are provisioned in the
+/// config, so clients never create, delete or configure buckets.
+fn bucket_level(method: &Method) -> Error {
+    match *method {
+        Method::PUT | Method::DELETE => Error::AccessDenied {
+            reason: "buckets are provisioned in the proxy's configuration, not by clients"
+                .to_string(),
+        },
+        Method::GET | Method::HEAD | Method::POST => Error::NotImplemented {
+            operation: "Bucket operations (ListObjects, HeadBucket, DeleteObjects, …)".to_string(),
+        },
+        _ => Error::MethodNotAllowed {
+            method: method.to_string(),
+        },
+    }
 }
 
 /// `{name}.{base_domain}` → `name`; anything else (the bare base domain, an IP, another host)
@@ -216,24 +291,29 @@ fn has_stray_percent(raw: &str) -> bool {
     })
 }
 
-/// Keeps the GetObject/HeadObject parameters, refuses sub-resources, and drops the rest
-/// (cache busters like `?v=3`, and any `X-Amz-*` signing parameters, which are never forwarded).
-fn object_query(query: &str) -> Result<Vec<(String, String)>, Error> {
-    let mut kept = Vec::new();
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-        let name = percent_decode(raw_name)?;
-        let value = percent_decode(raw_value)?;
-        if SUBRESOURCES.contains(&name.as_str()) {
-            return Err(Error::NotImplemented {
-                operation: format!("The `{name}` sub-resource"),
-            });
-        }
-        if OBJECT_QUERY_PARAMETERS.contains(&name.as_str()) {
-            if kept
-                .iter()
-                .any(|(seen, _): &(String, String)| *seen == name)
-            {
+/// Splits and decodes a raw query into (name, value) pairs.
+fn decode_query(query: &str) -> Result<Vec<(String, String)>, Error> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((percent_decode(name)?, percent_decode(value)?))
+        })
+        .collect()
+}
+
+/// Keeps the operation's own parameters (once each) and drops the rest: cache busters like
+/// `?v=3`, and any `X-Amz-*` signing parameters, which are never forwarded.
+fn forwarded_query(
+    pairs: Vec<(String, String)>,
+    operation: Operation,
+) -> Result<Vec<(String, String)>, Error> {
+    let allowed = operation.query_parameters();
+    let mut kept: Vec<(String, String)> = Vec::new();
+    for (name, value) in pairs {
+        if allowed.contains(&name.as_str()) {
+            if kept.iter().any(|(seen, _)| *seen == name) {
                 return Err(Error::InvalidRequest {
                     reason: format!("The query parameter `{name}` is given twice"),
                 });
@@ -253,7 +333,14 @@ mod tests {
         let (path, query) = path
             .split_once('?')
             .map_or((path, None), |(p, q)| (p, Some(q)));
-        route(&Method::GET, Some("127.0.0.1:8080"), path, query, None)
+        route(
+            &Method::GET,
+            Some("127.0.0.1:8080"),
+            path,
+            query,
+            None,
+            false,
+        )
     }
 
     #[test]
@@ -279,6 +366,7 @@ mod tests {
             "/x/y.mp4",
             None,
             Some("media.example.com"),
+            false,
         )
         .expect("routes");
         assert_eq!((r.name.as_str(), r.key.as_str()), ("acme-media", "x/y.mp4"));
@@ -290,6 +378,7 @@ mod tests {
             "/b-1/k",
             None,
             Some("media.example.com"),
+            false,
         )
         .expect("routes");
         assert_eq!((r.name.as_str(), r.key.as_str()), ("b-1", "k"));
@@ -299,6 +388,7 @@ mod tests {
             "/b-1/k",
             None,
             Some("media.example.com"),
+            false,
         )
         .expect("routes");
         assert_eq!(
@@ -376,10 +466,77 @@ mod tests {
         assert_eq!(get("/").map_err(|e| e.code()), Err("NotImplemented"));
         assert_eq!(get("/b-1").map_err(|e| e.code()), Err("NotImplemented"));
         assert_eq!(get("/b-1/").map_err(|e| e.code()), Err("NotImplemented"));
-        let put = route(&Method::PUT, None, "/b-1/k", None, None).map_err(|e| e.status().as_u16());
-        assert_eq!(put, Err(501));
-        let patch =
-            route(&Method::PATCH, None, "/b-1/k", None, None).map_err(|e| e.status().as_u16());
+        for method in [Method::PUT, Method::DELETE] {
+            let refused = route(&method, None, "/b-1", None, None, false).map_err(|e| e.code());
+            assert_eq!(refused, Err("AccessDenied"), "{method} on a bucket");
+        }
+        let patch = route(&Method::PATCH, None, "/b-1/k", None, None, false)
+            .map_err(|e| e.status().as_u16());
         assert_eq!(patch, Err(405));
+    }
+
+    #[test]
+    fn object_operations_follow_method_query_and_copy_source() {
+        let operation = |method: Method, query: Option<&str>, is_copy: bool| {
+            route(&method, None, "/b-1/k", query, None, is_copy).map(|r| (r.operation, r.query))
+        };
+        let owned = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            operation(Method::PUT, Some("x-id=PutObject"), false).ok(),
+            Some((Operation::PutObject, vec![]))
+        );
+        assert_eq!(
+            operation(Method::PUT, None, true).ok(),
+            Some((Operation::CopyObject, vec![]))
+        );
+        assert_eq!(
+            operation(Method::POST, Some("uploads"), false).ok(),
+            Some((Operation::CreateMultipartUpload, owned(&[("uploads", "")])))
+        );
+        assert_eq!(
+            operation(Method::PUT, Some("partNumber=2&uploadId=u%2B1"), false).ok(),
+            Some((
+                Operation::UploadPart,
+                owned(&[("partNumber", "2"), ("uploadId", "u+1")])
+            ))
+        );
+        assert_eq!(
+            operation(Method::PUT, Some("partNumber=2&uploadId=u"), true)
+                .map(|o| o.0)
+                .ok(),
+            Some(Operation::UploadPartCopy)
+        );
+        assert_eq!(
+            operation(Method::POST, Some("uploadId=u"), false)
+                .map(|o| o.0)
+                .ok(),
+            Some(Operation::CompleteMultipartUpload)
+        );
+        assert_eq!(
+            operation(Method::DELETE, Some("uploadId=u"), false)
+                .map(|o| o.0)
+                .ok(),
+            Some(Operation::AbortMultipartUpload)
+        );
+        assert_eq!(
+            operation(Method::GET, Some("uploadId=u&max-parts=5"), false).ok(),
+            Some((
+                Operation::ListParts,
+                owned(&[("max-parts", "5"), ("uploadId", "u")])
+            ))
+        );
+        assert_eq!(
+            operation(Method::DELETE, Some("versionId=3"), false).ok(),
+            Some((Operation::DeleteObject, owned(&[("versionId", "3")])))
+        );
+        assert_eq!(
+            operation(Method::PUT, Some("tagging"), false).map_err(|e| e.code()),
+            Err("NotImplemented")
+        );
     }
 }

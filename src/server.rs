@@ -20,6 +20,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use crate::body::BoxError;
 use crate::body::{self, ProxyBody};
 use crate::config::{Config, Delivery, Integration};
 use crate::credentials::{CredentialCache, sdk_http_client};
@@ -28,7 +29,7 @@ use crate::forward::Upstream;
 use crate::front_door::Clients;
 use crate::integration::Integrations;
 use crate::route::{Operation, route};
-use crate::sign::{presigned_get_url, signed_request, upstream_uri};
+use crate::sign::{UpstreamParts, presigned_get_url, signed_request, upstream_uri};
 
 /// Slow clients get this long to send a request's headers (slowloris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,7 +59,11 @@ impl Proxy {
     }
 
     /// Serves one request; never fails: errors become S3 XML responses.
-    pub async fn handle<B>(&self, request: Request<B>) -> Response<ProxyBody> {
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<ProxyBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
         let request_id = self.request_ids.next();
         let span = tracing::info_span!(
             "request",
@@ -115,7 +120,11 @@ impl Proxy {
         &self,
         request: Request<B>,
         cors_for: &mut Option<Arc<Integration>>,
-    ) -> Result<Response<ProxyBody>, Error> {
+    ) -> Result<Response<ProxyBody>, Error>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
         let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
             request
                 .headers()
@@ -128,6 +137,7 @@ impl Proxy {
             request.uri().path(),
             request.uri().query(),
             self.base_domain.as_deref(),
+            request.headers().contains_key("x-amz-copy-source"),
         )?;
         let span = tracing::Span::current();
         span.record("bucket", route.name.as_str());
@@ -152,6 +162,38 @@ impl Proxy {
         let integration = &target.integration;
         span.record("integration", integration.name.as_str());
 
+        let mut extra_headers = Vec::new();
+        if matches!(
+            route.operation,
+            Operation::CopyObject | Operation::UploadPartCopy
+        ) {
+            let source = request
+                .headers()
+                .get("x-amz-copy-source")
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| Error::InvalidArgument {
+                    reason: "x-amz-copy-source is not visible ASCII".to_string(),
+                })?;
+            let rewritten = self.integrations.copy_source(source, &target)?;
+            let value = http::HeaderValue::from_str(&rewritten).map_err(|_| Error::Internal {
+                detail: "the rewritten copy source is not a header value".to_string(),
+            })?;
+            extra_headers.push((http::HeaderName::from_static("x-amz-copy-source"), value));
+        }
+        let (parts, client_body) = request.into_parts();
+        let (body, payload) = if route.operation.has_body() {
+            // S3 needs the length up front; the body itself streams through untouched.
+            if !parts.headers.contains_key(header::CONTENT_LENGTH) {
+                return Err(Error::MissingContentLength);
+            }
+            (
+                body::stream(client_body),
+                crate::sign::Payload::from_client(&parts.headers)?,
+            )
+        } else {
+            (body::empty(), crate::sign::Payload::Unsigned)
+        };
+        // Every check is done: only now are credentials fetched and the upstream contacted.
         let credentials = self.credentials.credentials(integration).await?;
         let uri = upstream_uri(&target, &route.query)?;
 
@@ -169,10 +211,14 @@ impl Proxy {
         }
 
         let upstream_request = signed_request(
-            route.operation.method(),
             uri,
-            request.headers(),
-            body::empty(),
+            UpstreamParts {
+                operation: route.operation,
+                client_headers: &parts.headers,
+                extra_headers,
+                body,
+                payload,
+            },
             &credentials,
             &integration.region,
             SystemTime::now(),

@@ -14,13 +14,14 @@ use aws_sigv4::http_request::{
     UriPathNormalizationMode, sign,
 };
 use aws_sigv4::sign::v4;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, header};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::body::ProxyBody;
 use crate::config::{Addressing, Scheme};
 use crate::error::Error;
 use crate::integration::Target;
+use crate::route::Operation;
 
 /// Bytes S3 leaves unencoded in a canonical URI path (RFC 3986 unreserved, plus `/`).
 const PATH: &AsciiSet = &NON_ALPHANUMERIC
@@ -32,14 +33,92 @@ const PATH: &AsciiSet = &NON_ALPHANUMERIC
 /// Query names and values: unreserved only.
 const QUERY: &AsciiSet = &PATH.add(b'/');
 
-/// Client headers a GetObject/HeadObject may carry upstream. Everything else is dropped.
-const FORWARDED_REQUEST_HEADERS: &[HeaderName] = &[
-    header::RANGE,
-    header::IF_MATCH,
-    header::IF_NONE_MATCH,
-    header::IF_MODIFIED_SINCE,
-    header::IF_UNMODIFIED_SINCE,
+/// Client headers a read may carry upstream. Everything else is dropped.
+const READ_HEADERS: &[&str] = &[
+    "range",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "x-amz-checksum-mode",
 ];
+
+/// Client headers a write may carry upstream: content description, conditions, ACLs, tags,
+/// metadata, checksums, encryption and copy options. `x-amz-copy-source` is rewritten by
+/// `integration`, never copied.
+const WRITE_HEADERS: &[&str] = &[
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "content-length",
+    "content-md5",
+    "content-type",
+    "expires",
+    "if-match",
+    "if-none-match",
+    "x-amz-acl",
+    "x-amz-checksum-algorithm",
+    "x-amz-copy-source-if-match",
+    "x-amz-copy-source-if-modified-since",
+    "x-amz-copy-source-if-none-match",
+    "x-amz-copy-source-if-unmodified-since",
+    "x-amz-copy-source-range",
+    "x-amz-metadata-directive",
+    "x-amz-sdk-checksum-algorithm",
+    "x-amz-storage-class",
+    "x-amz-tagging",
+    "x-amz-tagging-directive",
+    "x-amz-website-redirect-location",
+];
+const WRITE_HEADER_PREFIXES: &[&str] = &[
+    "x-amz-meta-",
+    "x-amz-grant-",
+    "x-amz-checksum-",
+    "x-amz-server-side-encryption",
+    "x-amz-object-lock-",
+];
+
+fn forwarded(operation: Operation, name: &HeaderName) -> bool {
+    let name = name.as_str();
+    if operation.is_write() {
+        WRITE_HEADERS.contains(&name) || WRITE_HEADER_PREFIXES.iter().any(|p| name.starts_with(p))
+    } else {
+        READ_HEADERS.contains(&name)
+    }
+}
+
+/// What the upstream signature says about the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// `UNSIGNED-PAYLOAD`: reads, and writes whose client did not hash the body.
+    Unsigned,
+    /// The client's own SHA-256 of the body, passed on so the upstream checks it end to end.
+    Sha256(String),
+}
+
+impl Payload {
+    /// The payload a client's `x-amz-content-sha256` asks for. Streaming (aws-chunked) bodies
+    /// are not served yet.
+    pub fn from_client(headers: &HeaderMap) -> Result<Payload, Error> {
+        match headers.get("x-amz-content-sha256").map(|v| v.to_str()) {
+            None => Ok(Payload::Unsigned),
+            Some(Ok("UNSIGNED-PAYLOAD")) => Ok(Payload::Unsigned),
+            Some(Ok(hash)) if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok(Payload::Sha256(hash.to_ascii_lowercase()))
+            }
+            Some(Ok(streaming)) if streaming.starts_with("STREAMING-") => {
+                Err(Error::NotImplemented {
+                    operation: format!("aws-chunked uploads ({streaming})"),
+                })
+            }
+            Some(_) => Err(Error::InvalidArgument {
+                reason: "x-amz-content-sha256 must be a SHA-256 hex digest or UNSIGNED-PAYLOAD"
+                    .to_string(),
+            }),
+        }
+    }
+}
 
 /// Where the request goes: the URL and the `Host` header that is signed.
 pub fn upstream_uri(target: &Target, query: &[(String, String)]) -> Result<Uri, Error> {
@@ -94,18 +173,26 @@ pub fn encode_query(text: &str) -> String {
     utf8_percent_encode(text, QUERY).to_string()
 }
 
+/// What goes upstream besides the URL: the client's headers (filtered here), headers the proxy
+/// sets itself (a rewritten copy source), the body and what the signature says about it.
+pub struct UpstreamParts<'a> {
+    pub operation: Operation,
+    pub client_headers: &'a HeaderMap,
+    pub extra_headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: ProxyBody,
+    pub payload: Payload,
+}
+
 /// Builds the upstream request with the allowed client headers, then signs it.
 pub fn signed_request(
-    method: Method,
     uri: Uri,
-    client_headers: &HeaderMap,
-    body: ProxyBody,
+    parts: UpstreamParts<'_>,
     credentials: &Credentials,
     region: &str,
     now: SystemTime,
 ) -> Result<Request<ProxyBody>, Error> {
-    let mut request = Request::new(body);
-    *request.method_mut() = method;
+    let mut request = Request::new(parts.body);
+    *request.method_mut() = parts.operation.method();
     let host = uri
         .authority()
         .map(|a| a.as_str().to_string())
@@ -118,13 +205,27 @@ pub fn signed_request(
             detail: "the upstream host is not a header value".to_string(),
         })?,
     );
-    for name in FORWARDED_REQUEST_HEADERS {
-        // One value each: a repeated Range or condition is not something S3 accepts.
-        if let Some(value) = client_headers.get(name) {
+    for (name, value) in parts.client_headers {
+        // One value each: S3 accepts no repeated Range, condition or metadata header.
+        if forwarded(parts.operation, name) && !headers.contains_key(name) {
             headers.insert(name.clone(), value.clone());
         }
     }
-    sign_request(&mut request, credentials, region, now)?;
+    for (name, value) in parts.extra_headers {
+        headers.insert(name, value);
+    }
+    let body = match &parts.payload {
+        Payload::Unsigned => SignableBody::UnsignedPayload,
+        Payload::Sha256(hash) => SignableBody::Precomputed(hash.clone()),
+    };
+    apply_signature(
+        &mut request,
+        credentials,
+        region,
+        now,
+        signing_settings(),
+        body,
+    )?;
     Ok(request)
 }
 
@@ -155,7 +256,14 @@ pub fn presigned_get_url(
     settings.signature_location = aws_sigv4::http_request::SignatureLocation::QueryParams;
     settings.expires_in = Some(expires);
     settings.payload_checksum_kind = PayloadChecksumKind::NoHeader;
-    apply_signature(&mut request, credentials, region, now, settings)?;
+    apply_signature(
+        &mut request,
+        credentials,
+        region,
+        now,
+        settings,
+        SignableBody::UnsignedPayload,
+    )?;
     Ok(request.into_parts().0.uri)
 }
 
@@ -174,7 +282,14 @@ pub fn sign_request<B>(
     region: &str,
     now: SystemTime,
 ) -> Result<(), Error> {
-    apply_signature(request, credentials, region, now, signing_settings())
+    apply_signature(
+        request,
+        credentials,
+        region,
+        now,
+        signing_settings(),
+        SignableBody::UnsignedPayload,
+    )
 }
 
 fn apply_signature<B>(
@@ -183,6 +298,7 @@ fn apply_signature<B>(
     region: &str,
     now: SystemTime,
     settings: SigningSettings,
+    body: SignableBody<'_>,
 ) -> Result<(), Error> {
     let signing_failed = |stage: &str| Error::Internal {
         detail: format!("SigV4 signing failed while {stage}"),
@@ -206,13 +322,8 @@ fn apply_signature<B>(
         .map_err(|_| Error::InvalidRequest {
             reason: "A forwarded header is not visible ASCII".to_string(),
         })?;
-    let signable = SignableRequest::new(
-        request.method().as_str(),
-        &uri,
-        headers.into_iter(),
-        SignableBody::UnsignedPayload,
-    )
-    .map_err(|_| signing_failed("reading the request"))?;
+    let signable = SignableRequest::new(request.method().as_str(), &uri, headers.into_iter(), body)
+        .map_err(|_| signing_failed("reading the request"))?;
     let (instructions, _signature) = sign(signable, &params)
         .map_err(|_| signing_failed("signing"))?
         .into_parts();
@@ -323,11 +434,16 @@ mod tests {
         let credentials =
             Credentials::new("AKIDEXAMPLE", "secret", Some("token".into()), None, "t");
         let uri = upstream_uri(&target(None, Addressing::VirtualHost, "k"), &[]).expect("uri");
+        let parts = UpstreamParts {
+            operation: Operation::GetObject,
+            client_headers: &client,
+            extra_headers: Vec::new(),
+            body: crate::body::empty(),
+            payload: Payload::Unsigned,
+        };
         let request = signed_request(
-            Method::GET,
             uri,
-            &client,
-            crate::body::empty(),
+            parts,
             &credentials,
             "us-west-2",
             SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),

@@ -396,8 +396,10 @@ role_arn = "arn:aws:iam::123456789012:role/tenant-a-reader"
     let cases: &[(Method, &str, u16, &str)] = &[
         (Method::GET, "/nobody/key", 404, "NoSuchBucket"),
         (Method::GET, "/private/key", 403, "AccessDenied"),
-        (Method::PUT, "/acme/key", 501, "NotImplemented"),
-        (Method::DELETE, "/acme/key", 501, "NotImplemented"),
+        (Method::PUT, "/acme/key", 403, "AccessDenied"),
+        (Method::DELETE, "/acme/key", 403, "AccessDenied"),
+        (Method::POST, "/acme/key?restore", 501, "NotImplemented"),
+        (Method::PUT, "/new-bucket", 403, "AccessDenied"),
         (Method::PATCH, "/acme/key", 405, "MethodNotAllowed"),
         (Method::GET, "/acme/a/../b", 400, "InvalidArgument"),
         (Method::GET, "/acme/a%00b", 400, "InvalidArgument"),

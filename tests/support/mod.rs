@@ -34,6 +34,8 @@ pub struct Moto {
     pub admin: Keys,
     pub tenant_a: Tenant,
     pub tenant_b: Tenant,
+    /// May read and write its own bucket.
+    pub tenant_w: Tenant,
     pub awkward_keys: Vec<String>,
     _process: Child,
 }
@@ -118,6 +120,7 @@ pub fn moto() -> &'static Moto {
             admin: keys(&v["admin"]),
             tenant_a: tenant(&v["tenants"]["a"]),
             tenant_b: tenant(&v["tenants"]["b"]),
+            tenant_w: tenant(&v["tenants"]["w"]),
             awkward_keys: v["awkward_keys"]
                 .as_array()
                 .expect("keys")

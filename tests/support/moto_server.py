@@ -4,7 +4,8 @@ provisions what the proxy's tests need, as a customer and a platform would in AW
 - an admin user (created by the first unauthenticated calls) that provisions everything else;
 - the proxy's own IAM user, allowed only sts:AssumeRole;
 - per tenant: a bucket, a role whose trust policy names the proxy's user and requires the
-  tenant's own ExternalId, and a role policy allowing reads of that bucket only;
+  tenant's own ExternalId, and a role policy allowing reads (tenants a, b) or reads and
+  writes (tenant w) of that bucket only;
 - a static-keys reader allowed to read tenant A's bucket;
 - seeded objects: awkward keys, a prefix, and a 1 MiB object for range tests.
 
@@ -98,7 +99,8 @@ def main():
     )
 
     tenants = {}
-    for name, external_id in [("a", "ext-a-5f1c"), ("b", "ext-b-93d2")]:
+    # a and b may read their own bucket; w may read and write its own.
+    for name, external_id in [("a", "ext-a-5f1c"), ("b", "ext-b-93d2"), ("w", "ext-w-c0de")]:
         bucket = f"tenant-{name}-media"
         s3.create_bucket(Bucket=bucket)
         role = iam.create_role(
@@ -116,7 +118,10 @@ def main():
             RoleName=f"tenant-{name}-reader",
             PolicyName="read-own-bucket",
             PolicyDocument=policy(
-                allow(["s3:GetObject", "s3:ListBucket"], [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"])
+                allow(
+                    "s3:*" if name == "w" else ["s3:GetObject", "s3:ListBucket"],
+                    [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                )
             ),
         )
         tenants[name] = {"bucket": bucket, "role_arn": role["Arn"], "external_id": external_id}

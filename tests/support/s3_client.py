@@ -2,8 +2,10 @@
 JSON: {"status", "body"|"length"|"url"} or {"status", "code"} for an S3 error.
 
 Usage: s3_client.py '{"endpoint": ..., "key": ..., "secret": ..., "style": "path"|"virtual",
-                      "op": "get"|"head"|"presign", "bucket": ..., "object": ..., "range": ...,
-                      "expires": seconds}'
+                      "op": "get"|"head"|"head_meta"|"put"|"delete"|"copy"|"presign",
+                      "bucket": ..., "object": ..., "range": ..., "expires": seconds,
+                      "data": text (latin-1), "metadata": {...},
+                      "source_bucket": ..., "source_object": ...}'
 """
 
 import json
@@ -37,6 +39,19 @@ def main():
         elif args["op"] == "head":
             response = s3.head_object(**where)
             out = {"length": response["ContentLength"]}
+        elif args["op"] == "put":
+            response = s3.put_object(**where, Body=args["data"].encode("latin-1"), Metadata=args.get("metadata", {}))
+            out = {"etag": response["ETag"]}
+        elif args["op"] == "delete":
+            response = s3.delete_object(**where)
+            out = {}
+        elif args["op"] == "copy":
+            source = {"Bucket": args["source_bucket"], "Key": args["source_object"]}
+            response = s3.copy_object(**where, CopySource=source)
+            out = {}
+        elif args["op"] == "head_meta":
+            response = s3.head_object(**where)
+            out = {"metadata": response["Metadata"], "length": response["ContentLength"]}
         elif args["op"] == "presign":
             url = s3.generate_presigned_url("get_object", Params=where, ExpiresIn=args.get("expires", 300))
             print(json.dumps({"url": url}))
