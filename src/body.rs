@@ -34,3 +34,18 @@ where
 {
     body.map_err(Into::into).boxed()
 }
+
+/// Reads a small body into memory, failing once it passes `max` bytes: only for the capped
+/// XML documents the proxy must rewrite, never for object data.
+pub async fn collect_capped(mut body: ProxyBody, max: usize) -> Result<Bytes, BoxError> {
+    let mut collected = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if collected.len() + data.len() > max {
+                return Err(format!("document larger than {max} bytes").into());
+            }
+            collected.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(collected))
+}

@@ -60,6 +60,16 @@ pub enum Error {
     #[error("Your key is too long: the upstream key would be {length} bytes, the limit is 1024")]
     KeyTooLong { length: usize },
 
+    /// An XML request body that cannot be read.
+    #[error(
+        "The XML you provided was not well-formed or did not validate against our published schema."
+    )]
+    MalformedXML,
+
+    /// A body whose hash differs from the one the client signed.
+    #[error("The Content-SHA256 you specified did not match what we received.")]
+    BadDigest,
+
     /// A body-carrying request without `Content-Length`.
     #[error("You must provide the Content-Length HTTP header.")]
     MissingContentLength,
@@ -105,6 +115,8 @@ impl Error {
             Error::KeyTooLong { .. } => "KeyTooLongError",
             Error::InvalidRequest { .. } => "InvalidRequest",
             Error::MissingContentLength => "MissingContentLength",
+            Error::MalformedXML => "MalformedXML",
+            Error::BadDigest => "BadDigest",
             Error::MethodNotAllowed { .. } => "MethodNotAllowed",
             Error::NotImplemented { .. } => "NotImplemented",
             Error::CredentialsUnavailable { .. } => "ServiceUnavailable",
@@ -122,6 +134,8 @@ impl Error {
             | Error::InvalidArgument { .. }
             | Error::AuthorizationHeaderMalformed { .. }
             | Error::AuthorizationQueryParametersError { .. }
+            | Error::MalformedXML
+            | Error::BadDigest
             | Error::KeyTooLong { .. }
             | Error::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Error::AccessDenied { .. }

@@ -103,16 +103,30 @@ impl Integrations {
 
         authorise(integration, &bucket, route.operation, caller)?;
 
-        check_key(&route.key, integration.allow_unusual_keys)?;
-        let key = format!("{}{}", integration.prefix, route.key);
-        if key.len() > MAX_KEY_BYTES {
-            return Err(Error::KeyTooLong { length: key.len() });
-        }
+        // Bucket-level operations name no key; their prefix goes in the query (`server`).
+        let key = if route.operation.is_bucket_level() {
+            String::new()
+        } else {
+            self.upstream_key(integration, &route.key)?
+        };
         Ok(Target {
             integration: integration.clone(),
             bucket,
             key,
         })
+    }
+
+    /// The upstream key for a client's key: checked as the integration requires, under its
+    /// prefix, within S3's length limit.
+    pub fn upstream_key(&self, integration: &Integration, key: &str) -> Result<String, Error> {
+        check_key(key, integration.allow_unusual_keys)?;
+        let full_key = format!("{}{key}", integration.prefix);
+        if full_key.len() > MAX_KEY_BYTES {
+            return Err(Error::KeyTooLong {
+                length: full_key.len(),
+            });
+        }
+        Ok(full_key)
     }
 
     /// Rewrites a CopyObject/UploadPartCopy `x-amz-copy-source` (`[/]name/key[?versionId=…]`,
@@ -150,13 +164,7 @@ impl Integrations {
                 ),
             });
         }
-        check_key(key, source.allow_unusual_keys)?;
-        let full_key = format!("{}{key}", source.prefix);
-        if full_key.len() > MAX_KEY_BYTES {
-            return Err(Error::KeyTooLong {
-                length: full_key.len(),
-            });
-        }
+        let full_key = self.upstream_key(source, key)?;
         let mut rewritten = format!("/{bucket}/{}", crate::sign::encode_key(&full_key));
         if let Some(version) = version {
             rewritten.push_str("?versionId=");

@@ -19,6 +19,8 @@
 //!   identity, cached and refreshed before expiry.
 //! - [`sign`]: the upstream URL (addressing style, endpoint, prefix + key) and its SigV4
 //!   signature (this is where a request is signed).
+//! - [`rewrite`]: listing and DeleteObjects documents, with the integration's prefix added on
+//!   the way up and stripped on the way down.
 //! - [`forward`]: the pooled upstream client; bodies stream through here frame by frame.
 //! - [`cors`]: preflights answered by the proxy, CORS headers per integration.
 //! - [`error`]: the one error type and its S3 XML rendering.
@@ -35,6 +37,7 @@ pub mod error;
 pub mod forward;
 pub mod front_door;
 pub mod integration;
+pub mod rewrite;
 pub mod route;
 pub mod server;
 pub mod sign;

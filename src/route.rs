@@ -36,6 +36,14 @@ pub enum Operation {
     CompleteMultipartUpload,
     AbortMultipartUpload,
     ListParts,
+    ListObjects,
+    ListObjectsV2,
+    ListMultipartUploads,
+    DeleteObjects,
+    /// Answered by the proxy: the client may reach the bucket.
+    HeadBucket,
+    /// Answered by the proxy from the integration's region.
+    GetBucketLocation,
     /// A CORS preflight (`OPTIONS`), answered by the proxy itself.
     Preflight,
 }
@@ -43,8 +51,14 @@ pub enum Operation {
 impl Operation {
     pub fn method(self) -> Method {
         match self {
-            Operation::GetObject | Operation::ListParts => Method::GET,
-            Operation::HeadObject => Method::HEAD,
+            Operation::GetObject
+            | Operation::ListParts
+            | Operation::ListObjects
+            | Operation::ListObjectsV2
+            | Operation::ListMultipartUploads
+            | Operation::GetBucketLocation => Method::GET,
+            Operation::HeadObject | Operation::HeadBucket => Method::HEAD,
+            Operation::DeleteObjects => Method::POST,
             Operation::PutObject
             | Operation::CopyObject
             | Operation::UploadPart
@@ -62,7 +76,25 @@ impl Operation {
             Operation::GetObject
                 | Operation::HeadObject
                 | Operation::ListParts
+                | Operation::ListObjects
+                | Operation::ListObjectsV2
+                | Operation::ListMultipartUploads
+                | Operation::HeadBucket
+                | Operation::GetBucketLocation
                 | Operation::Preflight
+        )
+    }
+
+    /// Whether the operation is on the bucket rather than on one object.
+    pub fn is_bucket_level(self) -> bool {
+        matches!(
+            self,
+            Operation::ListObjects
+                | Operation::ListObjectsV2
+                | Operation::ListMultipartUploads
+                | Operation::DeleteObjects
+                | Operation::HeadBucket
+                | Operation::GetBucketLocation
         )
     }
 
@@ -92,7 +124,34 @@ impl Operation {
             Operation::UploadPart | Operation::UploadPartCopy => &["partNumber", "uploadId"],
             Operation::CompleteMultipartUpload | Operation::AbortMultipartUpload => &["uploadId"],
             Operation::ListParts => &["uploadId", "max-parts", "part-number-marker"],
-            Operation::PutObject | Operation::CopyObject | Operation::Preflight => &[],
+            Operation::ListObjectsV2 => &[
+                "list-type",
+                "prefix",
+                "delimiter",
+                "max-keys",
+                "continuation-token",
+                "start-after",
+                "encoding-type",
+                "fetch-owner",
+            ],
+            Operation::ListObjects => {
+                &["prefix", "delimiter", "marker", "max-keys", "encoding-type"]
+            }
+            Operation::ListMultipartUploads => &[
+                "uploads",
+                "prefix",
+                "delimiter",
+                "key-marker",
+                "upload-id-marker",
+                "max-uploads",
+                "encoding-type",
+            ],
+            Operation::DeleteObjects => &["delete"],
+            Operation::PutObject
+            | Operation::CopyObject
+            | Operation::HeadBucket
+            | Operation::GetBucketLocation
+            | Operation::Preflight => &[],
         }
     }
 }
@@ -160,7 +219,15 @@ pub fn route(
         // A preflight may be for any path of a bucket, its listing included.
         Operation::Preflight
     } else if raw_key.is_empty() {
-        return Err(bucket_level(method));
+        match *method {
+            Method::GET if has("list-type") => Operation::ListObjectsV2,
+            Method::GET if has("uploads") => Operation::ListMultipartUploads,
+            Method::GET if has("location") => Operation::GetBucketLocation,
+            Method::GET => Operation::ListObjects,
+            Method::HEAD => Operation::HeadBucket,
+            Method::POST if has("delete") => Operation::DeleteObjects,
+            _ => return Err(bucket_level(method)),
+        }
     } else {
         match *method {
             Method::GET if has("uploadId") => Operation::ListParts,
@@ -205,8 +272,8 @@ fn bucket_level(method: &Method) -> Error {
             reason: "buckets are provisioned in the proxy's configuration, not by clients"
                 .to_string(),
         },
-        Method::GET | Method::HEAD | Method::POST => Error::NotImplemented {
-            operation: "Bucket operations (ListObjects, HeadBucket, DeleteObjects, …)".to_string(),
+        Method::POST => Error::NotImplemented {
+            operation: "This bucket POST operation".to_string(),
         },
         _ => Error::MethodNotAllowed {
             method: method.to_string(),
@@ -268,7 +335,8 @@ pub fn check_key(key: &str, allow_unusual: bool) -> Result<(), Error> {
     Ok(())
 }
 
-fn percent_decode(raw: &str) -> Result<String, Error> {
+/// Decodes `%XX` escapes once; refuses stray `%` and non-UTF-8 results.
+pub fn percent_decode(raw: &str) -> Result<String, Error> {
     let bytes: Vec<u8> = percent_encoding::percent_decode_str(raw).collect();
     // A `%` not followed by two hex digits is passed through by `percent_decode_str`; S3 would
     // refuse such a target, and so do we, so that one key has exactly one spelling.
@@ -464,8 +532,43 @@ mod tests {
     #[test]
     fn methods_and_bucket_level_requests() {
         assert_eq!(get("/").map_err(|e| e.code()), Err("NotImplemented"));
-        assert_eq!(get("/b-1").map_err(|e| e.code()), Err("NotImplemented"));
-        assert_eq!(get("/b-1/").map_err(|e| e.code()), Err("NotImplemented"));
+        assert_eq!(
+            get("/b-1").map(|r| r.operation).ok(),
+            Some(Operation::ListObjects)
+        );
+        assert_eq!(
+            get("/b-1/?list-type=2&prefix=a%2F&x-id=ListObjectsV2")
+                .map(|r| (r.operation, r.query))
+                .ok(),
+            Some((
+                Operation::ListObjectsV2,
+                vec![
+                    ("list-type".to_string(), "2".to_string()),
+                    ("prefix".to_string(), "a/".to_string())
+                ]
+            ))
+        );
+        let operation = |method: Method, path: &str, query: Option<&str>| {
+            route(&method, None, path, query, None, false)
+                .map(|r| r.operation)
+                .ok()
+        };
+        assert_eq!(
+            operation(Method::GET, "/b-1", Some("location")),
+            Some(Operation::GetBucketLocation)
+        );
+        assert_eq!(
+            operation(Method::GET, "/b-1", Some("uploads")),
+            Some(Operation::ListMultipartUploads)
+        );
+        assert_eq!(
+            operation(Method::HEAD, "/b-1", None),
+            Some(Operation::HeadBucket)
+        );
+        assert_eq!(
+            operation(Method::POST, "/b-1/", Some("delete")),
+            Some(Operation::DeleteObjects)
+        );
         for method in [Method::PUT, Method::DELETE] {
             let refused = route(&method, None, "/b-1", None, None, false).map_err(|e| e.code());
             assert_eq!(refused, Err("AccessDenied"), "{method} on a bucket");

@@ -28,6 +28,7 @@ use crate::error::Error;
 use crate::forward::Upstream;
 use crate::front_door::Clients;
 use crate::integration::Integrations;
+use crate::rewrite::{KeyEncoding, MAX_DOCUMENT};
 use crate::route::{Operation, route};
 use crate::sign::{UpstreamParts, presigned_get_url, signed_request, upstream_uri};
 
@@ -83,7 +84,7 @@ impl Proxy {
                 Err(error) => {
                     let status = error.status();
                     if status.is_server_error() {
-                        tracing::warn!(code = error.code(), %error, "proxy error");
+                        tracing::warn!(code = error.code(), %error, detail = ?error, "proxy error");
                     } else {
                         tracing::info!(code = error.code(), %error, "request refused");
                     }
@@ -162,6 +163,19 @@ impl Proxy {
         let integration = &target.integration;
         span.record("integration", integration.name.as_str());
 
+        match route.operation {
+            Operation::HeadBucket => return Ok(head_bucket(integration)),
+            Operation::GetBucketLocation => return Ok(bucket_location(integration)),
+            _ => {}
+        }
+        let mut query = route.query.clone();
+        if matches!(
+            route.operation,
+            Operation::ListObjects | Operation::ListObjectsV2 | Operation::ListMultipartUploads
+        ) {
+            scope_listing(&mut query, &integration.prefix);
+        }
+
         let mut extra_headers = Vec::new();
         if matches!(
             route.operation,
@@ -180,8 +194,14 @@ impl Proxy {
             })?;
             extra_headers.push((http::HeaderName::from_static("x-amz-copy-source"), value));
         }
-        let (parts, client_body) = request.into_parts();
-        let (body, payload) = if route.operation.has_body() {
+        let (mut parts, client_body) = request.into_parts();
+        let (body, payload) = if route.operation == Operation::DeleteObjects {
+            let (document, headers, payload) = self
+                .delete_objects_body(client_body, &parts.headers, integration)
+                .await?;
+            parts.headers = headers;
+            (body::full(document), payload)
+        } else if route.operation.has_body() {
             // S3 needs the length up front; the body itself streams through untouched.
             if !parts.headers.contains_key(header::CONTENT_LENGTH) {
                 return Err(Error::MissingContentLength);
@@ -195,7 +215,7 @@ impl Proxy {
         };
         // Every check is done: only now are credentials fetched and the upstream contacted.
         let credentials = self.credentials.credentials(integration).await?;
-        let uri = upstream_uri(&target, &route.query)?;
+        let uri = upstream_uri(&target, &query)?;
 
         if let (Delivery::Redirect { expires }, Operation::GetObject) =
             (integration.delivery, route.operation)
@@ -223,10 +243,186 @@ impl Proxy {
             &integration.region,
             SystemTime::now(),
         )?;
-        self.upstream
+        let response = self
+            .upstream
             .send(upstream_request, &integration.name)
-            .await
+            .await?;
+        if response.status().is_success() && names_keys(route.operation) {
+            let encoding = if query
+                .iter()
+                .any(|(n, v)| n == "encoding-type" && v == "url")
+            {
+                KeyEncoding::Url
+            } else {
+                KeyEncoding::Plain
+            };
+            let listing = ListingContext {
+                prefix: &integration.prefix,
+                logical_bucket: &route.name,
+                encoding,
+                client_query: &route.query,
+            };
+            return rewrite_response(response, listing).await;
+        }
+        Ok(response)
     }
+
+    /// Reads a DeleteObjects document (capped), checks it against the client's signed hash,
+    /// puts every key under the prefix, and returns it with the headers that now describe it.
+    async fn delete_objects_body<B>(
+        &self,
+        client_body: B,
+        client_headers: &http::HeaderMap,
+        integration: &Integration,
+    ) -> Result<(bytes::Bytes, http::HeaderMap, crate::sign::Payload), Error>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        use sha2::Digest;
+        let document = body::collect_capped(body::stream(client_body), MAX_DOCUMENT)
+            .await
+            .map_err(|_| Error::MalformedXML)?;
+        if let crate::sign::Payload::Sha256(signed) =
+            crate::sign::Payload::from_client(client_headers)?
+            && hex::encode(sha2::Sha256::digest(&document)) != signed
+        {
+            return Err(Error::BadDigest);
+        }
+        let text = std::str::from_utf8(&document).map_err(|_| Error::MalformedXML)?;
+        let rewritten = crate::rewrite::delete_request(text, &integration.prefix, |key| {
+            self.integrations.upstream_key(integration, key).map(|_| ())
+        })?;
+        // The body changed: the client's length and checksums describe the old one.
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in client_headers {
+            let describes_old_body = name == header::CONTENT_LENGTH
+                || name == "content-md5"
+                || name.as_str().starts_with("x-amz-checksum-")
+                || name == "x-amz-sdk-checksum-algorithm";
+            if !describes_old_body {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        let md5 = aws_smithy_types::base64::encode(md5::Md5::digest(rewritten.as_bytes()));
+        let sha256 = hex::encode(sha2::Sha256::digest(rewritten.as_bytes()));
+        headers.insert(
+            header::CONTENT_LENGTH,
+            http::HeaderValue::from(rewritten.len()),
+        );
+        headers.insert(
+            "content-md5",
+            http::HeaderValue::from_str(&md5).map_err(|_| Error::Internal {
+                detail: "an MD5 digest is not a header value".to_string(),
+            })?,
+        );
+        Ok((
+            bytes::Bytes::from(rewritten),
+            headers,
+            crate::sign::Payload::Sha256(sha256),
+        ))
+    }
+}
+
+/// Operations whose response documents name keys or the bucket.
+fn names_keys(operation: Operation) -> bool {
+    matches!(
+        operation,
+        Operation::ListObjects
+            | Operation::ListObjectsV2
+            | Operation::ListMultipartUploads
+            | Operation::ListParts
+            | Operation::CreateMultipartUpload
+            | Operation::CompleteMultipartUpload
+            | Operation::DeleteObjects
+    )
+}
+
+/// Puts a listing under the integration's prefix: `prefix` always starts with it, and the
+/// markers a client sends (relative keys) become upstream keys.
+fn scope_listing(query: &mut Vec<(String, String)>, prefix: &str) {
+    if prefix.is_empty() {
+        return;
+    }
+    if !query.iter().any(|(name, _)| name == "prefix") {
+        query.push(("prefix".to_string(), String::new()));
+    }
+    for (name, value) in query.iter_mut() {
+        let relative_key = name == "prefix"
+            || (matches!(name.as_str(), "start-after" | "marker" | "key-marker")
+                && !value.is_empty());
+        if relative_key {
+            *value = format!("{prefix}{value}");
+        }
+    }
+    query.sort();
+}
+
+/// Reads a (small, capped) response document and rewrites its keys and bucket name.
+/// What a response document is rewritten against.
+struct ListingContext<'a> {
+    prefix: &'a str,
+    logical_bucket: &'a str,
+    encoding: KeyEncoding,
+    /// The query as the client sent it (markers are echoed from here).
+    client_query: &'a [(String, String)],
+}
+
+async fn rewrite_response(
+    response: Response<ProxyBody>,
+    listing: ListingContext<'_>,
+) -> Result<Response<ProxyBody>, Error> {
+    let (mut parts, upstream_body) = response.into_parts();
+    let document = body::collect_capped(upstream_body, MAX_DOCUMENT)
+        .await
+        .map_err(|_| Error::Internal {
+            detail: "an upstream listing could not be read".to_string(),
+        })?;
+    let text = std::str::from_utf8(&document).map_err(|_| Error::Internal {
+        detail: "an upstream listing is not UTF-8".to_string(),
+    })?;
+    let rewritten = crate::rewrite::response(
+        text,
+        listing.prefix,
+        listing.logical_bucket,
+        listing.encoding,
+        listing.client_query,
+    )?;
+    parts.headers.insert(
+        header::CONTENT_LENGTH,
+        http::HeaderValue::from(rewritten.len()),
+    );
+    Ok(Response::from_parts(
+        parts,
+        body::full(bytes::Bytes::from(rewritten)),
+    ))
+}
+
+/// HeadBucket: the caller may reach this bucket; it is in the integration's region.
+fn head_bucket(integration: &Integration) -> Response<ProxyBody> {
+    let mut response = Response::new(body::empty());
+    if let Ok(region) = http::HeaderValue::from_str(&integration.region) {
+        response.headers_mut().insert("x-amz-bucket-region", region);
+    }
+    response
+}
+
+/// GetBucketLocation, as S3 answers it (`us-east-1` is the empty constraint).
+fn bucket_location(integration: &Integration) -> Response<ProxyBody> {
+    let constraint = if integration.region == "us-east-1" {
+        String::new()
+    } else {
+        crate::error::xml_escape(&integration.region)
+    };
+    let document = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">{constraint}</LocationConstraint>"
+    );
+    let mut response = Response::new(body::full(bytes::Bytes::from(document)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    response
 }
 
 /// `307 Temporary Redirect` to an upstream presigned URL; never cached past its validity.

@@ -133,7 +133,7 @@ pub fn upstream_uri(target: &Target, query: &[(String, String)]) -> Result<Uri, 
         (None, Addressing::Path) => (
             Scheme::Https,
             format!("s3.{}.amazonaws.com", integration.region),
-            format!("/{}/{key}", target.bucket),
+            bucket_path(&target.bucket, &key),
         ),
         (Some(endpoint), Addressing::VirtualHost) => (
             endpoint.scheme,
@@ -143,7 +143,7 @@ pub fn upstream_uri(target: &Target, query: &[(String, String)]) -> Result<Uri, 
         (Some(endpoint), Addressing::Path) => (
             endpoint.scheme,
             endpoint.authority(),
-            format!("/{}/{key}", target.bucket),
+            bucket_path(&target.bucket, &key),
         ),
     };
     let mut uri = format!("{}://{authority}{path}", scheme.as_str());
@@ -156,6 +156,15 @@ pub fn upstream_uri(target: &Target, query: &[(String, String)]) -> Result<Uri, 
     uri.parse().map_err(|_| Error::Internal {
         detail: "the upstream URL did not parse".to_string(),
     })
+}
+
+/// `/{bucket}/{key}`, or `/{bucket}` for a bucket-level request (no key).
+fn bucket_path(bucket: &str, encoded_key: &str) -> String {
+    if encoded_key.is_empty() {
+        format!("/{bucket}")
+    } else {
+        format!("/{bucket}/{encoded_key}")
+    }
 }
 
 /// A key as it goes in an upstream path: every byte but `A-Z a-z 0-9 - _ . ~ /` as `%XX`.

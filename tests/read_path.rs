@@ -405,7 +405,9 @@ role_arn = "arn:aws:iam::123456789012:role/tenant-a-reader"
         (Method::GET, "/acme/a%00b", 400, "InvalidArgument"),
         (Method::GET, "/acme/a%ZZ", 400, "InvalidArgument"),
         (Method::GET, "/acme/key?acl", 501, "NotImplemented"),
-        (Method::GET, "/acme/", 501, "NotImplemented"),
+        // Listing needs a client, even on a public integration.
+        (Method::GET, "/acme/", 403, "AccessDenied"),
+        (Method::GET, "/acme?policy", 501, "NotImplemented"),
         (Method::GET, "/Bad_Bucket/key", 400, "InvalidBucketName"),
     ];
     for (method, path, status, code) in cases {

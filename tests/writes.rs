@@ -50,12 +50,21 @@ impl Writes {
             &moto.tenant_a.external_id,
             "public = true",
         );
+        // Tenant A's seeded bucket seen through a prefix: its listing must show only that.
+        let labelling = role_integration(
+            "acme-labelling",
+            &moto.tenant_a,
+            &s3.endpoint(),
+            "path",
+            &moto.tenant_a.external_id,
+            "public = false\nprefix = \"labelling\"",
+        );
         let clients = format!(
             r#"
 [[client]]
 access_key_id = "{WRITER}"
 secret_access_key_env = "WRITER_SECRET"
-integrations = ["w-uploads", "w-root", "acme"]
+integrations = ["w-uploads", "w-root", "acme", "acme-labelling"]
 access = "read-write"
 
 [[client]]
@@ -65,7 +74,7 @@ integrations = ["w-uploads"]
 "#
         );
         let config = format!(
-            "{}{uploads}{root}{acme}{clients}",
+            "{}{uploads}{root}{acme}{labelling}{clients}",
             sts_section(moto, &moto.endpoint(), "")
         );
         let mut secrets = secrets(moto);
@@ -305,5 +314,182 @@ async fn copies_stay_inside_one_integration() {
         writes.s3.requests(),
         before,
         "the refused copy never reached the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_show_only_the_integrations_keys_with_the_prefix_stripped() {
+    let writes = Writes::start().await;
+    let moto = moto();
+    let mut expected: Vec<String> = moto.awkward_keys.clone();
+    expected.sort();
+    for (version, page_size, encoding) in [
+        (2, 1000, None),
+        (2, 3, None),
+        (1, 4, None),
+        (2, 5, Some("url")),
+    ] {
+        let mut op = json!({"op": "list", "bucket": "acme-labelling", "version": version, "page_size": page_size});
+        if let Some(encoding) = encoding {
+            op["encoding"] = json!(encoding);
+        }
+        let listed = writes.boto3(WRITER, WRITER_SECRET, op).await;
+        let mut keys: Vec<String> =
+            serde_json::from_value(listed["keys"].clone()).unwrap_or_else(|_| panic!("{listed}"));
+        if encoding.is_some() {
+            // Asked for explicitly, URL-encoded keys come back as they are: decode them here.
+            keys = keys
+                .iter()
+                .map(|k| {
+                    percent_encoding::percent_decode_str(k)
+                        .decode_utf8()
+                        .unwrap()
+                        .into_owned()
+                })
+                .collect();
+        }
+        keys.sort();
+        assert_eq!(
+            keys, expected,
+            "v{version} page {page_size} {encoding:?}: {listed}"
+        );
+        assert_eq!(
+            listed["names"],
+            json!(["acme-labelling"]),
+            "the real bucket name never shows"
+        );
+        if page_size < 10 {
+            assert!(
+                listed["pages"].as_u64().unwrap() > 2,
+                "continuation round-trips: {listed}"
+            );
+        }
+    }
+    let folders = writes
+        .boto3(WRITER, WRITER_SECRET, json!({"op": "list", "bucket": "acme-labelling", "prefix": "unicode/", "delimiter": "/"}))
+        .await;
+    assert_eq!(
+        folders["prefixes"],
+        json!(["unicode/ünïcødé/"]),
+        "{folders}"
+    );
+    assert_eq!(folders["keys"], json!([]));
+
+    // The AWS CLI's `ls` sees the same tree.
+    let dir = TempDir::new("ls");
+    let config = dir.0.join("aws-config");
+    std::fs::write(
+        &config,
+        "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n",
+    )
+    .unwrap();
+    let ls = tokio::process::Command::new(aws_cli())
+        .args([
+            "s3",
+            "ls",
+            "s3://acme-labelling/",
+            "--recursive",
+            "--endpoint-url",
+        ])
+        .arg(format!("http://127.0.0.1:{}", writes.proxy.address.port()))
+        .env("AWS_ACCESS_KEY_ID", WRITER)
+        .env("AWS_SECRET_ACCESS_KEY", WRITER_SECRET)
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.0.join("none"))
+        .output()
+        .await
+        .unwrap();
+    let listing = String::from_utf8_lossy(&ls.stdout);
+    assert!(
+        ls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
+    assert_eq!(listing.lines().count(), expected.len(), "{listing}");
+    assert!(listing.contains(" unicode/ünïcødé/日本語.txt"), "{listing}");
+    assert!(!listing.contains("labelling"), "{listing}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_objects_maps_keys_under_the_prefix_and_back() {
+    let writes = Writes::start().await;
+    for key in ["batch/one.txt", "batch/two & three.txt", "batch/keep.txt"] {
+        let put = writes
+            .boto3(
+                WRITER,
+                WRITER_SECRET,
+                json!({"op": "put", "bucket": "w-uploads", "object": key, "data": key}),
+            )
+            .await;
+        assert!(put["etag"].is_string(), "{put}");
+    }
+    let deleted = writes
+        .boto3(
+            WRITER,
+            WRITER_SECRET,
+            json!({"op": "delete_many", "bucket": "w-uploads", "objects": ["batch/one.txt", "batch/two & three.txt"]}),
+        )
+        .await;
+    assert_eq!(
+        deleted["deleted"],
+        json!(["batch/one.txt", "batch/two & three.txt"]),
+        "{deleted}"
+    );
+    assert_eq!(deleted["errors"], json!([]));
+    let left = writes
+        .boto3(
+            WRITER,
+            WRITER_SECRET,
+            json!({"op": "list", "bucket": "w-uploads", "prefix": "batch/"}),
+        )
+        .await;
+    assert_eq!(left["keys"], json!(["batch/keep.txt"]), "{left}");
+    // The upstream keys were the prefixed ones.
+    let upstream = writes
+        .boto3(
+            WRITER,
+            WRITER_SECRET,
+            json!({"op": "list", "bucket": "w-root", "prefix": "uploads/batch/"}),
+        )
+        .await;
+    assert_eq!(
+        upstream["keys"],
+        json!(["uploads/batch/keep.txt"]),
+        "{upstream}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_bucket_and_location_are_answered_for_the_logical_bucket() {
+    let writes = Writes::start().await;
+    let before = writes.s3.requests();
+    let head = writes
+        .boto3(
+            WRITER,
+            WRITER_SECRET,
+            json!({"op": "head_bucket", "bucket": "w-uploads"}),
+        )
+        .await;
+    assert_eq!(head, json!({"status": 200, "region": "us-east-1"}));
+    let location = writes
+        .boto3(
+            WRITER,
+            WRITER_SECRET,
+            json!({"op": "location", "bucket": "w-uploads"}),
+        )
+        .await;
+    assert_eq!(location, json!({"status": 200, "location": null}));
+    let unbound = writes
+        .boto3(
+            READER,
+            READER_SECRET,
+            json!({"op": "head_bucket", "bucket": "acme"}),
+        )
+        .await;
+    assert_eq!(unbound["status"], 403, "{unbound}");
+    assert_eq!(
+        writes.s3.requests(),
+        before,
+        "answered without the upstream"
     );
 }

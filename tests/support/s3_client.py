@@ -30,8 +30,43 @@ def main():
             retries={"max_attempts": 1},
         ),
     )
-    where = {"Bucket": args["bucket"], "Key": args["object"]}
+    where = {"Bucket": args["bucket"], "Key": args.get("object", "")}
     try:
+        if args["op"] == "list":
+            # Every page, following continuation tokens (or markers) as a paginator does.
+            params = {"Bucket": args["bucket"]}
+            for name, arg in [("Prefix", "prefix"), ("Delimiter", "delimiter"), ("EncodingType", "encoding")]:
+                if arg in args:
+                    params[name] = args[arg]
+            operation = "list_objects_v2" if args.get("version", 2) == 2 else "list_objects"
+            pages = s3.get_paginator(operation).paginate(
+                **params, PaginationConfig={"PageSize": args.get("page_size", 1000)}
+            )
+            keys, prefixes, count, names = [], [], 0, set()
+            for page in pages:
+                count += 1
+                names.add(page["Name"])
+                keys += [item["Key"] for item in page.get("Contents", [])]
+                prefixes += [item["Prefix"] for item in page.get("CommonPrefixes", [])]
+            print(json.dumps({"keys": keys, "prefixes": prefixes, "pages": count, "names": sorted(names)}))
+            return
+        if args["op"] == "delete_many":
+            response = s3.delete_objects(
+                Bucket=args["bucket"], Delete={"Objects": [{"Key": key} for key in args["objects"]]}
+            )
+            print(json.dumps({
+                "deleted": sorted(item["Key"] for item in response.get("Deleted", [])),
+                "errors": response.get("Errors", []),
+            }))
+            return
+        if args["op"] == "head_bucket":
+            response = s3.head_bucket(Bucket=args["bucket"])
+            print(json.dumps({"status": 200, "region": response["ResponseMetadata"]["HTTPHeaders"].get("x-amz-bucket-region")}))
+            return
+        if args["op"] == "location":
+            response = s3.get_bucket_location(Bucket=args["bucket"])
+            print(json.dumps({"status": 200, "location": response.get("LocationConstraint")}))
+            return
         if args["op"] == "get":
             extra = {"Range": args["range"]} if "range" in args else {}
             response = s3.get_object(**where, **extra)
