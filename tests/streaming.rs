@@ -104,3 +104,133 @@ secret_access_key_env = "BIG_STORE_SECRET"
         RSS_BOUND >> 20
     );
 }
+
+/// A body of `total` pattern bytes produced 1 MiB at a time, never held whole.
+struct PatternBody {
+    sent: u64,
+    total: u64,
+}
+
+impl http_body::Body for PatternBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if self.sent >= self.total {
+            return std::task::Poll::Ready(None);
+        }
+        let length = (1u64 << 20).min(self.total - self.sent);
+        let chunk: Vec<u8> = (self.sent..self.sent + length).map(pattern).collect();
+        self.sent += length;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(chunk)))))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.total - self.sent)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gigabyte_upload_streams_through_while_proxy_memory_stays_flat() {
+    let dir = TempDir::new("upload");
+    let store_root = dir.0.join("store");
+    std::fs::create_dir_all(store_root.join("big-media")).unwrap();
+    let store = EmbeddedStore::start(&store_root, None, None).await.unwrap();
+    let config = format!(
+        r#"
+[server]
+listen = "LISTEN"
+[[integration]]
+name = "big"
+bucket = "big-media"
+prefix = "uploads"
+region = "us-east-1"
+endpoint = "{endpoint}"
+access = "read-write"
+[integration.credentials]
+access_key_id = "{key}"
+secret_access_key_env = "BIG_STORE_SECRET"
+
+[[client]]
+access_key_id = "AKUPLOADER"
+secret_access_key_env = "UPLOADER_SECRET"
+integrations = ["big"]
+access = "read-write"
+"#,
+        endpoint = store.endpoint(),
+        key = store.access_key_id,
+    );
+    let proxy = ProxyProcess::spawn(
+        &dir.0,
+        &config,
+        &[
+            ("BIG_STORE_SECRET", &store.secret_access_key),
+            ("UPLOADER_SECRET", "uploader-secret"),
+        ],
+    )
+    .await;
+
+    // Signed as an SDK signs a streamed upload: UNSIGNED-PAYLOAD with its Content-Length.
+    let mut request = http::Request::new(());
+    *request.method_mut() = http::Method::PUT;
+    *request.uri_mut() = proxy.url("/big/large%20upload.bin").parse().unwrap();
+    let headers = request.headers_mut();
+    headers.insert("host", proxy.address.to_string().parse().unwrap());
+    headers.insert("content-length", GIB.to_string().parse().unwrap());
+    let credentials =
+        aws_credential_types::Credentials::new("AKUPLOADER", "uploader-secret", None, None, "test");
+    s3_signing_proxy::sign::sign_request(
+        &mut request,
+        &credentials,
+        "us-east-1",
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    let (parts, ()) = request.into_parts();
+    let request = http::Request::from_parts(
+        parts,
+        PatternBody {
+            sent: 0,
+            total: GIB,
+        },
+    );
+
+    let client: Client<_, PatternBody> = Client::builder(TokioExecutor::new()).build_http();
+    let response = client.request(request).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    // The object landed under the prefix, whole.
+    let stored = store_root.join("big-media/uploads/large upload.bin");
+    assert_eq!(std::fs::metadata(&stored).unwrap().len(), GIB);
+    let mut file = std::fs::File::open(&stored).unwrap();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    let mut mismatches = 0u64;
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buffer).unwrap();
+        if n == 0 {
+            break;
+        }
+        mismatches += buffer[..n]
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| **b != pattern(offset + *i as u64))
+            .count() as u64;
+        offset += n as u64;
+    }
+    assert_eq!(mismatches, 0, "every byte stored as sent");
+
+    let peak = proxy.peak_rss();
+    eprintln!("proxy RSS after a 1 GiB upload: peak {} MiB", peak >> 20);
+    assert!(
+        peak < RSS_BOUND,
+        "proxy peak RSS {} MiB exceeds {} MiB",
+        peak >> 20,
+        RSS_BOUND >> 20
+    );
+}

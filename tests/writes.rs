@@ -493,3 +493,92 @@ async fn head_bucket_and_location_are_answered_for_the_logical_bucket() {
         "answered without the upstream"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_s3_sync_round_trips_a_tree_with_awkward_names() {
+    let writes = Writes::start().await;
+    let dir = TempDir::new("sync");
+    let local = dir.0.join("local");
+    let names = [
+        "plain.txt",
+        "with space.txt",
+        "plus+sign.txt",
+        "percent%20literal.txt",
+        "semi;colon,comma.txt",
+        "nested/ünïcødé/日本語.txt",
+        "nested/deeper/emoji 😀.txt",
+    ];
+    for name in names {
+        let path = local.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("contents of {name}\n")).unwrap();
+    }
+    let config = dir.0.join("aws-config");
+    std::fs::write(
+        &config,
+        "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n",
+    )
+    .unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", writes.proxy.address.port());
+    let aws = |args: &[&str]| {
+        let mut command = tokio::process::Command::new(aws_cli());
+        command
+            .args(args)
+            .args(["--endpoint-url", &endpoint])
+            .env("AWS_ACCESS_KEY_ID", WRITER)
+            .env("AWS_SECRET_ACCESS_KEY", WRITER_SECRET)
+            .env("AWS_CONFIG_FILE", &config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", dir.0.join("none"));
+        command
+    };
+    let local_text = local.display().to_string();
+    let up = aws(&["s3", "sync", &local_text, "s3://w-uploads/synced/"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&up.stdout)
+            .matches("upload:")
+            .count(),
+        names.len()
+    );
+
+    // A second sync finds nothing to do: the listing maps back to exactly these keys.
+    let again = aws(&["s3", "sync", &local_text, "s3://w-uploads/synced/"])
+        .output()
+        .await
+        .unwrap();
+    assert!(again.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout)
+            .matches("upload:")
+            .count(),
+        0,
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+
+    let back = dir.0.join("back");
+    let back_text = back.display().to_string();
+    let down = aws(&["s3", "sync", "s3://w-uploads/synced/", &back_text])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    for name in names {
+        assert_eq!(
+            std::fs::read_to_string(back.join(name)).unwrap_or_default(),
+            format!("contents of {name}\n"),
+            "{name}"
+        );
+    }
+}
