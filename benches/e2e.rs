@@ -17,12 +17,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+type UploadClient = Client<HttpConnector, Full<Bytes>>;
+
+const CLIENT_KEY: &str = "AKBENCHCLIENT";
+const CLIENT_SECRET: &str = "bench-client-secret";
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -64,7 +68,8 @@ fn start_nginx(root: &Path, work: &Path, port: u16) -> Killed {
          http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 1000000;\n\
            client_body_temp_path {work}/body;\n  proxy_temp_path {work}/proxy;\n  fastcgi_temp_path {work}/fastcgi;\n\
            uwsgi_temp_path {work}/uwsgi;\n  scgi_temp_path {work}/scgi;\n\
-           server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n",
+           client_max_body_size 0;\n\
+           server {{ listen 127.0.0.1:{port}; root {root}; dav_methods PUT; create_full_put_path on; }}\n}}\n",
         work = work.display(),
         root = root.display(),
     );
@@ -93,9 +98,16 @@ bucket = "bench-bucket"
 region = "us-east-1"
 endpoint = "http://127.0.0.1:{store_port}"
 public = true
+access = "read-write"
 [integration.credentials]
 access_key_id = "AKIDBENCH"
 secret_access_key_env = "BENCH_STORE_SECRET"
+
+[[client]]
+access_key_id = "{CLIENT_KEY}"
+secret_access_key_env = "BENCH_CLIENT_SECRET"
+integrations = ["bench"]
+access = "read-write"
 "#
     );
     let config_path = work.join("proxy.toml");
@@ -104,6 +116,7 @@ secret_access_key_env = "BENCH_STORE_SECRET"
         .args(["serve", "--config"])
         .arg(&config_path)
         .env("BENCH_STORE_SECRET", "bench-secret-not-checked-by-nginx")
+        .env("BENCH_CLIENT_SECRET", CLIENT_SECRET)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -159,6 +172,67 @@ async fn large_throughput(client: &HttpClient, url: &str, rounds: usize) -> f64 
         bytes += download(client, url).await;
     }
     bytes as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// PUTs `body` to `url`, signed with the bench client's key when `signed` (the proxy checks
+/// it; nginx does not). The body is shared, not copied, between uploads.
+async fn upload(client: &UploadClient, url: &str, body: Bytes, signed: bool) {
+    let mut request = http::Request::new(());
+    *request.method_mut() = http::Method::PUT;
+    *request.uri_mut() = url.parse().unwrap();
+    let authority = request.uri().authority().unwrap().to_string();
+    request
+        .headers_mut()
+        .insert("host", authority.parse().unwrap());
+    request
+        .headers_mut()
+        .insert("content-length", body.len().into());
+    if signed {
+        let credentials =
+            aws_credential_types::Credentials::new(CLIENT_KEY, CLIENT_SECRET, None, None, "bench");
+        s3_signing_proxy::sign::sign_request(
+            &mut request,
+            &credentials,
+            "us-east-1",
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+    }
+    let (parts, ()) = request.into_parts();
+    let response = client
+        .request(http::Request::from_parts(parts, Full::new(body)))
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
+    let _ = response.into_body().collect().await;
+}
+
+/// Upload throughput in MiB/s: `parts` concurrent PUTs of `body` each, `rounds` times.
+async fn upload_throughput(
+    client: &UploadClient,
+    url_for: impl Fn(usize) -> String,
+    body: &Bytes,
+    parts: usize,
+    rounds: usize,
+    signed: bool,
+) -> f64 {
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let uploads: Vec<_> = (0..parts)
+            .map(|part| {
+                let (client, url, body) = (client.clone(), url_for(part + 1), body.clone());
+                tokio::spawn(async move { upload(&client, &url, body, signed).await })
+            })
+            .collect();
+        for upload in uploads {
+            upload.await.unwrap();
+        }
+    }
+    (body.len() * parts * rounds) as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Small-object request rate: `concurrency` workers sharing `requests` GETs.
@@ -220,6 +294,12 @@ async fn main() {
         std::fs::write(bucket.join(format!("small/{n:05}.bin")), &chunk[..1024]).unwrap();
     }
 
+    // nginx's workers drop root: let them write uploads into the bench's own temp tree.
+    for path in [&work, &root, &bucket] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+
     let store_port = free_port();
     let proxy_port = free_port();
     let _nginx = start_nginx(&root, &work, store_port);
@@ -247,6 +327,57 @@ async fn main() {
     println!(
         "small objects (1 KiB, {requests} GETs, {concurrency} concurrent): direct {small_direct:.0} req/s, proxied {small_proxied:.0} req/s, ratio {:.2}",
         small_proxied / small_direct
+    );
+    let uploads: UploadClient = Client::builder(TokioExecutor::new()).build_http();
+    let large_body = Bytes::from(std::fs::read(bucket.join("large.bin")).unwrap());
+    let up_direct = upload_throughput(
+        &uploads,
+        |_| format!("{direct}/up/large.bin"),
+        &large_body,
+        1,
+        rounds,
+        false,
+    )
+    .await;
+    let up_proxied = upload_throughput(
+        &uploads,
+        |_| format!("{proxied}/up/large.bin"),
+        &large_body,
+        1,
+        rounds,
+        true,
+    )
+    .await;
+    println!(
+        "upload, one object ({large_mib} MiB x {rounds}): direct {up_direct:.0} MiB/s, proxied {up_proxied:.0} MiB/s, ratio {:.2}",
+        up_proxied / up_direct
+    );
+    let part_body = large_body.slice(..large_body.len() / 4);
+    let part_url = |base: &str, part: usize| {
+        format!("{base}/up/multipart-{part}.bin?partNumber={part}&uploadId=bench")
+    };
+    let parts_direct = upload_throughput(
+        &uploads,
+        |p| part_url(&direct, p),
+        &part_body,
+        4,
+        rounds,
+        false,
+    )
+    .await;
+    let parts_proxied = upload_throughput(
+        &uploads,
+        |p| part_url(&proxied, p),
+        &part_body,
+        4,
+        rounds,
+        true,
+    )
+    .await;
+    println!(
+        "upload, 4 parts of {} MiB in parallel (x {rounds}): direct {parts_direct:.0} MiB/s, proxied {parts_proxied:.0} MiB/s, ratio {:.2}",
+        large_mib / 4,
+        parts_proxied / parts_direct
     );
     println!("proxy peak RSS: {} MiB", peak_rss_mib(proxy.0.id()));
     drop(proxy);
