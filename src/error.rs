@@ -70,6 +70,10 @@ pub enum Error {
     #[error("The Content-SHA256 you specified did not match what we received.")]
     BadDigest,
 
+    /// An aws-chunked body shorter or longer than its declared decoded length.
+    #[error("You did not provide the number of bytes specified by the Content-Length HTTP header.")]
+    IncompleteBody,
+
     /// A body-carrying request without `Content-Length`.
     #[error("You must provide the Content-Length HTTP header.")]
     MissingContentLength,
@@ -117,6 +121,7 @@ impl Error {
             Error::MissingContentLength => "MissingContentLength",
             Error::MalformedXML => "MalformedXML",
             Error::BadDigest => "BadDigest",
+            Error::IncompleteBody => "IncompleteBody",
             Error::MethodNotAllowed { .. } => "MethodNotAllowed",
             Error::NotImplemented { .. } => "NotImplemented",
             Error::CredentialsUnavailable { .. } => "ServiceUnavailable",
@@ -136,6 +141,7 @@ impl Error {
             | Error::AuthorizationQueryParametersError { .. }
             | Error::MalformedXML
             | Error::BadDigest
+            | Error::IncompleteBody
             | Error::KeyTooLong { .. }
             | Error::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Error::AccessDenied { .. }

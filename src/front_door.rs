@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::{HeaderMap, Method, Uri, header};
 use sha2::{Digest, Sha256};
 
+use crate::chunked::ChunkSigning;
 use crate::config::{Access, ClientConfig, Secret};
 use crate::error::Error;
 
@@ -88,19 +89,20 @@ impl Clients {
         Clients { by_key }
     }
 
-    /// Identifies the caller of a request, verifying its signature if it carries one.
+    /// Identifies the caller of a request, verifying its signature if it carries one. A
+    /// header-signed request also yields what its aws-chunked body's signatures chain from.
     pub fn identify(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
         now: SystemTime,
-    ) -> Result<Caller, Error> {
+    ) -> Result<(Caller, Option<ChunkSigning>), Error> {
         let query = parse_query(uri.query().unwrap_or(""));
         let presigned = query.iter().any(|(name, _)| name.starts_with("X-Amz-"));
         let authorization = headers.get(header::AUTHORIZATION);
         let signed = match (authorization, presigned) {
-            (None, false) => return Ok(Caller::Anonymous),
+            (None, false) => return Ok((Caller::Anonymous, None)),
             (Some(_), true) => {
                 return Err(Error::InvalidArgument {
                     reason: "Only one auth mechanism allowed; only the X-Amz-Algorithm query \
@@ -127,16 +129,18 @@ impl Clients {
             uri,
             &signed.payload_hash,
         )?;
-        let expected = signature(
-            client.secret_access_key.expose(),
-            &signed.time_text,
-            &signed.scope,
-            &canonical,
-        );
+        let signing_key = signing_key(client.secret_access_key.expose(), &signed.scope);
+        let expected = signature(&signing_key, &signed.time_text, &signed.scope, &canonical);
         if !constant_time_eq(expected.as_bytes(), signed.signature.as_bytes()) {
             return Err(Error::SignatureDoesNotMatch);
         }
-        Ok(Caller::Client(client.clone()))
+        let chunks = authorization.is_some().then_some(ChunkSigning {
+            signing_key,
+            time_text: signed.time_text,
+            scope: signed.scope,
+            seed_signature: signed.signature,
+        });
+        Ok((Caller::Client(client.clone()), chunks))
     }
 }
 
@@ -416,11 +420,8 @@ fn collapse_spaces(value: &str) -> String {
     value.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn signature(secret: &str, time_text: &str, scope: &str, canonical_request: &str) -> String {
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{time_text}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical_request.as_bytes()))
-    );
+/// The SigV4 signing key for `scope` (`date/region/service/aws4_request`).
+fn signing_key(secret: &str, scope: &str) -> Vec<u8> {
     let mut fields = scope.split('/');
     let (date, region, service) = (
         fields.next().unwrap_or_default(),
@@ -428,12 +429,21 @@ fn signature(secret: &str, time_text: &str, scope: &str, canonical_request: &str
         fields.next().unwrap_or_default(),
     );
     let day = parse_amz_date(&format!("{date}T000000Z")).unwrap_or(UNIX_EPOCH);
-    let key = aws_sigv4::sign::v4::generate_signing_key(secret, day, region, service);
-    aws_sigv4::sign::v4::calculate_signature(key, string_to_sign.as_bytes())
+    aws_sigv4::sign::v4::generate_signing_key(secret, day, region, service)
+        .as_ref()
+        .to_vec()
+}
+
+fn signature(signing_key: &[u8], time_text: &str, scope: &str, canonical_request: &str) -> String {
+    let string_to_sign = format!(
+        "{ALGORITHM}\n{time_text}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical_request.as_bytes()))
+    );
+    aws_sigv4::sign::v4::calculate_signature(signing_key, string_to_sign.as_bytes())
 }
 
 /// Compares without stopping at the first difference, so timing tells nothing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -505,7 +515,7 @@ mod tests {
         )
         .unwrap();
         signature(
-            VECTOR_SECRET,
+            &signing_key(VECTOR_SECRET, "20150830/us-east-1/service/aws4_request"),
             "20150830T123600Z",
             "20150830/us-east-1/service/aws4_request",
             &canonical,
@@ -572,7 +582,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             signature(
-                VECTOR_SECRET,
+                &signing_key(VECTOR_SECRET, "20150830/us-east-1/service/aws4_request"),
                 "20150830T123600Z",
                 "20150830/us-east-1/service/aws4_request",
                 &canonical

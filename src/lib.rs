@@ -21,6 +21,7 @@
 //!   signature (this is where a request is signed).
 //! - [`rewrite`]: listing and DeleteObjects documents, with the integration's prefix added on
 //!   the way up and stripped on the way down.
+//! - [`chunked`]: aws-chunked upload bodies, decoded and verified as they stream.
 //! - [`forward`]: the pooled upstream client; bodies stream through here frame by frame.
 //! - [`cors`]: preflights answered by the proxy, CORS headers per integration.
 //! - [`error`]: the one error type and its S3 XML rendering.
@@ -29,6 +30,7 @@
 //! type shared by all of the above, and [`demo`] runs the proxy in front of an embedded store.
 
 pub mod body;
+pub mod chunked;
 pub mod config;
 pub mod cors;
 pub mod credentials;

@@ -151,7 +151,7 @@ impl Proxy {
             return crate::cors::preflight(integration, request.headers());
         }
 
-        let caller = self.clients.identify(
+        let (caller, chunk_signing) = self.clients.identify(
             request.method(),
             request.uri(),
             request.headers(),
@@ -195,6 +195,8 @@ impl Proxy {
             extra_headers.push((http::HeaderName::from_static("x-amz-copy-source"), value));
         }
         let (mut parts, client_body) = request.into_parts();
+        // Set by an aws-chunked decoder that refused the body, so the answer names the cause.
+        let verdict: crate::chunked::Verdict = Default::default();
         let (body, payload) = if route.operation == Operation::DeleteObjects {
             let (document, headers, payload) = self
                 .delete_objects_body(client_body, &parts.headers, integration)
@@ -202,14 +204,26 @@ impl Proxy {
             parts.headers = headers;
             (body::full(document), payload)
         } else if route.operation.has_body() {
-            // S3 needs the length up front; the body itself streams through untouched.
+            // S3 needs the length up front; the body itself streams through.
             if !parts.headers.contains_key(header::CONTENT_LENGTH) {
                 return Err(Error::MissingContentLength);
             }
-            (
-                body::stream(client_body),
-                crate::sign::Payload::from_client(&parts.headers)?,
-            )
+            let streaming = parts
+                .headers
+                .get("x-amz-content-sha256")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("STREAMING-"));
+            if streaming {
+                let (decoded, headers) =
+                    chunked_upload(client_body, &parts.headers, chunk_signing, verdict.clone())?;
+                parts.headers = headers;
+                (decoded, crate::sign::Payload::Unsigned)
+            } else {
+                (
+                    body::stream(client_body),
+                    crate::sign::Payload::from_client(&parts.headers)?,
+                )
+            }
         } else {
             (body::empty(), crate::sign::Payload::Unsigned)
         };
@@ -243,10 +257,17 @@ impl Proxy {
             &integration.region,
             SystemTime::now(),
         )?;
-        let response = self
+        let response = match self
             .upstream
             .send(upstream_request, &integration.name)
-            .await?;
+            .await
+        {
+            Ok(response) => response,
+            Err(error) => {
+                let refused = verdict.lock().ok().and_then(|mut v| v.take());
+                return Err(refused.unwrap_or(error));
+            }
+        };
         if response.status().is_success() && names_keys(route.operation) {
             let encoding = if query
                 .iter()
@@ -322,6 +343,80 @@ impl Proxy {
             crate::sign::Payload::Sha256(sha256),
         ))
     }
+}
+
+/// Wraps an aws-chunked upload body in its decoder and returns the headers that describe the
+/// decoded object: its real length, no aws-chunked encoding, no trailer announcement.
+fn chunked_upload<B>(
+    client_body: B,
+    headers: &http::HeaderMap,
+    chunk_signing: Option<crate::chunked::ChunkSigning>,
+    verdict: crate::chunked::Verdict,
+) -> Result<(ProxyBody, http::HeaderMap), Error>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let mode = text("x-amz-content-sha256").unwrap_or_default();
+    let signing = match mode {
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD" | "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER" => {
+            Some(chunk_signing.ok_or_else(|| Error::AccessDenied {
+                reason:
+                    "signed aws-chunked bodies need a request signed in its headers".to_string(),
+            })?)
+        }
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER" => None,
+        other => {
+            return Err(Error::NotImplemented {
+                operation: format!("aws-chunked uploads of kind {other}"),
+            });
+        }
+    };
+    let trailer = text("x-amz-trailer");
+    if mode.ends_with("-TRAILER") && trailer.is_none() {
+        return Err(Error::InvalidRequest {
+            reason: format!("{mode} needs an x-amz-trailer header"),
+        });
+    }
+    let decoded_length: u64 = text("x-amz-decoded-content-length")
+        .and_then(|v| v.parse().ok())
+        .ok_or(Error::MissingContentLength)?;
+    let decoder = crate::chunked::AwsChunked::new(
+        body::stream(client_body),
+        signing,
+        trailer,
+        decoded_length,
+        verdict,
+    )?;
+    let mut forwarded = http::HeaderMap::new();
+    for (name, value) in headers {
+        let describes_encoding = name == header::CONTENT_LENGTH
+            || name == header::CONTENT_ENCODING
+            || name == "x-amz-decoded-content-length"
+            || name == "x-amz-trailer"
+            || name == "x-amz-sdk-checksum-algorithm";
+        if !describes_encoding {
+            forwarded.append(name.clone(), value.clone());
+        }
+    }
+    // Any other content coding the object itself has stays.
+    let codings: Vec<&str> = text("content-encoding")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    if !codings.is_empty()
+        && let Ok(value) = http::HeaderValue::from_str(&codings.join(", "))
+    {
+        forwarded.insert(header::CONTENT_ENCODING, value);
+    }
+    forwarded.insert(
+        header::CONTENT_LENGTH,
+        http::HeaderValue::from(decoded_length),
+    );
+    Ok((body::stream(decoder), forwarded))
 }
 
 /// Operations whose response documents name keys or the bucket.
