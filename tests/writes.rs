@@ -512,6 +512,15 @@ async fn aws_s3_sync_round_trips_a_tree_with_awkward_names() {
         let path = local.join(name);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, format!("contents of {name}\n")).unwrap();
+        // moto keeps whole seconds of LastModified; a file written in the same second as its
+        // upload would look newer than it, and the second sync would upload it again.
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
     }
     let config = dir.0.join("aws-config");
     std::fs::write(
@@ -581,4 +590,146 @@ async fn aws_s3_sync_round_trips_a_tree_with_awkward_names() {
             "{name}"
         );
     }
+}
+
+/// Uploads `chunks` as an SDK does with `STREAMING-AWS4-HMAC-SHA256-PAYLOAD`, signed by
+/// aws-sigv4 (the seed in the headers, then every chunk); `tamper` flips a byte of the last
+/// data chunk after signing.
+async fn aws_chunked_put(writes: &Writes, key: &str, chunks: &[&[u8]], tamper: bool) -> Fetched {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    const MODE: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
+    let decoded: usize = chunks.iter().map(|c| c.len()).sum();
+    // Every chunk header is `{hex size};chunk-signature={64 hex}\r\n`, data, `\r\n`.
+    let encoded: usize = chunks
+        .iter()
+        .chain(std::iter::once(&&b""[..]))
+        .map(|c| format!("{:x}", c.len()).len() + ";chunk-signature=".len() + 64 + 2 + c.len() + 2)
+        .sum();
+    // Keys here need no escaping; S3 signers encode paths once, as the proxy canonicalises.
+    let url = writes.proxy.url(&format!("/w-uploads/{key}"));
+    let host = writes.proxy.address.to_string();
+    let headers = [
+        ("host", host.clone()),
+        ("content-encoding", "aws-chunked".to_string()),
+        ("content-length", encoded.to_string()),
+        ("x-amz-decoded-content-length", decoded.to_string()),
+    ];
+    let time = std::time::SystemTime::now();
+    let identity =
+        aws_credential_types::Credentials::new(WRITER, WRITER_SECRET, None, None, "t").into();
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
+    settings.percent_encoding_mode = aws_sigv4::http_request::PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode =
+        aws_sigv4::http_request::UriPathNormalizationMode::Disabled;
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(time)
+        .settings(settings)
+        .build()
+        .unwrap();
+    let signable = SignableRequest::new(
+        "PUT",
+        &url,
+        headers.iter().map(|(n, v)| (*n, v.as_str())),
+        SignableBody::Precomputed(MODE.to_string()),
+    )
+    .unwrap();
+    let (instructions, seed) = sign(signable, &params.into()).unwrap().into_parts();
+    let mut request = http::Request::new(());
+    *request.method_mut() = Method::PUT;
+    *request.uri_mut() = url.parse().unwrap();
+    for (name, value) in &headers {
+        request.headers_mut().insert(*name, value.parse().unwrap());
+    }
+    instructions.apply_to_request_http1x(&mut request);
+
+    let chunk_params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(time)
+        .settings(())
+        .build()
+        .unwrap();
+    let mut previous = seed;
+    let mut wire = Vec::new();
+    for chunk in chunks.iter().chain(std::iter::once(&&b""[..])) {
+        let signature = aws_sigv4::sign::v4::sign_chunk(
+            &bytes::Bytes::copy_from_slice(chunk),
+            &previous,
+            &chunk_params,
+        )
+        .unwrap()
+        .signature()
+        .to_string();
+        wire.extend(format!("{:x};chunk-signature={signature}\r\n", chunk.len()).bytes());
+        let start = wire.len();
+        wire.extend_from_slice(chunk);
+        if tamper && !chunk.is_empty() && std::ptr::eq(*chunk, *chunks.last().unwrap()) {
+            wire[start] ^= 0x20;
+        }
+        wire.extend_from_slice(b"\r\n");
+        previous = signature;
+    }
+    assert_eq!(wire.len(), encoded);
+
+    let (parts, ()) = request.into_parts();
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let response = client
+        .request(http::Request::from_parts(
+            parts,
+            http_body_util::Full::new(bytes::Bytes::from(wire)),
+        ))
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    Fetched {
+        status,
+        headers,
+        body,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_chunked_uploads_are_verified_and_a_tampered_one_leaves_no_object() {
+    let writes = Writes::start().await;
+    let chunks: [&[u8]; 3] = [&[b'a'; 65536], &[b'b'; 65536], b"the end\n"];
+    let stored = aws_chunked_put(&writes, "chunked/good.bin", &chunks, false).await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.text());
+    let back = writes
+        .boto3(
+            WRITER,
+            WRITER_SECRET,
+            json!({"op": "head", "bucket": "w-uploads", "object": "chunked/good.bin"}),
+        )
+        .await;
+    assert_eq!(back, json!({"status": 200, "length": 65536 * 2 + 8}));
+    let tail = writes
+        .boto3(WRITER, WRITER_SECRET, json!({"op": "get", "bucket": "w-uploads", "object": "chunked/good.bin", "range": "bytes=131068-"}))
+        .await;
+    assert_eq!(tail["body"], "bbbbthe end\n");
+
+    let refused = aws_chunked_put(&writes, "chunked/tampered.bin", &chunks, true).await;
+    assert_eq!(
+        (refused.status, refused.error_code().as_str()),
+        (StatusCode::FORBIDDEN, "SignatureDoesNotMatch")
+    );
+    let absent = writes
+        .boto3(
+            WRITER,
+            WRITER_SECRET,
+            json!({"op": "head", "bucket": "w-uploads", "object": "chunked/tampered.bin"}),
+        )
+        .await;
+    assert_eq!(absent["status"], 404, "no object was created: {absent}");
 }
