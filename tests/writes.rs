@@ -733,3 +733,44 @@ async fn aws_chunked_uploads_are_verified_and_a_tampered_one_leaves_no_object() 
         .await;
     assert_eq!(absent["status"], 404, "no object was created: {absent}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_checksum_modes_both_upload() {
+    let writes = Writes::start().await;
+    for mode in ["when_supported", "when_required"] {
+        let key = format!("checksums/{mode}.txt");
+        let data = format!("uploaded with request_checksum_calculation={mode}\n");
+        let put = writes
+            .boto3(WRITER, WRITER_SECRET, json!({"op": "put", "bucket": "w-uploads", "object": key, "data": data, "checksums": mode}))
+            .await;
+        assert!(put["etag"].is_string(), "{mode}: {put}");
+        let back = writes
+            .boto3(
+                WRITER,
+                WRITER_SECRET,
+                json!({"op": "get", "bucket": "w-uploads", "object": key}),
+            )
+            .await;
+        assert_eq!(back["body"], data.as_str(), "{mode}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_listings_and_abort_show_the_logical_bucket_and_key() {
+    let writes = Writes::start().await;
+    let seen = writes
+        .boto3(WRITER, WRITER_SECRET, json!({"op": "multipart_abort", "bucket": "w-uploads", "object": "parts/in progress.bin"}))
+        .await;
+    assert_eq!(
+        seen["created"],
+        json!({"bucket": "w-uploads", "key": "parts/in progress.bin"}),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["parts"],
+        json!({"bucket": "w-uploads", "key": "parts/in progress.bin", "count": 1}),
+        "{seen}"
+    );
+    assert_eq!(seen["uploads"], json!(["parts/in progress.bin"]), "{seen}");
+    assert_eq!(seen["after_abort"], 0, "{seen}");
+}

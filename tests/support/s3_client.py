@@ -28,6 +28,7 @@ def main():
             signature_version="s3v4",
             s3={"addressing_style": args.get("style", "path")},
             retries={"max_attempts": 1},
+            request_checksum_calculation=args.get("checksums", "when_supported"),
         ),
     )
     where = {"Bucket": args["bucket"], "Key": args.get("object", "")}
@@ -49,6 +50,21 @@ def main():
                 keys += [item["Key"] for item in page.get("Contents", [])]
                 prefixes += [item["Prefix"] for item in page.get("CommonPrefixes", [])]
             print(json.dumps({"keys": keys, "prefixes": prefixes, "pages": count, "names": sorted(names)}))
+            return
+        if args["op"] == "multipart_abort":
+            # Start an upload, add a part, look at it as the client sees it, then abort.
+            upload = s3.create_multipart_upload(**where)
+            s3.upload_part(**where, UploadId=upload["UploadId"], PartNumber=1, Body=b"part one")
+            parts = s3.list_parts(**where, UploadId=upload["UploadId"])
+            uploads = s3.list_multipart_uploads(Bucket=args["bucket"])
+            s3.abort_multipart_upload(**where, UploadId=upload["UploadId"])
+            after = s3.list_multipart_uploads(Bucket=args["bucket"])
+            print(json.dumps({
+                "created": {"bucket": upload["Bucket"], "key": upload["Key"]},
+                "parts": {"bucket": parts["Bucket"], "key": parts["Key"], "count": len(parts.get("Parts", []))},
+                "uploads": sorted(u["Key"] for u in uploads.get("Uploads", [])),
+                "after_abort": len(after.get("Uploads", [])),
+            }))
             return
         if args["op"] == "delete_many":
             response = s3.delete_objects(
