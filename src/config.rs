@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,15 +84,76 @@ pub enum Delivery {
     Redirect { expires: Duration },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     /// Where the proxy accepts requests.
     pub listen: SocketAddr,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served; `None`: nowhere.
+    pub admin_listen: Option<SocketAddr>,
     /// With `media.example.com`, `{name}.media.example.com/{key}` is the same as `/{name}/{key}`.
     pub base_domain: Option<String>,
+    /// TLS on the public listener (PEM files, re-read when they change).
+    pub tls: Option<TlsFiles>,
+    pub limits: Limits,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Protective limits, each with a default safe for a public listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Request line plus headers, in bytes (HTTP/1) / the header list size (HTTP/2).
+    pub max_header_bytes: usize,
+    /// Number of request headers.
+    pub max_headers: usize,
+    /// Length of the request target (path and query), in bytes.
+    pub max_uri_bytes: usize,
+    /// A client must send a request's headers within this time (slowloris).
+    pub header_read_timeout: Duration,
+    /// A connection with no bytes moving either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; further ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    pub upstream_connect_timeout: Duration,
+    /// From sending a request upstream to its response headers.
+    pub upstream_first_byte_timeout: Duration,
+    /// How long in-flight requests may finish after SIGTERM/SIGINT.
+    pub shutdown_deadline: Duration,
+    /// Requests per second per client (access key id; anonymous callers by IP address).
+    pub rate_limit: Option<RateLimit>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_first_byte_timeout: Duration::from_secs(30),
+            shutdown_deadline: Duration::from_secs(30),
+            rate_limit: Some(RateLimit {
+                per_second: 1000.0,
+                burst: 2000,
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct StsConfig {
     /// A custom STS endpoint (moto, MinIO); `None` means AWS's regional endpoint.
     pub endpoint: Option<Endpoint>,
@@ -225,8 +286,12 @@ pub struct Integration {
     pub buckets: Buckets,
     /// Empty, or a directory ending in `/`: upstream keys are always `prefix + key`.
     pub prefix: String,
+    /// The bucket's region, or `auto`: discovered once from the bucket itself.
     pub region: String,
     pub endpoint: Option<Endpoint>,
+    /// Extra CA certificates (PEM) trusted for this integration's endpoint, besides the
+    /// system's roots: private MinIO/Ceph.
+    pub ca_file: Option<PathBuf>,
     pub addressing: Addressing,
     pub access: Access,
     /// Anonymous GET/HEAD are allowed.
@@ -239,7 +304,14 @@ pub struct Integration {
     pub delivery: Delivery,
 }
 
+/// The `region` value that asks the proxy to discover the bucket's region.
+pub const AUTO_REGION: &str = "auto";
+
 impl Integration {
+    pub fn region_is_auto(&self) -> bool {
+        self.region == AUTO_REGION
+    }
+
     /// Whether the integration may reach this (real) bucket.
     pub fn permits_bucket(&self, bucket: &str) -> bool {
         match &self.buckets {
@@ -300,7 +372,34 @@ struct RawClient {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen: Option<String>,
+    admin_listen: Option<String>,
     base_domain: Option<String>,
+    tls: Option<RawTls>,
+    limits: Option<RawLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: String,
+    key: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_header_bytes: Option<usize>,
+    max_headers: Option<usize>,
+    max_uri_bytes: Option<usize>,
+    header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<usize>,
+    upstream_connect_timeout: Option<String>,
+    upstream_first_byte_timeout: Option<String>,
+    shutdown_deadline: Option<String>,
+    /// Requests per second per client; 0 turns the limit off.
+    rate_limit: Option<f64>,
+    rate_limit_burst: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -323,6 +422,7 @@ struct RawIntegration {
     prefix: Option<String>,
     region: Option<String>,
     endpoint: Option<String>,
+    ca_file: Option<String>,
     addressing: Option<String>,
     access: Option<String>,
     #[serde(default)]
@@ -357,7 +457,71 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
             problems: vec![format!("{}: cannot read: {error}", path.display())],
         })?;
-        Config::parse(&text, &path.display().to_string(), &ProcessEnv)
+        let overrides: Vec<(String, String)> = std::env::vars()
+            .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+            .collect();
+        Config::parse_with_overrides(&text, &path.display().to_string(), &ProcessEnv, &overrides)
+    }
+
+    /// Like [`Config::parse`], with `S3SP_…` settings laid over the file: `S3SP_SERVER__LISTEN`
+    /// sets `[server] listen`, `S3SP_SERVER__LIMITS__RATE_LIMIT` sets `[server.limits]
+    /// rate_limit`, and `S3SP_INTEGRATION__ACME_MEDIA__REGION` the `region` of integration
+    /// `acme-media` (names upper-cased, `-` as `_`; an index works too). Values are read as
+    /// TOML (`50`, `true`, `["a"]`) or else taken as a string.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use s3_signing_proxy::config::Config;
+    ///
+    /// let text = r#"
+    ///     [[integration]]
+    ///     name = "acme-media"
+    ///     bucket = "media"
+    ///     region = "us-east-1"
+    ///     [integration.credentials]
+    ///     source = "default-chain"
+    /// "#;
+    /// let overrides = [
+    ///     ("S3SP_SERVER__LISTEN".to_string(), "0.0.0.0:8443".to_string()),
+    ///     ("S3SP_INTEGRATION__ACME_MEDIA__REGION".to_string(), "eu-west-1".to_string()),
+    /// ];
+    /// let config = Config::parse_with_overrides(text, "f.toml", &BTreeMap::new(), &overrides)
+    ///     .expect("valid");
+    /// assert_eq!(config.server.listen.to_string(), "0.0.0.0:8443");
+    /// assert_eq!(config.integrations[0].region, "eu-west-1");
+    /// ```
+    pub fn parse_with_overrides(
+        text: &str,
+        origin: &str,
+        secrets: &dyn SecretLookup,
+        overrides: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        if overrides.is_empty() {
+            return Config::parse(text, origin, secrets);
+        }
+        let mut table: toml::Table =
+            text.parse().map_err(|error: toml::de::Error| ConfigError {
+                problems: vec![format!("{origin}: {}", error.to_string().trim_end())],
+            })?;
+        let mut problems = Vec::new();
+        for (name, value) in overrides {
+            if let Err(reason) = apply_override(&mut table, name, value) {
+                problems.push(format!("{origin}: environment variable {name}: {reason}"));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        let raw: RawConfig =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|error: toml::de::Error| ConfigError {
+                    problems: vec![format!(
+                        "{origin} (with S3SP_ overrides): {}",
+                        error.to_string().trim_end()
+                    )],
+                })?;
+        Config::build_checked(raw, origin, secrets)
     }
 
     /// Parses and validates configuration text; `origin` names it in error messages and
@@ -394,6 +558,14 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|error| ConfigError {
             problems: vec![format!("{origin}: {}", error.to_string().trim_end())],
         })?;
+        Config::build_checked(raw, origin, secrets)
+    }
+
+    fn build_checked(
+        raw: RawConfig,
+        origin: &str,
+        secrets: &dyn SecretLookup,
+    ) -> Result<Config, ConfigError> {
         let mut problems = Problems {
             origin,
             list: Vec::new(),
@@ -407,6 +579,63 @@ impl Config {
             })
         }
     }
+}
+
+/// Environment variables with this prefix override settings of the file.
+pub const ENV_PREFIX: &str = "S3SP_";
+
+/// Sets the setting `name` (`S3SP_A__B__C`) to `value` in the parsed file.
+fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<(), String> {
+    let path: Vec<String> = name
+        .strip_prefix(ENV_PREFIX)
+        .unwrap_or(name)
+        .split("__")
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if path.iter().any(String::is_empty) {
+        return Err("not of the form S3SP_SECTION__SETTING".to_string());
+    }
+    let value = match format!("v = {value}").parse::<toml::Table>() {
+        Ok(mut parsed) => parsed
+            .remove("v")
+            .unwrap_or(toml::Value::String(value.to_string())),
+        Err(_) => toml::Value::String(value.to_string()),
+    };
+    let (last, parents) = path.split_last().ok_or("names no setting")?;
+    let mut current = table;
+    let mut segments = parents.iter();
+    while let Some(segment) = segments.next() {
+        let entry = current
+            .entry(segment.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match entry {
+            toml::Value::Table(next) => next,
+            toml::Value::Array(items) => {
+                let selector = segments
+                    .next()
+                    .ok_or_else(|| format!("`{segment}` is a list: name an entry of it"))?;
+                select_entry(items, selector)
+                    .ok_or_else(|| format!("no [[{segment}]] entry is named `{selector}`"))?
+            }
+            _ => return Err(format!("`{segment}` is not a section")),
+        };
+    }
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+/// The entry of a `[[integration]]`/`[[client]]` list named (or numbered) by `selector`.
+fn select_entry<'a>(items: &'a mut [toml::Value], selector: &str) -> Option<&'a mut toml::Table> {
+    let normalise = |text: &str| text.to_ascii_lowercase().replace('-', "_");
+    let position = items.iter().position(|item| {
+        ["name", "access_key_id"].iter().any(|field| {
+            item.get(field)
+                .and_then(toml::Value::as_str)
+                .is_some_and(|n| normalise(n) == normalise(selector))
+        })
+    });
+    let index = position.or_else(|| selector.parse::<usize>().ok())?;
+    items.get_mut(index)?.as_table_mut()
 }
 
 /// Collects problems, each prefixed with the file and the place in it.
@@ -446,6 +675,31 @@ fn build(raw: RawConfig, problems: &mut Problems<'_>, secrets: &dyn SecretLookup
         domain
     });
 
+    let admin_listen = raw.server.admin_listen.and_then(|text| {
+        text.parse()
+            .map_err(|_| {
+                problems.add(
+                    "[server]",
+                    "admin_listen",
+                    format!("`{text}` is not an address like 127.0.0.1:9090"),
+                )
+            })
+            .ok()
+    });
+    if admin_listen.is_some_and(|admin| admin == listen && listen.port() != 0) {
+        problems.add("[server]", "admin_listen", "must differ from `listen`");
+    }
+    let tls = raw.server.tls.map(|raw| TlsFiles {
+        cert: PathBuf::from(raw.cert),
+        key: PathBuf::from(raw.key),
+    });
+    if let Some(files) = &tls
+        && let Err(error) = crate::tls::read_certified_key(files)
+    {
+        problems.add("[server.tls]", "cert", error);
+    }
+    let limits = build_limits(raw.server.limits.unwrap_or_default(), problems);
+
     let sts = build_sts(raw.sts, problems, secrets);
 
     let mut integrations = Vec::new();
@@ -465,11 +719,105 @@ fn build(raw: RawConfig, problems: &mut Problems<'_>, secrets: &dyn SecretLookup
     Config {
         server: ServerConfig {
             listen,
+            admin_listen,
             base_domain,
+            tls,
+            limits,
         },
         sts,
         integrations,
         clients,
+    }
+}
+
+fn build_limits(raw: RawLimits, problems: &mut Problems<'_>) -> Limits {
+    let place = "[server.limits]";
+    let defaults = Limits::default();
+    let mut duration = |text: Option<String>, default: Duration, field: &str| {
+        let value = parse_setting_duration(text.as_deref(), default, place, field, problems);
+        if value.is_zero() {
+            problems.add(place, field, "must be more than 0");
+        }
+        value
+    };
+    let header_read_timeout = duration(
+        raw.header_read_timeout,
+        defaults.header_read_timeout,
+        "header_read_timeout",
+    );
+    let idle_timeout = duration(raw.idle_timeout, defaults.idle_timeout, "idle_timeout");
+    let upstream_connect_timeout = duration(
+        raw.upstream_connect_timeout,
+        defaults.upstream_connect_timeout,
+        "upstream_connect_timeout",
+    );
+    let upstream_first_byte_timeout = duration(
+        raw.upstream_first_byte_timeout,
+        defaults.upstream_first_byte_timeout,
+        "upstream_first_byte_timeout",
+    );
+    let shutdown_deadline = duration(
+        raw.shutdown_deadline,
+        defaults.shutdown_deadline,
+        "shutdown_deadline",
+    );
+    let mut count = |value: Option<usize>, default: usize, min: usize, field: &str| {
+        let value = value.unwrap_or(default);
+        if value < min {
+            problems.add(place, field, format!("must be at least {min}"));
+        }
+        value
+    };
+    // hyper needs room for at least 8 KiB of request head.
+    let max_header_bytes = count(
+        raw.max_header_bytes,
+        defaults.max_header_bytes,
+        8192,
+        "max_header_bytes",
+    );
+    let max_headers = count(raw.max_headers, defaults.max_headers, 8, "max_headers");
+    let max_uri_bytes = count(
+        raw.max_uri_bytes,
+        defaults.max_uri_bytes,
+        256,
+        "max_uri_bytes",
+    );
+    let max_connections = count(
+        raw.max_connections,
+        defaults.max_connections,
+        1,
+        "max_connections",
+    );
+    let rate_limit = match raw.rate_limit {
+        None => defaults.rate_limit,
+        Some(0.0) => None,
+        Some(rate) if rate.is_finite() && rate > 0.0 => Some(RateLimit {
+            per_second: rate,
+            burst: raw
+                .rate_limit_burst
+                .unwrap_or_else(|| (rate * 2.0).ceil().min(f64::from(u32::MAX)) as u32)
+                .max(1),
+        }),
+        Some(_) => {
+            problems.add(
+                place,
+                "rate_limit",
+                "must be a positive number, or 0 for none",
+            );
+            None
+        }
+    };
+    Limits {
+        max_header_bytes,
+        max_headers,
+        max_uri_bytes,
+        header_read_timeout,
+        idle_timeout,
+        max_connections,
+        upstream_connect_timeout,
+        upstream_first_byte_timeout,
+        shutdown_deadline,
+        rate_limit,
     }
 }
 
@@ -617,14 +965,7 @@ fn build_integration(
             problems.add(&place, "region", "is required (e.g. \"us-east-1\")");
             String::new()
         }
-        Some(region) if region == "auto" => {
-            problems.add(
-                &place,
-                "region",
-                "\"auto\" is not supported yet; name the bucket's region",
-            );
-            region
-        }
+        Some(region) if region == AUTO_REGION => region,
         Some(region)
             if !region.is_empty()
                 && region
@@ -648,6 +989,19 @@ fn build_integration(
             .map_err(|reason| problems.add(&place, "endpoint", reason))
             .ok()
     });
+
+    let ca_file = raw.ca_file.map(PathBuf::from);
+    if let Some(path) = &ca_file {
+        if endpoint.as_ref().is_none_or(|e| e.scheme != Scheme::Https) {
+            problems.add(
+                &place,
+                "ca_file",
+                "is for an `https://` endpoint (AWS is verified against the system's roots)",
+            );
+        } else if let Err(error) = crate::tls::read_ca_file(path) {
+            problems.add(&place, "ca_file", error);
+        }
+    }
 
     let addressing = match raw.addressing.as_deref() {
         None if endpoint.is_some() => Addressing::Path,
@@ -739,6 +1093,7 @@ fn build_integration(
         prefix,
         region,
         endpoint,
+        ca_file,
         addressing,
         access,
         public: raw.public,
@@ -1189,7 +1544,7 @@ pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
     })
 }
 
-/// Parses `90s`, `5m`, `1h` (or a plain number of seconds).
+/// Parses `250ms`, `90s`, `5m`, `1h` (or a plain number of seconds).
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
@@ -1197,6 +1552,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         None => (text, "s"),
     };
     let number: u64 = number.parse().ok()?;
+    if unit == "ms" {
+        return Some(Duration::from_millis(number));
+    }
     let seconds = match unit {
         "s" => number,
         "m" => number.checked_mul(60)?,

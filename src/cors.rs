@@ -138,6 +138,7 @@ mod tests {
             prefix: String::new(),
             region: "us-east-1".to_string(),
             endpoint: None,
+            ca_file: None,
             addressing: Addressing::Path,
             access,
             public: false,

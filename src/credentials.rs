@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -58,6 +59,18 @@ pub struct CredentialCache {
     http_client: SharedHttpClient,
     sts_clients: Mutex<HashMap<String, aws_sdk_sts::Client>>,
     default_chain: tokio::sync::OnceCell<Option<SharedCredentialsProvider>>,
+    pub stats: CredentialStats,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct CredentialStats {
+    /// STS (or default chain) calls made.
+    pub calls: AtomicU64,
+    /// Of those, the ones that failed.
+    pub failures: AtomicU64,
+    /// Requests answered from the cache without waiting for a call.
+    pub cache_hits: AtomicU64,
 }
 
 /// Fresh until `expiry - refresh_before_expiry`.
@@ -97,29 +110,39 @@ impl CredentialCache {
             http_client,
             sts_clients: Mutex::new(HashMap::new()),
             default_chain: tokio::sync::OnceCell::new(),
+            stats: CredentialStats::default(),
         }
+    }
+
+    /// Whether the cache was built for these STS settings (a reload keeps it only then).
+    pub fn serves(&self, sts: &StsConfig) -> bool {
+        &self.sts == sts
+    }
+
+    /// When this integration's last obtained credentials expire, without fetching any: `None`
+    /// for static keys, credentials never obtained, or ones without expiry.
+    pub fn expiry(&self, integration: &Integration) -> Option<SystemTime> {
+        let key = credential_key(integration)?;
+        let last_good = self.last_good.lock().ok()?;
+        last_good.get(&key)?.credentials.expiry()
     }
 
     /// The credentials to sign this integration's next upstream request with.
     pub async fn credentials(&self, integration: &Integration) -> Result<Credentials, Error> {
-        let key = match &integration.credentials {
-            CredentialSource::Static(keys) => return Ok(static_credentials(keys)),
-            CredentialSource::AssumeRole {
-                role_arn,
-                external_id,
-                session_name,
-            } => CredentialKey::AssumeRole {
-                role_arn: role_arn.clone(),
-                external_id: external_id.clone(),
-                session_name: session_name.clone(),
-                region: integration.region.clone(),
-            },
-            CredentialSource::DefaultChain => CredentialKey::DefaultChain,
+        let Some(key) = credential_key(integration) else {
+            if let CredentialSource::Static(keys) = &integration.credentials {
+                return Ok(static_credentials(keys));
+            }
+            return Err(Error::Internal {
+                detail: "an integration with neither static keys nor a cache key".to_string(),
+            });
         };
         if let Some(credentials) = self.fresh.get(&key).await {
+            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(credentials);
         }
         if let Some(credentials) = self.usable_during_backoff(&key) {
+            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(credentials);
         }
         let fetched = self
@@ -150,7 +173,10 @@ impl CredentialCache {
 
     /// One fetch per miss; the result is remembered for outages.
     async fn fetch_and_remember(&self, key: &CredentialKey) -> Result<Credentials, String> {
-        let credentials = self.fetch(key).await?;
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let credentials = self.fetch(key).await.inspect_err(|_| {
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        })?;
         if let Ok(mut last_good) = self.last_good.lock() {
             last_good.insert(
                 key.clone(),
@@ -283,6 +309,24 @@ impl CredentialCache {
             .await
             .clone()
             .ok_or_else(|| "the proxy has no AWS identity of its own".to_string())
+    }
+}
+
+/// The cache key of an integration's credentials; `None` for static keys (never cached).
+fn credential_key(integration: &Integration) -> Option<CredentialKey> {
+    match &integration.credentials {
+        CredentialSource::Static(_) => None,
+        CredentialSource::AssumeRole {
+            role_arn,
+            external_id,
+            session_name,
+        } => Some(CredentialKey::AssumeRole {
+            role_arn: role_arn.clone(),
+            external_id: external_id.clone(),
+            session_name: session_name.clone(),
+            region: integration.region.clone(),
+        }),
+        CredentialSource::DefaultChain => Some(CredentialKey::DefaultChain),
     }
 }
 

@@ -132,8 +132,11 @@ impl EmbeddedStore {
             "us-east-1",
             SystemTime::now(),
         )?;
-        let upstream = crate::forward::Upstream::new()?;
-        let response = upstream.send(request, "embedded-store").await?;
+        let upstream = crate::forward::Upstream::new(&crate::config::Limits::default())?;
+        let response = upstream
+            .send(request, "embedded-store", None)
+            .await?
+            .response;
         if !response.status().is_success() {
             return Err(format!("PutObject {bucket}/{key} answered {}", response.status()).into());
         }
@@ -273,9 +276,9 @@ integrations = ["demo-private"]
         ("DEMO_CLIENT_SECRET".to_string(), client_secret.clone()),
     ]);
     let config = Config::parse(&config_text, "the demo's generated config", &secrets)?;
-    let proxy = std::sync::Arc::new(crate::server::Proxy::new(&config)?);
+    let proxy = std::sync::Arc::new(crate::server::Proxy::new(config)?);
     print_welcome(address, &store, &client_secret, &text_url);
-    let result = crate::server::run(listener, proxy, shutdown).await;
+    let result = crate::server::run(listener, proxy, None, shutdown).await;
     let _ = std::fs::remove_dir_all(&root);
     Ok(result?)
 }

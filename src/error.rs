@@ -98,6 +98,20 @@ pub enum Error {
     #[error("The upstream store for integration {integration} could not be reached")]
     UpstreamUnreachable { integration: String },
 
+    /// The upstream sent no response headers within the configured time.
+    #[error(
+        "The upstream store for integration {integration} did not answer in time. Please try again."
+    )]
+    UpstreamTimeout { integration: String },
+
+    /// The caller is over its request rate.
+    #[error("Please reduce your request rate.")]
+    SlowDown { retry_after_seconds: u64 },
+
+    /// The request target is longer than the configured limit.
+    #[error("The request URI is longer than {limit} bytes.")]
+    UriTooLong { limit: usize },
+
     /// A bug or an impossible state; details go to the log only.
     #[error("We encountered an internal error. Please try again.")]
     Internal { detail: String },
@@ -126,6 +140,9 @@ impl Error {
             Error::NotImplemented { .. } => "NotImplemented",
             Error::CredentialsUnavailable { .. } => "ServiceUnavailable",
             Error::UpstreamUnreachable { .. } => "BadGateway",
+            Error::UpstreamTimeout { .. } => "RequestTimeout",
+            Error::SlowDown { .. } => "SlowDown",
+            Error::UriTooLong { .. } => "RequestURITooLong",
             Error::Internal { .. } => "InternalError",
         }
     }
@@ -153,6 +170,9 @@ impl Error {
             Error::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
             Error::CredentialsUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -161,6 +181,13 @@ impl Error {
     /// also sent as `x-amz-request-id` so a caller can quote it and an operator can grep for it.
     /// A HEAD response carries the same status and headers but no body, as S3's does.
     pub fn into_response(self, request_id: &str, is_head: bool) -> Response<ProxyBody> {
+        let retry_after = match &self {
+            Error::SlowDown {
+                retry_after_seconds,
+            } => Some(*retry_after_seconds),
+            Error::CredentialsUnavailable { .. } | Error::UpstreamTimeout { .. } => Some(5),
+            _ => None,
+        };
         let document = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><RequestId>{}</RequestId></Error>",
             self.code(),
@@ -183,6 +210,9 @@ impl Error {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
         if let Ok(value) = HeaderValue::from_str(request_id) {
             headers.insert("x-amz-request-id", value);
+        }
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

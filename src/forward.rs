@@ -1,18 +1,22 @@
 //! Forwarding: sends the signed request upstream and streams the answer back.
 //!
 //! One pooled `hyper` client (rustls on ring, HTTP/1.1 and HTTP/2 by ALPN) serves every
-//! integration. Its resolver answers `localhost` and `*.localhost` with 127.0.0.1 itself
+//! integration, plus one per extra CA bundle (private MinIO/Ceph). Connecting and waiting for
+//! response headers are bounded by the configured timeouts. Its resolver answers `localhost` and `*.localhost` with 127.0.0.1 itself
 //! (RFC 6761), so virtual-host style works against a local store with no `/etc/hosts` edits.
 //! Response bodies are handed back frame by frame: nothing is collected, and an upstream error
 //! mid-body stays an error so the client sees an aborted transfer, not a short clean one.
 //! Response headers are allow-listed: entity and S3 metadata headers pass, hop-by-hop headers,
 //! cookies and the upstream's CORS headers do not.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::Mutex;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderName, Request, Response, header};
 use hyper_util::client::legacy::Client;
@@ -21,41 +25,111 @@ use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::TokioExecutor;
 
 use crate::body::{self, ProxyBody};
+use crate::config::Limits;
 use crate::error::Error;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector<LoopbackResolver>>;
+type HttpClient = Client<Connector, ProxyBody>;
 
-/// The upstream HTTP client, shared by every request.
-#[derive(Clone)]
+/// The upstream HTTP clients, shared by every request: one trusting the webpki roots, and one
+/// per extra CA bundle an integration names.
 pub struct Upstream {
-    client: Client<Connector, ProxyBody>,
+    default: HttpClient,
+    with_ca: Mutex<HashMap<PathBuf, HttpClient>>,
+    connect_timeout: Duration,
+    first_byte_timeout: Duration,
+}
+
+/// An upstream answer, and how long its headers took once the request was sent.
+pub struct Answer {
+    pub response: Response<ProxyBody>,
+    pub latency: Duration,
 }
 
 impl Upstream {
-    pub fn new() -> Result<Self, rustls::Error> {
-        let mut http = HttpConnector::new_with_resolver(LoopbackResolver::default());
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(30))
-            .build(https);
-        Ok(Upstream { client })
+    pub fn new(limits: &Limits) -> Result<Self, rustls::Error> {
+        Ok(Upstream {
+            default: build_client(&[], limits.upstream_connect_timeout)?,
+            with_ca: Mutex::new(HashMap::new()),
+            connect_timeout: limits.upstream_connect_timeout,
+            first_byte_timeout: limits.upstream_first_byte_timeout,
+        })
+    }
+
+    /// Whether a reload to `limits` can keep these clients (and their pooled connections).
+    pub fn fits(&self, limits: &Limits) -> bool {
+        self.connect_timeout == limits.upstream_connect_timeout
+            && self.first_byte_timeout == limits.upstream_first_byte_timeout
+    }
+
+    /// Forgets the clients built for CA bundles, so changed bundles are read again.
+    pub fn forget_ca_bundles(&self) {
+        if let Ok(mut clients) = self.with_ca.lock() {
+            clients.clear();
+        }
+    }
+
+    fn client(&self, ca_file: Option<&Path>, integration: &str) -> Result<HttpClient, Error> {
+        let Some(path) = ca_file else {
+            return Ok(self.default.clone());
+        };
+        let mut clients = self.with_ca.lock().map_err(|_| Error::Internal {
+            detail: "the upstream client table is poisoned".to_string(),
+        })?;
+        if let Some(client) = clients.get(path) {
+            return Ok(client.clone());
+        }
+        let client = crate::tls::read_ca_file(path)
+            .and_then(|extra| {
+                build_client(&extra, self.connect_timeout).map_err(|error| error.to_string())
+            })
+            .map_err(|reason| {
+                tracing::warn!(%integration, %reason, "the integration's CA bundle is unusable");
+                Error::UpstreamUnreachable {
+                    integration: integration.to_string(),
+                }
+            })?;
+        clients.insert(path.to_path_buf(), client.clone());
+        Ok(client)
     }
 
     /// Sends the request and returns the upstream's response with its headers filtered and its
-    /// body streaming.
+    /// body streaming. The first-byte timeout starts once the request body has been sent, so a
+    /// long upload is not cut short.
     pub async fn send(
         &self,
         request: Request<ProxyBody>,
         integration: &str,
-    ) -> Result<Response<ProxyBody>, Error> {
-        let response = self.client.request(request).await.map_err(|error| {
+        ca_file: Option<&Path>,
+    ) -> Result<Answer, Error> {
+        let client = self.client(ca_file, integration)?;
+        let (sent_tx, sent_rx) = tokio::sync::oneshot::channel::<()>();
+        let request = request.map(|body| body::stream(NotifyOnEnd::new(body, sent_tx)));
+        let timeout = self.first_byte_timeout;
+        let sent_at = std::sync::Mutex::new(None::<Instant>);
+        let deadline = async {
+            // Completes (Ok or Err) when the body ended or was dropped.
+            let _ = sent_rx.await;
+            if let Ok(mut at) = sent_at.lock() {
+                *at = Some(Instant::now());
+            }
+            tokio::time::sleep(timeout).await;
+        };
+        let response = tokio::select! {
+            response = client.request(request) => response,
+            () = deadline => {
+                tracing::warn!(%integration, timeout_ms = timeout.as_millis() as u64,
+                    "the upstream sent no response headers in time");
+                return Err(Error::UpstreamTimeout { integration: integration.to_string() });
+            }
+        };
+        let latency = sent_at
+            .lock()
+            .ok()
+            .and_then(|at| *at)
+            .map(|at| at.elapsed())
+            .unwrap_or_default();
+        let response = response.map_err(|error| {
             tracing::warn!(%integration, error = %error_chain(&error), "upstream request failed");
             Error::UpstreamUnreachable {
                 integration: integration.to_string(),
@@ -63,7 +137,79 @@ impl Upstream {
         })?;
         let (mut parts, incoming) = response.into_parts();
         parts.headers = filter_response_headers(&parts.headers);
-        Ok(Response::from_parts(parts, body::stream(incoming)))
+        Ok(Answer {
+            response: Response::from_parts(parts, body::stream(incoming)),
+            latency,
+        })
+    }
+}
+
+fn build_client(
+    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+    connect_timeout: Duration,
+) -> Result<HttpClient, rustls::Error> {
+    let mut http = HttpConnector::new_with_resolver(LoopbackResolver::default());
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(crate::tls::client_config(extra_roots)?)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .timer(hyper_util::rt::TokioTimer::new())
+        .build(https))
+}
+
+/// A request body that says when it has been sent (or dropped).
+struct NotifyOnEnd {
+    inner: ProxyBody,
+    sent: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl NotifyOnEnd {
+    fn new(inner: ProxyBody, sent: tokio::sync::oneshot::Sender<()>) -> Self {
+        let mut body = NotifyOnEnd {
+            inner,
+            sent: Some(sent),
+        };
+        if http_body::Body::is_end_stream(&body.inner) {
+            body.notify();
+        }
+        body
+    }
+
+    fn notify(&mut self) {
+        if let Some(sent) = self.sent.take() {
+            let _ = sent.send(());
+        }
+    }
+}
+
+impl http_body::Body for NotifyOnEnd {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let poll = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(poll, Poll::Ready(None)) {
+            self.notify();
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

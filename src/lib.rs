@@ -28,8 +28,17 @@
 //!
 //! Around them: [`config`] parses the TOML file once into typed values, [`body`] is the body
 //! type shared by all of the above, and [`demo`] runs the proxy in front of an embedded store.
+//!
+//! Operating it: [`run`] starts the listeners and reloads config and certificates,
+//! [`tls`] holds the certificates, [`limits`] the rate limit and idle timeout, [`access`] writes
+//! one log line per request and feeds [`metrics`], [`admin`] serves `/healthz`, `/readyz` and
+//! `/metrics`, [`check`] probes every integration for `s3-signing-proxy check`, and
+//! [`logging`] picks the log format.
 
+pub mod access;
+pub mod admin;
 pub mod body;
+pub mod check;
 pub mod chunked;
 pub mod config;
 pub mod cors;
@@ -39,10 +48,15 @@ pub mod error;
 pub mod forward;
 pub mod front_door;
 pub mod integration;
+pub mod limits;
+pub mod logging;
+pub mod metrics;
 pub mod rewrite;
 pub mod route;
+pub mod run;
 pub mod server;
 pub mod sign;
+pub mod tls;
 
 pub use config::Config;
 pub use error::Error;

@@ -1,4 +1,5 @@
-//! The command line: `serve` a config file, `check-config` one, or run the `demo`.
+//! The command line: `serve` a config file, `check` its integrations, `config check` it, or run
+//! the `demo`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use s3_signing_proxy::Config;
+use s3_signing_proxy::logging::LogFormat;
 
 #[derive(Parser)]
 #[command(
@@ -13,18 +15,49 @@ use s3_signing_proxy::Config;
     about = "One origin for many users and many S3 buckets, safely."
 )]
 struct Cli {
+    /// Log lines as human text, JSON or logfmt (RUST_LOG filters them).
+    #[arg(
+        long,
+        global = true,
+        env = "S3SP_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the integrations of a config file.
+    /// Serve the integrations of a config file (reloaded on SIGHUP or when it changes).
     Serve {
-        #[arg(long, short)]
+        #[arg(long, short, env = "S3SP_CONFIG")]
         config: PathBuf,
+        /// Overrides `[server] listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Overrides `[server] admin_listen`.
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
     },
-    /// Validate a config file without starting (exit status 1 if it is invalid).
+    /// Probe every integration: credentials, HeadBucket, a one-key listing (and with --write a
+    /// probe object put and deleted); exit status 1 if anything fails.
+    Check {
+        #[arg(long, short, env = "S3SP_CONFIG")]
+        config: PathBuf,
+        /// Only this integration.
+        #[arg(long)]
+        integration: Option<String>,
+        /// Also put and delete a small object under the prefix of read-write integrations.
+        #[arg(long)]
+        write: bool,
+    },
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Validate a config file without starting (same as `config check`).
+    #[command(hide = true)]
     CheckConfig { config: PathBuf },
     /// Run the proxy in front of an embedded S3-compatible store seeded with sample media.
     Demo {
@@ -36,18 +69,17 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file (with S3SP_ overrides) without starting; exit 1 if invalid.
+    Check { config: PathBuf },
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    s3_signing_proxy::logging::init(cli.log_format);
     match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -56,22 +88,41 @@ fn main() -> ExitCode {
 }
 
 #[tokio::main]
-async fn run(command: Command) -> anyhow::Result<()> {
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve { config } => {
-            let config = Config::load(&config)?;
-            s3_signing_proxy::server::serve(&config, shutdown_signal(), |address| {
-                tracing::info!(%address, integrations = config.integrations.len(), "listening");
-            })
-            .await?;
-            tracing::info!("stopped");
+        Command::Serve {
+            config,
+            listen,
+            admin_listen,
+        } => {
+            let flags = s3_signing_proxy::run::Flags {
+                listen,
+                admin_listen,
+            };
+            s3_signing_proxy::run::serve(config, flags, shutdown_signal()).await?;
         }
-        Command::CheckConfig { config: path } => {
+        Command::Check {
+            config,
+            integration,
+            write,
+        } => {
+            let config = Config::load(&config)?;
+            let rows = s3_signing_proxy::check::run(config, integration.as_deref(), write)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            print!("{}", s3_signing_proxy::check::render(&rows));
+            if rows.iter().any(|row| row.ok == Some(false)) {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Config(ConfigCommand::Check { config: path })
+        | Command::CheckConfig { config: path } => {
             let config = Config::load(&path)?;
             println!(
-                "{}: valid, {} integration(s)",
+                "{}: valid, {} integration(s), {} client(s)",
                 path.display(),
-                config.integrations.len()
+                config.integrations.len(),
+                config.clients.len()
             );
         }
         Command::Demo {
@@ -83,7 +134,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .map_err(|error| anyhow::anyhow!(error))?;
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Completes on SIGINT or SIGTERM, so both stop the proxy gracefully.
@@ -108,5 +159,4 @@ async fn shutdown_signal() {
     {
         let _ = interrupt.await;
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }

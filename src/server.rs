@@ -6,11 +6,12 @@
 //! id, method, logical bucket, integration and status. Headers are never logged.
 //! [`run`] is the accept loop; it stops on the shutdown future and lets in-flight requests finish.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::{Method, Request, Response, header};
@@ -20,75 +21,158 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use crate::access::{CountingBody, LoggedBody, RequestLog};
 use crate::body::BoxError;
 use crate::body::{self, ProxyBody};
-use crate::config::{Config, Delivery, Integration};
+use crate::config::{Config, Delivery, Integration, Limits};
 use crate::credentials::{CredentialCache, sdk_http_client};
 use crate::error::Error;
 use crate::forward::Upstream;
 use crate::front_door::Clients;
-use crate::integration::Integrations;
+use crate::integration::{Integrations, Target};
+use crate::limits::RateLimiter;
+use crate::metrics::{Metrics, method_label};
 use crate::rewrite::{KeyEncoding, MAX_DOCUMENT};
 use crate::route::{Operation, route};
 use crate::sign::{UpstreamParts, presigned_get_url, signed_request, upstream_uri};
 
-/// Slow clients get this long to send a request's headers (slowloris).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long in-flight requests may run on after shutdown was asked for.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
-
-/// Everything a request needs, built once from the config and shared by all connections.
+/// Everything a request needs. The configuration-derived part is a [`State`] swapped whole on
+/// reload; requests in flight keep the state they started with.
 pub struct Proxy {
-    base_domain: Option<String>,
-    clients: Clients,
-    integrations: Integrations,
-    credentials: CredentialCache,
-    upstream: Upstream,
+    state: RwLock<Arc<State>>,
     request_ids: RequestIds,
+    pub metrics: Arc<Metrics>,
+    rate_limiter: RateLimiter,
+    /// Regions discovered for `region = "auto"` integrations: (endpoint, bucket) → region.
+    regions: Mutex<HashMap<(String, String), String>>,
+    pub reloads: AtomicU64,
+    pub reload_failures: AtomicU64,
 }
 
-impl Proxy {
-    pub fn new(config: &Config) -> std::io::Result<Self> {
-        Ok(Proxy {
-            base_domain: config.server.base_domain.clone(),
+/// One loaded configuration, ready to serve.
+pub struct State {
+    pub config: Arc<Config>,
+    clients: Clients,
+    integrations: Integrations,
+    pub credentials: Arc<CredentialCache>,
+    upstream: Arc<Upstream>,
+}
+
+impl State {
+    fn new(config: Config, previous: Option<&State>) -> std::io::Result<Self> {
+        // Credentials stay cached across a reload when STS is reached the same way: their keys
+        // are whole identities, so a changed or removed integration cannot reuse another's.
+        let credentials = match previous {
+            Some(previous) if previous.credentials.serves(&config.sts) => {
+                previous.credentials.clone()
+            }
+            _ => Arc::new(CredentialCache::new(config.sts.clone(), sdk_http_client())),
+        };
+        let upstream = match previous {
+            Some(previous) if previous.upstream.fits(&config.server.limits) => {
+                previous.upstream.forget_ca_bundles();
+                previous.upstream.clone()
+            }
+            _ => Arc::new(Upstream::new(&config.server.limits).map_err(std::io::Error::other)?),
+        };
+        Ok(State {
             clients: Clients::new(&config.clients),
             integrations: Integrations::new(&config.integrations),
-            credentials: CredentialCache::new(config.sts.clone(), sdk_http_client()),
-            upstream: Upstream::new().map_err(std::io::Error::other)?,
-            request_ids: RequestIds::default(),
+            credentials,
+            upstream,
+            config: Arc::new(config),
         })
     }
 
-    /// Serves one request; never fails: errors become S3 XML responses.
-    pub async fn handle<B>(&self, request: Request<B>) -> Response<ProxyBody>
+    fn limits(&self) -> &Limits {
+        &self.config.server.limits
+    }
+}
+
+/// What the log line of a request says besides its status.
+#[derive(Default)]
+struct Seen {
+    client: Option<String>,
+    bucket: Option<String>,
+    integration: Option<String>,
+    upstream_status: Option<u16>,
+}
+
+impl Proxy {
+    pub fn new(config: Config) -> std::io::Result<Self> {
+        Ok(Proxy {
+            state: RwLock::new(Arc::new(State::new(config, None)?)),
+            request_ids: RequestIds::default(),
+            metrics: Arc::new(Metrics::default()),
+            rate_limiter: RateLimiter::default(),
+            regions: Mutex::new(HashMap::new()),
+            reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
+        })
+    }
+
+    /// The configuration now in force.
+    pub fn state(&self) -> Arc<State> {
+        match self.state.read() {
+            Ok(state) => state.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Swaps in a new configuration: new requests see it, requests in flight finish on theirs.
+    pub fn reload(&self, config: Config) -> std::io::Result<()> {
+        let previous = self.state();
+        if config.server.listen != previous.config.server.listen
+            || config.server.admin_listen != previous.config.server.admin_listen
+        {
+            tracing::warn!("listen addresses changed in the config: they take effect on restart");
+        }
+        let fresh = Arc::new(State::new(config, Some(&previous))?);
+        match self.state.write() {
+            Ok(mut state) => *state = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Serves one request; never fails: errors become S3 XML responses. `peer` identifies
+    /// anonymous callers to the rate limit.
+    pub async fn handle<B>(
+        &self,
+        request: Request<B>,
+        peer: Option<SocketAddr>,
+    ) -> Response<ProxyBody>
     where
-        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
+        let state = self.state();
         let request_id = self.request_ids.next();
-        let span = tracing::info_span!(
-            "request",
-            id = %request_id,
-            method = %request.method(),
-            client = tracing::field::Empty,
-            bucket = tracing::field::Empty,
-            integration = tracing::field::Empty,
-        );
+        let method = method_label(request.method());
+        let span = tracing::info_span!("request", id = %request_id);
+        let bytes_in = Arc::new(AtomicU64::new(0));
+        let request = request.map(|body| CountingBody::new(body, bytes_in.clone()));
         async move {
             let started = Instant::now();
             let is_head = request.method() == Method::HEAD;
             let origin = request.headers().get(header::ORIGIN).cloned();
             let mut cors_for = None;
-            let mut response = match self.forward(request, &mut cors_for).await {
-                Ok(response) => response,
+            let mut seen = Seen::default();
+            let result = self
+                .forward(&state, request, peer, &mut cors_for, &mut seen)
+                .await;
+            let (mut response, code) = match result {
+                Ok(response) => (response, None),
                 Err(error) => {
                     let status = error.status();
                     if status.is_server_error() {
                         tracing::warn!(code = error.code(), %error, detail = ?error, "proxy error");
                     } else {
-                        tracing::info!(code = error.code(), %error, "request refused");
+                        tracing::debug!(code = error.code(), %error, "request refused");
                     }
-                    error.into_response(&request_id, is_head)
+                    let code = error.code();
+                    (error.into_response(&request_id, is_head), Some(code))
                 }
             };
             if let Some(integration) = cors_for {
@@ -97,35 +181,83 @@ impl Proxy {
                     response.headers_mut().insert(name, value.clone());
                 }
             }
-            let upstream_request_id = response
-                .headers()
-                .get("x-amz-request-id")
-                .and_then(|v| v.to_str().ok())
-                .filter(|id| *id != request_id)
-                .unwrap_or("-");
-            tracing::info!(
-                status = response.status().as_u16(),
-                upstream_request_id,
-                duration_ms = started.elapsed().as_millis() as u64,
-                "request finished"
-            );
-            response
+            let log = RequestLog {
+                request_id,
+                method,
+                client: seen.client.unwrap_or_else(|| "-".to_string()),
+                bucket: seen.bucket.unwrap_or_else(|| "-".to_string()),
+                integration: seen.integration,
+                status: response.status().as_u16(),
+                code,
+                upstream_status: seen.upstream_status,
+                started,
+                bytes_in,
+                metrics: self.metrics.clone(),
+            };
+            response.map(|body| body::stream(LoggedBody::new(body, log)))
         }
         .instrument(span)
         .await
+    }
+
+    /// The integration with its region known: for `region = "auto"`, the bucket's region is
+    /// asked of the bucket once (HeadBucket's `x-amz-bucket-region`) and remembered.
+    async fn with_region(&self, state: &State, target: Target) -> Result<Target, Error> {
+        if !target.integration.region_is_auto() {
+            return Ok(target);
+        }
+        let endpoint = target
+            .integration
+            .endpoint
+            .as_ref()
+            .map(|e| e.url())
+            .unwrap_or_default();
+        let key = (endpoint, target.bucket.clone());
+        let known = self.regions.lock().ok().and_then(|r| r.get(&key).cloned());
+        let region = match known {
+            Some(region) => region,
+            None => {
+                let region = discover_region(state, &target).await?;
+                tracing::info!(integration = %target.integration.name, bucket = %target.bucket,
+                    %region, "discovered the bucket's region");
+                if let Ok(mut regions) = self.regions.lock() {
+                    regions.insert(key, region.clone());
+                }
+                region
+            }
+        };
+        let mut integration = (*target.integration).clone();
+        integration.region = region;
+        Ok(Target {
+            integration: Arc::new(integration),
+            ..target
+        })
     }
 
     /// The steps of a request, top to bottom. `cors_for` is set as soon as the integration is
     /// known, so that even a refusal carries its CORS headers.
     async fn forward<B>(
         &self,
+        state: &State,
         request: Request<B>,
+        peer: Option<SocketAddr>,
         cors_for: &mut Option<Arc<Integration>>,
+        seen: &mut Seen,
     ) -> Result<Response<ProxyBody>, Error>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
+        let limits = state.limits();
+        let target_length = request
+            .uri()
+            .path_and_query()
+            .map_or(0, |p| p.as_str().len());
+        if target_length > limits.max_uri_bytes {
+            return Err(Error::UriTooLong {
+                limit: limits.max_uri_bytes,
+            });
+        }
         let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
             request
                 .headers()
@@ -137,12 +269,11 @@ impl Proxy {
             host,
             request.uri().path(),
             request.uri().query(),
-            self.base_domain.as_deref(),
+            state.config.server.base_domain.as_deref(),
             request.headers().contains_key("x-amz-copy-source"),
         )?;
-        let span = tracing::Span::current();
-        span.record("bucket", route.name.as_str());
-        *cors_for = self.integrations.integration(&route.name).cloned();
+        seen.bucket = Some(route.name.clone());
+        *cors_for = state.integrations.integration(&route.name).cloned();
 
         if route.operation == Operation::Preflight {
             let integration = cors_for.as_ref().ok_or_else(|| Error::NoSuchBucket {
@@ -151,18 +282,37 @@ impl Proxy {
             return crate::cors::preflight(integration, request.headers());
         }
 
-        let (caller, chunk_signing) = self.clients.identify(
+        let (caller, chunk_signing) = state.clients.identify(
             request.method(),
             request.uri(),
             request.headers(),
             SystemTime::now(),
         )?;
-        span.record("client", caller.key_id());
+        seen.client = Some(caller.key_id().to_string());
+        if let Some(limit) = limits.rate_limit {
+            let who = match (caller.key_id(), peer) {
+                ("-", Some(peer)) => peer.ip().to_string(),
+                (key_id, _) => key_id.to_string(),
+            };
+            if let Err(wait) = self.rate_limiter.check(&who, limit) {
+                self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::SlowDown {
+                    retry_after_seconds: wait.as_secs().max(1),
+                });
+            }
+        }
 
-        let target = self.integrations.resolve(&route, &caller)?;
+        let target = state.integrations.resolve(&route, &caller)?;
+        seen.integration = Some(target.integration.name.clone());
+
+        let target = match route.operation {
+            // Cheap answers first: HeadBucket needs no region.
+            Operation::HeadBucket if !target.integration.region_is_auto() => {
+                return Ok(head_bucket(&target.integration));
+            }
+            _ => self.with_region(state, target).await?,
+        };
         let integration = &target.integration;
-        span.record("integration", integration.name.as_str());
-
         match route.operation {
             Operation::HeadBucket => return Ok(head_bucket(integration)),
             Operation::GetBucketLocation => return Ok(bucket_location(integration)),
@@ -188,7 +338,7 @@ impl Proxy {
                 .ok_or_else(|| Error::InvalidArgument {
                     reason: "x-amz-copy-source is not visible ASCII".to_string(),
                 })?;
-            let rewritten = self.integrations.copy_source(source, &target)?;
+            let rewritten = state.integrations.copy_source(source, &target)?;
             let value = http::HeaderValue::from_str(&rewritten).map_err(|_| Error::Internal {
                 detail: "the rewritten copy source is not a header value".to_string(),
             })?;
@@ -198,7 +348,7 @@ impl Proxy {
         // Set by an aws-chunked decoder that refused the body, so the answer names the cause.
         let verdict: crate::chunked::Verdict = Default::default();
         let (body, payload) = if route.operation == Operation::DeleteObjects {
-            let (document, headers, payload) = self
+            let (document, headers, payload) = state
                 .delete_objects_body(client_body, &parts.headers, integration)
                 .await?;
             parts.headers = headers;
@@ -228,7 +378,7 @@ impl Proxy {
             (body::empty(), crate::sign::Payload::Unsigned)
         };
         // Every check is done: only now are credentials fetched and the upstream contacted.
-        let credentials = self.credentials.credentials(integration).await?;
+        let credentials = state.credentials.credentials(integration).await?;
         let uri = upstream_uri(&target, &query)?;
 
         if let (Delivery::Redirect { expires }, Operation::GetObject) =
@@ -257,17 +407,25 @@ impl Proxy {
             &integration.region,
             SystemTime::now(),
         )?;
-        let response = match self
+        let answer = match state
             .upstream
-            .send(upstream_request, &integration.name)
+            .send(
+                upstream_request,
+                &integration.name,
+                integration.ca_file.as_deref(),
+            )
             .await
         {
-            Ok(response) => response,
+            Ok(answer) => answer,
             Err(error) => {
                 let refused = verdict.lock().ok().and_then(|mut v| v.take());
                 return Err(refused.unwrap_or(error));
             }
         };
+        self.metrics
+            .upstream_latency(&integration.name, answer.latency);
+        let response = answer.response;
+        seen.upstream_status = Some(response.status().as_u16());
         if response.status().is_success() && names_keys(route.operation) {
             let encoding = if query
                 .iter()
@@ -286,6 +444,92 @@ impl Proxy {
             return rewrite_response(response, listing).await;
         }
         Ok(response)
+    }
+}
+
+/// An upstream answer read whole (small: probes and their error documents).
+pub struct ProbeAnswer {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl State {
+    /// Sends one request of the proxy's own upstream (not a client's): `check` uses it to
+    /// probe an integration. `key` is relative to the prefix; `content` is the body of a PUT.
+    pub async fn probe(
+        &self,
+        integration: &Arc<Integration>,
+        bucket: &str,
+        key: &str,
+        operation: Operation,
+        query: &[(String, String)],
+        content: bytes::Bytes,
+    ) -> Result<ProbeAnswer, Error> {
+        use sha2::Digest;
+        let target = Target {
+            integration: integration.clone(),
+            bucket: bucket.to_string(),
+            key: format!("{}{key}", integration.prefix),
+        };
+        let credentials = self.credentials.credentials(integration).await?;
+        let mut headers = http::HeaderMap::new();
+        let (body, payload) = if operation.has_body() {
+            headers.insert(
+                header::CONTENT_LENGTH,
+                http::HeaderValue::from(content.len()),
+            );
+            let hash = hex::encode(sha2::Sha256::digest(&content));
+            (body::full(content), crate::sign::Payload::Sha256(hash))
+        } else {
+            (body::empty(), crate::sign::Payload::Unsigned)
+        };
+        let request = signed_request(
+            upstream_uri(&target, query)?,
+            UpstreamParts {
+                operation,
+                client_headers: &headers,
+                extra_headers: Vec::new(),
+                body,
+                payload,
+            },
+            &credentials,
+            &integration.region,
+            SystemTime::now(),
+        )?;
+        let answer = self
+            .upstream
+            .send(request, &integration.name, integration.ca_file.as_deref())
+            .await?;
+        let (parts, response_body) = answer.response.into_parts();
+        let body = body::collect_capped(response_body, MAX_DOCUMENT)
+            .await
+            .unwrap_or_default();
+        Ok(ProbeAnswer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// The region to use for `integration` in `bucket`: its own, or discovered for `auto`.
+    pub async fn resolve_region(
+        &self,
+        integration: &Arc<Integration>,
+        bucket: &str,
+    ) -> Result<Arc<Integration>, Error> {
+        if !integration.region_is_auto() {
+            return Ok(integration.clone());
+        }
+        let target = Target {
+            integration: integration.clone(),
+            bucket: bucket.to_string(),
+            key: String::new(),
+        };
+        let region = discover_region(self, &target).await?;
+        let mut resolved = (**integration).clone();
+        resolved.region = region;
+        Ok(Arc::new(resolved))
     }
 
     /// Reads a DeleteObjects document (capped), checks it against the client's signed hash,
@@ -343,6 +587,58 @@ impl Proxy {
             crate::sign::Payload::Sha256(sha256),
         ))
     }
+}
+
+/// Asks the bucket its region: a HeadBucket signed for us-east-1, whose answer (200, or the
+/// 301/400/403 of a bucket elsewhere) carries `x-amz-bucket-region`.
+async fn discover_region(state: &State, target: &Target) -> Result<String, Error> {
+    let mut probe = (*target.integration).clone();
+    probe.region = "us-east-1".to_string();
+    let probe = Target {
+        integration: Arc::new(probe),
+        bucket: target.bucket.clone(),
+        key: String::new(),
+    };
+    let credentials = state.credentials.credentials(&probe.integration).await?;
+    let request = signed_request(
+        upstream_uri(&probe, &[])?,
+        UpstreamParts {
+            operation: Operation::HeadBucket,
+            client_headers: &http::HeaderMap::new(),
+            extra_headers: Vec::new(),
+            body: body::empty(),
+            payload: crate::sign::Payload::Unsigned,
+        },
+        &credentials,
+        "us-east-1",
+        SystemTime::now(),
+    )?;
+    let answer = state
+        .upstream
+        .send(
+            request,
+            &probe.integration.name,
+            probe.integration.ca_file.as_deref(),
+        )
+        .await?;
+    let region = answer
+        .response
+        .headers()
+        .get("x-amz-bucket-region")
+        .and_then(|v| v.to_str().ok())
+        .filter(|r| {
+            !r.is_empty()
+                && r.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+        .map(str::to_string);
+    region.ok_or_else(|| {
+        tracing::warn!(integration = %target.integration.name, status = answer.response.status().as_u16(),
+            "the bucket did not name its region");
+        Error::UpstreamUnreachable {
+            integration: target.integration.name.clone(),
+        }
+    })
 }
 
 /// Wraps an aws-chunked upload body in its decoder and returns the headers that describe the
@@ -571,21 +867,40 @@ impl RequestIds {
     }
 }
 
-/// Accepts connections on `listener` until `shutdown` completes, then waits (up to a deadline)
-/// for in-flight requests to finish.
+/// Accepts connections on `listener` until `shutdown` completes, then waits (up to the
+/// configured deadline) for in-flight requests to finish. With `tls`, connections are TLS
+/// (HTTP/2 or HTTP/1.1 by ALPN); without, HTTP/1.1 and h2c.
 pub async fn run(
     listener: TcpListener,
     proxy: Arc<Proxy>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let limits = proxy.state().limits().clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256);
+    let builder = Arc::new(builder);
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(connection) => connection,
@@ -599,24 +914,61 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
+        let proxy_for_service = proxy.clone();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let proxy = proxy.clone();
-            async move { Ok::<_, std::convert::Infallible>(proxy.handle(request).await) }
+            let proxy = proxy_for_service.clone();
+            async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, Some(peer)).await) }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
+        let (stream, last_activity) = crate::limits::ActivityIo::new(stream);
+        let metrics = proxy.metrics.clone();
+        metrics.open_connections.fetch_add(1, Ordering::Relaxed);
+        metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        let limits = limits.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, error = %error, "connection ended with an error");
+            let _permit = permit;
+            let idle = crate::limits::idle(last_activity, limits.idle_timeout);
+            let serve = async {
+                match tls {
+                    None => {
+                        let connection =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(connection.into_owned()).await
+                    }
+                    Some(acceptor) => {
+                        let handshake = tokio::time::timeout(
+                            limits.header_read_timeout,
+                            acceptor.accept(stream),
+                        );
+                        let stream = match handshake.await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(error)) => return Err(error.into()),
+                            Err(_) => return Err("TLS handshake timed out".into()),
+                        };
+                        let connection =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(connection.into_owned()).await
+                    }
+                }
+            };
+            tokio::select! {
+                result = serve => {
+                    if let Err(error) = result {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                }
+                () = idle => tracing::debug!(%peer, "idle connection closed"),
             }
+            metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
         });
     }
     drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(DRAIN_DEADLINE) => {
-            tracing::warn!("in-flight requests still running at the drain deadline");
+        () = tokio::time::sleep(limits.shutdown_deadline) => {
+            tracing::warn!("in-flight requests still running at the shutdown deadline");
         }
     }
     Ok(())
@@ -625,14 +977,15 @@ pub async fn run(
 /// Binds the configured address and serves until `shutdown`; returns the bound address through
 /// `on_bound` first (tests bind port 0).
 pub async fn serve(
-    config: &Config,
+    config: Config,
     shutdown: impl Future<Output = ()>,
     on_bound: impl FnOnce(SocketAddr),
 ) -> std::io::Result<()> {
+    let listen = config.server.listen;
     let proxy = Arc::new(Proxy::new(config)?);
-    let listener = TcpListener::bind(config.server.listen).await?;
+    let listener = TcpListener::bind(listen).await?;
     on_bound(listener.local_addr()?);
-    run(listener, proxy, shutdown).await
+    run(listener, proxy, None, shutdown).await
 }
 
 #[cfg(test)]

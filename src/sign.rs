@@ -358,6 +358,7 @@ mod tests {
                 prefix: String::new(),
                 region: "us-west-2".to_string(),
                 endpoint,
+                ca_file: None,
                 addressing,
                 access: Access::ReadOnly,
                 public: true,

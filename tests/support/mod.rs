@@ -264,7 +264,7 @@ pub async fn start_proxy_with(mut config: Config) -> RunningProxy {
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         s3_signing_proxy::server::serve(
-            &config,
+            config,
             async {
                 let _ = stopped.await;
             },
@@ -490,35 +490,63 @@ impl Drop for TempDir {
 pub struct ProxyProcess {
     pub child: Child,
     pub address: SocketAddr,
+    /// Where `ADMIN` in the config put the admin listener.
+    pub admin: SocketAddr,
+    pub config_path: PathBuf,
     pub stderr_path: PathBuf,
+}
+
+/// A loopback address nobody listens on yet.
+pub fn free_address() -> SocketAddr {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 impl ProxyProcess {
     /// Writes `config` (whose `[server] listen` must be `LISTEN`) and starts the binary with
     /// `env`; returns once it accepts connections.
     pub async fn spawn(dir: &std::path::Path, config: &str, env: &[(&str, &str)]) -> ProxyProcess {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        ProxyProcess::spawn_with(dir, config, env, &[]).await
+    }
+
+    /// Like [`ProxyProcess::spawn`], with extra command-line `args` before `serve`; `ADMIN` in
+    /// the config becomes a free address for the admin listener.
+    pub async fn spawn_with(
+        dir: &std::path::Path,
+        config: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> ProxyProcess {
+        let address = free_address();
+        let admin = free_address();
         let config_path = dir.join("proxy.toml");
-        std::fs::write(&config_path, config.replace("LISTEN", &address.to_string()))
-            .expect("config");
+        std::fs::write(
+            &config_path,
+            config
+                .replace("LISTEN", &address.to_string())
+                .replace("ADMIN", &admin.to_string()),
+        )
+        .expect("config");
         let stderr_path = dir.join("proxy.log");
         let stderr = std::fs::File::create(&stderr_path).expect("log file");
         // Owned by `process` from the start, so a failed start still kills and reaps the child.
         let process = ProxyProcess {
             child: Command::new(env!("CARGO_BIN_EXE_s3-signing-proxy"))
+                .args(args)
                 .args(["serve", "--config"])
                 .arg(&config_path)
-                .envs(env.iter().copied())
                 .env("RUST_LOG", "info")
+                .envs(env.iter().copied())
                 .stdout(Stdio::null())
                 .stderr(stderr)
                 .spawn()
                 .expect("start the proxy binary"),
             address,
+            admin,
+            config_path,
             stderr_path,
         };
         for _ in 0..200 {
@@ -528,6 +556,30 @@ impl ProxyProcess {
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
         panic!("the proxy did not start: {}", process.log());
+    }
+
+    /// Replaces the config file (same `LISTEN`/`ADMIN` substitution) as config management
+    /// does, write then rename; the proxy notices the change.
+    pub fn rewrite_config(&self, config: &str) {
+        let text = config
+            .replace("LISTEN", &self.address.to_string())
+            .replace("ADMIN", &self.admin.to_string());
+        let staged = self.config_path.with_extension("staged");
+        std::fs::write(&staged, text).expect("staged config");
+        std::fs::rename(&staged, &self.config_path).expect("config replaced");
+    }
+
+    /// Sends a signal (`HUP`, `TERM`) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name}");
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
     }
 
     pub fn url(&self, path: &str) -> String {

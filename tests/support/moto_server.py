@@ -119,7 +119,9 @@ def main():
             PolicyName="read-own-bucket",
             PolicyDocument=policy(
                 allow(
-                    "s3:*" if name == "w" else ["s3:GetObject", "s3:ListBucket"],
+                    # moto checks HeadBucket against an action of that name, where AWS
+                    # checks s3:ListBucket: grant both so HeadBucket behaves as on AWS.
+                    "s3:*" if name == "w" else ["s3:GetObject", "s3:ListBucket", "s3:HeadBucket"],
                     [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
                 )
             ),

@@ -1,0 +1,166 @@
+//! One access-log line and one metrics record per request, written when the response body is
+//! done — sent whole, or dropped because the client or the upstream went away — so the line
+//! carries the bytes that really moved and whether the transfer completed.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+use crate::body::BoxError;
+use crate::metrics::{Metrics, NO_INTEGRATION};
+
+/// What is known of a request by the time its response starts.
+pub struct RequestLog {
+    pub request_id: String,
+    pub method: &'static str,
+    pub client: String,
+    pub bucket: String,
+    pub integration: Option<String>,
+    pub status: u16,
+    /// The S3 error code of an answer the proxy produced itself.
+    pub code: Option<&'static str>,
+    pub upstream_status: Option<u16>,
+    pub started: Instant,
+    pub bytes_in: Arc<AtomicU64>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A response body that counts what it sends and writes the request's log line at its end.
+pub struct LoggedBody<B> {
+    inner: B,
+    log: Option<RequestLog>,
+    bytes_out: u64,
+    complete: bool,
+}
+
+impl<B: Body> LoggedBody<B> {
+    pub fn new(inner: B, log: RequestLog) -> Self {
+        // A body that is empty from the start may never be polled: it is complete already.
+        let complete = inner.is_end_stream();
+        LoggedBody {
+            inner,
+            log: Some(log),
+            bytes_out: 0,
+            complete,
+        }
+    }
+}
+
+impl<B> Body for LoggedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let poll = Pin::new(&mut self.inner).poll_frame(cx);
+        match &poll {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes_out += data.len() as u64;
+                }
+                // hyper stops polling a body of known length once it has all of it.
+                if self.inner.is_end_stream() {
+                    self.complete = true;
+                }
+            }
+            Poll::Ready(None) => self.complete = true,
+            _ => {}
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for LoggedBody<B> {
+    fn drop(&mut self) {
+        let Some(log) = self.log.take() else {
+            return;
+        };
+        let complete = self.complete;
+        let bytes_in = log.bytes_in.load(Ordering::Relaxed);
+        let integration = log.integration.as_deref().unwrap_or(NO_INTEGRATION);
+        log.metrics.request(
+            integration,
+            log.method,
+            log.status,
+            bytes_in,
+            self.bytes_out,
+        );
+        let upstream_status = log.upstream_status.map(i64::from).unwrap_or(-1);
+        tracing::info!(
+            target: "access",
+            request_id = %log.request_id,
+            method = log.method,
+            client = %log.client,
+            bucket = %log.bucket,
+            integration,
+            status = log.status,
+            code = log.code.unwrap_or("-"),
+            upstream_status,
+            bytes_in,
+            bytes_out = self.bytes_out,
+            duration_ms = log.started.elapsed().as_millis() as u64,
+            complete,
+            "request"
+        );
+    }
+}
+
+/// A request body that counts the bytes it yields.
+pub struct CountingBody<B> {
+    inner: B,
+    count: Arc<AtomicU64>,
+}
+
+impl<B> CountingBody<B> {
+    pub fn new(inner: B, count: Arc<AtomicU64>) -> Self {
+        CountingBody { inner, count }
+    }
+}
+
+impl<B> Body for CountingBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let poll = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &poll
+            && let Some(data) = frame.data_ref()
+        {
+            self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

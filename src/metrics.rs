@@ -1,0 +1,256 @@
+//! Counters for `/metrics`, rendered in Prometheus' text format.
+//!
+//! Labels only ever take values from the config (integration names) or small fixed sets
+//! (methods, status classes), so a caller cannot grow the label space.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the upstream latency histogram's buckets.
+const LATENCY_BOUNDS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The integration label of requests refused before an integration was known.
+pub const NO_INTEGRATION: &str = "-";
+
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+    pub open_connections: AtomicI64,
+    pub connections_total: AtomicU64,
+    pub rate_limited: AtomicU64,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// (integration, method, status class) → count.
+    requests: BTreeMap<(String, &'static str, &'static str), u64>,
+    bytes_in: BTreeMap<String, u64>,
+    bytes_out: BTreeMap<String, u64>,
+    upstream_latency: BTreeMap<String, Histogram>,
+}
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [u64; LATENCY_BOUNDS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// A method as a label: S3's methods by name, anything else as `OTHER`.
+pub fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::PUT => "PUT",
+        http::Method::POST => "POST",
+        http::Method::DELETE => "DELETE",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+impl Metrics {
+    /// Records one finished request.
+    pub fn request(
+        &self,
+        integration: &str,
+        method: &'static str,
+        status: u16,
+        bytes_in: u64,
+        bytes_out: u64,
+    ) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        *inner
+            .requests
+            .entry((integration.to_string(), method, status_class(status)))
+            .or_default() += 1;
+        *inner.bytes_in.entry(integration.to_string()).or_default() += bytes_in;
+        *inner.bytes_out.entry(integration.to_string()).or_default() += bytes_out;
+    }
+
+    /// Records how long the upstream took to send response headers.
+    pub fn upstream_latency(&self, integration: &str, elapsed: Duration) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        let histogram = inner
+            .upstream_latency
+            .entry(integration.to_string())
+            .or_default();
+        let seconds = elapsed.as_secs_f64();
+        for (bucket, bound) in histogram.buckets.iter_mut().zip(LATENCY_BOUNDS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        histogram.count += 1;
+        histogram.sum += seconds;
+    }
+
+    /// Appends the request, byte, latency and connection metrics to `out`.
+    pub fn render(&self, out: &mut String) {
+        let Ok(inner) = self.inner.lock() else {
+            return;
+        };
+        family(
+            out,
+            "s3sp_requests_total",
+            "counter",
+            "Requests answered, by integration, method and status class.",
+        );
+        for ((integration, method, class), count) in &inner.requests {
+            let _ = writeln!(
+                out,
+                "s3sp_requests_total{{integration=\"{}\",method=\"{method}\",status=\"{class}\"}} {count}",
+                label(integration)
+            );
+        }
+        for (name, help, map) in [
+            (
+                "s3sp_request_bytes_total",
+                "Request body bytes received from clients, by integration.",
+                &inner.bytes_in,
+            ),
+            (
+                "s3sp_response_bytes_total",
+                "Response body bytes sent to clients, by integration.",
+                &inner.bytes_out,
+            ),
+        ] {
+            family(out, name, "counter", help);
+            for (integration, bytes) in map {
+                let _ = writeln!(
+                    out,
+                    "{name}{{integration=\"{}\"}} {bytes}",
+                    label(integration)
+                );
+            }
+        }
+        family(
+            out,
+            "s3sp_upstream_latency_seconds",
+            "histogram",
+            "Time from sending a request upstream to its response headers.",
+        );
+        for (integration, histogram) in &inner.upstream_latency {
+            let integration = label(integration);
+            for (bound, count) in LATENCY_BOUNDS.iter().zip(histogram.buckets) {
+                let _ = writeln!(
+                    out,
+                    "s3sp_upstream_latency_seconds_bucket{{integration=\"{integration}\",le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "s3sp_upstream_latency_seconds_bucket{{integration=\"{integration}\",le=\"+Inf\"}} {}\n\
+                 s3sp_upstream_latency_seconds_sum{{integration=\"{integration}\"}} {}\n\
+                 s3sp_upstream_latency_seconds_count{{integration=\"{integration}\"}} {}",
+                histogram.count, histogram.sum, histogram.count
+            );
+        }
+        drop(inner);
+        gauge(
+            out,
+            "s3sp_open_connections",
+            "Client connections open now.",
+            self.open_connections.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "s3sp_connections_total",
+            "Client connections accepted.",
+            self.connections_total.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "s3sp_rate_limited_total",
+            "Requests refused with 429 SlowDown.",
+            self.rate_limited.load(Ordering::Relaxed),
+        );
+    }
+}
+
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+pub fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    family(out, name, "counter", help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+pub fn gauge(out: &mut String, name: &str, help: &str, value: i64) {
+    family(out, name, "gauge", help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// Escapes a label value as the text format requires.
+pub fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_a_cumulative_histogram() {
+        let metrics = Metrics::default();
+        metrics.request("acme", "GET", 200, 0, 1024);
+        metrics.request("acme", "GET", 206, 0, 10);
+        metrics.request(NO_INTEGRATION, "PUT", 403, 5, 0);
+        metrics.upstream_latency("acme", Duration::from_millis(20));
+        metrics.upstream_latency("acme", Duration::from_secs(3));
+        let mut out = String::new();
+        metrics.render(&mut out);
+        assert!(
+            out.contains(
+                "s3sp_requests_total{integration=\"acme\",method=\"GET\",status=\"2xx\"} 2"
+            )
+        );
+        assert!(
+            out.contains("s3sp_requests_total{integration=\"-\",method=\"PUT\",status=\"4xx\"} 1")
+        );
+        assert!(out.contains("s3sp_response_bytes_total{integration=\"acme\"} 1034"));
+        assert!(out.contains("s3sp_request_bytes_total{integration=\"-\"} 5"));
+        assert!(
+            out.contains(
+                "s3sp_upstream_latency_seconds_bucket{integration=\"acme\",le=\"0.01\"} 0"
+            )
+        );
+        assert!(
+            out.contains(
+                "s3sp_upstream_latency_seconds_bucket{integration=\"acme\",le=\"0.025\"} 1"
+            )
+        );
+        assert!(
+            out.contains("s3sp_upstream_latency_seconds_bucket{integration=\"acme\",le=\"5\"} 2")
+        );
+        assert!(out.contains("s3sp_upstream_latency_seconds_count{integration=\"acme\"} 2"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

@@ -1,0 +1,788 @@
+//! Running it in production: readiness, metrics, access logs, the `check` command, reloads,
+//! graceful shutdown, TLS (with certificate reload and a private upstream CA) and the limits
+//! that protect a public listener.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod support;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use s3_signing_proxy::demo::EmbeddedStore;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The config of a binary proxy with an admin listener and moto's tenant A as `acme`.
+fn acme_with_admin(extra_integrations: &str) -> String {
+    let moto = moto();
+    format!(
+        "[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n{}{}",
+        acme_config(&moto.endpoint(), &moto.endpoint(), ""),
+        extra_integrations
+    )
+}
+
+fn moto_env(moto: &Moto) -> Vec<(&'static str, String)> {
+    secrets(moto)
+        .into_iter()
+        .map(|(name, value)| -> (&'static str, String) {
+            (Box::leak(name.into_boxed_str()), value)
+        })
+        .collect()
+}
+
+fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(n, v)| (*n, v.as_str())).collect()
+}
+
+/// Polls `url` until `done` holds for its answer, for at most `limit`.
+async fn wait_for(url: &str, limit: Duration, done: impl Fn(&Fetched) -> bool) -> Fetched {
+    let started = Instant::now();
+    loop {
+        let fetched = get(url).await;
+        if done(&fetched) || started.elapsed() > limit {
+            return fetched;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The value of the metric line that starts with `series` (name and labels), if present.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_names_failing_integrations_and_reloads_take_effect() {
+    let moto = moto();
+    let dir = TempDir::new("ops-ready");
+    let wrong = role_integration(
+        "wrong",
+        &moto.tenant_b,
+        &moto.endpoint(),
+        "path",
+        "not-the-external-id",
+        "",
+    );
+    let env = moto_env(moto);
+    let proxy = ProxyProcess::spawn(&dir.0, &acme_with_admin(&wrong), &env_refs(&env)).await;
+
+    let health = get(&proxy.admin_url("/healthz")).await;
+    assert_eq!(health.status, StatusCode::OK);
+    let ready = get(&proxy.admin_url("/readyz")).await;
+    assert_eq!(
+        ready.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        ready.text()
+    );
+    assert!(ready.text().contains("wrong: "), "{}", ready.text());
+    assert!(ready.text().contains("AccessDenied"), "{}", ready.text());
+    assert!(!ready.text().contains("acme: "), "{}", ready.text());
+
+    // The config file changes: `wrong` is gone, `acme-too` is new.
+    let added = role_integration(
+        "acme-too",
+        &moto.tenant_a,
+        &moto.endpoint(),
+        "path",
+        &moto.tenant_a.external_id,
+        "",
+    );
+    proxy.rewrite_config(&acme_with_admin(&added));
+    let ready = wait_for(&proxy.admin_url("/readyz"), Duration::from_secs(15), |f| {
+        f.status == StatusCode::OK
+    })
+    .await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
+    assert_eq!(
+        get(&proxy.url("/wrong/owner.txt")).await.error_code(),
+        "NoSuchBucket"
+    );
+    let fetched = get(&proxy.url("/acme-too/owner.txt")).await;
+    assert_eq!(fetched.status, StatusCode::OK);
+    assert_eq!(fetched.text(), "tenant a\n");
+
+    // An invalid config on SIGHUP is refused; the previous one keeps serving.
+    proxy.rewrite_config("[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n[[integration]]\nname = \"broken\"\n");
+    proxy.signal("HUP");
+    let started = Instant::now();
+    while !proxy.log().contains("new configuration refused") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        get(&proxy.url("/acme-too/owner.txt")).await.status,
+        StatusCode::OK
+    );
+    let metrics = get(&proxy.admin_url("/metrics")).await.text();
+    assert!(metric(&metrics, "s3sp_config_reload_failures_total").unwrap() >= 1.0);
+    assert!(metric(&metrics, "s3sp_config_reloads_total").unwrap() >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_and_json_access_lines_carry_each_request_without_secrets() {
+    let moto = moto();
+    let dir = TempDir::new("ops-metrics");
+    let mut env = moto_env(moto);
+    env.push(("RUST_LOG", "trace".to_string()));
+    let proxy = ProxyProcess::spawn_with(
+        &dir.0,
+        &acme_with_admin(""),
+        &env_refs(&env),
+        &["--log-format", "json"],
+    )
+    .await;
+    let before = get(&proxy.admin_url("/metrics")).await.text();
+    let ok_series = "s3sp_requests_total{integration=\"acme\",method=\"GET\",status=\"2xx\"}";
+    let bytes_series = "s3sp_response_bytes_total{integration=\"acme\"}";
+    assert_eq!(metric(&before, ok_series), None);
+
+    let mut served = 0;
+    for _ in 0..3 {
+        let fetched = get(&proxy.url("/acme/owner.txt")).await;
+        assert_eq!(fetched.status, StatusCode::OK);
+        served += fetched.body.len();
+    }
+    assert_eq!(
+        get(&proxy.url("/nobody/x")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let after = get(&proxy.admin_url("/metrics")).await.text();
+    assert_eq!(metric(&after, ok_series), Some(3.0), "{after}");
+    assert_eq!(metric(&after, bytes_series), Some(served as f64), "{after}");
+    assert!(
+        metric(
+            &after,
+            "s3sp_requests_total{integration=\"-\",method=\"GET\",status=\"4xx\"}"
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert_eq!(metric(&after, "s3sp_sts_calls_total"), Some(1.0), "{after}");
+    assert!(metric(&after, "s3sp_credential_cache_hits_total").unwrap() >= 2.0);
+    assert_eq!(
+        metric(
+            &after,
+            "s3sp_upstream_latency_seconds_count{integration=\"acme\"}"
+        ),
+        Some(3.0)
+    );
+    let expiry = metric(
+        &after,
+        "s3sp_credentials_expiry_seconds{integration=\"acme\"}",
+    )
+    .unwrap();
+    assert!(expiry > 600.0 && expiry <= 3600.0, "{expiry}");
+    assert!(metric(&after, "s3sp_open_connections").is_some());
+
+    // One JSON access line per request, with its fields.
+    let log = proxy.log();
+    let access: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| v["target"] == "access")
+        .collect();
+    assert_eq!(access.len(), 4, "{log}");
+    let first = &access[0];
+    assert_eq!(first["method"], "GET");
+    assert_eq!(first["integration"], "acme");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["upstream_status"], 200);
+    assert_eq!(first["bytes_out"], served as u64 / 3);
+    assert_eq!(first["complete"], true);
+    assert_eq!(first["client"], "-");
+    assert_eq!(first["request_id"].as_str().unwrap().len(), 16);
+    assert!(first["duration_ms"].is_u64());
+    assert_eq!(access[3]["code"], "NoSuchBucket");
+
+    // Even at TRACE, no secret, session token or signature of the proxy's is in the log.
+    for (_, secret) in &env {
+        if secret != "trace" {
+            assert!(!log.contains(secret.as_str()), "a secret is in the log");
+        }
+    }
+    // moto's session tokens start with FQoGZXIvYXdz; aws-sigv4's TRACE canonical request
+    // names the token header with its value redacted, which is fine.
+    let unredacted = log
+        .to_ascii_lowercase()
+        .replace("x-amz-security-token:** redacted", "");
+    for marker in ["x-amz-security-token:", "FQoGZXIvYXdz", "Signature="] {
+        let marker = marker.to_ascii_lowercase();
+        let leaking: Vec<String> = unredacted
+            .lines()
+            .filter(|line| line.contains(&marker))
+            .map(|line| line.chars().take(300).collect())
+            .collect();
+        assert!(leaking.is_empty(), "{marker} is in the log: {leaking:#?}");
+    }
+}
+
+/// Runs the binary's `check` with `args` on a config; returns (exit code, stdout).
+async fn check(dir: &std::path::Path, config: &str, args: &[&str]) -> (i32, String) {
+    let path = dir.join("check.toml");
+    std::fs::write(&path, config).unwrap();
+    let env = moto_env(moto());
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_s3-signing-proxy"))
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .args(args)
+        .envs(env.iter().map(|(n, v)| (*n, v.as_str())))
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+fn row<'a>(report: &'a str, integration: &str, step: &str) -> &'a str {
+    report
+        .lines()
+        .find(|line| {
+            let mut words = line.split_whitespace();
+            words.next() == Some(integration) && words.next() == Some(step)
+        })
+        .unwrap_or_else(|| panic!("no {integration} {step} row in\n{report}"))
+}
+
+#[tokio::test]
+async fn check_reports_what_works_and_why_the_rest_does_not() {
+    let moto = moto();
+    let dir = TempDir::new("ops-check");
+    let endpoint = moto.endpoint();
+    let config = format!(
+        "{}{}{}{}{}",
+        acme_config(&endpoint, &endpoint, ""),
+        role_integration(
+            "wrong-id",
+            &moto.tenant_a,
+            &endpoint,
+            "path",
+            "ext-wrong",
+            ""
+        ),
+        // Tenant A's role, pointed at tenant B's bucket: it may not list it.
+        role_integration(
+            "not-mine",
+            &moto.tenant_b,
+            &endpoint,
+            "path",
+            &moto.tenant_a.external_id,
+            ""
+        )
+        .replace(&moto.tenant_b.role_arn, &moto.tenant_a.role_arn),
+        role_integration(
+            "writer",
+            &moto.tenant_w,
+            &endpoint,
+            "path",
+            &moto.tenant_w.external_id,
+            "access = \"read-write\""
+        ),
+        role_integration(
+            "found",
+            &moto.tenant_a,
+            &endpoint,
+            "path",
+            &moto.tenant_a.external_id,
+            ""
+        )
+        .replace("region = \"us-east-1\"", "region = \"auto\""),
+    );
+    let (code, report) = check(&dir.0, &config, &["--write"]).await;
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        row(&report, "acme", "credentials").contains(" ok "),
+        "{report}"
+    );
+    assert!(
+        row(&report, "acme", "head-bucket").contains(" ok "),
+        "{report}"
+    );
+    assert!(
+        row(&report, "acme", "list").contains("keys present"),
+        "{report}"
+    );
+    assert!(
+        row(&report, "acme", "write").contains("skipped"),
+        "{report}"
+    );
+    let wrong = row(&report, "wrong-id", "credentials");
+    assert!(
+        wrong.contains("FAILED") && wrong.contains("ExternalId"),
+        "{report}"
+    );
+    assert!(wrong.contains("AccessDenied"), "{report}");
+    let not_mine = row(&report, "not-mine", "head-bucket");
+    assert!(not_mine.contains("FAILED"), "{report}");
+    assert!(not_mine.contains("s3:ListBucket"), "{report}");
+    assert!(not_mine.contains(&moto.tenant_b.bucket), "{report}");
+    assert!(row(&report, "writer", "put").contains(" ok "), "{report}");
+    assert!(
+        row(&report, "writer", "delete").contains(" ok "),
+        "{report}"
+    );
+    assert!(
+        row(&report, "found", "region").contains("us-east-1"),
+        "{report}"
+    );
+    assert!(row(&report, "found", "list").contains(" ok "), "{report}");
+    assert!(report.contains("check(s) failed"), "{report}");
+
+    let (code, report) = check(&dir.0, &config, &["--integration", "acme"]).await;
+    assert_eq!(code, 0, "{report}");
+    assert!(report.contains("need no CORS rules"), "{report}");
+    assert!(!report.contains("wrong-id"), "{report}");
+}
+
+/// A store holding one `size`-byte object `media/big.bin`, and the proxy config reaching it.
+async fn big_object_store(dir: &std::path::Path, size: usize) -> (EmbeddedStore, Vec<u8>) {
+    let root = dir.join("store");
+    std::fs::create_dir_all(root.join("media")).unwrap();
+    let content: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+    std::fs::File::create(root.join("media/big.bin"))
+        .unwrap()
+        .write_all(&content)
+        .unwrap();
+    std::fs::write(root.join("media/small.txt"), b"small\n").unwrap();
+    let store = EmbeddedStore::start(&root, None, None).await.unwrap();
+    (store, content)
+}
+
+fn store_integration(name: &str, store: &EmbeddedStore) -> String {
+    format!(
+        r#"
+[[integration]]
+name = "{name}"
+bucket = "media"
+region = "us-east-1"
+endpoint = "{endpoint}"
+public = true
+[integration.credentials]
+access_key_id = "{key}"
+secret_access_key_env = "STORE_SECRET"
+"#,
+        endpoint = store.endpoint(),
+        key = store.access_key_id,
+    )
+}
+
+/// Reads a download slowly (a chunk, then a pause) to the end; returns the bytes and whether it
+/// ended cleanly.
+async fn slow_download(url: String, pause: Duration) -> (Vec<u8>, bool) {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let response = client
+        .request(Request::get(url).body(Empty::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let mut received = Vec::new();
+    let mut since_pause = 0;
+    loop {
+        match body.frame().await {
+            None => return (received, true),
+            Some(Err(_)) => return (received, false),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    since_pause += data.len();
+                    received.extend_from_slice(&data);
+                    if since_pause >= 1 << 20 {
+                        since_pause = 0;
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_removing_an_integration_does_not_cut_its_download() {
+    let dir = TempDir::new("ops-reload");
+    let (store, content) = big_object_store(&dir.0, 24 << 20).await;
+    let config = |names: &[&str]| {
+        let mut text = "[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n".to_string();
+        for name in names {
+            text.push_str(&store_integration(name, &store));
+        }
+        text
+    };
+    let secret = store.secret_access_key.clone();
+    let proxy = ProxyProcess::spawn(
+        &dir.0,
+        &config(&["old"]),
+        &[("STORE_SECRET", secret.as_str())],
+    )
+    .await;
+    // 24 MiB at 1 MiB per 150 ms: the download spans the reload.
+    let download = tokio::spawn(slow_download(
+        proxy.url("/old/big.bin"),
+        Duration::from_millis(150),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.rewrite_config(&config(&["new"]));
+    let added = wait_for(&proxy.url("/new/small.txt"), Duration::from_secs(15), |f| {
+        f.status == StatusCode::OK
+    })
+    .await;
+    assert_eq!(added.text(), "small\n");
+    assert_eq!(
+        get(&proxy.url("/old/small.txt")).await.error_code(),
+        "NoSuchBucket"
+    );
+    assert!(
+        !download.is_finished(),
+        "the download ended before the reload"
+    );
+    let (received, clean) = download.await.unwrap();
+    assert!(clean, "the download was cut");
+    assert!(received == content, "the download's bytes differ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_long_download_finish_then_exits_zero() {
+    let dir = TempDir::new("ops-drain");
+    let (store, content) = big_object_store(&dir.0, 16 << 20).await;
+    let config = format!(
+        "[server]\nlisten = \"LISTEN\"\n{}",
+        store_integration("media", &store)
+    );
+    let secret = store.secret_access_key.clone();
+    let mut proxy =
+        ProxyProcess::spawn(&dir.0, &config, &[("STORE_SECRET", secret.as_str())]).await;
+    let download = tokio::spawn(slow_download(
+        proxy.url("/media/big.bin"),
+        Duration::from_millis(150),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.signal("TERM");
+    // New connections are refused soon after.
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(proxy.address).await.is_ok() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still accepting"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !download.is_finished(),
+        "the download ended before SIGTERM took effect"
+    );
+    let (received, clean) = download.await.unwrap();
+    assert!(
+        clean && received == content,
+        "the in-flight download was cut"
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        let status = proxy.child.wait().unwrap();
+        (status, proxy.log())
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "exit {:?}: {}", status.0, status.1);
+}
+
+fn config_with_limits(limits: &str, integration: &str) -> String {
+    format!("[server]\nlisten = \"127.0.0.1:0\"\n[server.limits]\n{limits}\n{integration}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_is_cut_off_while_others_are_served() {
+    let moto = moto();
+    let config = config_with_limits(
+        "header_read_timeout = \"2s\"",
+        &static_reader_integration(
+            "acme",
+            &format!("bucket = \"{}\"", moto.tenant_a.bucket),
+            &moto.endpoint(),
+        ),
+    );
+    let proxy = start_proxy(&config, &secrets(moto)).await;
+    let mut slow = tokio::net::TcpStream::connect(proxy.address).await.unwrap();
+    let started = Instant::now();
+    let slow_client = tokio::spawn(async move {
+        let request = b"GET /acme/owner.txt HTTP/1.1\r\nHost: proxy\r\nX-Padding: aaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        for byte in request {
+            if slow.write_all(&[*byte]).await.is_err() {
+                return started.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("the whole slow request was accepted");
+    });
+    // Others are served meanwhile.
+    for _ in 0..3 {
+        let fetched = get(&proxy.url("/acme/owner.txt")).await;
+        assert_eq!(fetched.status, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let cut_after = tokio::time::timeout(Duration::from_secs(15), slow_client)
+        .await
+        .expect("the slow client was never cut off")
+        .unwrap();
+    assert!(cut_after < Duration::from_secs(6), "{cut_after:?}");
+}
+
+#[tokio::test]
+async fn over_the_rate_limit_callers_get_429_slowdown() {
+    let moto = moto();
+    let dir = TempDir::new("ops-rate");
+    let config = format!(
+        "[server]\nlisten = \"LISTEN\"\n{}",
+        static_reader_integration(
+            "acme",
+            &format!("bucket = \"{}\"", moto.tenant_a.bucket),
+            &moto.endpoint(),
+        )
+    );
+    let mut env = moto_env(moto);
+    // Set through the environment, as a container would.
+    env.push(("S3SP_SERVER__LIMITS__RATE_LIMIT", "1".to_string()));
+    env.push(("S3SP_SERVER__LIMITS__RATE_LIMIT_BURST", "3".to_string()));
+    let proxy = ProxyProcess::spawn(&dir.0, &config, &env_refs(&env)).await;
+    let mut statuses = Vec::new();
+    let mut refused = None;
+    for _ in 0..6 {
+        let fetched = get(&proxy.url("/acme/owner.txt")).await;
+        statuses.push(fetched.status.as_u16());
+        if fetched.status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(fetched);
+        }
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    assert_eq!(&statuses[3..], &[429, 429, 429], "{statuses:?}");
+    let refused = refused.unwrap();
+    assert_eq!(refused.error_code(), "SlowDown");
+    assert!(refused.headers.contains_key("retry-after"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        get(&proxy.url("/acme/owner.txt")).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_upstream_gets_504_and_huge_heads_get_431() {
+    let stall = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stall_address = stall.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        loop {
+            let (socket, _) = stall.accept().await.unwrap();
+            open.push(socket);
+        }
+    });
+    let integration = format!(
+        r#"
+[[integration]]
+name = "stalled"
+bucket = "stalled-bucket"
+region = "us-east-1"
+endpoint = "http://{stall_address}"
+public = true
+[integration.credentials]
+access_key_id = "AKSTALL"
+secret_access_key_env = "STALL_SECRET"
+"#
+    );
+    let config = config_with_limits(
+        "upstream_first_byte_timeout = \"500ms\"\nmax_headers = 50",
+        &integration,
+    );
+    let secrets = std::collections::BTreeMap::from([(
+        "STALL_SECRET".to_string(),
+        "stall-secret".to_string(),
+    )]);
+    let proxy = start_proxy(&config, &secrets).await;
+    let started = Instant::now();
+    let fetched = get(&proxy.url("/stalled/key")).await;
+    assert_eq!(fetched.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(fetched.error_code(), "RequestTimeout");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let mut raw = tokio::net::TcpStream::connect(proxy.address).await.unwrap();
+    let mut head = "GET /stalled/key HTTP/1.1\r\nHost: proxy\r\n".to_string();
+    for i in 0..80 {
+        head.push_str(&format!("x-filler-{i}: v\r\n"));
+    }
+    head.push_str("\r\n");
+    raw.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 64];
+    let n = raw.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    held.abort();
+}
+
+/// A certificate for 127.0.0.1 and localhost and its key (PEM), and the CA that signed it
+/// (PEM and DER).
+type Authority = (
+    String,
+    String,
+    String,
+    rustls::pki_types::CertificateDer<'static>,
+);
+
+fn certificate_authority() -> Authority {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    (cert.pem(), key.serialize_pem(), ca.pem(), ca.der().clone())
+}
+
+/// GETs `url` over TLS trusting the webpki roots plus `ca`; the HTTP version and body.
+async fn tls_get(
+    url: &str,
+    ca: Option<&rustls::pki_types::CertificateDer<'static>>,
+) -> Result<(http::Version, StatusCode, Bytes), String> {
+    let extra: Vec<_> = ca.into_iter().cloned().collect();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(s3_signing_proxy::tls::client_config(&extra).unwrap())
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let response = client
+        .request(
+            Request::builder()
+                .method(Method::GET)
+                .uri(url)
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let version = response.version();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Ok((version, status, body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_end_to_end_with_certificate_reload_and_a_private_upstream_ca() {
+    let moto = moto();
+    let dir = TempDir::new("ops-tls");
+    let (cert, key, ca_pem, ca) = certificate_authority();
+    let cert_path = dir.0.join("cert.pem");
+    let key_path = dir.0.join("key.pem");
+    std::fs::write(&cert_path, &cert).unwrap();
+    std::fs::write(&key_path, &key).unwrap();
+    let client_secret = "tls-client-secret";
+    let config = format!(
+        r#"[server]
+listen = "LISTEN"
+[server.tls]
+cert = "{cert}"
+key = "{key}"
+{integration}
+[[client]]
+access_key_id = "AKTLSCLIENT"
+secret_access_key_env = "TLS_CLIENT_SECRET"
+integrations = ["acme"]
+"#,
+        cert = cert_path.display(),
+        key = key_path.display(),
+        integration = static_reader_integration(
+            "acme",
+            &format!("bucket = \"{}\"", moto.tenant_a.bucket),
+            &moto.endpoint(),
+        ),
+    );
+    let mut env = moto_env(moto);
+    env.push(("TLS_CLIENT_SECRET", client_secret.to_string()));
+    let proxy = ProxyProcess::spawn(&dir.0, &config, &env_refs(&env)).await;
+    let url = format!("https://{}/acme/owner.txt", proxy.address);
+
+    let (version, status, body) = tls_get(&url, Some(&ca)).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(version, http::Version::HTTP_2, "ALPN picks h2");
+    assert_eq!(&body[..], b"tenant a\n");
+    let untrusted = tls_get(&url, None).await;
+    assert!(untrusted.is_err(), "a client without the CA connected");
+
+    // A second proxy reaches the first as an https endpoint, trusting its CA through ca_file.
+    let ca_path = dir.0.join("ca.pem");
+    std::fs::write(&ca_path, ca_pem).unwrap();
+    let chained = |ca_file: &str| {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+[[integration]]
+name = "chained"
+bucket = "acme"
+region = "us-east-1"
+endpoint = "https://localhost:{port}"
+public = true
+{ca_file}
+[integration.credentials]
+access_key_id = "AKTLSCLIENT"
+secret_access_key_env = "TLS_CLIENT_SECRET"
+"#,
+            port = proxy.address.port(),
+        )
+    };
+    let secrets = std::collections::BTreeMap::from([(
+        "TLS_CLIENT_SECRET".to_string(),
+        client_secret.to_string(),
+    )]);
+    let trusting = start_proxy(
+        &chained(&format!("ca_file = \"{}\"", ca_path.display())),
+        &secrets,
+    )
+    .await;
+    let fetched = get(&trusting.url("/chained/owner.txt")).await;
+    assert_eq!(fetched.status, StatusCode::OK, "{}", fetched.text());
+    assert_eq!(fetched.text(), "tenant a\n");
+    let distrusting = start_proxy(&chained(""), &secrets).await;
+    let refused = get(&distrusting.url("/chained/owner.txt")).await;
+    assert_eq!(refused.status, StatusCode::BAD_GATEWAY);
+
+    // New certificate files are picked up without a restart.
+    let (cert2, key2, _, ca2) = certificate_authority();
+    std::fs::write(&key_path, &key2).unwrap();
+    std::fs::write(&cert_path, &cert2).unwrap();
+    let started = Instant::now();
+    loop {
+        if let Ok((_, status, _)) = tls_get(&url, Some(&ca2)).await {
+            assert_eq!(status, StatusCode::OK);
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the new certificate was not served: {}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        tls_get(&url, Some(&ca)).await.is_err(),
+        "the old certificate is still served"
+    );
+}
