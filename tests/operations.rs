@@ -558,7 +558,13 @@ async fn over_the_rate_limit_callers_get_429_slowdown() {
     // Set through the environment, as a container would.
     env.push(("S3SP_SERVER__LIMITS__RATE_LIMIT", "1".to_string()));
     env.push(("S3SP_SERVER__LIMITS__RATE_LIMIT_BURST", "3".to_string()));
-    let proxy = ProxyProcess::spawn(&dir.0, &config, &env_refs(&env)).await;
+    let proxy = ProxyProcess::spawn_with(
+        &dir.0,
+        &config,
+        &env_refs(&env),
+        &["--log-format", "logfmt"],
+    )
+    .await;
     let mut statuses = Vec::new();
     let mut refused = None;
     for _ in 0..6 {
@@ -574,10 +580,47 @@ async fn over_the_rate_limit_callers_get_429_slowdown() {
     assert_eq!(refused.error_code(), "SlowDown");
     assert!(refused.headers.contains_key("retry-after"));
     tokio::time::sleep(Duration::from_millis(1100)).await;
+    let fetched = get(&proxy.url("/acme/owner.txt")).await;
+    assert_eq!(fetched.status, StatusCode::OK);
+    // The refusals are in the logfmt access lines.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = proxy.log();
+    let refusals = log
+        .lines()
+        .filter(|l| l.contains("target=access") && l.contains(" status=429 "))
+        .filter(|l| l.contains(" code=SlowDown ") && l.contains(" integration=-"))
+        .count();
+    assert_eq!(refusals, 3, "{log}");
+}
+
+#[tokio::test]
+async fn region_auto_is_asked_of_the_bucket_once_and_used() {
+    let moto = moto();
+    let counted = PassThrough::start(moto.address()).await;
+    let integration = role_integration(
+        "found",
+        &moto.tenant_a,
+        &counted.endpoint(),
+        "path",
+        &moto.tenant_a.external_id,
+        "",
+    )
+    .replace("region = \"us-east-1\"", "region = \"auto\"");
+    let config = format!("{}{integration}", sts_section(moto, &moto.endpoint(), ""));
+    let proxy = start_proxy(&config, &secrets(moto)).await;
+    for _ in 0..3 {
+        let fetched = get(&proxy.url("/found/owner.txt")).await;
+        assert_eq!(fetched.status, StatusCode::OK, "{}", fetched.text());
+        assert_eq!(fetched.text(), "tenant a\n");
+    }
+    // One HeadBucket to learn the region, then the three GETs.
+    assert_eq!(counted.requests(), 4);
+    // The region stays known: the next GET is one request.
     assert_eq!(
-        get(&proxy.url("/acme/owner.txt")).await.status,
+        get(&proxy.url("/found/owner.txt")).await.status,
         StatusCode::OK
     );
+    assert_eq!(counted.requests(), 5);
 }
 
 #[tokio::test]
@@ -630,6 +673,11 @@ secret_access_key_env = "STALL_SECRET"
     let n = raw.read(&mut answer).await.unwrap();
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+    let long = format!("/stalled/{}", "k".repeat(9000));
+    let refused = get(&proxy.url(&long)).await;
+    assert_eq!(refused.status, StatusCode::URI_TOO_LONG);
+    assert_eq!(refused.error_code(), "RequestURITooLong");
     held.abort();
 }
 
