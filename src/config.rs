@@ -298,10 +298,28 @@ pub struct Integration {
     pub public: bool,
     /// Keys with `.`/`..` segments or empty segments are passed on instead of refused.
     pub allow_unusual_keys: bool,
+    /// Clients may send `x-amz-acl` beyond the private/bucket-owner canned ACLs,
+    /// `x-amz-grant-*` and `x-amz-website-redirect-location`.
+    pub allow_acl_headers: bool,
+    /// How objects of types a browser runs (HTML, SVG, XML, JavaScript) are served.
+    pub active_content: ActiveContent,
     pub credentials: CredentialSource,
     /// Browser origins allowed by CORS: exact `scheme://host[:port]`, or `*` (public only).
     pub cors_origins: Vec<String>,
     pub delivery: Delivery,
+}
+
+/// Serving tenant content from the proxy's one origin: an HTML or SVG object rendered inline
+/// would run its script with that origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActiveContent {
+    /// `Content-Security-Policy: sandbox` on active types: they render, scripts do not run and
+    /// the document gets an opaque origin (the default).
+    Sandbox,
+    /// `Content-Disposition: attachment` on active types: browsers download them.
+    Attachment,
+    /// Served as they are (for an operator's own pages, like the demo's).
+    Allow,
 }
 
 /// The `region` value that asks the proxy to discover the bucket's region.
@@ -429,6 +447,9 @@ struct RawIntegration {
     public: bool,
     #[serde(default)]
     allow_unusual_keys: bool,
+    #[serde(default)]
+    allow_acl_headers: bool,
+    active_content: Option<String>,
     cors_origins: Option<Vec<String>>,
     delivery: Option<String>,
     redirect_expires: Option<String>,
@@ -1030,6 +1051,19 @@ fn build_integration(
     }
 
     let access = parse_access(raw.access.as_deref(), &place, problems);
+    let active_content = match raw.active_content.as_deref() {
+        None | Some("sandbox") => ActiveContent::Sandbox,
+        Some("attachment") => ActiveContent::Attachment,
+        Some("allow") => ActiveContent::Allow,
+        Some(other) => {
+            problems.add(
+                &place,
+                "active_content",
+                format!("`{other}` is not \"sandbox\", \"attachment\" or \"allow\""),
+            );
+            ActiveContent::Sandbox
+        }
+    };
 
     let cors_origins = raw.cors_origins.unwrap_or_default();
     for origin in &cors_origins {
@@ -1098,6 +1132,8 @@ fn build_integration(
         access,
         public: raw.public,
         allow_unusual_keys: raw.allow_unusual_keys,
+        allow_acl_headers: raw.allow_acl_headers,
+        active_content,
         credentials: credentials?,
         cors_origins,
         delivery,

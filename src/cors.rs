@@ -143,6 +143,8 @@ mod tests {
             access,
             public: false,
             allow_unusual_keys: false,
+            allow_acl_headers: false,
+            active_content: crate::config::ActiveContent::Sandbox,
             credentials: CredentialSource::DefaultChain,
             cors_origins: origins.iter().map(|o| o.to_string()).collect(),
             delivery: Delivery::Stream,

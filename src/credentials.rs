@@ -119,6 +119,17 @@ impl CredentialCache {
         &self.sts == sts
     }
 
+    /// Forgets this integration's credentials (the upstream refused them): the next request
+    /// fetches new ones instead of riding out an outage on them.
+    pub async fn invalidate(&self, integration: &Integration) {
+        if let Some(key) = credential_key(integration) {
+            self.fresh.invalidate(&key).await;
+            if let Ok(mut last_good) = self.last_good.lock() {
+                last_good.remove(&key);
+            }
+        }
+    }
+
     /// When this integration's last obtained credentials expire, without fetching any: `None`
     /// for static keys, credentials never obtained, or ones without expiry.
     pub fn expiry(&self, integration: &Integration) -> Option<SystemTime> {

@@ -246,6 +246,8 @@ bucket = "demo-media"
 region = "us-east-1"
 endpoint = "{endpoint}"
 public = true
+# The operator's own page: its script may run with the proxy's origin.
+active_content = "allow"
 [integration.credentials]
 access_key_id = "{key_id}"
 secret_access_key_env = "DEMO_STORE_SECRET"

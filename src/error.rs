@@ -98,6 +98,12 @@ pub enum Error {
     #[error("The upstream store for integration {integration} could not be reached")]
     UpstreamUnreachable { integration: String },
 
+    /// The upstream refused the proxy's own credentials (its code is logged, not shown).
+    #[error(
+        "The upstream store refused the proxy's credentials for integration {integration}. Please try again."
+    )]
+    UpstreamRefusedCredentials { integration: String },
+
     /// The upstream sent no response headers within the configured time.
     #[error(
         "The upstream store for integration {integration} did not answer in time. Please try again."
@@ -141,6 +147,7 @@ impl Error {
             Error::CredentialsUnavailable { .. } => "ServiceUnavailable",
             Error::UpstreamUnreachable { .. } => "BadGateway",
             Error::UpstreamTimeout { .. } => "RequestTimeout",
+            Error::UpstreamRefusedCredentials { .. } => "ServiceUnavailable",
             Error::SlowDown { .. } => "SlowDown",
             Error::UriTooLong { .. } => "RequestURITooLong",
             Error::Internal { .. } => "InternalError",
@@ -171,6 +178,7 @@ impl Error {
             Error::CredentialsUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::UpstreamRefusedCredentials { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -185,7 +193,9 @@ impl Error {
             Error::SlowDown {
                 retry_after_seconds,
             } => Some(*retry_after_seconds),
-            Error::CredentialsUnavailable { .. } | Error::UpstreamTimeout { .. } => Some(5),
+            Error::CredentialsUnavailable { .. }
+            | Error::UpstreamTimeout { .. }
+            | Error::UpstreamRefusedCredentials { .. } => Some(5),
             _ => None,
         };
         let document = format!(

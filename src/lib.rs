@@ -24,6 +24,8 @@
 //! - [`chunked`]: aws-chunked upload bodies, decoded and verified as they stream.
 //! - [`forward`]: the pooled upstream client; bodies stream through here frame by frame.
 //! - [`cors`]: preflights answered by the proxy, CORS headers per integration.
+//! - [`guard`]: ambiguous or publishing headers refused, active content neutralised, upstream
+//!   error documents stripped of signing material.
 //! - [`error`]: the one error type and its S3 XML rendering.
 //!
 //! Around them: [`config`] parses the TOML file once into typed values, [`body`] is the body
@@ -47,6 +49,7 @@ pub mod demo;
 pub mod error;
 pub mod forward;
 pub mod front_door;
+pub mod guard;
 pub mod integration;
 pub mod limits;
 pub mod logging;

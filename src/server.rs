@@ -28,7 +28,7 @@ use crate::config::{Config, Delivery, Integration, Limits};
 use crate::credentials::{CredentialCache, sdk_http_client};
 use crate::error::Error;
 use crate::forward::Upstream;
-use crate::front_door::Clients;
+use crate::front_door::{Caller, Clients};
 use crate::integration::{Integrations, Target};
 use crate::limits::RateLimiter;
 use crate::metrics::{Metrics, method_label};
@@ -175,12 +175,13 @@ impl Proxy {
                     (error.into_response(&request_id, is_head), Some(code))
                 }
             };
-            if let Some(integration) = cors_for {
-                let cors = crate::cors::response_headers(&integration, origin.as_ref());
+            if let Some(integration) = &cors_for {
+                let cors = crate::cors::response_headers(integration, origin.as_ref());
                 for (name, value) in &cors {
                     response.headers_mut().insert(name, value.clone());
                 }
             }
+            crate::guard::protect(response.headers_mut(), cors_for.as_deref());
             let log = RequestLog {
                 request_id,
                 method,
@@ -258,6 +259,7 @@ impl Proxy {
                 limit: limits.max_uri_bytes,
             });
         }
+        crate::guard::check_request_headers(request.headers())?;
         let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
             request
                 .headers()
@@ -313,6 +315,18 @@ impl Proxy {
             _ => self.with_region(state, target).await?,
         };
         let integration = &target.integration;
+        if route.operation.is_write() {
+            crate::guard::check_acl_headers(request.headers(), integration)?;
+        }
+        if route.operation == Operation::GetObject {
+            let presigned = route.query.iter().any(|(n, _)| n == "X-Amz-Signature")
+                || request
+                    .uri()
+                    .query()
+                    .is_some_and(|q| q.contains("X-Amz-Signature="));
+            let browser_reachable = matches!(caller, Caller::Anonymous) || presigned;
+            crate::guard::check_type_override(&route.query, browser_reachable, integration)?;
+        }
         match route.operation {
             Operation::HeadBucket => return Ok(head_bucket(integration)),
             Operation::GetBucketLocation => return Ok(bucket_location(integration)),
@@ -424,8 +438,41 @@ impl Proxy {
         };
         self.metrics
             .upstream_latency(&integration.name, answer.latency);
-        let response = answer.response;
+        let mut response = answer.response;
         seen.upstream_status = Some(response.status().as_u16());
+        let status = response.status();
+        if (status.is_client_error() || status.is_server_error() || status.is_redirection())
+            && status != http::StatusCode::NOT_MODIFIED
+            && route.operation != Operation::HeadObject
+        {
+            let upstream_request_id = response
+                .headers()
+                .get("x-amz-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string();
+            let session_token = credentials.session_token().unwrap_or_default();
+            let mut hidden = vec![
+                target.bucket.as_str(),
+                credentials.access_key_id(),
+                session_token,
+            ];
+            if !integration.prefix.is_empty() {
+                hidden.push(integration.prefix.as_str());
+            }
+            match crate::guard::sanitize_error(response, &hidden).await? {
+                crate::guard::UpstreamError::Clean(clean) => response = clean,
+                crate::guard::UpstreamError::CredentialsRefused { code } => {
+                    tracing::warn!(integration = %integration.name, %code, %upstream_request_id,
+                        "the upstream refused the proxy's credentials; fetching new ones");
+                    state.credentials.invalidate(integration).await;
+                    return Err(Error::UpstreamRefusedCredentials {
+                        integration: integration.name.clone(),
+                    });
+                }
+            }
+            return Ok(response);
+        }
         if response.status().is_success() && names_keys(route.operation) {
             let encoding = if query
                 .iter()

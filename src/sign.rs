@@ -363,6 +363,8 @@ mod tests {
                 access: Access::ReadOnly,
                 public: true,
                 allow_unusual_keys: false,
+                allow_acl_headers: false,
+                active_content: crate::config::ActiveContent::Sandbox,
                 credentials: CredentialSource::DefaultChain,
                 cors_origins: Vec::new(),
                 delivery: Delivery::Stream,

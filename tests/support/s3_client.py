@@ -4,7 +4,7 @@ JSON: {"status", "body"|"length"|"url"} or {"status", "code"} for an S3 error.
 Usage: s3_client.py '{"endpoint": ..., "key": ..., "secret": ..., "style": "path"|"virtual",
                       "op": "get"|"head"|"head_meta"|"put"|"delete"|"copy"|"presign",
                       "bucket": ..., "object": ..., "range": ..., "expires": seconds,
-                      "data": text (latin-1), "metadata": {...},
+                      "data": text (latin-1), "metadata": {...}, "acl": ..., "content_type": ...,
                       "source_bucket": ..., "source_object": ...}'
 """
 
@@ -91,7 +91,14 @@ def main():
             response = s3.head_object(**where)
             out = {"length": response["ContentLength"]}
         elif args["op"] == "put":
-            response = s3.put_object(**where, Body=args["data"].encode("latin-1"), Metadata=args.get("metadata", {}))
+            extra = {}
+            if "acl" in args:
+                extra["ACL"] = args["acl"]
+            if "content_type" in args:
+                extra["ContentType"] = args["content_type"]
+            response = s3.put_object(
+                **where, Body=args["data"].encode("latin-1"), Metadata=args.get("metadata", {}), **extra
+            )
             out = {"etag": response["ETag"]}
         elif args["op"] == "delete":
             response = s3.delete_object(**where)

@@ -1,0 +1,254 @@
+//! What a shared origin must refuse or neutralise, against moto with IAM auth enforced:
+//! upstream error documents reduced to their code, the proxy's refused credentials answered as
+//! the proxy's own error, redirects never followed, ACL headers that would publish objects,
+//! ambiguous `x-amz-*` headers, and tenant HTML that would run script with the proxy's origin.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use http::{Method, StatusCode};
+use serde_json::json;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const WRITER: &str = "AKHARDWRITER";
+const WRITER_SECRET: &str = "hard-writer-secret-91";
+
+async fn boto3_as_writer(proxy: &RunningProxy, op: serde_json::Value) -> serde_json::Value {
+    let mut args = json!({
+        "endpoint": format!("http://127.0.0.1:{}", proxy.address.port()),
+        "key": WRITER, "secret": WRITER_SECRET, "style": "path"
+    });
+    args.as_object_mut()
+        .unwrap()
+        .extend(op.as_object().unwrap().clone());
+    boto3(args).await
+}
+
+/// Tenant A read-only as `acme` (prefix `labelling`), tenant W read-write as `uploads`, both
+/// behind a request counter; a read-write client for `uploads`.
+async fn start(s3: &PassThrough, uploads_extra: &str) -> RunningProxy {
+    let moto = moto();
+    let config = format!(
+        "{}{}{}\n[[client]]\naccess_key_id = \"{WRITER}\"\nsecret_access_key_env = \"WRITER_SECRET\"\nintegrations = [\"uploads\", \"acme\"]\naccess = \"read-write\"\n",
+        sts_section(moto, &moto.endpoint(), ""),
+        role_integration(
+            "acme",
+            &moto.tenant_a,
+            &s3.endpoint(),
+            "path",
+            &moto.tenant_a.external_id,
+            "prefix = \"labelling\""
+        ),
+        role_integration(
+            "uploads",
+            &moto.tenant_w,
+            &s3.endpoint(),
+            "path",
+            &moto.tenant_w.external_id,
+            &format!("access = \"read-write\"\n{uploads_extra}")
+        ),
+    );
+    let mut secrets = secrets(moto);
+    secrets.insert("WRITER_SECRET".into(), WRITER_SECRET.into());
+    start_proxy(&config, &secrets).await
+}
+
+#[tokio::test]
+async fn upstream_errors_keep_their_code_but_not_the_real_bucket_or_prefix() {
+    let moto = moto();
+    let s3 = PassThrough::start(moto.address()).await;
+    let proxy = start(&s3, "").await;
+    let missing = get(&proxy.url("/acme/no-such-key.txt")).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.error_code(), "NoSuchKey");
+    let text = missing.text();
+    assert!(!text.contains(&moto.tenant_a.bucket), "{text}");
+    assert!(!text.contains("labelling/"), "{text}");
+    assert_eq!(missing.headers["x-content-type-options"], "nosniff");
+}
+
+#[tokio::test]
+async fn refused_proxy_credentials_are_the_proxys_own_503_without_signing_material() {
+    let moto = moto();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n{}",
+        static_reader_integration(
+            "acme",
+            &format!("bucket = \"{}\"", moto.tenant_a.bucket),
+            &moto.endpoint()
+        )
+    );
+    let mut secrets = secrets(moto);
+    secrets.insert(
+        "STATIC_READER_SECRET".into(),
+        "not-the-secret-moto-issued".into(),
+    );
+    let proxy = start_proxy(&config, &secrets).await;
+    let refused = get(&proxy.url("/acme/owner.txt")).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.error_code(), "ServiceUnavailable");
+    assert!(refused.headers.contains_key("retry-after"));
+    let text = refused.text();
+    for leaked in [
+        "StringToSign",
+        "CanonicalRequest",
+        "SignatureProvided",
+        moto.static_reader.access_key_id.as_str(),
+    ] {
+        assert!(!text.contains(leaked), "{leaked} in {text}");
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_redirect_is_never_followed() {
+    // A store that redirects every request to another host, which counts what reaches it.
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let elsewhere_address = elsewhere.local_addr().unwrap();
+    let reached = Arc::new(AtomicUsize::new(0));
+    let counter = reached.clone();
+    tokio::spawn(async move {
+        while let Ok((_socket, _)) = elsewhere.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let redirector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirector_address = redirector.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = redirector.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0; 8192];
+                let _ = socket.read(&mut buffer).await;
+                let answer = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{elsewhere_address}/stolen\r\nContent-Length: 0\r\n\r\n"
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let config = format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+[[integration]]
+name = "moved"
+bucket = "moved-bucket"
+region = "us-east-1"
+endpoint = "http://{redirector_address}"
+public = true
+[integration.credentials]
+access_key_id = "AKMOVED"
+secret_access_key_env = "MOVED_SECRET"
+"#
+    );
+    let secrets = std::collections::BTreeMap::from([(
+        "MOVED_SECRET".to_string(),
+        "moved-secret".to_string(),
+    )]);
+    let proxy = start_proxy(&config, &secrets).await;
+    let answer = get(&proxy.url("/moved/key.txt")).await;
+    assert_eq!(answer.status, StatusCode::TEMPORARY_REDIRECT);
+    assert!(!answer.headers.contains_key("location"));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "the redirect was followed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_headers_that_publish_objects_are_refused_before_the_upstream() {
+    let moto = moto();
+    let s3 = PassThrough::start(moto.address()).await;
+    let proxy = start(&s3, "").await;
+    let before = s3.requests();
+    for acl in ["public-read", "public-read-write", "authenticated-read"] {
+        let put = boto3_as_writer(
+            &proxy,
+            json!({"op": "put", "bucket": "uploads", "object": "acl.txt", "data": "x", "acl": acl}),
+        )
+        .await;
+        assert_eq!(put["code"], "AccessDenied", "{acl}: {put}");
+    }
+    assert_eq!(s3.requests(), before, "a refused write reached S3");
+    let owner = boto3_as_writer(
+        &proxy,
+        json!({"op": "put", "bucket": "uploads", "object": "acl.txt", "data": "x", "acl": "bucket-owner-full-control"}),
+    )
+    .await;
+    assert!(owner["etag"].is_string(), "{owner}");
+
+    // An integration that allows them passes them on.
+    let open = start(&s3, "allow_acl_headers = true").await;
+    let public = boto3_as_writer(
+        &open,
+        json!({"op": "put", "bucket": "uploads", "object": "acl.txt", "data": "x", "acl": "public-read"}),
+    )
+    .await;
+    assert!(public["etag"].is_string(), "{public}");
+}
+
+#[tokio::test]
+async fn repeated_or_underscored_amz_headers_are_refused() {
+    let moto = moto();
+    let s3 = PassThrough::start(moto.address()).await;
+    let proxy = start(&s3, "").await;
+    let before = s3.requests();
+    let mut raw = tokio::net::TcpStream::connect(proxy.address).await.unwrap();
+    raw.write_all(
+        b"GET /acme/owner.txt HTTP/1.1\r\nHost: proxy\r\nx-amz-date: a\r\nx-amz-date: b\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    raw.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("<Code>InvalidArgument</Code>"), "{answer}");
+    let underscored = request(
+        Method::GET,
+        &proxy.url("/acme/owner.txt"),
+        &[("x_amz_acl", "public-read")],
+    )
+    .await;
+    assert_eq!(underscored.status, StatusCode::BAD_REQUEST);
+    assert_eq!(s3.requests(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_html_never_runs_script_with_the_proxys_origin() {
+    let moto = moto();
+    let s3 = PassThrough::start(moto.address()).await;
+    let proxy = start(&s3, "public = true").await;
+    let page = "<html><script>document.cookie</script></html>";
+    for (key, content_type) in [("page.html", "text/html"), ("art.svg", "image/svg+xml")] {
+        let put = boto3_as_writer(
+            &proxy,
+            json!({"op": "put", "bucket": "uploads", "object": key, "data": page, "content_type": content_type}),
+        )
+        .await;
+        assert!(put["etag"].is_string(), "{put}");
+        let served = get(&proxy.url(&format!("/uploads/{key}"))).await;
+        assert_eq!(served.status, StatusCode::OK);
+        assert_eq!(
+            served.headers["content-security-policy"], "sandbox",
+            "{key}"
+        );
+        assert_eq!(served.headers["x-content-type-options"], "nosniff");
+    }
+    // Attachment mode makes browsers download it instead.
+    let attaching = start(&s3, "public = true\nactive_content = \"attachment\"").await;
+    let served = get(&attaching.url("/uploads/page.html")).await;
+    assert_eq!(served.headers["content-disposition"], "attachment");
+
+    // A plain text object may not be turned into a page by an anonymous override.
+    let before = s3.requests();
+    let overridden = get(&proxy.url("/uploads/page.html?response-content-type=text%2Fhtml")).await;
+    assert_eq!(overridden.status, StatusCode::FORBIDDEN);
+    assert_eq!(overridden.error_code(), "AccessDenied");
+    assert_eq!(s3.requests(), before);
+    let passive = get(&proxy.url("/uploads/page.html?response-content-type=text%2Fplain")).await;
+    assert_eq!(passive.status, StatusCode::OK);
+}
