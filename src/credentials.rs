@@ -3,14 +3,19 @@
 //! Static keys are used as configured. Assumed-role and default-chain credentials live in a
 //! [moka] cache keyed by the whole identity (role ARN, ExternalId, session name, region), so two
 //! integrations share credentials only when STS would hand them the same ones. An entry is fresh
-//! until `expiry - refresh_before_expiry`; concurrent misses on one key wait for a single STS
-//! call (`try_get_with` coalesces them). When a refresh fails while the previous credentials have
-//! not expired, requests keep using them, and STS is retried with exponential backoff rather than
-//! on every request. Only once they have expired does a request fail with `ServiceUnavailable`.
+//! until `expiry - refresh_before_expiry` (less up to 10% of its fresh time, so that entries
+//! fetched together do not all fall due together). A due entry whose credentials are still valid
+//! keeps serving while one background task refreshes it: no request waits for STS then. When
+//! that refresh fails, it is retried with jittered exponential backoff. Only a cold or expired
+//! entry makes requests wait, and concurrent ones share a single STS call (`try_get_with`
+//! coalesces them); a failed cold fetch is remembered for its backoff, so a broken integration
+//! (a wrong ExternalId) costs STS one call per backoff period whatever its traffic, and no other
+//! integration is affected. Requests never sign with credentials within seconds of expiry: they
+//! get `503 ServiceUnavailable` with `Retry-After` instead.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -30,6 +35,8 @@ const UNEXPIRING_REFRESH: Duration = Duration::from_secs(15 * 60);
 const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A broken identity is retried at least this often, so a fixed role recovers quickly.
+const MAX_COLD_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The identity a cache entry belongs to: everything that makes STS answer differently.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -43,11 +50,20 @@ enum CredentialKey {
     DefaultChain,
 }
 
-/// What the last successful fetch returned, kept to ride out an STS outage.
+/// What the last successful fetch returned, kept to serve while a refresh runs or STS is down.
 struct LastGood {
     credentials: Credentials,
     /// No STS call before this instant (backoff after a failure).
     retry_at: Option<Instant>,
+    backoff: Duration,
+    /// A background refresh is running.
+    refreshing: bool,
+}
+
+/// A failed cold fetch, remembered so a broken identity does not cost an STS call a request.
+struct ColdFailure {
+    until: Instant,
+    reason: String,
     backoff: Duration,
 }
 
@@ -55,6 +71,7 @@ struct LastGood {
 pub struct CredentialCache {
     fresh: Cache<CredentialKey, Credentials>,
     last_good: Mutex<HashMap<CredentialKey, LastGood>>,
+    cold_failures: Mutex<HashMap<CredentialKey, ColdFailure>>,
     sts: StsConfig,
     http_client: SharedHttpClient,
     sts_clients: Mutex<HashMap<String, aws_sdk_sts::Client>>,
@@ -85,13 +102,14 @@ impl Expiry<CredentialKey, Credentials> for RefreshPolicy {
         credentials: &Credentials,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(match credentials.expiry() {
+        let fresh_for = match credentials.expiry() {
             Some(expiry) => expiry
                 .duration_since(SystemTime::now())
                 .unwrap_or_default()
                 .saturating_sub(self.refresh_before_expiry),
             None => UNEXPIRING_REFRESH,
-        })
+        };
+        Some(fresh_for.mul_f64(1.0 - 0.1 * jitter()))
     }
 }
 
@@ -106,6 +124,7 @@ impl CredentialCache {
         CredentialCache {
             fresh,
             last_good: Mutex::new(HashMap::new()),
+            cold_failures: Mutex::new(HashMap::new()),
             sts,
             http_client,
             sts_clients: Mutex::new(HashMap::new()),
@@ -139,7 +158,10 @@ impl CredentialCache {
     }
 
     /// The credentials to sign this integration's next upstream request with.
-    pub async fn credentials(&self, integration: &Integration) -> Result<Credentials, Error> {
+    pub async fn credentials(
+        self: &Arc<Self>,
+        integration: &Integration,
+    ) -> Result<Credentials, Error> {
         let Some(key) = credential_key(integration) else {
             if let CredentialSource::Static(keys) = &integration.credentials {
                 return Ok(static_credentials(keys));
@@ -152,34 +174,104 @@ impl CredentialCache {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(credentials);
         }
-        if let Some(credentials) = self.usable_during_backoff(&key) {
+        // Due: valid previous credentials serve while a background task refreshes them.
+        if let Some(previous) = self.still_usable(&key) {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(credentials);
+            self.refresh_in_background(&key, &integration.name);
+            return Ok(previous);
         }
-        let fetched = self
+        let unavailable = |reason: String| Error::CredentialsUnavailable {
+            integration: integration.name.clone(),
+            reason,
+        };
+        if let Some(reason) = self.recent_cold_failure(&key) {
+            return Err(unavailable(reason));
+        }
+        // Cold or expired: this request waits, and concurrent ones share the call.
+        match self
             .fresh
             .try_get_with(key.clone(), self.fetch_and_remember(&key))
-            .await;
-        match fetched {
+            .await
+        {
             Ok(credentials) => Ok(credentials),
-            Err(reason) => match self.fall_back(&key) {
-                Some(credentials) => {
-                    tracing::warn!(
-                        integration = %integration.name,
-                        %reason,
-                        "credential refresh failed; using the previous credentials until they expire"
-                    );
-                    Ok(credentials)
-                }
-                None => {
-                    tracing::warn!(integration = %integration.name, %reason, "no credentials");
-                    Err(Error::CredentialsUnavailable {
-                        integration: integration.name.clone(),
-                        reason: reason.to_string(),
-                    })
-                }
-            },
+            Err(reason) => {
+                tracing::warn!(integration = %integration.name, %reason, "no credentials");
+                self.remember_cold_failure(&key, &reason);
+                Err(unavailable(reason.to_string()))
+            }
         }
+    }
+
+    /// Starts one refresh of a due entry, unless one is running or the backoff forbids it.
+    fn refresh_in_background(self: &Arc<Self>, key: &CredentialKey, integration: &str) {
+        {
+            let Ok(mut last_good) = self.last_good.lock() else {
+                return;
+            };
+            let Some(entry) = last_good.get_mut(key) else {
+                return;
+            };
+            if entry.refreshing || entry.retry_at.is_some_and(|at| Instant::now() < at) {
+                return;
+            }
+            entry.refreshing = true;
+        }
+        let cache = self.clone();
+        let key = key.clone();
+        let integration = integration.to_string();
+        tokio::spawn(async move {
+            let result = cache
+                .fresh
+                .try_get_with(key.clone(), cache.fetch_and_remember(&key))
+                .await;
+            let Ok(mut last_good) = cache.last_good.lock() else {
+                return;
+            };
+            if let Some(entry) = last_good.get_mut(&key) {
+                entry.refreshing = false;
+                if let Err(reason) = result {
+                    let wait = entry.backoff.mul_f64(0.5 + 0.5 * jitter());
+                    entry.retry_at = Some(Instant::now() + wait);
+                    entry.backoff = (entry.backoff * 2).min(MAX_BACKOFF);
+                    tracing::warn!(
+                        %integration,
+                        %reason,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "credential refresh failed; serving the previous credentials until they expire"
+                    );
+                }
+            }
+        });
+    }
+
+    /// The previous credentials, if they are still safe to sign with.
+    fn still_usable(&self, key: &CredentialKey) -> Option<Credentials> {
+        let last_good = self.last_good.lock().ok()?;
+        let entry = last_good.get(key)?;
+        still_valid(&entry.credentials).then(|| entry.credentials.clone())
+    }
+
+    fn recent_cold_failure(&self, key: &CredentialKey) -> Option<String> {
+        let failures = self.cold_failures.lock().ok()?;
+        let failure = failures.get(key)?;
+        (Instant::now() < failure.until).then(|| failure.reason.clone())
+    }
+
+    fn remember_cold_failure(&self, key: &CredentialKey, reason: &str) {
+        let Ok(mut failures) = self.cold_failures.lock() else {
+            return;
+        };
+        let backoff = failures
+            .get(key)
+            .map_or(FIRST_BACKOFF, |f| (f.backoff * 2).min(MAX_COLD_BACKOFF));
+        failures.insert(
+            key.clone(),
+            ColdFailure {
+                until: Instant::now() + backoff.mul_f64(0.5 + 0.5 * jitter()),
+                reason: reason.to_string(),
+                backoff,
+            },
+        );
     }
 
     /// One fetch per miss; the result is remembered for outages.
@@ -195,8 +287,12 @@ impl CredentialCache {
                     credentials: credentials.clone(),
                     retry_at: None,
                     backoff: FIRST_BACKOFF,
+                    refreshing: false,
                 },
             );
+        }
+        if let Ok(mut failures) = self.cold_failures.lock() {
+            failures.remove(key);
         }
         Ok(credentials)
     }
@@ -249,26 +345,6 @@ impl CredentialCache {
                     "the proxy's own AWS identity could not be loaded".to_string()
                 }),
         }
-    }
-
-    /// While a failed refresh is backing off, the previous credentials serve without a new call.
-    fn usable_during_backoff(&self, key: &CredentialKey) -> Option<Credentials> {
-        let last_good = self.last_good.lock().ok()?;
-        let entry = last_good.get(key)?;
-        let backing_off = entry.retry_at.is_some_and(|at| Instant::now() < at);
-        (backing_off && still_valid(&entry.credentials)).then(|| entry.credentials.clone())
-    }
-
-    /// After a failed refresh: the previous credentials if they are still valid, and a longer
-    /// wait before the next STS call.
-    fn fall_back(&self, key: &CredentialKey) -> Option<Credentials> {
-        let mut last_good = self.last_good.lock().ok()?;
-        let entry = last_good.get_mut(key)?;
-        if entry.retry_at.is_none_or(|at| Instant::now() >= at) {
-            entry.retry_at = Some(Instant::now() + entry.backoff);
-            entry.backoff = (entry.backoff * 2).min(MAX_BACKOFF);
-        }
-        still_valid(&entry.credentials).then(|| entry.credentials.clone())
     }
 
     async fn sts_client(&self, region: &str) -> Result<aws_sdk_sts::Client, String> {
@@ -369,6 +445,19 @@ fn sts_failure<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> St
         SdkError::ResponseError(_) => "STS sent a response that could not be read".to_string(),
         _ => "STS AssumeRole failed".to_string(),
     }
+}
+
+/// A number in [0, 1), different on every call: enough randomness to spread refreshes.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn still_valid(credentials: &Credentials) -> bool {
