@@ -1,0 +1,224 @@
+//! Faults no real server can be told to produce, injected by hand-written servers: an upstream
+//! that resets mid-body or before its headers, and a client that gives up halfway through an
+//! upload (against s3s-fs, which verifies signatures and stores objects on disk).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use s3_signing_proxy::demo::EmbeddedStore;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A store that reads a request head, writes `answer`, then resets the connection.
+async fn resetting_store(answer: Vec<u8>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut head = vec![0; 16 * 1024];
+                let _ = socket.read(&mut head).await;
+                let _ = socket.write_all(&answer).await;
+                let _ = socket.flush().await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                // RST instead of FIN: the peer sees a reset, not a clean close.
+                let _ = socket.set_zero_linger();
+                drop(socket);
+            });
+        }
+    });
+    address
+}
+
+async fn proxy_for(store: SocketAddr) -> RunningProxy {
+    let config = format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+[[integration]]
+name = "faulty"
+bucket = "faulty-bucket"
+region = "us-east-1"
+endpoint = "http://{store}"
+public = true
+[integration.credentials]
+access_key_id = "AKFAULT"
+secret_access_key_env = "FAULT_SECRET"
+"#
+    );
+    let secrets = std::collections::BTreeMap::from([(
+        "FAULT_SECRET".to_string(),
+        "fault-secret".to_string(),
+    )]);
+    start_proxy(&config, &secrets).await
+}
+
+/// GETs `url`; the status and whether the body ended cleanly.
+async fn fetch_to_end(url: &str) -> (StatusCode, usize, bool) {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let response = client
+        .request(Request::get(url).body(Empty::new()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let mut body = response.into_body();
+    let mut received = 0;
+    loop {
+        match body.frame().await {
+            None => return (status, received, true),
+            Some(Err(_)) => return (status, received, false),
+            Some(Ok(frame)) => received += frame.data_ref().map_or(0, |d| d.len()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_reset_mid_body_aborts_the_clients_transfer() {
+    let mut sized = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
+    sized.extend(std::iter::repeat_n(b'x', 1000));
+    let mut chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n".to_vec();
+    chunked.extend(std::iter::repeat_n(b'y', 1000));
+    chunked.extend(b"\r\n");
+    for (kind, answer) in [("content-length", sized), ("chunked", chunked)] {
+        let proxy = proxy_for(resetting_store(answer).await).await;
+        let (status, received, clean) = fetch_to_end(&proxy.url("/faulty/key.bin")).await;
+        assert_eq!(status, StatusCode::OK, "{kind}");
+        assert!(
+            !clean,
+            "{kind}: a reset upstream looked like a complete body"
+        );
+        assert!(received <= 1000, "{kind}: {received}");
+        // The proxy keeps serving.
+        assert_eq!(
+            get(&proxy.url("/nobody/x")).await.error_code(),
+            "NoSuchBucket"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_reset_before_headers_is_502() {
+    let proxy = proxy_for(resetting_store(Vec::new()).await).await;
+    let fetched = get(&proxy.url("/faulty/key.bin")).await;
+    assert_eq!(fetched.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(fetched.error_code(), "BadGateway");
+}
+
+const UPLOADER: &str = "AKUPLOADER";
+const UPLOADER_SECRET: &str = "uploader-secret-0af3";
+
+/// Sends a client-signed PUT of `size` bytes, but only `sent` of them before hanging up (all
+/// of them when `sent == size`); returns the status line when the upload completed.
+async fn upload(proxy: SocketAddr, key: &str, size: usize, sent: usize) -> Option<String> {
+    let mut request = Request::builder()
+        .method(Method::PUT)
+        .uri(format!("http://{proxy}/media/{key}"))
+        .header(header::HOST, proxy.to_string())
+        .header(header::CONTENT_LENGTH, size)
+        .body(())
+        .unwrap();
+    let credentials =
+        aws_credential_types::Credentials::new(UPLOADER, UPLOADER_SECRET, None, None, "test");
+    s3_signing_proxy::sign::sign_request(
+        &mut request,
+        &credentials,
+        "us-east-1",
+        SystemTime::now(),
+    )
+    .unwrap();
+    let mut head = format!("PUT /media/{key} HTTP/1.1\r\n");
+    for (name, value) in request.headers() {
+        head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+    }
+    head.push_str("\r\n");
+    let mut socket = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b'u'; 64 * 1024];
+    let mut written = 0;
+    while written < sent {
+        let n = chunk.len().min(sent - written);
+        socket.write_all(&chunk[..n]).await.unwrap();
+        written += n;
+    }
+    if sent < size {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        socket.set_zero_linger().unwrap();
+        return None;
+    }
+    let mut answer = vec![0; 1024];
+    let n = socket.read(&mut answer).await.unwrap();
+    Some(
+        String::from_utf8_lossy(&answer[..n])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_abandoning_an_upload_leaves_no_object() {
+    let dir = TempDir::new("faults-upload");
+    let root = dir.0.join("store");
+    std::fs::create_dir_all(root.join("media")).unwrap();
+    let store = EmbeddedStore::start(&root, None, None).await.unwrap();
+    let config = format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+[[integration]]
+name = "media"
+bucket = "media"
+region = "us-east-1"
+endpoint = "{endpoint}"
+access = "read-write"
+[integration.credentials]
+access_key_id = "{key}"
+secret_access_key_env = "STORE_SECRET"
+[[client]]
+access_key_id = "{UPLOADER}"
+secret_access_key_env = "UPLOADER_SECRET"
+integrations = ["media"]
+access = "read-write"
+"#,
+        endpoint = store.endpoint(),
+        key = store.access_key_id,
+    );
+    let secrets = std::collections::BTreeMap::from([
+        ("STORE_SECRET".to_string(), store.secret_access_key.clone()),
+        ("UPLOADER_SECRET".to_string(), UPLOADER_SECRET.to_string()),
+    ]);
+    let proxy = start_proxy(&config, &secrets).await;
+    let size = 4 << 20;
+
+    // The control: a whole upload lands.
+    let status = upload(proxy.address, "whole.bin", size, size)
+        .await
+        .unwrap();
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(
+        std::fs::metadata(root.join("media/whole.bin"))
+            .unwrap()
+            .len(),
+        size as u64
+    );
+
+    // Half an upload, then the client hangs up: nothing is stored.
+    assert!(
+        upload(proxy.address, "half.bin", size, size / 2)
+            .await
+            .is_none()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !root.join("media/half.bin").exists(),
+        "a partial object was stored"
+    );
+}
