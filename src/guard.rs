@@ -15,6 +15,51 @@ use crate::rewrite::MAX_DOCUMENT;
 /// send); every other `x-amz-acl` needs `allow_acl_headers`.
 const PRIVATE_ACLS: &[&str] = &["private", "bucket-owner-read", "bucket-owner-full-control"];
 
+/// Refuses request shapes used for smuggling or to aim the proxy elsewhere, whatever the
+/// HTTP parser let through: an absolute-form target over HTTP/1 (the upstream comes only from
+/// the config), both `Content-Length` and `Transfer-Encoding`, repeated `Content-Length`, any
+/// transfer coding but a single `chunked`, and a body on a method that takes none.
+pub fn check_request_shape<B>(request: &http::Request<B>) -> Result<(), Error> {
+    let refuse = |reason: &str| {
+        Err(Error::InvalidRequest {
+            reason: reason.to_string(),
+        })
+    };
+    if request.version() <= http::Version::HTTP_11 && request.uri().scheme().is_some() {
+        return refuse("absolute-form request targets are not served");
+    }
+    let headers = request.headers();
+    let lengths = headers.get_all(header::CONTENT_LENGTH).iter().count();
+    let codings: Vec<&HeaderValue> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
+    if lengths > 1 {
+        return refuse("Content-Length is repeated");
+    }
+    let bodiless = matches!(
+        *request.method(),
+        http::Method::GET | http::Method::HEAD | http::Method::DELETE | http::Method::OPTIONS
+    );
+    let declared_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() != "0");
+    if bodiless && (!codings.is_empty() || declared_length) {
+        return refuse("this method takes no request body");
+    }
+    if !codings.is_empty() {
+        if lengths > 0 {
+            return refuse("Content-Length and Transfer-Encoding together");
+        }
+        let only_chunked = codings.len() == 1
+            && codings[0]
+                .to_str()
+                .is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+        if !only_chunked {
+            return refuse("the only transfer coding served is a single chunked");
+        }
+    }
+    Ok(())
+}
+
 /// Refuses `x_amz_*` header names (some servers fold `_` into `-`, making two spellings of one
 /// header) and repeated `x-amz-*` headers (which value would count is ambiguous).
 pub fn check_request_headers(headers: &HeaderMap) -> Result<(), Error> {

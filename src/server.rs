@@ -172,7 +172,17 @@ impl Proxy {
                         tracing::debug!(code = error.code(), %error, "request refused");
                     }
                     let code = error.code();
-                    (error.into_response(&request_id, is_head), Some(code))
+                    // A refused request shape may hide a second request in its body: whatever
+                    // follows on this connection is not read.
+                    let close = matches!(error, Error::InvalidRequest { .. });
+                    let mut response = error.into_response(&request_id, is_head);
+                    if close {
+                        response.headers_mut().insert(
+                            header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
+                    }
+                    (response, Some(code))
                 }
             };
             if let Some(integration) = &cors_for {
@@ -259,6 +269,7 @@ impl Proxy {
                 limit: limits.max_uri_bytes,
             });
         }
+        crate::guard::check_request_shape(&request)?;
         crate::guard::check_request_headers(request.headers())?;
         let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
             request
