@@ -92,6 +92,9 @@ fn start_proxy(work: &Path, store_port: u16, port: u16) -> Killed {
         r#"
 [server]
 listen = "127.0.0.1:{port}"
+[server.limits]
+# One client hammering on purpose: no rate limit here.
+rate_limit = 0
 [[integration]]
 name = "bench"
 bucket = "bench-bucket"

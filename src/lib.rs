@@ -49,6 +49,7 @@ pub mod demo;
 pub mod error;
 pub mod forward;
 pub mod front_door;
+pub mod fuzzing;
 pub mod guard;
 pub mod integration;
 pub mod limits;

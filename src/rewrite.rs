@@ -139,7 +139,7 @@ fn map_elements(
 }
 
 /// Undoes XML escaping: the five entities and numeric character references.
-fn xml_unescape(text: &str) -> Result<String, Error> {
+pub fn xml_unescape(text: &str) -> Result<String, Error> {
     let malformed = || Error::MalformedXML;
     let mut out = String::with_capacity(text.len());
     let mut rest = text;

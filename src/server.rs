@@ -177,10 +177,9 @@ impl Proxy {
                     let close = matches!(error, Error::InvalidRequest { .. });
                     let mut response = error.into_response(&request_id, is_head);
                     if close {
-                        response.headers_mut().insert(
-                            header::CONNECTION,
-                            http::HeaderValue::from_static("close"),
-                        );
+                        response
+                            .headers_mut()
+                            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
                     }
                     (response, Some(code))
                 }

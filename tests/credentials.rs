@@ -229,8 +229,11 @@ async fn sts_faults_while_credentials_are_valid_never_delay_a_request() {
             let started = std::time::Instant::now();
             let fetched = get(&url).await;
             assert_eq!(fetched.status, StatusCode::OK, "{}", fetched.text());
+            // A hanging STS holds a waiting request for 5 s (the SDK's attempt timeout): a
+            // request served from the previous credentials takes milliseconds. The bound is
+            // loose because the 1,000-request test may share the cores.
             assert!(
-                started.elapsed() < Duration::from_millis(800),
+                started.elapsed() < Duration::from_secs(3),
                 "a request waited {:?} for STS",
                 started.elapsed()
             );

@@ -1,0 +1,270 @@
+//! Entry points for the fuzz targets in `fuzz/`, and for replaying their corpora as regression
+//! tests (`tests/fuzz_corpus.rs`). Each takes arbitrary bytes, drives one parser of untrusted
+//! input, and panics only when an invariant breaks — never on bad input, which must come back
+//! as an `Err`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+use crate::config::{
+    Access, ActiveContent, Addressing, Buckets, ClientConfig, CredentialSource, Delivery,
+    Integration, Secret,
+};
+use crate::front_door::Clients;
+use crate::integration::Integrations;
+use crate::rewrite::KeyEncoding;
+
+/// The prefix every fuzzed integration jails keys under.
+pub const PREFIX: &str = "tenant/";
+
+fn integration() -> Arc<Integration> {
+    Arc::new(Integration {
+        name: "acme".to_string(),
+        buckets: Buckets::Scoped("acme-bucket".to_string()),
+        prefix: PREFIX.to_string(),
+        region: "us-east-1".to_string(),
+        endpoint: None,
+        ca_file: None,
+        addressing: Addressing::VirtualHost,
+        access: Access::ReadWrite,
+        public: true,
+        allow_unusual_keys: false,
+        allow_acl_headers: false,
+        active_content: ActiveContent::Sandbox,
+        credentials: CredentialSource::DefaultChain,
+        cors_origins: Vec::new(),
+        delivery: Delivery::Stream,
+    })
+}
+
+/// Splits fuzz input into up to `n` fields at `\n`.
+fn fields(data: &[u8], n: usize) -> Vec<String> {
+    let text = String::from_utf8_lossy(data);
+    let mut parts: Vec<String> = text.splitn(n, '\n').map(str::to_string).collect();
+    parts.resize(n, String::new());
+    parts
+}
+
+/// Routing and jailing: `method \n host \n path \n query`. Whatever is routed must resolve to
+/// an upstream key that starts with the prefix (its `/` included), and the key on the wire must
+/// decode to exactly the key that was checked.
+pub fn route_and_jail(data: &[u8]) {
+    let parts = fields(data, 4);
+    let method = Method::from_bytes(parts[0].as_bytes()).unwrap_or(Method::GET);
+    let host = (!parts[1].is_empty()).then_some(parts[1].as_str());
+    let query = (!parts[3].is_empty()).then_some(parts[3].as_str());
+    let Ok(route) = crate::route::route(
+        &method,
+        host,
+        &parts[2],
+        query,
+        Some("media.example.com"),
+        false,
+    ) else {
+        return;
+    };
+    let integrations = Integrations::new(&[integration()]);
+    let integration = integration();
+    if route.key.is_empty() {
+        return;
+    }
+    let Ok(upstream) = integrations.upstream_key(&integration, &route.key) else {
+        return;
+    };
+    assert!(
+        upstream.starts_with(PREFIX),
+        "upstream key {upstream:?} escapes the prefix"
+    );
+    assert_eq!(&upstream[PREFIX.len()..], route.key, "the key changed");
+    assert!(
+        !upstream.chars().any(char::is_control),
+        "a control character reached the upstream key"
+    );
+    let wire = crate::sign::encode_key(&upstream);
+    assert!(
+        wire.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~/%".contains(&b)),
+        "unencoded byte on the wire: {wire:?}"
+    );
+    let decoded = percent_encoding::percent_decode_str(&wire).collect::<Vec<u8>>();
+    assert_eq!(
+        decoded,
+        upstream.as_bytes(),
+        "the wire key decodes differently"
+    );
+}
+
+const CLIENT_KEY: &str = "AKFUZZCLIENT";
+const CLIENT_SECRET: &str = "fuzz-client-secret";
+
+/// The SigV4 verifier: `path?query \n header: value \n …` (an `Authorization` header or
+/// presigned `X-Amz-*` parameters). Garbage must be refused, never accepted as the client.
+pub fn verify_signature(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.split('\n');
+    let target = lines.next().unwrap_or("/");
+    let Ok(uri) = format!(
+        "http://proxy.example{}",
+        if target.starts_with('/') {
+            target.to_string()
+        } else {
+            format!("/{target}")
+        }
+    )
+    .parse::<http::Uri>() else {
+        return;
+    };
+    let mut headers = HeaderMap::new();
+    for line in lines.take(32) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.trim().as_bytes()),
+            HeaderValue::from_str(value.trim()),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    let clients = Clients::new(&[ClientConfig {
+        access_key_id: CLIENT_KEY.to_string(),
+        secret_access_key: Secret::new(CLIENT_SECRET),
+        bindings: vec![("acme".to_string(), None)],
+        access: Access::ReadOnly,
+    }]);
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    if let Ok((crate::front_door::Caller::Client(client), _)) =
+        clients.identify(&Method::GET, &uri, &headers, now)
+    {
+        // Only a real signature with the real secret gets here: random input must not.
+        let signed = headers.contains_key(http::header::AUTHORIZATION)
+            || uri.query().is_some_and(|q| q.contains("X-Amz-Signature="));
+        assert!(
+            signed,
+            "accepted {} without a signature",
+            client.access_key_id
+        );
+    }
+}
+
+/// The aws-chunked decoder: the input is the body of an unsigned-trailer upload whose decoded
+/// length is its first byte. It must never yield more bytes than declared, nor finish cleanly
+/// with fewer.
+pub fn decode_chunked(data: &[u8]) {
+    let Some((&declared, body)) = data.split_first() else {
+        return;
+    };
+    let declared = u64::from(declared);
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().build() else {
+        return;
+    };
+    runtime.block_on(async {
+        use http_body_util::BodyExt;
+        // Feed the body in uneven frames, as a network would.
+        let mut frames = Vec::new();
+        let mut rest = body;
+        let mut size = 1;
+        while !rest.is_empty() {
+            let n = size.min(rest.len());
+            frames.push(Ok::<_, crate::body::BoxError>(http_body::Frame::data(
+                Bytes::copy_from_slice(&rest[..n]),
+            )));
+            rest = &rest[n..];
+            size = size * 3 % 17 + 1;
+        }
+        let stream = Frames(frames.into());
+        let verdict: crate::chunked::Verdict = Default::default();
+        let Ok(decoder) = crate::chunked::AwsChunked::new(
+            crate::body::stream(stream),
+            None,
+            Some("x-amz-checksum-crc32"),
+            declared,
+            verdict,
+        ) else {
+            return;
+        };
+        let mut body = crate::body::stream(decoder);
+        let mut decoded = 0u64;
+        let mut clean = true;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => decoded += frame.data_ref().map_or(0, |d| d.len() as u64),
+                Err(_) => {
+                    clean = false;
+                    break;
+                }
+            }
+        }
+        assert!(decoded <= declared, "decoded {decoded} of {declared} bytes");
+        if clean {
+            assert_eq!(decoded, declared, "a short body ended cleanly");
+        }
+    });
+}
+
+/// A body of ready frames, as a network would deliver them.
+struct Frames(std::collections::VecDeque<Result<http_body::Frame<Bytes>, crate::body::BoxError>>);
+
+impl http_body::Body for Frames {
+    type Data = Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front())
+    }
+}
+
+/// The text of every `<name>…</name>` element, in order.
+fn elements(document: &str, name: &str) -> Vec<String> {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    let mut found = Vec::new();
+    let mut rest = document;
+    while let Some(start) = rest.find(&open) {
+        let after = &rest[start + open.len()..];
+        let Some(end) = after.find(&close) else {
+            break;
+        };
+        found.push(after[..end].to_string());
+        rest = &after[end + close.len()..];
+    }
+    found
+}
+
+/// The listing rewriter: whatever document the upstream sends, a rewritten answer has exactly
+/// its keys, each with the prefix taken off (a key outside the prefix fails the whole answer),
+/// and the logical bucket name in place of the real one.
+pub fn rewrite_listing(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let Ok(rewritten) = crate::rewrite::response(&text, PREFIX, "logical", KeyEncoding::Plain, &[])
+    else {
+        return;
+    };
+    let before = elements(&text, "Key");
+    let after = elements(&rewritten, "Key");
+    assert_eq!(before.len(), after.len(), "keys were added or lost");
+    for (upstream, client) in before.iter().zip(&after) {
+        let (Ok(upstream), Ok(client)) = (
+            crate::rewrite::xml_unescape(upstream),
+            crate::rewrite::xml_unescape(client),
+        ) else {
+            panic!("a rewritten key is not well-formed XML text: {client:?}");
+        };
+        if upstream.is_empty() {
+            continue;
+        }
+        assert_eq!(
+            upstream,
+            format!("{PREFIX}{client}"),
+            "a key was not just unprefixed"
+        );
+    }
+    for name in elements(&rewritten, "Name") {
+        assert_eq!(name, "logical", "the real bucket name survived");
+    }
+}
