@@ -385,3 +385,113 @@ pub fn render(rows: &[Row]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderMap, HeaderValue, StatusCode};
+
+    fn integration(region: &str) -> Integration {
+        Integration {
+            name: "acme".to_string(),
+            buckets: Buckets::Scoped("acme-media".to_string()),
+            prefix: "labelling/".to_string(),
+            region: region.to_string(),
+            endpoint: None,
+            ca_file: None,
+            addressing: crate::config::Addressing::VirtualHost,
+            access: Access::ReadWrite,
+            public: false,
+            allow_unusual_keys: false,
+            allow_acl_headers: false,
+            active_content: crate::config::ActiveContent::Sandbox,
+            credentials: crate::config::CredentialSource::DefaultChain,
+            cors_origins: Vec::new(),
+            delivery: crate::config::Delivery::Stream,
+        }
+    }
+
+    fn answer(status: u16, region: Option<&str>, body: &str) -> Result<ProbeAnswer, Error> {
+        let mut headers = HeaderMap::new();
+        if let Some(region) = region {
+            headers.insert(
+                "x-amz-bucket-region",
+                HeaderValue::from_str(region).expect("header"),
+            );
+        }
+        Ok(ProbeAnswer {
+            status: StatusCode::from_u16(status).expect("status"),
+            headers,
+            body: Bytes::from(body.to_string()),
+        })
+    }
+
+    #[test]
+    fn a_bucket_in_another_region_names_the_right_one() {
+        let hint = verdict(
+            &answer(301, Some("eu-west-1"), ""),
+            &integration("us-east-1"),
+            "acme-media",
+            "s3:ListBucket",
+        )
+        .expect_err("fails");
+        assert!(hint.contains("set region = \"eu-west-1\""), "{hint}");
+    }
+
+    #[test]
+    fn access_denied_names_the_permission_and_the_exact_resource() {
+        let body = "<Error><Code>AccessDenied</Code></Error>";
+        let list = verdict(
+            &answer(403, None, body),
+            &integration("us-east-1"),
+            "acme-media",
+            "s3:ListBucket",
+        )
+        .expect_err("fails");
+        assert!(
+            list.contains("s3:ListBucket on arn:aws:s3:::acme-media;"),
+            "{list}"
+        );
+        let put = verdict(
+            &answer(403, None, body),
+            &integration("us-east-1"),
+            "acme-media",
+            "s3:PutObject",
+        )
+        .expect_err("fails");
+        assert!(
+            put.contains("s3:PutObject on arn:aws:s3:::acme-media/labelling/*"),
+            "{put}"
+        );
+    }
+
+    #[test]
+    fn success_passes_and_the_report_counts_failures() {
+        assert!(
+            verdict(
+                &answer(200, Some("us-east-1"), ""),
+                &integration("us-east-1"),
+                "acme-media",
+                "s3:ListBucket"
+            )
+            .is_ok()
+        );
+        let rows = vec![
+            Row {
+                integration: "acme".to_string(),
+                step: "list",
+                ok: Some(true),
+                detail: "keys present".to_string(),
+            },
+            Row {
+                integration: "acme".to_string(),
+                step: "put",
+                ok: Some(false),
+                detail: "AccessDenied".to_string(),
+            },
+        ];
+        let report = render(&rows);
+        assert!(report.contains("FAILED"), "{report}");
+        assert!(report.contains("1 check(s) failed"), "{report}");
+    }
+}
