@@ -97,19 +97,31 @@ async fn readyz_names_failing_integrations_and_reloads_take_effect() {
         &moto.tenant_a.external_id,
         "",
     );
+    let sts_calls = |metrics: &str| metric(metrics, "s3sp_sts_calls_total").unwrap();
+    let calls_before = sts_calls(&get(&proxy.admin_url("/metrics")).await.text());
     proxy.rewrite_config(&acme_with_admin(&added));
-    let ready = wait_for(&proxy.admin_url("/readyz"), Duration::from_secs(15), |f| {
-        f.status == StatusCode::OK
-    })
+    // Polling the new integration (not /readyz, which would ask STS about `wrong` again until
+    // the reload lands) shows the reload: acme-too is acme's identity, so its credentials
+    // come from the cache the reload kept.
+    let added_ok = wait_for(
+        &proxy.url("/acme-too/owner.txt"),
+        Duration::from_secs(15),
+        |f| f.status == StatusCode::OK,
+    )
     .await;
+    assert_eq!(added_ok.status, StatusCode::OK, "{}", added_ok.text());
+    assert_eq!(added_ok.text(), "tenant a\n");
+    let calls_after = sts_calls(&get(&proxy.admin_url("/metrics")).await.text());
+    assert_eq!(
+        calls_after, calls_before,
+        "the reload dropped cached credentials"
+    );
+    let ready = get(&proxy.admin_url("/readyz")).await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
     assert_eq!(
         get(&proxy.url("/wrong/owner.txt")).await.error_code(),
         "NoSuchBucket"
     );
-    let fetched = get(&proxy.url("/acme-too/owner.txt")).await;
-    assert_eq!(fetched.status, StatusCode::OK);
-    assert_eq!(fetched.text(), "tenant a\n");
 
     // An invalid config on SIGHUP is refused; the previous one keeps serving.
     proxy.rewrite_config("[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n[[integration]]\nname = \"broken\"\n");
