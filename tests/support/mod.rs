@@ -252,7 +252,58 @@ impl Drop for RunningProxy {
     }
 }
 
+/// Where every test binary writes the proxy's TRACE log and the secrets it used, for
+/// `scripts/test` to grep the one for the other after the whole suite ran.
+pub fn test_logs() -> PathBuf {
+    let dir = repo_root().join("target/test-logs");
+    std::fs::create_dir_all(&dir).expect("target/test-logs");
+    dir
+}
+
+fn test_binary() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "tests".to_string())
+}
+
+/// Records secrets this run handed to a proxy: none may appear in any log or output.
+pub fn register_secrets<'a>(secrets: impl IntoIterator<Item = &'a String>) {
+    use std::io::Write;
+    let path = test_logs().join(format!("{}-{}.secrets", test_binary(), std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("secrets file");
+    for secret in secrets {
+        // Short values would match by chance; every test secret is longer.
+        if secret.len() >= 12 {
+            writeln!(file, "{secret}").expect("secret recorded");
+        }
+    }
+}
+
+/// Sends in-process proxies' logs, at TRACE for the proxy and the AWS SDK, to a file.
+fn trace_to_file() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let path = test_logs().join(format!("{}-{}.log", test_binary(), std::process::id()));
+        let file = std::fs::File::create(path).expect("log file");
+        let filter = tracing_subscriber::EnvFilter::new(
+            "trace,hyper=info,hyper_util=info,h2=info,rustls=info,tokio=info,runtime=info,moka=info",
+        );
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .try_init();
+    });
+}
+
 pub async fn start_proxy(config_text: &str, secrets: &BTreeMap<String, String>) -> RunningProxy {
+    trace_to_file();
+    register_secrets(secrets.values());
     let config = Config::parse(config_text, "test config", secrets)
         .unwrap_or_else(|e| panic!("{e}\n{config_text}"));
     start_proxy_with(config).await
