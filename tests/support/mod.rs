@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -270,18 +270,26 @@ fn test_binary() -> String {
 /// Records secrets this run handed to a proxy: none may appear in any log or output.
 pub fn register_secrets<'a>(secrets: impl IntoIterator<Item = &'a String>) {
     use std::io::Write;
+    // Tests in one binary run on several threads: each call writes its lines in one `write_all`
+    // under a lock, so two calls never interleave into a joined line and an empty one (an empty
+    // pattern would match every line of every log).
+    static WRITING: Mutex<()> = Mutex::new(());
+    let lines: String = secrets
+        .into_iter()
+        // Short values would match by chance; every test secret is longer.
+        .filter(|secret| secret.len() >= 12)
+        .map(|secret| format!("{secret}\n"))
+        .collect();
+    let _writing = WRITING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let path = test_logs().join(format!("{}-{}.secrets", test_binary(), std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .expect("secrets file");
-    for secret in secrets {
-        // Short values would match by chance; every test secret is longer.
-        if secret.len() >= 12 {
-            writeln!(file, "{secret}").expect("secret recorded");
-        }
-    }
+        .and_then(|mut file| file.write_all(lines.as_bytes()))
+        .expect("secrets recorded");
 }
 
 /// Sends in-process proxies' logs, at TRACE for the proxy and the AWS SDK, to a file.
