@@ -112,7 +112,8 @@ fn strip(value: &str, prefix: &str, encoding: KeyEncoding) -> Result<String, Err
     })
 }
 
-/// Replaces the text of every `<name>…</name>` with `f(text)`; `<name/>` stays as it is.
+/// Replaces the text of every `<name>…</name>` with `f(text)`; `<name/>` stays as it is. A
+/// document in which such an element holds markup is refused whole.
 fn map_elements(
     document: &str,
     name: &str,
@@ -129,8 +130,16 @@ fn map_elements(
                 detail: format!("unterminated <{name}> in an S3 XML document"),
             });
         };
+        let value = &rest[value_start..value_start + length];
+        // These elements hold text only; a `<` inside means elements overlap (a truncated or
+        // crafted document), and rewriting it could swallow the keys in between.
+        if value.contains('<') {
+            return Err(Error::Internal {
+                detail: format!("<{name}> holds markup in an S3 XML document"),
+            });
+        }
         out.push_str(&rest[..value_start]);
-        out.push_str(&f(&rest[value_start..value_start + length])?);
+        out.push_str(&f(value)?);
         out.push_str(&close);
         rest = &rest[value_start + length + close.len()..];
     }
@@ -214,6 +223,19 @@ mod tests {
             "{rewritten}"
         );
         assert!(rewritten.contains("<Prefix></Prefix>"), "{rewritten}");
+    }
+
+    #[test]
+    fn overlapping_elements_refuse_the_document_rather_than_swallow_keys() {
+        // Found by the `listing` fuzz target: a marker left open up to a later one spans a
+        // `<Key>`; rewriting the marker as one value would have dropped that key.
+        let listing = "<ListMultipartUploadsResult><NextKeyMarker>tenant/a<Upload><Key>tenant/b</Key></Upload><NextKeyMarker>tenant/c</NextKeyMarker></ListMultipartUploadsResult>";
+        assert!(matches!(
+            response(listing, "tenant/", "acme", KeyEncoding::Plain, &[]),
+            Err(Error::Internal { .. })
+        ));
+        let nested = "<ListBucketResult><Contents><Key>tenant/<Name>x</Name></Key></Contents></ListBucketResult>";
+        assert!(response(nested, "tenant/", "acme", KeyEncoding::Plain, &[]).is_err());
     }
 
     #[test]
