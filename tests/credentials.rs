@@ -297,3 +297,196 @@ async fn expired_credentials_are_never_used_to_sign() {
         "a request was signed with expiring credentials"
     );
 }
+
+/// A client request signed by the test as an SDK would (UNSIGNED-PAYLOAD), sent to `url`.
+async fn signed(
+    method: http::Method,
+    url: &str,
+    body: bytes::Bytes,
+) -> http::Response<hyper::body::Incoming> {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let uri: http::Uri = url.parse().unwrap();
+    let mut request = http::Request::new(());
+    *request.method_mut() = method;
+    let headers = request.headers_mut();
+    headers.insert("host", uri.authority().unwrap().as_str().parse().unwrap());
+    if !body.is_empty() {
+        headers.insert("content-length", body.len().to_string().parse().unwrap());
+    }
+    *request.uri_mut() = uri;
+    let credentials =
+        aws_credential_types::Credentials::new(EXPIRY_CLIENT, EXPIRY_SECRET, None, None, "test");
+    s3_signing_proxy::sign::sign_request(
+        &mut request,
+        &credentials,
+        "us-east-1",
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    let (parts, ()) = request.into_parts();
+    let client: Client<_, http_body_util::Full<bytes::Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    client
+        .request(http::Request::from_parts(
+            parts,
+            http_body_util::Full::new(body),
+        ))
+        .await
+        .unwrap()
+}
+
+async fn text_of(response: http::Response<hyper::body::Incoming>) -> (StatusCode, String) {
+    use http_body_util::BodyExt;
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+const EXPIRY_CLIENT: &str = "AKEXPIRYCLIENT";
+const EXPIRY_SECRET: &str = "expiry-client-secret-31d4";
+
+/// Byte `i` of the objects this test writes.
+fn pattern(i: usize) -> u8 {
+    (i.wrapping_mul(31) % 251) as u8
+}
+
+/// S3 checks a signature when a request starts, so a download that outlives the credentials
+/// it was signed with must finish whole; and a multipart part sent after they expired is
+/// signed with fresh ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_outlives_its_credentials_and_a_later_part_gets_fresh_ones() {
+    use http::Method;
+    use http_body_util::BodyExt;
+    let moto = moto();
+    let sts = PassThrough::start(moto.address()).await;
+    // Every AssumeRole answer lasts 8 s, and none is used within 5 s of its end.
+    sts.inject(StsFault::ShortLived);
+    let w = &moto.tenant_w;
+    let config = format!(
+        "{}{}\n[[client]]\naccess_key_id = \"{EXPIRY_CLIENT}\"\nsecret_access_key_env = \"EXPIRY_SECRET\"\nintegrations = [\"expiry\"]\naccess = \"read-write\"\n",
+        sts_section(moto, &sts.endpoint(), "duration = \"15m\""),
+        role_integration(
+            "expiry",
+            w,
+            &moto.endpoint(),
+            "path",
+            &w.external_id,
+            "public = false\naccess = \"read-write\"\nprefix = \"expiry\"",
+        ),
+    );
+    let mut secrets = secrets(moto);
+    secrets.insert("EXPIRY_SECRET".into(), EXPIRY_SECRET.into());
+    let proxy = start_proxy(&config, &secrets).await;
+
+    // A 64 MiB object: far more than loopback socket buffers hold, so the download below
+    // really is in flight while its credentials run out.
+    const SIZE: usize = 64 << 20;
+    let object: bytes::Bytes = (0..SIZE).map(pattern).collect::<Vec<u8>>().into();
+    let (status, text) =
+        text_of(signed(Method::PUT, &proxy.url("/expiry/big.bin"), object).await).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+
+    // A multipart upload whose first part goes now.
+    let (status, text) = text_of(
+        signed(
+            Method::POST,
+            &proxy.url("/expiry/parts.bin?uploads"),
+            bytes::Bytes::new(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let upload_id = text
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|rest| rest.split("</UploadId>").next())
+        .expect("an UploadId")
+        .to_string();
+    let part_url = |n: u32| {
+        proxy.url(&format!(
+            "/expiry/parts.bin?partNumber={n}&uploadId={upload_id}"
+        ))
+    };
+    let first: bytes::Bytes = (0..5 << 20).map(pattern).collect::<Vec<u8>>().into();
+    let response = signed(Method::PUT, &part_url(1), first).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let etag1 = response.headers()["etag"].to_str().unwrap().to_string();
+    let calls_before = sts.assume_role_calls();
+    let started = std::time::Instant::now();
+
+    // Read the download slowly, for longer than the credentials that signed it live.
+    let response = signed(
+        Method::GET,
+        &proxy.url("/expiry/big.bin"),
+        bytes::Bytes::new(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let (mut received, mut mismatches) = (0usize, 0usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.expect("the download never breaks");
+        if let Some(data) = frame.data_ref() {
+            mismatches += data
+                .iter()
+                .enumerate()
+                .filter(|(i, b)| **b != pattern(received + i))
+                .count();
+            received += data.len();
+        }
+        // About 6 MiB/s: the whole object takes over 10 s.
+        let due = Duration::from_secs_f64(received as f64 / (6 << 20) as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    assert!(
+        started.elapsed() > Duration::from_secs(9),
+        "the download outlived the 8 s credentials ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(received, SIZE, "the download ended short");
+    assert_eq!(mismatches, 0, "every byte as stored");
+
+    // The credentials that signed part 1 and the download have expired: part 2 and the
+    // completion succeed, so they were signed with new ones.
+    let last: bytes::Bytes = (5 << 20..(5 << 20) + 1000)
+        .map(pattern)
+        .collect::<Vec<u8>>()
+        .into();
+    let response = signed(Method::PUT, &part_url(2), last).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let etag2 = response.headers()["etag"].to_str().unwrap().to_string();
+    let complete = format!(
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag1}</ETag></Part><Part><PartNumber>2</PartNumber><ETag>{etag2}</ETag></Part></CompleteMultipartUpload>"
+    );
+    let (status, text) = text_of(
+        signed(
+            Method::POST,
+            &proxy.url(&format!("/expiry/parts.bin?uploadId={upload_id}")),
+            complete.into(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(
+        sts.assume_role_calls() > calls_before,
+        "new credentials were fetched after the first ones expired"
+    );
+    let response = signed(
+        Method::GET,
+        &proxy.url("/expiry/parts.bin"),
+        bytes::Bytes::new(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let whole = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(whole.len(), (5 << 20) + 1000);
+    assert!(
+        whole.iter().enumerate().all(|(i, b)| *b == pattern(i)),
+        "the completed upload holds both parts in order"
+    );
+}
