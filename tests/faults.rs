@@ -1,5 +1,5 @@
 //! Faults no real server can be told to produce, injected by hand-written servers: an upstream
-//! that resets mid-body or before its headers, and a client that gives up halfway through an
+//! that resets mid-body (seen by HTTP/1 and HTTP/2 clients) or before its headers, and a client that gives up halfway through an
 //! upload (against s3s-fs, which verifies signatures and stores objects on disk).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
@@ -80,6 +80,37 @@ async fn fetch_to_end(url: &str) -> (StatusCode, usize, bool) {
     }
 }
 
+/// GETs `path` over h2c; the status, the bytes received and how the stream ended.
+async fn fetch_over_h2(
+    proxy: SocketAddr,
+    path: &str,
+) -> (StatusCode, usize, Result<(), h2::Error>) {
+    let socket = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let (send, connection) = h2::client::handshake(socket).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut send = send.ready().await.unwrap();
+    let request = Request::get(format!("http://{proxy}{path}"))
+        .body(())
+        .unwrap();
+    let (response, _) = send.send_request(request, true).unwrap();
+    let response = response.await.unwrap();
+    let status = response.status();
+    let mut body = response.into_body();
+    let mut received = 0;
+    while let Some(data) = body.data().await {
+        match data {
+            Ok(data) => {
+                received += data.len();
+                let _ = body.flow_control().release_capacity(data.len());
+            }
+            Err(e) => return (status, received, Err(e)),
+        }
+    }
+    (status, received, Ok(()))
+}
+
 #[tokio::test]
 async fn an_upstream_reset_mid_body_aborts_the_clients_transfer() {
     let mut sized = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
@@ -96,6 +127,14 @@ async fn an_upstream_reset_mid_body_aborts_the_clients_transfer() {
             "{kind}: a reset upstream looked like a complete body"
         );
         assert!(received <= 1000, "{kind}: {received}");
+        // Over HTTP/2 the same reset reaches the client as RST_STREAM, never END_STREAM.
+        let (status, received, ended) = fetch_over_h2(proxy.address, "/faulty/key.bin").await;
+        assert_eq!(status, StatusCode::OK, "{kind}, h2");
+        let Err(reset) = ended else {
+            panic!("{kind}: an HTTP/2 stream ended cleanly after a reset");
+        };
+        assert!(reset.is_reset(), "{kind}: {reset:?}");
+        assert!(received <= 1000, "{kind}, h2: {received}");
         // The proxy keeps serving.
         assert_eq!(
             get(&proxy.url("/nobody/x")).await.error_code(),
