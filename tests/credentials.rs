@@ -490,3 +490,56 @@ async fn a_download_outlives_its_credentials_and_a_later_part_gets_fresh_ones() 
         "the completed upload holds both parts in order"
     );
 }
+
+/// A wrong ExternalId is AccessDenied from moto's STS: remembered for a while (one STS call
+/// however many requests arrive) and confined to its own integration.
+#[tokio::test]
+async fn access_denied_for_one_integration_is_remembered_and_leaves_the_others_alone() {
+    let moto = moto();
+    let sts = PassThrough::start(moto.address()).await;
+    let config = format!(
+        "{}{}{}",
+        sts_section(moto, &sts.endpoint(), ""),
+        role_integration(
+            "acme",
+            &moto.tenant_a,
+            &moto.endpoint(),
+            "path",
+            &moto.tenant_a.external_id,
+            ""
+        ),
+        role_integration(
+            "broken",
+            &moto.tenant_b,
+            &moto.endpoint(),
+            "path",
+            "ext-b-wrong",
+            ""
+        ),
+    );
+    let proxy = start_proxy(&config, &secrets(moto)).await;
+    for _ in 0..5 {
+        let refused = get(&proxy.url("/broken/owner.txt")).await;
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            refused.text().contains("AccessDenied"),
+            "{}",
+            refused.text()
+        );
+        assert!(refused.headers.contains_key("retry-after"));
+    }
+    assert_eq!(
+        sts.assume_role_calls(),
+        1,
+        "a denied identity is not asked again at once"
+    );
+    let fetched = get(&proxy.url("/acme/owner.txt")).await;
+    assert_eq!(fetched.status, StatusCode::OK, "{}", fetched.text());
+    assert_eq!(fetched.text(), "tenant a\n");
+    assert_eq!(sts.assume_role_calls(), 2, "acme asked STS for itself");
+    assert_eq!(
+        get(&proxy.url("/broken/owner.txt")).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(sts.assume_role_calls(), 2);
+}
