@@ -96,6 +96,10 @@ impl Upstream {
     /// Sends the request and returns the upstream's response with its headers filtered and its
     /// body streaming. The first-byte timeout starts once the request body has been sent, so a
     /// long upload is not cut short.
+    ///
+    /// A bodiless GET or HEAD whose connection fails after it was made but before any response
+    /// headers (a pooled connection the upstream closed as it was reused) is sent once more,
+    /// with the same signature; nothing else is ever replayed.
     pub async fn send(
         &self,
         request: Request<ProxyBody>,
@@ -103,6 +107,28 @@ impl Upstream {
         ca_file: Option<&Path>,
     ) -> Result<Answer, Error> {
         let client = self.client(ca_file, integration)?;
+        let replay = replayable(&request);
+        match self.attempt(&client, request, integration).await {
+            Err(Failure::Transport(error)) if !error.is_connect() && replay.is_some() => {
+                tracing::info!(%integration, error = %error_chain(&error),
+                    "upstream connection failed before headers; sending the request once more");
+                let request = replay.ok_or_else(|| Error::Internal {
+                    detail: "a replay without its request".to_string(),
+                })?;
+                self.attempt(&client, request, integration)
+                    .await
+                    .map_err(|failure| failure.into_error(integration))
+            }
+            result => result.map_err(|failure| failure.into_error(integration)),
+        }
+    }
+
+    async fn attempt(
+        &self,
+        client: &HttpClient,
+        request: Request<ProxyBody>,
+        integration: &str,
+    ) -> Result<Answer, Failure> {
         let (sent_tx, sent_rx) = tokio::sync::oneshot::channel::<()>();
         let request = request.map(|body| body::stream(NotifyOnEnd::new(body, sent_tx)));
         let timeout = self.first_byte_timeout;
@@ -120,7 +146,7 @@ impl Upstream {
             () = deadline => {
                 tracing::warn!(%integration, timeout_ms = timeout.as_millis() as u64,
                     "the upstream sent no response headers in time");
-                return Err(Error::UpstreamTimeout { integration: integration.to_string() });
+                return Err(Failure::Timeout);
             }
         };
         let latency = sent_at
@@ -129,19 +155,47 @@ impl Upstream {
             .and_then(|at| *at)
             .map(|at| at.elapsed())
             .unwrap_or_default();
-        let response = response.map_err(|error| {
-            tracing::warn!(%integration, error = %error_chain(&error), "upstream request failed");
-            Error::UpstreamUnreachable {
-                integration: integration.to_string(),
-            }
-        })?;
-        let (mut parts, incoming) = response.into_parts();
+        let (mut parts, incoming) = response.map_err(Failure::Transport)?.into_parts();
         parts.headers = filter_response_headers(&parts.headers);
         Ok(Answer {
             response: Response::from_parts(parts, body::stream(incoming)),
             latency,
         })
     }
+}
+
+/// Why one attempt got no response headers.
+enum Failure {
+    Timeout,
+    Transport(hyper_util::client::legacy::Error),
+}
+
+impl Failure {
+    fn into_error(self, integration: &str) -> Error {
+        let integration = integration.to_string();
+        match self {
+            Failure::Timeout => Error::UpstreamTimeout { integration },
+            Failure::Transport(error) => {
+                tracing::warn!(%integration, error = %error_chain(&error), "upstream request failed");
+                Error::UpstreamUnreachable { integration }
+            }
+        }
+    }
+}
+
+/// A copy of a bodiless GET or HEAD to send again; `None` for anything else.
+fn replayable(request: &Request<ProxyBody>) -> Option<Request<ProxyBody>> {
+    use http_body::Body as _;
+    let idempotent = matches!(*request.method(), http::Method::GET | http::Method::HEAD);
+    if !idempotent || request.body().size_hint().exact() != Some(0) {
+        return None;
+    }
+    let mut copy = Request::new(body::empty());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    Some(copy)
 }
 
 fn build_client(

@@ -6,6 +6,8 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -149,6 +151,64 @@ async fn an_upstream_reset_before_headers_is_502() {
     let fetched = get(&proxy.url("/faulty/key.bin")).await;
     assert_eq!(fetched.status, StatusCode::BAD_GATEWAY);
     assert_eq!(fetched.error_code(), "BadGateway");
+}
+
+/// A store that answers the first request on each connection and keeps the connection open,
+/// then hangs up when the next request on it arrives: a server closing an idle connection just
+/// as the proxy reuses it. Counts connections and requests.
+async fn closing_store(connections: Arc<AtomicUsize>, requests: Arc<AtomicUsize>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            connections.fetch_add(1, Ordering::SeqCst);
+            let requests = requests.clone();
+            tokio::spawn(async move {
+                let mut head = vec![0; 16 * 1024];
+                for answered in 0.. {
+                    match socket.read(&mut head).await {
+                        Ok(n) if n > 0 => requests.fetch_add(1, Ordering::SeqCst),
+                        _ => return,
+                    };
+                    if answered > 0 {
+                        return;
+                    }
+                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nstored";
+                    if socket.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn a_get_on_a_pooled_connection_the_upstream_closed_is_sent_once_more() {
+    let (connections, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let store = closing_store(connections.clone(), requests.clone()).await;
+    let proxy = proxy_for(store).await;
+    for round in 0..3 {
+        let fetched = get(&proxy.url("/faulty/key.bin")).await;
+        assert_eq!(
+            fetched.status,
+            StatusCode::OK,
+            "round {round}: {}",
+            fetched.text()
+        );
+        assert_eq!(fetched.text(), "stored");
+    }
+    // Rounds 2 and 3 each met a connection that closed under them and went again on a new
+    // one: three connections, five requests seen.
+    assert_eq!(connections.load(Ordering::SeqCst), 3);
+    assert_eq!(requests.load(Ordering::SeqCst), 5);
+    // A store that resets every connection before answering is still 502 (one replay only).
+    let proxy = proxy_for(resetting_store(Vec::new()).await).await;
+    assert_eq!(
+        get(&proxy.url("/faulty/key.bin")).await.status,
+        StatusCode::BAD_GATEWAY
+    );
 }
 
 const UPLOADER: &str = "AKUPLOADER";
