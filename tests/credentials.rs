@@ -315,15 +315,7 @@ async fn signed(
         headers.insert("content-length", body.len().to_string().parse().unwrap());
     }
     *request.uri_mut() = uri;
-    let credentials =
-        aws_credential_types::Credentials::new(EXPIRY_CLIENT, EXPIRY_SECRET, None, None, "test");
-    s3_signing_proxy::sign::sign_request(
-        &mut request,
-        &credentials,
-        "us-east-1",
-        std::time::SystemTime::now(),
-    )
-    .unwrap();
+    sign_as_client(&mut request, EXPIRY_CLIENT, EXPIRY_SECRET);
     let (parts, ()) = request.into_parts();
     let client: Client<_, http_body_util::Full<bytes::Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();

@@ -8,7 +8,7 @@ mod support;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
@@ -224,15 +224,7 @@ async fn upload(proxy: SocketAddr, key: &str, size: usize, sent: usize) -> Optio
         .header(header::CONTENT_LENGTH, size)
         .body(())
         .unwrap();
-    let credentials =
-        aws_credential_types::Credentials::new(UPLOADER, UPLOADER_SECRET, None, None, "test");
-    s3_signing_proxy::sign::sign_request(
-        &mut request,
-        &credentials,
-        "us-east-1",
-        SystemTime::now(),
-    )
-    .unwrap();
+    sign_as_client(&mut request, UPLOADER, UPLOADER_SECRET);
     let mut head = format!("PUT /media/{key} HTTP/1.1\r\n");
     for (name, value) in request.headers() {
         head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));

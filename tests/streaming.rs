@@ -180,15 +180,7 @@ access = "read-write"
     let headers = request.headers_mut();
     headers.insert("host", proxy.address.to_string().parse().unwrap());
     headers.insert("content-length", GIB.to_string().parse().unwrap());
-    let credentials =
-        aws_credential_types::Credentials::new("AKUPLOADER", "uploader-secret", None, None, "test");
-    s3_signing_proxy::sign::sign_request(
-        &mut request,
-        &credentials,
-        "us-east-1",
-        std::time::SystemTime::now(),
-    )
-    .unwrap();
+    sign_as_client(&mut request, "AKUPLOADER", "uploader-secret");
     let (parts, ()) = request.into_parts();
     let request = http::Request::from_parts(
         parts,

@@ -267,6 +267,20 @@ fn test_binary() -> String {
         .unwrap_or_else(|| "tests".to_string())
 }
 
+/// Signs `request` as an SDK signs a request to the proxy with a key the proxy issued:
+/// SigV4 for us-east-1, now, with `UNSIGNED-PAYLOAD`.
+pub fn sign_as_client<B>(request: &mut Request<B>, access_key_id: &str, secret: &str) {
+    let credentials =
+        aws_credential_types::Credentials::new(access_key_id, secret, None, None, "test");
+    s3_signing_proxy::sign::sign_request(
+        request,
+        &credentials,
+        "us-east-1",
+        std::time::SystemTime::now(),
+    )
+    .expect("signed");
+}
+
 /// Records secrets this run handed to a proxy: none may appear in any log or output.
 pub fn register_secrets<'a>(secrets: impl IntoIterator<Item = &'a String>) {
     use std::io::Write;
