@@ -893,6 +893,18 @@ fn build_sts(raw: RawSts, problems: &mut Problems<'_>, secrets: &dyn SecretLooku
             }
         },
     };
+    // A session token means the proxy's own keys are a role session already: assuming a role
+    // with them is role chaining, which AWS caps at one hour.
+    if let BaseCredentials::Static(keys) = &credentials
+        && keys.session_token.is_some()
+        && duration > Duration::from_secs(3600)
+    {
+        problems.add(
+            place,
+            "duration",
+            "must be at most 1h when [sts.credentials] has a session token (AWS's limit for chained role sessions)",
+        );
+    }
     StsConfig {
         endpoint,
         refresh_before_expiry,
@@ -1743,6 +1755,50 @@ mod tests {
             "{all}"
         );
         assert_eq!(error.problems.len(), 4, "{all}");
+    }
+
+    #[test]
+    fn sts_durations_keep_to_aws_limits() {
+        let sts = |duration: &str, token: bool| {
+            let token = if token {
+                "session_token_env = \"TOKEN\"\n"
+            } else {
+                ""
+            };
+            format!(
+                "[sts]\nduration = \"{duration}\"\n[sts.credentials]\naccess_key_id = \"AK\"\nsecret_access_key_env = \"MINIO_SECRET\"\n{token}"
+            )
+        };
+        let mut secrets = secrets();
+        secrets.insert("TOKEN".to_string(), "session-token".to_string());
+        for (duration, token, problem) in [
+            ("10m", false, Some("must be between 15m and 12h")),
+            ("13h", false, Some("must be between 15m and 12h")),
+            ("12h", false, None),
+            ("1h", true, None),
+            (
+                "2h",
+                true,
+                Some("must be at most 1h when [sts.credentials] has a session token"),
+            ),
+        ] {
+            let outcome = Config::parse(&sts(duration, token), "sts.toml", &secrets);
+            match (problem, outcome) {
+                (None, Ok(config)) => assert_eq!(
+                    Some(config.sts.duration),
+                    parse_duration(duration),
+                    "{duration}"
+                ),
+                (Some(problem), Err(error)) => {
+                    let all = error.to_string();
+                    assert!(all.contains("sts.toml: [sts]: field `duration`"), "{all}");
+                    assert!(all.contains(problem), "{duration}, token {token}: {all}");
+                }
+                (expected, outcome) => {
+                    panic!("{duration}, token {token}: expected {expected:?}, got {outcome:?}")
+                }
+            }
+        }
     }
 
     #[test]
