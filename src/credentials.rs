@@ -76,6 +76,9 @@ pub struct CredentialCache {
     http_client: SharedHttpClient,
     sts_clients: Mutex<HashMap<String, aws_sdk_sts::Client>>,
     default_chain: tokio::sync::OnceCell<Option<SharedCredentialsProvider>>,
+    /// Set once STS said the proxy's identity is itself a role session: AssumeRole is then
+    /// role chaining, capped at one hour, so every later call asks for one hour at most.
+    chained: std::sync::atomic::AtomicBool,
     pub stats: CredentialStats,
 }
 
@@ -129,6 +132,7 @@ impl CredentialCache {
             http_client,
             sts_clients: Mutex::new(HashMap::new()),
             default_chain: tokio::sync::OnceCell::new(),
+            chained: std::sync::atomic::AtomicBool::new(false),
             stats: CredentialStats::default(),
         }
     }
@@ -306,19 +310,41 @@ impl CredentialCache {
                 region,
             } => {
                 let client = self.sts_client(region).await?;
-                let duration_seconds = i32::try_from(self.sts.duration.as_secs()).unwrap_or(3600);
-                let output = client
-                    .assume_role()
-                    .role_arn(role_arn)
-                    .role_session_name(session_name)
-                    .set_external_id(external_id.clone())
-                    .duration_seconds(duration_seconds)
-                    .send()
-                    .await
-                    .map_err(|error| {
-                        tracing::debug!(error = %DisplayErrorContext(&error), "AssumeRole failed");
-                        sts_failure(&error)
-                    })?;
+                let configured = i32::try_from(self.sts.duration.as_secs()).unwrap_or(3600);
+                let assume = |duration_seconds: i32| {
+                    client
+                        .assume_role()
+                        .role_arn(role_arn)
+                        .role_session_name(session_name)
+                        .set_external_id(external_id.clone())
+                        .duration_seconds(duration_seconds)
+                        .send()
+                };
+                let duration_seconds = if self.chained.load(Ordering::Relaxed) {
+                    configured.min(CHAINED_MAX_SECONDS)
+                } else {
+                    configured
+                };
+                let output = match assume(duration_seconds).await {
+                    // The proxy's own identity (an instance or pod role, say) is a role session:
+                    // STS refuses more than an hour. Ask for the hour, and from now on.
+                    Err(error)
+                        if duration_seconds > CHAINED_MAX_SECONDS && is_chaining_limit(&error) =>
+                    {
+                        tracing::warn!(
+                            configured_seconds = configured,
+                            "the proxy's identity is a role session, so AssumeRole is role chaining, \
+                             capped at 1h by AWS: asking for 1h (set [sts] duration = \"1h\")"
+                        );
+                        self.chained.store(true, Ordering::Relaxed);
+                        assume(CHAINED_MAX_SECONDS).await
+                    }
+                    result => result,
+                }
+                .map_err(|error| {
+                    tracing::debug!(error = %DisplayErrorContext(&error), "AssumeRole failed");
+                    sts_failure(&error)
+                })?;
                 let assumed = output
                     .credentials
                     .ok_or_else(|| "STS AssumeRole returned no credentials".to_string())?;
@@ -415,6 +441,21 @@ fn credential_key(integration: &Integration) -> Option<CredentialKey> {
         }),
         CredentialSource::DefaultChain => Some(CredentialKey::DefaultChain),
     }
+}
+
+/// AWS's cap on DurationSeconds for a role assumed with a role session's credentials.
+const CHAINED_MAX_SECONDS: i32 = 3600;
+
+/// Whether STS refused a DurationSeconds over the role-chaining cap.
+fn is_chaining_limit<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
+    let SdkError::ServiceError(service) = error else {
+        return false;
+    };
+    service.err().code() == Some("ValidationError")
+        && service
+            .err()
+            .message()
+            .is_some_and(|message| message.contains("role chaining"))
 }
 
 /// Why an STS call failed, in words safe to show a caller: the STS error code, or which kind of

@@ -535,3 +535,35 @@ async fn access_denied_for_one_integration_is_remembered_and_leaves_the_others_a
     );
     assert_eq!(sts.assume_role_calls(), 2);
 }
+
+/// When the proxy's own identity is a role session (an instance or pod role), AssumeRole is
+/// role chaining and AWS refuses more than an hour: the proxy asks for the hour instead, and
+/// keeps asking for it.
+#[tokio::test]
+async fn a_chained_session_over_an_hour_falls_back_to_one_hour() {
+    let moto = moto();
+    let sts = PassThrough::start(moto.address()).await;
+    sts.inject(StsFault::ChainedLimit);
+    let config = acme_config(
+        &sts.endpoint(),
+        &moto.endpoint(),
+        "duration = \"2h\"\nrefresh_before_expiry = \"3598s\"",
+    );
+    let proxy = start_proxy(&config, &secrets(moto)).await;
+    let url = proxy.url("/acme/owner.txt");
+    let fetched = get(&url).await;
+    assert_eq!(fetched.status, StatusCode::OK, "{}", fetched.text());
+    assert_eq!(fetched.text(), "tenant a\n");
+    assert_eq!(
+        sts.assume_role_calls(),
+        2,
+        "refused at 2h, then granted at 1h"
+    );
+    // One-hour credentials renewed 3,598 s early are due within about 2 s: the renewal asks
+    // for the hour at once.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(get(&url).await.status, StatusCode::OK);
+    wait_for_calls(&sts, 3).await;
+    assert_eq!(get(&url).await.status, StatusCode::OK);
+    assert_eq!(sts.assume_role_calls(), 3, "no second refusal");
+}

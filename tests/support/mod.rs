@@ -456,6 +456,9 @@ pub enum StsFault {
     Hang = 2,
     /// moto's answer, with `Expiration` rewritten to 8 seconds from now.
     ShortLived = 3,
+    /// AWS's answer to a role-chained AssumeRole asking for more than an hour:
+    /// `400 ValidationError`; calls asking for an hour or less reach moto.
+    ChainedLimit = 4,
 }
 
 impl PassThrough {
@@ -514,6 +517,9 @@ impl PassThrough {
                         };
                         if fault == StsFault::Throttling as u8 {
                             return Ok(throttling());
+                        }
+                        if fault == StsFault::ChainedLimit as u8 && asks_over_an_hour(&body) {
+                            return Ok(chained_limit());
                         }
                         if fault == StsFault::Hang as u8 {
                             tokio::time::sleep(std::time::Duration::from_secs(30)).await;
@@ -583,6 +589,24 @@ fn throttling() -> Response<Full<Bytes>> {
         .header("content-type", "text/xml")
         .body(Full::new(Bytes::from_static(
             b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error></ErrorResponse>",
+        )))
+        .expect("response")
+}
+
+/// Whether an AssumeRole form asks for `DurationSeconds` over 3600.
+fn asks_over_an_hour(form: &[u8]) -> bool {
+    String::from_utf8_lossy(form)
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("DurationSeconds="))
+        .any(|seconds| seconds.parse::<u32>().is_ok_and(|s| s > 3600))
+}
+
+fn chained_limit() -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::BAD_REQUEST)
+        .header("content-type", "text/xml")
+        .body(Full::new(Bytes::from_static(
+            b"<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.</Message></Error></ErrorResponse>",
         )))
         .expect("response")
 }
