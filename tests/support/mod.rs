@@ -584,12 +584,22 @@ impl Drop for PassThrough {
 }
 
 fn throttling() -> Response<Full<Bytes>> {
+    sts_error(
+        StatusCode::BAD_REQUEST,
+        "Sender",
+        "Throttling",
+        "Rate exceeded",
+    )
+}
+
+/// An STS error document, shaped as AWS sends them.
+fn sts_error(status: StatusCode, kind: &str, code: &str, message: &str) -> Response<Full<Bytes>> {
     Response::builder()
-        .status(StatusCode::BAD_REQUEST)
+        .status(status)
         .header("content-type", "text/xml")
-        .body(Full::new(Bytes::from_static(
-            b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error></ErrorResponse>",
-        )))
+        .body(Full::new(Bytes::from(format!(
+            "<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code><Message>{message}</Message></Error></ErrorResponse>"
+        ))))
         .expect("response")
 }
 
@@ -602,13 +612,12 @@ fn asks_over_an_hour(form: &[u8]) -> bool {
 }
 
 fn chained_limit() -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(StatusCode::BAD_REQUEST)
-        .header("content-type", "text/xml")
-        .body(Full::new(Bytes::from_static(
-            b"<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.</Message></Error></ErrorResponse>",
-        )))
-        .expect("response")
+    sts_error(
+        StatusCode::BAD_REQUEST,
+        "Sender",
+        "ValidationError",
+        "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.",
+    )
 }
 
 /// An AssumeRole answer whose credentials expire 8 seconds from now.
@@ -653,13 +662,12 @@ fn iso8601(seconds: u64) -> String {
 }
 
 fn outage() -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(StatusCode::SERVICE_UNAVAILABLE)
-        .header("content-type", "text/xml")
-        .body(Full::new(Bytes::from_static(
-            b"<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceUnavailable</Code><Message>injected outage</Message></Error></ErrorResponse>",
-        )))
-        .expect("response")
+    sts_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Receiver",
+        "ServiceUnavailable",
+        "injected outage",
+    )
 }
 
 /// A fresh directory under the system temp dir, removed when dropped.
