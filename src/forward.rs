@@ -108,19 +108,15 @@ impl Upstream {
     ) -> Result<Answer, Error> {
         let client = self.client(ca_file, integration)?;
         let replay = replayable(&request);
-        match self.attempt(&client, request, integration).await {
-            Err(Failure::Transport(error)) if !error.is_connect() && replay.is_some() => {
+        let result = match (self.attempt(&client, request, integration).await, replay) {
+            (Err(Failure::Transport(error)), Some(request)) if !error.is_connect() => {
                 tracing::info!(%integration, error = %error_chain(&error),
                     "upstream connection failed before headers; sending the request once more");
-                let request = replay.ok_or_else(|| Error::Internal {
-                    detail: "a replay without its request".to_string(),
-                })?;
-                self.attempt(&client, request, integration)
-                    .await
-                    .map_err(|failure| failure.into_error(integration))
+                self.attempt(&client, request, integration).await
             }
-            result => result.map_err(|failure| failure.into_error(integration)),
-        }
+            (result, _) => result,
+        };
+        result.map_err(|failure| failure.into_error(integration))
     }
 
     async fn attempt(
