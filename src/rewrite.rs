@@ -50,10 +50,12 @@ pub fn response(
 ) -> Result<String, Error> {
     let mut text = document.to_string();
     for element in KEY_ELEMENTS {
-        text = map_elements(&text, element, |value| strip(value, prefix, encoding))?;
+        text = map_elements(&text, element, upstream_fault, |value| {
+            strip(value, prefix, encoding)
+        })?;
     }
     for element in NEXT_MARKERS {
-        text = map_elements(&text, element, |value| {
+        text = map_elements(&text, element, upstream_fault, |value| {
             Ok(strip(value, prefix, encoding).unwrap_or_default())
         })?;
     }
@@ -67,14 +69,16 @@ pub fn response(
             KeyEncoding::Plain => xml_escape(sent),
             KeyEncoding::Url => xml_escape(&encode_key(sent)),
         };
-        text = map_elements(&text, element, |_| Ok(echoed.clone()))?;
+        text = map_elements(&text, element, upstream_fault, |_| Ok(echoed.clone()))?;
     }
     for element in BUCKET_ELEMENTS {
-        text = map_elements(&text, element, |_| Ok(xml_escape(logical_bucket)))?;
+        text = map_elements(&text, element, upstream_fault, |_| {
+            Ok(xml_escape(logical_bucket))
+        })?;
     }
     // CompleteMultipartUpload's Location is the upstream URL; the logical key is all a client
     // needs.
-    text = map_elements(&text, "Location", |_| Ok(String::new()))?;
+    text = map_elements(&text, "Location", upstream_fault, |_| Ok(String::new()))?;
     Ok(text)
 }
 
@@ -85,11 +89,17 @@ pub fn delete_request(
     prefix: &str,
     check: impl Fn(&str) -> Result<(), Error>,
 ) -> Result<String, Error> {
-    map_elements(document, "Key", |value| {
-        let key = xml_unescape(value)?;
-        check(&key)?;
-        Ok(xml_escape(&format!("{prefix}{key}")))
-    })
+    // The client wrote this document: a broken one is its MalformedXML, not our fault.
+    map_elements(
+        document,
+        "Key",
+        |_| Error::MalformedXML,
+        |value| {
+            let key = xml_unescape(value)?;
+            check(&key)?;
+            Ok(xml_escape(&format!("{prefix}{key}")))
+        },
+    )
 }
 
 fn strip(value: &str, prefix: &str, encoding: KeyEncoding) -> Result<String, Error> {
@@ -113,10 +123,12 @@ fn strip(value: &str, prefix: &str, encoding: KeyEncoding) -> Result<String, Err
 }
 
 /// Replaces the text of every `<name>…</name>` with `f(text)`; `<name/>` stays as it is. A
-/// document in which such an element holds markup is refused whole.
+/// document in which such an element holds markup, or is left open, is refused whole with
+/// `malformed(detail)`.
 fn map_elements(
     document: &str,
     name: &str,
+    malformed: fn(String) -> Error,
     mut f: impl FnMut(&str) -> Result<String, Error>,
 ) -> Result<String, Error> {
     let open = format!("<{name}>");
@@ -126,17 +138,17 @@ fn map_elements(
     while let Some(start) = rest.find(&open) {
         let value_start = start + open.len();
         let Some(length) = rest[value_start..].find(&close) else {
-            return Err(Error::Internal {
-                detail: format!("unterminated <{name}> in an S3 XML document"),
-            });
+            return Err(malformed(format!(
+                "unterminated <{name}> in an S3 XML document"
+            )));
         };
         let value = &rest[value_start..value_start + length];
         // These elements hold text only; a `<` inside means elements overlap (a truncated or
         // crafted document), and rewriting it could swallow the keys in between.
         if value.contains('<') {
-            return Err(Error::Internal {
-                detail: format!("<{name}> holds markup in an S3 XML document"),
-            });
+            return Err(malformed(format!(
+                "<{name}> holds markup in an S3 XML document"
+            )));
         }
         out.push_str(&rest[..value_start]);
         out.push_str(&f(value)?);
@@ -145,6 +157,12 @@ fn map_elements(
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// A broken document from the upstream: the client gets a plain InternalError, the detail is
+/// logged.
+fn upstream_fault(detail: String) -> Error {
+    Error::Internal { detail }
 }
 
 /// Undoes XML escaping: the five entities and numeric character references.
@@ -236,6 +254,22 @@ mod tests {
         ));
         let nested = "<ListBucketResult><Contents><Key>tenant/<Name>x</Name></Key></Contents></ListBucketResult>";
         assert!(response(nested, "tenant/", "acme", KeyEncoding::Plain, &[]).is_err());
+    }
+
+    #[test]
+    fn a_broken_delete_request_is_the_clients_malformed_xml() {
+        for body in [
+            "<Delete><Object><Key>a<b</Key></Object></Delete>",
+            "<Delete><Object><Key>a</Object></Delete>",
+        ] {
+            assert!(
+                matches!(
+                    delete_request(body, "tenant/", |_| Ok(())),
+                    Err(Error::MalformedXML)
+                ),
+                "{body}"
+            );
+        }
     }
 
     #[test]
