@@ -44,7 +44,7 @@ fn request_path(c: &mut Criterion) {
     let path = "/acme-media/projects/42/images/frame%20000123.png";
 
     let prepare = || {
-        let r = route(&Method::GET, Some("proxy"), path, None, None, false).unwrap();
+        let r = route(&Method::GET, Some("proxy"), path, None, None).unwrap();
         let target = integrations.resolve(&r, &Caller::Anonymous).unwrap();
         let uri = upstream_uri(&target, &r.query).unwrap();
         (target, uri)

@@ -187,6 +187,18 @@ fn metrics(proxy: &Proxy) -> String {
         "Requests whose credentials came from the cache.",
         stats.cache_hits.load(Ordering::Relaxed),
     );
+    counter(
+        &mut out,
+        "s3sp_credential_invalidations_total",
+        "Cached credentials dropped because the store refused them.",
+        stats.invalidations.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "s3sp_credential_invalidations_debounced_total",
+        "Store refusals that did not drop credentials: the identity's were dropped within the debounce period.",
+        stats.invalidations_debounced.load(Ordering::Relaxed),
+    );
     gauge(
         &mut out,
         "s3sp_integrations",

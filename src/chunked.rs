@@ -37,6 +37,15 @@ pub struct ChunkSigning {
     pub seed_signature: String,
 }
 
+/// The signing key is derived from the client's secret: it never reaches a log.
+impl std::fmt::Debug for ChunkSigning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkSigning")
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why decoding failed, kept for the server's answer.
 pub type Verdict = Arc<Mutex<Option<Error>>>;
 

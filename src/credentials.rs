@@ -37,6 +37,9 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// A broken identity is retried at least this often, so a fixed role recovers quickly.
 const MAX_COLD_BACKOFF: Duration = Duration::from_secs(30);
+/// An identity's cached credentials are dropped on a store's refusal at most once in this
+/// period, however many requests are refused: refusals cannot be turned into STS traffic.
+pub const INVALIDATION_DEBOUNCE: Duration = Duration::from_secs(10);
 
 /// The identity a cache entry belongs to: everything that makes STS answer differently.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -72,6 +75,8 @@ pub struct CredentialCache {
     fresh: Cache<CredentialKey, Credentials>,
     last_good: Mutex<HashMap<CredentialKey, LastGood>>,
     cold_failures: Mutex<HashMap<CredentialKey, ColdFailure>>,
+    /// When each identity's credentials were last dropped (or a drop was considered).
+    invalidated: Mutex<HashMap<CredentialKey, Instant>>,
     sts: StsConfig,
     http_client: SharedHttpClient,
     sts_clients: Mutex<HashMap<String, aws_sdk_sts::Client>>,
@@ -91,6 +96,10 @@ pub struct CredentialStats {
     pub failures: AtomicU64,
     /// Requests answered from the cache without waiting for a call.
     pub cache_hits: AtomicU64,
+    /// Cached credentials dropped because the store refused them.
+    pub invalidations: AtomicU64,
+    /// Refusals that did not drop credentials: the identity's were dropped moments before.
+    pub invalidations_debounced: AtomicU64,
 }
 
 /// Fresh until `expiry - refresh_before_expiry`.
@@ -128,6 +137,7 @@ impl CredentialCache {
             fresh,
             last_good: Mutex::new(HashMap::new()),
             cold_failures: Mutex::new(HashMap::new()),
+            invalidated: Mutex::new(HashMap::new()),
             sts,
             http_client,
             sts_clients: Mutex::new(HashMap::new()),
@@ -142,14 +152,41 @@ impl CredentialCache {
         &self.sts == sts
     }
 
-    /// Forgets this integration's credentials (the upstream refused them): the next request
-    /// fetches new ones instead of riding out an outage on them.
+    /// Whether a store's refusal may drop this integration's credentials now: at most once per
+    /// identity per [`INVALIDATION_DEBOUNCE`]. Claiming the slot counts as a drop for the
+    /// debounce, so a caller may first spend an upstream request confirming the refusal.
+    /// Static keys are never dropped.
+    pub fn may_invalidate(&self, integration: &Integration) -> bool {
+        let Some(key) = credential_key(integration) else {
+            return false;
+        };
+        let Ok(mut invalidated) = self.invalidated.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        if invalidated
+            .get(&key)
+            .is_some_and(|at| now.duration_since(*at) < INVALIDATION_DEBOUNCE)
+        {
+            self.stats
+                .invalidations_debounced
+                .fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        invalidated.insert(key, now);
+        true
+    }
+
+    /// Forgets this integration's credentials (the store refused them, and the refusal was
+    /// judged to be about them): the next request fetches new ones instead of riding out an
+    /// outage on them. Call after [`CredentialCache::may_invalidate`] said yes.
     pub async fn invalidate(&self, integration: &Integration) {
         if let Some(key) = credential_key(integration) {
             self.fresh.invalidate(&key).await;
             if let Ok(mut last_good) = self.last_good.lock() {
                 last_good.remove(&key);
             }
+            self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -60,11 +60,11 @@ pub enum Error {
     #[error("Your key is too long: the upstream key would be {length} bytes, the limit is 1024")]
     KeyTooLong { length: usize },
 
-    /// An XML request body that cannot be read.
+    /// An XML request body that cannot be read; `detail` says why, for the log.
     #[error(
         "The XML you provided was not well-formed or did not validate against our published schema."
     )]
-    MalformedXML,
+    MalformedXML { detail: String },
 
     /// A body whose hash differs from the one the client signed.
     #[error("The Content-SHA256 you specified did not match what we received.")]
@@ -139,7 +139,7 @@ impl Error {
             Error::KeyTooLong { .. } => "KeyTooLongError",
             Error::InvalidRequest { .. } => "InvalidRequest",
             Error::MissingContentLength => "MissingContentLength",
-            Error::MalformedXML => "MalformedXML",
+            Error::MalformedXML { .. } => "MalformedXML",
             Error::BadDigest => "BadDigest",
             Error::IncompleteBody => "IncompleteBody",
             Error::MethodNotAllowed { .. } => "MethodNotAllowed",
@@ -163,7 +163,7 @@ impl Error {
             | Error::InvalidArgument { .. }
             | Error::AuthorizationHeaderMalformed { .. }
             | Error::AuthorizationQueryParametersError { .. }
-            | Error::MalformedXML
+            | Error::MalformedXML { .. }
             | Error::BadDigest
             | Error::IncompleteBody
             | Error::KeyTooLong { .. }

@@ -66,6 +66,44 @@ impl Caller {
     }
 }
 
+/// How a caller proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authentication {
+    Anonymous,
+    /// SigV4 in the `Authorization` header.
+    Header,
+    /// SigV4 in a presigned URL's `X-Amz-*` query parameters: a link a browser may follow.
+    Presigned,
+}
+
+/// What the front door verified: who called, how, and which headers the signature covers.
+/// Every later decision that depends on the caller or on an `x-amz-*` header reads this.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub caller: Caller,
+    pub authentication: Authentication,
+    /// The header names the signature covers (lower case); none for anonymous callers.
+    pub signed_headers: Vec<String>,
+    /// What a header-signed request's aws-chunked body signatures chain from.
+    pub chunk_signing: Option<ChunkSigning>,
+}
+
+impl Verified {
+    fn anonymous() -> Verified {
+        Verified {
+            caller: Caller::Anonymous,
+            authentication: Authentication::Anonymous,
+            signed_headers: Vec::new(),
+            chunk_signing: None,
+        }
+    }
+
+    /// Whether the caller signed this header.
+    pub fn signed(&self, name: &str) -> bool {
+        self.signed_headers.iter().any(|signed| signed == name)
+    }
+}
+
 /// The issued keys, by access key id.
 #[derive(Debug, Default)]
 pub struct Clients {
@@ -89,20 +127,21 @@ impl Clients {
         Clients { by_key }
     }
 
-    /// Identifies the caller of a request, verifying its signature if it carries one. A
-    /// header-signed request also yields what its aws-chunked body's signatures chain from.
+    /// Identifies the caller of a request, verifying its signature if it carries one. A signed
+    /// request must sign every `x-amz-*` header it carries, as S3 requires: an unsigned one
+    /// could turn a presigned upload into a copy, or set a storage class nobody agreed to.
     pub fn identify(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
         now: SystemTime,
-    ) -> Result<(Caller, Option<ChunkSigning>), Error> {
+    ) -> Result<Verified, Error> {
         let query = parse_query(uri.query().unwrap_or(""));
         let presigned = query.iter().any(|(name, _)| name.starts_with("X-Amz-"));
         let authorization = headers.get(header::AUTHORIZATION);
-        let signed = match (authorization, presigned) {
-            (None, false) => return Ok((Caller::Anonymous, None)),
+        let (signed, authentication) = match (authorization, presigned) {
+            (None, false) => return Ok(Verified::anonymous()),
             (Some(_), true) => {
                 return Err(Error::InvalidArgument {
                     reason: "Only one auth mechanism allowed; only the X-Amz-Algorithm query \
@@ -112,10 +151,14 @@ impl Clients {
             }
             (Some(value), false) => {
                 let value = value.to_str().map_err(|_| malformed("is not ASCII"))?;
-                from_header(value, method, headers, now)?
+                (
+                    from_header(value, method, headers, now)?,
+                    Authentication::Header,
+                )
             }
-            (None, true) => from_query(&query, now)?,
+            (None, true) => (from_query(&query, now)?, Authentication::Presigned),
         };
+        check_amz_headers_signed(headers, &signed.signed_headers)?;
         let client = self
             .by_key
             .get(&signed.access_key_id)
@@ -134,14 +177,37 @@ impl Clients {
         if !constant_time_eq(expected.as_bytes(), signed.signature.as_bytes()) {
             return Err(Error::SignatureDoesNotMatch);
         }
-        let chunks = authorization.is_some().then_some(ChunkSigning {
+        let chunk_signing = (authentication == Authentication::Header).then_some(ChunkSigning {
             signing_key,
             time_text: signed.time_text,
             scope: signed.scope,
             seed_signature: signed.signature,
         });
-        Ok((Caller::Client(client.clone()), chunks))
+        Ok(Verified {
+            caller: Caller::Client(client.clone()),
+            authentication,
+            signed_headers: signed.signed_headers,
+            chunk_signing,
+        })
     }
+}
+
+/// S3's rule: every `x-amz-*` header of a signed request is covered by its signature.
+fn check_amz_headers_signed(headers: &HeaderMap, signed_headers: &[String]) -> Result<(), Error> {
+    let unsigned: Vec<&str> = headers
+        .keys()
+        .map(http::HeaderName::as_str)
+        .filter(|name| name.starts_with("x-amz-") && !signed_headers.iter().any(|s| s == name))
+        .collect();
+    if unsigned.is_empty() {
+        return Ok(());
+    }
+    Err(Error::AccessDenied {
+        reason: format!(
+            "There were headers present in the request which were not signed: {}",
+            unsigned.join(", ")
+        ),
+    })
 }
 
 /// What a signature claims, from the header or the query.

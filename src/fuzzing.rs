@@ -13,9 +13,9 @@ use crate::config::{
     Access, ActiveContent, Addressing, Buckets, ClientConfig, CredentialSource, Delivery,
     Integration, Secret,
 };
+use crate::documents::{CompleteRequest, DeleteRequest, Jail, KeyEncoding, UpstreamDocument};
 use crate::front_door::Clients;
 use crate::integration::Integrations;
-use crate::rewrite::KeyEncoding;
 
 /// The prefix every fuzzed integration jails keys under.
 pub const PREFIX: &str = "tenant/";
@@ -56,14 +56,8 @@ pub fn route_and_jail(data: &[u8]) {
     let method = Method::from_bytes(parts[0].as_bytes()).unwrap_or(Method::GET);
     let host = (!parts[1].is_empty()).then_some(parts[1].as_str());
     let query = (!parts[3].is_empty()).then_some(parts[3].as_str());
-    let Ok(route) = crate::route::route(
-        &method,
-        host,
-        &parts[2],
-        query,
-        Some("media.example.com"),
-        false,
-    ) else {
+    let Ok(route) = crate::route::route(&method, host, &parts[2], query, Some("media.example.com"))
+    else {
         return;
     };
     let integrations = Integrations::new(&[integration()]);
@@ -136,8 +130,8 @@ pub fn verify_signature(data: &[u8]) {
         access: Access::ReadOnly,
     }]);
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    if let Ok((crate::front_door::Caller::Client(client), _)) =
-        clients.identify(&Method::GET, &uri, &headers, now)
+    if let Ok(verified) = clients.identify(&Method::GET, &uri, &headers, now)
+        && let crate::front_door::Caller::Client(client) = verified.caller
     {
         // Only a real signature with the real secret gets here: random input must not.
         let signed = headers.contains_key(http::header::AUTHORIZATION)
@@ -220,51 +214,172 @@ impl http_body::Body for Frames {
     }
 }
 
-/// The text of every `<name>…</name>` element, in order.
-fn elements(document: &str, name: &str) -> Vec<String> {
-    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
-    let mut found = Vec::new();
-    let mut rest = document;
-    while let Some(start) = rest.find(&open) {
-        let after = &rest[start + open.len()..];
-        let Some(end) = after.find(&close) else {
-            break;
-        };
-        found.push(after[..end].to_string());
-        rest = &after[end + close.len()..];
-    }
-    found
+/// The text of every element named `name` in a document read by roxmltree, a second XML
+/// parser written independently of quick-xml: what a store's parser would see.
+fn second_parser_texts(document: &roxmltree::Document<'_>, name: &str) -> Vec<String> {
+    document
+        .descendants()
+        .filter(|node| node.is_element() && node.tag_name().name() == name)
+        .map(|node| {
+            node.descendants()
+                .filter(|n| n.is_text())
+                .filter_map(|n| n.text())
+                .collect()
+        })
+        .collect()
 }
 
-/// The listing rewriter: whatever document the upstream sends, a rewritten answer has exactly
-/// its keys, each with the prefix taken off (a key outside the prefix fails the whole answer),
-/// and the logical bucket name in place of the real one.
-pub fn rewrite_listing(data: &[u8]) {
-    let text = String::from_utf8_lossy(data);
-    let Ok(rewritten) = crate::rewrite::response(&text, PREFIX, "logical", KeyEncoding::Plain, &[])
-    else {
-        return;
+/// Parses with the second parser, the way a store would: no DTD entities.
+fn second_parser(text: &str) -> Result<roxmltree::Document<'_>, roxmltree::Error> {
+    roxmltree::Document::parse_with_options(
+        text,
+        roxmltree::ParsingOptions {
+            allow_dtd: false,
+            ..roxmltree::ParsingOptions::default()
+        },
+    )
+}
+
+/// The listing rewriter: whatever document the upstream sends, an accepted answer is one the
+/// second parser reads with exactly the upstream's keys, each with the prefix taken off, and
+/// with the logical bucket name in place of the real one. Returns whether it was accepted.
+pub fn rewrite_listing(data: &[u8]) -> bool {
+    let jail = Jail {
+        prefix: PREFIX,
+        logical_bucket: "logical",
+        encoding: KeyEncoding::Plain,
+        client_prefix: "",
+        client_markers: &[],
+        hidden: &["acme-bucket", PREFIX],
     };
-    let before = elements(&text, "Key");
-    let after = elements(&rewritten, "Key");
+    let Ok(rewritten) = UpstreamDocument::parse(data).and_then(|d| d.rewrite(&jail)) else {
+        return false;
+    };
+    let Ok(input) = std::str::from_utf8(data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data)) else {
+        panic!("a document that is not UTF-8 was accepted");
+    };
+    let upstream = match second_parser(input) {
+        Ok(upstream) => upstream,
+        Err(error) => panic!("accepted a document the second parser refuses: {error}"),
+    };
+    let answer = match second_parser(&rewritten.document) {
+        Ok(answer) => answer,
+        Err(error) => panic!("wrote a document the second parser refuses: {error}"),
+    };
+    if upstream.root_element().tag_name().name() == "Error" {
+        // An error document is rebuilt from its code, a safe message and its request id.
+        let names: Vec<&str> = answer
+            .root_element()
+            .children()
+            .filter(|n| n.is_element())
+            .map(|n| n.tag_name().name())
+            .collect();
+        assert_eq!(names, ["Code", "Message", "RequestId"]);
+        return true;
+    }
+    let before = second_parser_texts(&upstream, "Key");
+    let after = second_parser_texts(&answer, "Key");
     assert_eq!(before.len(), after.len(), "keys were added or lost");
     for (upstream, client) in before.iter().zip(&after) {
-        let (Ok(upstream), Ok(client)) = (
-            crate::rewrite::xml_unescape(upstream),
-            crate::rewrite::xml_unescape(client),
-        ) else {
-            panic!("a rewritten key is not well-formed XML text: {client:?}");
-        };
         if upstream.is_empty() {
+            assert!(client.is_empty(), "an empty key became {client:?}");
             continue;
         }
         assert_eq!(
-            upstream,
+            *upstream,
             format!("{PREFIX}{client}"),
             "a key was not just unprefixed"
         );
     }
-    for name in elements(&rewritten, "Name") {
-        assert_eq!(name, "logical", "the real bucket name survived");
+    for element in ["Name", "Bucket"] {
+        for name in second_parser_texts(&answer, element) {
+            assert_eq!(name, "logical", "the real bucket name survived");
+        }
     }
+    for message in second_parser_texts(&answer, "Message") {
+        assert!(
+            !message.contains("acme-bucket") && !message.contains(PREFIX),
+            "a message names the real bucket or prefix: {message:?}"
+        );
+    }
+    true
+}
+
+/// A client's DeleteObjects body: whatever it spells, a document the proxy accepts is one
+/// whose keys the second parser reads exactly as the proxy did, and what the proxy sends has,
+/// for the second parser, exactly those keys, each under the prefix with its `/`. Returns
+/// whether it was accepted.
+pub fn client_delete(data: &[u8]) -> bool {
+    let integration = integration();
+    let integrations = Integrations::new(std::slice::from_ref(&integration));
+    let Ok(parsed) = DeleteRequest::parse(data) else {
+        return false;
+    };
+    let checked: Vec<String> = parsed.objects.iter().map(|o| o.key.clone()).collect();
+    let Ok(jailed) = parsed.jail(|key| integrations.upstream_key(&integration, key)) else {
+        return false;
+    };
+    let Ok(input) = std::str::from_utf8(data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data)) else {
+        panic!("a body that is not UTF-8 was accepted");
+    };
+    match second_parser(input) {
+        Ok(client) => assert_eq!(
+            second_parser_texts(&client, "Key"),
+            checked,
+            "the second parser reads other keys in the client's body"
+        ),
+        Err(error) => panic!("accepted a body the second parser refuses: {error}"),
+    }
+    let sent = jailed.to_xml();
+    let upstream = match second_parser(&sent) {
+        Ok(upstream) => upstream,
+        Err(error) => panic!("wrote a document the second parser refuses: {error}"),
+    };
+    let root = upstream.root_element();
+    assert_eq!(root.tag_name().name(), "Delete");
+    assert_eq!(root.tag_name().namespace(), Some(crate::xml::S3_NAMESPACE));
+    let keys = second_parser_texts(&upstream, "Key");
+    assert_eq!(keys.len(), checked.len(), "keys were added or lost");
+    for (key, checked) in keys.iter().zip(&checked) {
+        assert!(
+            key.starts_with(PREFIX),
+            "the store would delete {key:?}, outside the prefix"
+        );
+        assert_eq!(*key, format!("{PREFIX}{checked}"), "the key changed");
+        assert!(
+            crate::route::check_key(checked, false).is_ok(),
+            "an unchecked key went through: {checked:?}"
+        );
+    }
+    assert_eq!(
+        upstream
+            .descendants()
+            .filter(|n| n.is_element() && n.tag_name().name() == "Object")
+            .count(),
+        checked.len()
+    );
+    true
+}
+
+/// A client's CompleteMultipartUpload body: what the proxy sends is read by the second parser
+/// as exactly the parts the proxy read. Returns whether it was accepted.
+pub fn client_complete(data: &[u8]) -> bool {
+    let Ok(parsed) = CompleteRequest::parse(data) else {
+        return false;
+    };
+    let sent = parsed.to_xml();
+    let upstream = match second_parser(&sent) {
+        Ok(upstream) => upstream,
+        Err(error) => panic!("wrote a document the second parser refuses: {error}"),
+    };
+    let numbers: Vec<String> = parsed
+        .parts
+        .iter()
+        .map(|p| p.part_number.to_string())
+        .collect();
+    assert_eq!(second_parser_texts(&upstream, "PartNumber"), numbers);
+    let etags: Vec<String> = parsed.parts.iter().map(|p| p.etag.clone()).collect();
+    assert_eq!(second_parser_texts(&upstream, "ETag"), etags);
+    assert!(second_parser_texts(&upstream, "Key").is_empty());
+    true
 }

@@ -8,8 +8,9 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 use crate::body::{self, ProxyBody};
 use crate::config::{ActiveContent, Integration};
-use crate::error::{Error, xml_escape};
-use crate::rewrite::MAX_DOCUMENT;
+use crate::documents::{error_code, error_document};
+use crate::error::Error;
+use crate::xml::{Element, MAX_DOCUMENT, Writer};
 
 /// Canned ACLs that keep an object private to the bucket's owner (what cross-account writers
 /// send); every other `x-amz-acl` needs `allow_acl_headers`.
@@ -107,29 +108,92 @@ pub fn check_acl_headers(headers: &HeaderMap, integration: &Integration) -> Resu
     Ok(())
 }
 
-/// Whether a browser would run script in a document of this type.
-pub fn is_active_type(content_type: &str) -> bool {
-    let media_type = content_type
+/// Types a browser renders as a document that can run script, besides every `+xml` type.
+const ACTIVE_TYPES: &[&str] = &[
+    "text/html",
+    "application/xhtml+xml",
+    "image/svg+xml",
+    "text/xml",
+    "application/xml",
+    "text/xsl",
+    "application/xslt+xml",
+    "text/javascript",
+    "application/javascript",
+    "application/ecmascript",
+    "text/ecmascript",
+    "multipart/x-mixed-replace",
+];
+
+/// The media type a browser takes from a `Content-Type` field (all its values joined by
+/// `, `), following the Fetch standard's "extract a MIME type": the field is split at commas
+/// outside quoted strings, and the last value that parses as `type/subtype` wins (`*/*` never
+/// does). Returns the lower-cased essence, or `None` when no value parses.
+pub fn extract_media_type(field: &str) -> Option<String> {
+    let mut essence = None;
+    for value in split_outside_quotes(field) {
+        if let Some(parsed) = parse_essence(value)
+            && parsed != "*/*"
+        {
+            essence = Some(parsed);
+        }
+    }
+    essence
+}
+
+/// Splits at commas that are not inside a quoted string (a parameter value may hold one).
+fn split_outside_quotes(field: &str) -> Vec<&str> {
+    let mut values = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (at, c) in field.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                values.push(&field[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    values.push(&field[start..]);
+    values
+}
+
+/// `type/subtype` of one value, lower-cased, if both are non-empty HTTP tokens.
+fn parse_essence(value: &str) -> Option<String> {
+    let value = value.trim_matches([' ', '\t', '\r', '\n']);
+    let (kind, rest) = value.split_once('/')?;
+    let subtype = rest
         .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    matches!(
-        media_type.as_str(),
-        "text/html"
-            | "application/xhtml+xml"
-            | "image/svg+xml"
-            | "text/xml"
-            | "application/xml"
-            | "text/xsl"
-            | "application/xslt+xml"
-            | "text/javascript"
-            | "application/javascript"
-            | "application/ecmascript"
-            | "text/ecmascript"
-            | "multipart/x-mixed-replace"
-    )
+        .next()?
+        .trim_end_matches([' ', '\t', '\r', '\n']);
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    (token(kind) && token(subtype)).then(|| format!("{kind}/{subtype}").to_ascii_lowercase())
+}
+
+/// Whether a browser could run script in a response with this `Content-Type` field. A field
+/// with no type a browser accepts counts as active too: the browser would sniff one.
+pub fn is_active_type(content_type: &str) -> bool {
+    match extract_media_type(content_type) {
+        Some(essence) => ACTIVE_TYPES.contains(&essence.as_str()) || essence.ends_with("+xml"),
+        None => true,
+    }
+}
+
+/// The whole `Content-Type` field as a browser sees it: every value, joined by `, `. `None`
+/// when there is none.
+fn content_type_field(headers: &HeaderMap) -> Option<String> {
+    let values: Vec<String> = headers
+        .get_all(header::CONTENT_TYPE)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
 }
 
 /// Refuses a `response-content-type` override to an active type on a browser-reachable
@@ -162,10 +226,8 @@ pub fn protect(headers: &mut HeaderMap, integration: Option<&Integration>) {
     let Some(integration) = integration else {
         return;
     };
-    let active = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(is_active_type);
+    // No Content-Type at all (a 204, a 304) is nothing a browser renders.
+    let active = content_type_field(headers).is_some_and(|field| is_active_type(&field));
     if !active {
         return;
     }
@@ -196,6 +258,11 @@ const CREDENTIAL_CODES: &[&str] = &[
     "TokenRefreshRequired",
 ];
 
+/// Whether an S3 error code says the proxy's own credentials were refused.
+pub fn is_credentials_code(code: &str) -> bool {
+    CREDENTIAL_CODES.contains(&code.trim())
+}
+
 /// What an upstream error document becomes.
 pub enum UpstreamError {
     /// A clean S3 error document with the upstream's status and code.
@@ -216,33 +283,26 @@ pub async fn sanitize_error(
     let document = body::collect_capped(upstream_body, MAX_DOCUMENT)
         .await
         .unwrap_or_default();
-    let text = String::from_utf8_lossy(&document);
-    let element = |name: &str| {
-        let (_, rest) = text.split_once(&format!("<{name}>"))?;
-        let (inner, _) = rest.split_once(&format!("</{name}>"))?;
-        Some(inner.to_string())
-    };
-    let code = element("Code")
-        .filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'))
-        .unwrap_or_else(|| default_code(parts.status).to_string());
+    // Whatever the store wrote, the client gets a document the proxy wrote: a HEAD's empty
+    // body, or a broken document, becomes the status's default code.
+    let error = crate::xml::parse(&document)
+        .ok()
+        .and_then(find_error)
+        .unwrap_or_else(|| Element::parent("Error", Vec::new()));
+    let code = error
+        .children
+        .iter()
+        .find(|c| c.name == "Code")
+        .and_then(|c| error_code(Some(&c.text)));
+    let code = code.unwrap_or_else(|| default_code(parts.status).to_string());
     if CREDENTIAL_CODES.contains(&code.as_str()) {
         return Ok(UpstreamError::CredentialsRefused { code });
     }
-    let message = element("Message")
-        .filter(|m| {
-            hidden
-                .iter()
-                .filter(|h| h.len() >= 3)
-                .all(|h| !m.contains(h))
-        })
-        .unwrap_or_else(|| format!("The upstream store answered {code}."));
-    let request_id = element("RequestId").unwrap_or_default();
-    let clean = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><RequestId>{}</RequestId></Error>",
-        xml_escape(&code),
-        xml_escape(&message),
-        xml_escape(&request_id),
-    );
+    let mut clean = error_document(&error, hidden);
+    if let Some(first) = clean.children.first_mut() {
+        first.text = code;
+    }
+    let clean = Writer::document(&clean);
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/xml"),
@@ -255,6 +315,21 @@ pub async fn sanitize_error(
         parts,
         body::full(Bytes::from(clean)),
     )))
+}
+
+/// The `<Error>` element of an error document: the root, or (as some stores write it) one
+/// wrapped in `<ErrorResponse>`.
+fn find_error(root: Element) -> Option<Element> {
+    if root.name == "Error" {
+        return Some(root);
+    }
+    root.children.into_iter().find_map(|child| {
+        if child.name == "Error" {
+            Some(child)
+        } else {
+            child.children.into_iter().find(|c| c.name == "Error")
+        }
+    })
 }
 
 fn default_code(status: StatusCode) -> &'static str {
@@ -295,6 +370,19 @@ mod tests {
             "Text/HTML; charset=utf-8",
             "image/svg+xml",
             "application/xml",
+            // Browsers take the last valid type of a comma list.
+            "text/plain, text/html",
+            "text/plain,text/html;charset=\"a,b\"",
+            "image/png, */*, text/html",
+            // Every +xml type renders as XML, where XHTML script runs.
+            "application/rss+xml",
+            "application/mathml+xml",
+            "application/x-anything+XML",
+            " TEXT/HTML ",
+            // Nothing a browser accepts as a type: it would sniff one.
+            "",
+            "html",
+            "/html",
         ] {
             assert!(is_active_type(active), "{active}");
         }
@@ -303,6 +391,11 @@ mod tests {
             "video/mp4",
             "text/plain",
             "application/octet-stream",
+            "text/html, text/plain",
+            "text/plain; charset=\"text/html, x\"",
+            "image/png, */*",
+            "image/png, nonsense",
+            "application/xml-dtd-not-really, image/jpeg",
         ] {
             assert!(!is_active_type(passive), "{passive}");
         }

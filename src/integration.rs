@@ -167,8 +167,10 @@ impl Integrations {
         let full_key = self.upstream_key(source, key)?;
         let mut rewritten = format!("/{bucket}/{}", crate::sign::encode_key(&full_key));
         if let Some(version) = version {
+            // Decoded and encoded again by the proxy: no client text goes into the header.
+            let version = crate::route::percent_decode(version)?;
             rewritten.push_str("?versionId=");
-            rewritten.push_str(version);
+            rewritten.push_str(&crate::sign::encode_query(&version));
         }
         Ok(rewritten)
     }
@@ -266,7 +268,7 @@ mod tests {
     }
 
     fn resolve(path: &str) -> Result<Target, Error> {
-        let route = crate::route::route(&Method::GET, None, path, None, None, false)?;
+        let route = crate::route::route(&Method::GET, None, path, None, None)?;
         table().resolve(&route, &Caller::Anonymous)
     }
 
@@ -349,7 +351,7 @@ mod tests {
         .expect("valid");
         let table = Integrations::new(&config.integrations);
         let resolve = |path: &str| {
-            let route = crate::route::route(&Method::GET, None, path, None, None, false)?;
+            let route = crate::route::route(&Method::GET, None, path, None, None)?;
             table.resolve(&route, &Caller::Anonymous)
         };
         let a = resolve("/tenant-a/k").expect("resolves");

@@ -19,8 +19,10 @@
 //!   identity, cached and refreshed before expiry.
 //! - [`sign`]: the upstream URL (addressing style, endpoint, prefix + key) and its SigV4
 //!   signature (this is where a request is signed).
-//! - [`rewrite`]: listing and DeleteObjects documents, with the integration's prefix added on
-//!   the way up and stripped on the way down.
+//! - [`documents`]: the XML documents that cross the jail (DeleteObjects and
+//!   CompleteMultipartUpload bodies, listings and results) as typed values, with the
+//!   integration's prefix added on the way up and stripped on the way down; [`xml`] parses and
+//!   writes them, so no document is ever forwarded or edited as text.
 //! - [`chunked`]: aws-chunked upload bodies, decoded and verified as they stream.
 //! - [`forward`]: the pooled upstream client; bodies stream through here frame by frame.
 //! - [`cors`]: preflights answered by the proxy, CORS headers per integration.
@@ -46,6 +48,7 @@ pub mod config;
 pub mod cors;
 pub mod credentials;
 pub mod demo;
+pub mod documents;
 pub mod error;
 pub mod forward;
 pub mod front_door;
@@ -55,12 +58,12 @@ pub mod integration;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
-pub mod rewrite;
 pub mod route;
 pub mod run;
 pub mod server;
 pub mod sign;
 pub mod tls;
+pub mod xml;
 
 pub use config::Config;
 pub use error::Error;

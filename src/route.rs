@@ -98,11 +98,26 @@ impl Operation {
         )
     }
 
-    /// Whether the client's body is passed upstream.
+    /// The operation a PUT is when it carries a copy source the caller signed: a copy reads
+    /// another object, so only a verified header may make one.
+    pub fn with_copy_source(self, copy_source: bool) -> Operation {
+        match (self, copy_source) {
+            (Operation::PutObject, true) => Operation::CopyObject,
+            (Operation::UploadPart, true) => Operation::UploadPartCopy,
+            (operation, _) => operation,
+        }
+    }
+
+    /// Whether the client's body streams upstream as it is (an object or a part).
     pub fn has_body(self) -> bool {
+        matches!(self, Operation::PutObject | Operation::UploadPart)
+    }
+
+    /// Whether the client's body is an XML document the proxy parses and writes anew.
+    pub fn has_client_document(self) -> bool {
         matches!(
             self,
-            Operation::PutObject | Operation::UploadPart | Operation::CompleteMultipartUpload
+            Operation::DeleteObjects | Operation::CompleteMultipartUpload
         )
     }
 
@@ -178,14 +193,14 @@ const UNSERVED_SUBRESOURCES: &[&str] = &[
 /// Parses the request target into a [`Route`].
 ///
 /// `host` is the `Host` header (or the HTTP/2 authority); `path` and `query` are the raw,
-/// still-encoded request target; `is_copy` says whether `x-amz-copy-source` was sent.
+/// still-encoded request target. Headers play no part: a PUT is a PutObject or UploadPart
+/// until [`Operation::with_copy_source`] is told of a signed `x-amz-copy-source`.
 pub fn route(
     method: &Method,
     host: Option<&str>,
     path: &str,
     query: Option<&str>,
     base_domain: Option<&str>,
-    is_copy: bool,
 ) -> Result<Route, Error> {
     let (name, raw_key) = match name_from_host(host, base_domain) {
         Some(name) => (name, path.strip_prefix('/').unwrap_or(path)),
@@ -233,9 +248,7 @@ pub fn route(
             Method::GET if has("uploadId") => Operation::ListParts,
             Method::GET => Operation::GetObject,
             Method::HEAD => Operation::HeadObject,
-            Method::PUT if has("uploadId") && is_copy => Operation::UploadPartCopy,
             Method::PUT if has("uploadId") => Operation::UploadPart,
-            Method::PUT if is_copy => Operation::CopyObject,
             Method::PUT => Operation::PutObject,
             Method::POST if has("uploads") => Operation::CreateMultipartUpload,
             Method::POST if has("uploadId") => Operation::CompleteMultipartUpload,
@@ -401,14 +414,7 @@ mod tests {
         let (path, query) = path
             .split_once('?')
             .map_or((path, None), |(p, q)| (p, Some(q)));
-        route(
-            &Method::GET,
-            Some("127.0.0.1:8080"),
-            path,
-            query,
-            None,
-            false,
-        )
+        route(&Method::GET, Some("127.0.0.1:8080"), path, query, None)
     }
 
     #[test]
@@ -434,7 +440,6 @@ mod tests {
             "/x/y.mp4",
             None,
             Some("media.example.com"),
-            false,
         )
         .expect("routes");
         assert_eq!((r.name.as_str(), r.key.as_str()), ("acme-media", "x/y.mp4"));
@@ -446,7 +451,6 @@ mod tests {
             "/b-1/k",
             None,
             Some("media.example.com"),
-            false,
         )
         .expect("routes");
         assert_eq!((r.name.as_str(), r.key.as_str()), ("b-1", "k"));
@@ -456,7 +460,6 @@ mod tests {
             "/b-1/k",
             None,
             Some("media.example.com"),
-            false,
         )
         .expect("routes");
         assert_eq!(
@@ -549,7 +552,7 @@ mod tests {
             ))
         );
         let operation = |method: Method, path: &str, query: Option<&str>| {
-            route(&method, None, path, query, None, false)
+            route(&method, None, path, query, None)
                 .map(|r| r.operation)
                 .ok()
         };
@@ -570,18 +573,19 @@ mod tests {
             Some(Operation::DeleteObjects)
         );
         for method in [Method::PUT, Method::DELETE] {
-            let refused = route(&method, None, "/b-1", None, None, false).map_err(|e| e.code());
+            let refused = route(&method, None, "/b-1", None, None).map_err(|e| e.code());
             assert_eq!(refused, Err("AccessDenied"), "{method} on a bucket");
         }
-        let patch = route(&Method::PATCH, None, "/b-1/k", None, None, false)
-            .map_err(|e| e.status().as_u16());
+        let patch =
+            route(&Method::PATCH, None, "/b-1/k", None, None).map_err(|e| e.status().as_u16());
         assert_eq!(patch, Err(405));
     }
 
     #[test]
     fn object_operations_follow_method_query_and_copy_source() {
         let operation = |method: Method, query: Option<&str>, is_copy: bool| {
-            route(&method, None, "/b-1/k", query, None, is_copy).map(|r| (r.operation, r.query))
+            route(&method, None, "/b-1/k", query, None)
+                .map(|r| (r.operation.with_copy_source(is_copy), r.query))
         };
         let owned = |pairs: &[(&str, &str)]| {
             pairs

@@ -26,15 +26,16 @@ use crate::body::BoxError;
 use crate::body::{self, ProxyBody};
 use crate::config::{Config, Delivery, Integration, Limits};
 use crate::credentials::{CredentialCache, sdk_http_client};
+use crate::documents::{Jail, KeyEncoding, UpstreamDocument};
 use crate::error::Error;
 use crate::forward::Upstream;
-use crate::front_door::{Caller, Clients};
+use crate::front_door::{Authentication, Clients};
 use crate::integration::{Integrations, Target};
 use crate::limits::RateLimiter;
 use crate::metrics::{Metrics, method_label};
-use crate::rewrite::{KeyEncoding, MAX_DOCUMENT};
 use crate::route::{Operation, route};
 use crate::sign::{UpstreamParts, presigned_get_url, signed_request, upstream_uri};
+use crate::xml::MAX_DOCUMENT;
 
 /// Everything a request needs. The configuration-derived part is a [`State`] swapped whole on
 /// reload; requests in flight keep the state they started with.
@@ -249,7 +250,7 @@ impl Proxy {
     async fn forward<B>(
         &self,
         state: &State,
-        request: Request<B>,
+        mut request: Request<B>,
         peer: Option<SocketAddr>,
         cors_for: &mut Option<Arc<Integration>>,
         seen: &mut Seen,
@@ -282,7 +283,6 @@ impl Proxy {
             request.uri().path(),
             request.uri().query(),
             state.config.server.base_domain.as_deref(),
-            request.headers().contains_key("x-amz-copy-source"),
         )?;
         seen.bucket = Some(route.name.clone());
         *cors_for = state.integrations.integration(&route.name).cloned();
@@ -294,12 +294,21 @@ impl Proxy {
             return crate::cors::preflight(integration, request.headers());
         }
 
-        let (caller, chunk_signing) = state.clients.identify(
+        let verified = state.clients.identify(
             request.method(),
             request.uri(),
             request.headers(),
             SystemTime::now(),
         )?;
+        if verified.authentication == Authentication::Anonymous {
+            // Nobody vouches for an anonymous caller's `x-amz-*` headers: none goes further.
+            strip_amz_headers(request.headers_mut());
+        }
+        let mut route = route;
+        route.operation = route
+            .operation
+            .with_copy_source(verified.signed("x-amz-copy-source"));
+        let caller = &verified.caller;
         seen.client = Some(caller.key_id().to_string());
         if let Some(limit) = limits.rate_limit {
             let who = match (caller.key_id(), peer) {
@@ -314,7 +323,7 @@ impl Proxy {
             }
         }
 
-        let target = state.integrations.resolve(&route, &caller)?;
+        let target = state.integrations.resolve(&route, caller)?;
         seen.integration = Some(target.integration.name.clone());
 
         let target = match route.operation {
@@ -329,12 +338,11 @@ impl Proxy {
             crate::guard::check_acl_headers(request.headers(), integration)?;
         }
         if route.operation == Operation::GetObject {
-            let presigned = route.query.iter().any(|(n, _)| n == "X-Amz-Signature")
-                || request
-                    .uri()
-                    .query()
-                    .is_some_and(|q| q.contains("X-Amz-Signature="));
-            let browser_reachable = matches!(caller, Caller::Anonymous) || presigned;
+            // A link a browser can follow: no header of the caller's own is needed.
+            let browser_reachable = matches!(
+                verified.authentication,
+                Authentication::Anonymous | Authentication::Presigned
+            );
             crate::guard::check_type_override(&route.query, browser_reachable, integration)?;
         }
         match route.operation {
@@ -371,9 +379,9 @@ impl Proxy {
         let (mut parts, client_body) = request.into_parts();
         // Set by an aws-chunked decoder that refused the body, so the answer names the cause.
         let verdict: crate::chunked::Verdict = Default::default();
-        let (body, payload) = if route.operation == Operation::DeleteObjects {
+        let (body, payload) = if route.operation.has_client_document() {
             let (document, headers, payload) = state
-                .delete_objects_body(client_body, &parts.headers, integration)
+                .client_document(route.operation, client_body, &parts.headers, integration)
                 .await?;
             parts.headers = headers;
             (body::full(document), payload)
@@ -388,8 +396,12 @@ impl Proxy {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("STREAMING-"));
             if streaming {
-                let (decoded, headers) =
-                    chunked_upload(client_body, &parts.headers, chunk_signing, verdict.clone())?;
+                let (decoded, headers) = chunked_upload(
+                    client_body,
+                    &parts.headers,
+                    verified.chunk_signing,
+                    verdict.clone(),
+                )?;
                 parts.headers = headers;
                 (decoded, crate::sign::Payload::Unsigned)
             } else {
@@ -474,8 +486,10 @@ impl Proxy {
                 crate::guard::UpstreamError::Clean(clean) => response = clean,
                 crate::guard::UpstreamError::CredentialsRefused { code } => {
                     tracing::warn!(integration = %integration.name, %code, %upstream_request_id,
-                        "the upstream refused the proxy's credentials; fetching new ones");
-                    state.credentials.invalidate(integration).await;
+                        "the upstream refused the proxy's credentials");
+                    state
+                        .credentials_refused(&target.integration, &target.bucket, &code)
+                        .await;
                     return Err(Error::UpstreamRefusedCredentials {
                         integration: integration.name.clone(),
                     });
@@ -483,7 +497,7 @@ impl Proxy {
             }
             return Ok(response);
         }
-        if response.status().is_success() && names_keys(route.operation) {
+        if response.status().is_success() && answers_with_document(route.operation) {
             let encoding = if query
                 .iter()
                 .any(|(n, v)| n == "encoding-type" && v == "url")
@@ -492,13 +506,30 @@ impl Proxy {
             } else {
                 KeyEncoding::Plain
             };
-            let listing = ListingContext {
+            let client_prefix = match route.operation {
+                Operation::ListObjects
+                | Operation::ListObjectsV2
+                | Operation::ListMultipartUploads => route
+                    .query
+                    .iter()
+                    .find(|(n, _)| n == "prefix")
+                    .map_or("", |(_, v)| v.as_str()),
+                _ => "",
+            };
+            let access_key_id = credentials.access_key_id();
+            let mut hidden = vec![target.bucket.as_str(), access_key_id];
+            if !integration.prefix.is_empty() {
+                hidden.push(integration.prefix.as_str());
+            }
+            let jail = Jail {
                 prefix: &integration.prefix,
                 logical_bucket: &route.name,
                 encoding,
-                client_query: &route.query,
+                client_prefix,
+                client_markers: &route.query,
+                hidden: &hidden,
             };
-            return rewrite_response(response, listing).await;
+            return rewrite_response(response, &jail, &integration.name).await;
         }
         Ok(response)
     }
@@ -524,10 +555,16 @@ impl State {
         content: bytes::Bytes,
     ) -> Result<ProbeAnswer, Error> {
         use sha2::Digest;
+        // A bucket-level probe (HeadBucket, a listing) names no key: its prefix is in `query`.
+        let key = if operation.is_bucket_level() {
+            String::new()
+        } else {
+            format!("{}{key}", integration.prefix)
+        };
         let target = Target {
             integration: integration.clone(),
             bucket: bucket.to_string(),
-            key: format!("{}{key}", integration.prefix),
+            key,
         };
         let credentials = self.credentials.credentials(integration).await?;
         let mut headers = http::HeaderMap::new();
@@ -569,6 +606,52 @@ impl State {
         })
     }
 
+    /// A store refused a request with a credentials code. Drop the identity's cached
+    /// credentials only when they are plausibly the cause, at most once per identity per
+    /// debounce period: an expired or unknown token or key says so itself, while a
+    /// `SignatureDoesNotMatch` may be about the request (a store that signs some queries
+    /// differently), so it counts only when a fresh, plain listing signed with the same
+    /// credentials is refused the same way.
+    async fn credentials_refused(&self, integration: &Arc<Integration>, bucket: &str, code: &str) {
+        if !self.credentials.may_invalidate(integration) {
+            return;
+        }
+        let about_the_credentials = match code {
+            "SignatureDoesNotMatch" => {
+                let query = [
+                    ("list-type".to_string(), "2".to_string()),
+                    ("max-keys".to_string(), "0".to_string()),
+                    ("prefix".to_string(), integration.prefix.clone()),
+                ];
+                let confirmation = self
+                    .probe(
+                        integration,
+                        bucket,
+                        "",
+                        Operation::ListObjectsV2,
+                        &query,
+                        bytes::Bytes::new(),
+                    )
+                    .await;
+                match confirmation {
+                    Ok(answer) => crate::xml::parse(&answer.body).is_ok_and(|error| {
+                        error
+                            .children
+                            .iter()
+                            .any(|c| c.name == "Code" && crate::guard::is_credentials_code(&c.text))
+                    }),
+                    Err(_) => false,
+                }
+            }
+            _ => true,
+        };
+        if about_the_credentials {
+            tracing::warn!(integration = %integration.name, %code,
+                "the store refuses the proxy's credentials; fetching new ones");
+            self.credentials.invalidate(integration).await;
+        }
+    }
+
     /// The region to use for `integration` in `bucket`: its own, or discovered for `auto`.
     pub async fn resolve_region(
         &self,
@@ -589,10 +672,12 @@ impl State {
         Ok(Arc::new(resolved))
     }
 
-    /// Reads a DeleteObjects document (capped), checks it against the client's signed hash,
-    /// puts every key under the prefix, and returns it with the headers that now describe it.
-    async fn delete_objects_body<B>(
+    /// Reads a client's XML body (capped), checks it against the client's signed hash, parses
+    /// it, puts every key it names under the prefix, and returns the document the proxy wrote
+    /// in its place with the headers that now describe it. Client bytes never reach the store.
+    async fn client_document<B>(
         &self,
+        operation: Operation,
         client_body: B,
         client_headers: &http::HeaderMap,
         integration: &Integration,
@@ -604,42 +689,54 @@ impl State {
         use sha2::Digest;
         let document = body::collect_capped(body::stream(client_body), MAX_DOCUMENT)
             .await
-            .map_err(|_| Error::MalformedXML)?;
+            .map_err(|error| Error::MalformedXML {
+                detail: format!("the body could not be read whole: {error}"),
+            })?;
         if let crate::sign::Payload::Sha256(signed) =
             crate::sign::Payload::from_client(client_headers)?
             && hex::encode(sha2::Sha256::digest(&document)) != signed
         {
             return Err(Error::BadDigest);
         }
-        let text = std::str::from_utf8(&document).map_err(|_| Error::MalformedXML)?;
-        let rewritten = crate::rewrite::delete_request(text, &integration.prefix, |key| {
-            self.integrations.upstream_key(integration, key).map(|_| ())
-        })?;
-        // The body changed: the client's length and checksums describe the old one.
+        let written = match operation {
+            Operation::DeleteObjects => crate::documents::DeleteRequest::parse(&document)?
+                .jail(|key| self.integrations.upstream_key(integration, key))?
+                .to_xml(),
+            Operation::CompleteMultipartUpload => {
+                crate::documents::CompleteRequest::parse(&document)?.to_xml()
+            }
+            other => {
+                return Err(Error::Internal {
+                    detail: format!("{other:?} has no client document"),
+                });
+            }
+        };
+        // The body is the proxy's: the client's length and checksums described the old one.
         let mut headers = http::HeaderMap::new();
         for (name, value) in client_headers {
             let describes_old_body = name == header::CONTENT_LENGTH
                 || name == "content-md5"
-                || name.as_str().starts_with("x-amz-checksum-")
+                || (operation == Operation::DeleteObjects
+                    && name.as_str().starts_with("x-amz-checksum-"))
                 || name == "x-amz-sdk-checksum-algorithm";
             if !describes_old_body {
                 headers.append(name.clone(), value.clone());
             }
         }
-        let md5 = aws_smithy_types::base64::encode(md5::Md5::digest(rewritten.as_bytes()));
-        let sha256 = hex::encode(sha2::Sha256::digest(rewritten.as_bytes()));
+        let md5 = aws_smithy_types::base64::encode(md5::Md5::digest(written.as_bytes()));
+        let sha256 = hex::encode(sha2::Sha256::digest(written.as_bytes()));
         headers.insert(
             header::CONTENT_LENGTH,
-            http::HeaderValue::from(rewritten.len()),
+            http::HeaderValue::from(written.len()),
         );
         headers.insert(
             "content-md5",
-            http::HeaderValue::from_str(&md5).map_err(|_| Error::Internal {
-                detail: "an MD5 digest is not a header value".to_string(),
+            http::HeaderValue::from_str(&md5).map_err(|error| Error::Internal {
+                detail: format!("an MD5 digest is not a header value: {error}"),
             })?,
         );
         Ok((
-            bytes::Bytes::from(rewritten),
+            bytes::Bytes::from(written),
             headers,
             crate::sign::Payload::Sha256(sha256),
         ))
@@ -772,8 +869,20 @@ where
     Ok((body::stream(decoder), forwarded))
 }
 
-/// Operations whose response documents name keys or the bucket.
-fn names_keys(operation: Operation) -> bool {
+/// Removes every `x-amz-*` header.
+fn strip_amz_headers(headers: &mut http::HeaderMap) {
+    let amz: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("x-amz-"))
+        .cloned()
+        .collect();
+    for name in amz {
+        headers.remove(name);
+    }
+}
+
+/// Operations whose successful answer is an XML document naming keys or the bucket.
+fn answers_with_document(operation: Operation) -> bool {
     matches!(
         operation,
         Operation::ListObjects
@@ -783,6 +892,8 @@ fn names_keys(operation: Operation) -> bool {
             | Operation::CreateMultipartUpload
             | Operation::CompleteMultipartUpload
             | Operation::DeleteObjects
+            | Operation::CopyObject
+            | Operation::UploadPartCopy
     )
 }
 
@@ -806,43 +917,36 @@ fn scope_listing(query: &mut Vec<(String, String)>, prefix: &str) {
     query.sort();
 }
 
-/// Reads a (small, capped) response document and rewrites its keys and bucket name.
-/// What a response document is rewritten against.
-struct ListingContext<'a> {
-    prefix: &'a str,
-    logical_bucket: &'a str,
-    encoding: KeyEncoding,
-    /// The query as the client sent it (markers are echoed from here).
-    client_query: &'a [(String, String)],
-}
-
+/// Reads a (small, capped) upstream document, takes the integration out of it and writes it
+/// anew.
 async fn rewrite_response(
     response: Response<ProxyBody>,
-    listing: ListingContext<'_>,
+    jail: &Jail<'_>,
+    integration: &str,
 ) -> Result<Response<ProxyBody>, Error> {
     let (mut parts, upstream_body) = response.into_parts();
     let document = body::collect_capped(upstream_body, MAX_DOCUMENT)
         .await
-        .map_err(|_| Error::Internal {
-            detail: "an upstream listing could not be read".to_string(),
+        .map_err(|error| Error::Internal {
+            detail: format!("an upstream document could not be read: {error}"),
         })?;
-    let text = std::str::from_utf8(&document).map_err(|_| Error::Internal {
-        detail: "an upstream listing is not UTF-8".to_string(),
-    })?;
-    let rewritten = crate::rewrite::response(
-        text,
-        listing.prefix,
-        listing.logical_bucket,
-        listing.encoding,
-        listing.client_query,
-    )?;
+    let rewritten = UpstreamDocument::parse(&document)?.rewrite(jail)?;
+    if rewritten.dropped > 0 {
+        tracing::warn!(%integration, dropped = rewritten.dropped,
+            "the upstream listed entries beyond the prefix the client asked for; they were dropped");
+    }
     parts.headers.insert(
         header::CONTENT_LENGTH,
-        http::HeaderValue::from(rewritten.len()),
+        http::HeaderValue::from(rewritten.document.len()),
     );
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    parts.headers.remove(header::CONTENT_ENCODING);
     Ok(Response::from_parts(
         parts,
-        body::full(bytes::Bytes::from(rewritten)),
+        body::full(bytes::Bytes::from(rewritten.document)),
     ))
 }
 

@@ -1,6 +1,8 @@
 //! Replays the fuzz corpora kept in `fuzz/corpus/` (seeds, and every input a fuzzing run found
 //! interesting) through the same entry points the fuzz targets drive: a regression suite for
-//! the router, the SigV4 verifier, the aws-chunked decoder and the listing rewriter.
+//! the router, the SigV4 verifier, the aws-chunked decoder, the upstream document rewriter and
+//! the client document parsers. The document checks read what the proxy writes with a second,
+//! independent XML parser (roxmltree).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod support;
@@ -35,9 +37,155 @@ fn chunked_corpus() {
     replay("chunked", s3_signing_proxy::fuzzing::decode_chunked);
 }
 
+/// Replays a corpus through a check that says whether it accepted each input, and insists
+/// that some inputs were accepted: a check that refused everything would prove nothing.
+fn replay_accepting(target: &str, check: fn(&[u8]) -> bool, at_least: usize) -> (usize, usize) {
+    let dir = repo_root().join("fuzz/corpus").join(target);
+    let (mut replayed, mut accepted) = (0, 0);
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        match std::panic::catch_unwind(|| check(&data)) {
+            Ok(true) => accepted += 1,
+            Ok(false) => {}
+            Err(_) => panic!("{} breaks an invariant", path.display()),
+        }
+        replayed += 1;
+    }
+    assert!(
+        accepted >= at_least,
+        "{target}: only {accepted} of {replayed} corpus entries accepted"
+    );
+    assert!(accepted < replayed, "{target}: nothing was refused");
+    (replayed, accepted)
+}
+
 #[test]
 fn listing_corpus() {
-    replay("listing", s3_signing_proxy::fuzzing::rewrite_listing);
+    replay_accepting("listing", s3_signing_proxy::fuzzing::rewrite_listing, 8);
+}
+
+#[test]
+fn delete_corpus() {
+    replay_accepting("delete", s3_signing_proxy::fuzzing::client_delete, 3);
+}
+
+#[test]
+fn complete_corpus() {
+    replay_accepting("complete", s3_signing_proxy::fuzzing::client_complete, 2);
+}
+
+/// The property behind the delete target, over many generated documents: every spelling of
+/// elements an XML parser accepts, and keys that try to climb out. Whatever the proxy accepts,
+/// the second parser reads with the same keys, and what it sends keeps each under the prefix.
+#[test]
+fn generated_delete_documents_never_name_a_key_outside_the_prefix() {
+    // Each part is drawn from what a client normally writes, or one time in four from what an
+    // attacker would try, so that both accepted and refused documents are common.
+    const KEYS: &[&str] = &[
+        "a.txt",
+        "dir/b",
+        "é",
+        "&amp;",
+        "&lt;b",
+        "&#47;r",
+        "<![CDATA[ok]]>",
+        " ",
+        "x",
+    ];
+    const ATTACK_KEYS: &[&str] = &[
+        "../x",
+        "/root",
+        "a//b",
+        "x/../../y",
+        "&#x2e;&#x2e;/up",
+        "<![CDATA[../c]]>",
+        "%2e%2e",
+        "k&#0;",
+        "k\u{1}",
+        "]]>",
+        "<Key>x</Key>",
+        "&k;",
+    ];
+    const TAGS: &[(&str, &str)] = &[
+        ("<Key>", "</Key>"),
+        ("<Key >", "</Key >"),
+        ("<Key\t>", "</Key\n>"),
+    ];
+    const ATTACK_TAGS: &[(&str, &str)] = &[
+        ("<Key a=\"1\">", "</Key>"),
+        ("<s3:Key>", "</s3:Key>"),
+        ("<KEY>", "</KEY>"),
+        ("<Key>", "</Key2>"),
+        ("<Key/>", ""),
+    ];
+    const HEADS: &[&str] = &[
+        "",
+        "\u{FEFF}",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
+        "<!-- c -->",
+    ];
+    const ATTACK_HEADS: &[&str] = &[
+        "<?xml version=\"1.0\" encoding=\"UTF-16\"?>",
+        "<!DOCTYPE Delete>",
+        "<!DOCTYPE Delete [<!ENTITY k \"../x\">]>",
+        "<?pi x?>",
+    ];
+    const ROOTS: &[&str] = &[
+        "<Delete>",
+        "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
+    ];
+    const ATTACK_ROOTS: &[&str] = &[
+        "<Delete xmlns=\"urn:other\">",
+        "<Delete xmlns:s3=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
+    ];
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    fn pick<'a, T: Copy>(
+        next: &mut impl FnMut(usize) -> usize,
+        usual: &'a [T],
+        attack: &'a [T],
+    ) -> T {
+        if next(4) == 0 {
+            attack[next(attack.len())]
+        } else {
+            usual[next(usual.len())]
+        }
+    }
+    let (mut accepted, mut refused) = (0, 0);
+    for _ in 0..20_000 {
+        let mut document = format!(
+            "{}{}",
+            pick(&mut next, HEADS, ATTACK_HEADS),
+            pick(&mut next, ROOTS, ATTACK_ROOTS)
+        );
+        for _ in 0..=next(2) {
+            let key: String = (0..=next(2))
+                .map(|_| pick(&mut next, KEYS, ATTACK_KEYS))
+                .collect();
+            let (open, close) = pick(&mut next, TAGS, ATTACK_TAGS);
+            document.push_str(&format!("<Object>{open}{key}{close}</Object>"));
+        }
+        if next(4) == 0 {
+            document.push_str("<Quiet>true</Quiet>");
+        }
+        document.push_str("</Delete>");
+        if s3_signing_proxy::fuzzing::client_delete(document.as_bytes()) {
+            accepted += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    // Both outcomes are common: the generator reaches the interesting boundary.
+    assert!(
+        accepted > 1_000 && refused > 1_000,
+        "accepted {accepted}, refused {refused}"
+    );
 }
 
 /// The property behind the route target, over many generated keys: the key checked against

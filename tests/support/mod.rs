@@ -398,6 +398,114 @@ pub async fn request(method: Method, url: &str, headers: &[(&str, &str)]) -> Fet
     }
 }
 
+/// Sends a request with a body, as built (signed or not) by the caller.
+pub async fn send(request: Request<Full<Bytes>>) -> Fetched {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let url = request.uri().to_string();
+    let response = client
+        .request(request)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    let (parts, body) = response.into_parts();
+    Fetched {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.expect("body").to_bytes(),
+    }
+}
+
+/// A presigned URL for `method url`, as an application backend mints one with a key the proxy
+/// issued: SigV4 in the query, `host` the only signed header, valid for five minutes.
+pub fn presign(method: Method, url: &str, access_key_id: &str, secret: &str) -> String {
+    use aws_sigv4::http_request::{
+        PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation,
+        SigningSettings, UriPathNormalizationMode, sign,
+    };
+    let uri: http::Uri = url.parse().expect("url");
+    let host = uri.authority().expect("authority").to_string();
+    let mut settings = SigningSettings::default();
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    settings.payload_checksum_kind = PayloadChecksumKind::NoHeader;
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(std::time::Duration::from_secs(300));
+    let identity =
+        aws_credential_types::Credentials::new(access_key_id, secret, None, None, "test").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(std::time::SystemTime::now())
+        .settings(settings)
+        .build()
+        .expect("params")
+        .into();
+    let signable = SignableRequest::new(
+        method.as_str(),
+        url,
+        [("host", host.as_str())].into_iter(),
+        SignableBody::UnsignedPayload,
+    )
+    .expect("signable");
+    let (instructions, _) = sign(signable, &params).expect("signed").into_parts();
+    let mut request = Request::builder()
+        .method(method)
+        .uri(url)
+        .body(())
+        .expect("request");
+    instructions.apply_to_request_http1x(&mut request);
+    request.uri().to_string()
+}
+
+/// A tenant's bucket as the store itself holds it, seen with the tenant's own role (never
+/// through the proxy): `{key: {size, storage_class, metadata, tags, body}}`.
+pub async fn store_objects(tenant: &Tenant) -> serde_json::Value {
+    store_view(tenant, serde_json::json!({"op": "list"}))
+        .await
+        .get("objects")
+        .cloned()
+        .expect("objects")
+}
+
+/// Stores `data` under `key` in a tenant's bucket, with the tenant's own role.
+pub async fn store_put(tenant: &Tenant, key: &str, data: &str) {
+    let put = store_view(
+        tenant,
+        serde_json::json!({"op": "put", "object": key, "data": data}),
+    )
+    .await;
+    assert_eq!(put["status"], 200, "{put}");
+}
+
+async fn store_view(tenant: &Tenant, op: serde_json::Value) -> serde_json::Value {
+    let moto = moto();
+    let mut args = serde_json::json!({
+        "endpoint": moto.endpoint(),
+        "key": moto.proxy_user.access_key_id,
+        "secret": moto.proxy_user.secret_access_key,
+        "role_arn": tenant.role_arn,
+        "external_id": tenant.external_id,
+        "bucket": tenant.bucket,
+    });
+    args.as_object_mut()
+        .expect("object")
+        .extend(op.as_object().expect("object").clone());
+    let output = tokio::process::Command::new(python())
+        .arg(repo_root().join("tests/support/store_view.py"))
+        .arg(args.to_string())
+        .output()
+        .await
+        .expect("run store_view.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "store_view.py: {e}\nstdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
 pub async fn get(url: &str) -> Fetched {
     request(Method::GET, url, &[]).await
 }

@@ -1,0 +1,62 @@
+"""Looks at a tenant's bucket on the store itself, with the tenant's own credentials (its role,
+assumed with its ExternalId), never through the proxy: what really changed there.
+
+Usage: store_view.py '{"endpoint": ..., "key": ..., "secret": ..., "role_arn": ...,
+                       "external_id": ..., "bucket": ..., "op": "list"|"put",
+                       "object": ..., "data": text}'
+"list" prints {"objects": {key: {"size", "storage_class", "metadata", "tags", "body"}}};
+"put" stores `data` under `object` and prints {"status": 200}.
+"""
+
+import json
+import sys
+
+import boto3
+from botocore.config import Config
+
+
+def main():
+    args = json.loads(sys.argv[1])
+    sts = boto3.client(
+        "sts",
+        endpoint_url=args["endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id=args["key"],
+        aws_secret_access_key=args["secret"],
+    )
+    assumed = sts.assume_role(
+        RoleArn=args["role_arn"], RoleSessionName="store-view", ExternalId=args["external_id"]
+    )["Credentials"]
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=args["endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id=assumed["AccessKeyId"],
+        aws_secret_access_key=assumed["SecretAccessKey"],
+        aws_session_token=assumed["SessionToken"],
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+    bucket = args["bucket"]
+    if args["op"] == "put":
+        s3.put_object(Bucket=bucket, Key=args["object"], Body=args["data"].encode("utf-8"))
+        print(json.dumps({"status": 200}))
+        return
+    objects = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            key = item["Key"]
+            head = s3.head_object(Bucket=bucket, Key=key)
+            tags = s3.get_object_tagging(Bucket=bucket, Key=key).get("TagSet", [])
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read() if item["Size"] < 4096 else b""
+            objects[key] = {
+                "size": item["Size"],
+                "storage_class": head.get("StorageClass", "STANDARD"),
+                "metadata": head.get("Metadata", {}),
+                "tags": {t["Key"]: t["Value"] for t in tags},
+                "body": body.decode("utf-8", "replace"),
+            }
+    print(json.dumps({"objects": objects}))
+
+
+if __name__ == "__main__":
+    main()
