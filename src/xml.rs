@@ -98,8 +98,14 @@ pub fn parse(document: &[u8]) -> Result<Element, XmlError> {
     reader.config_mut().expand_empty_elements = true;
     let mut open: Vec<Element> = Vec::new();
     let mut root = None;
+    let mut first = true;
     loop {
-        match reader.read_event().map_err(XmlError::Syntax)? {
+        let event = reader.read_event().map_err(XmlError::Syntax)?;
+        let at_start = std::mem::replace(&mut first, false);
+        match event {
+            Event::Decl(_) if !at_start => {
+                return Err(XmlError::Unsupported("an XML declaration after the start"));
+            }
             Event::Decl(decl) => check_declaration(&decl)?,
             Event::DocType(_) => return Err(XmlError::Unsupported("a DTD")),
             Event::PI(_) => return Err(XmlError::Unsupported("a processing instruction")),
@@ -169,15 +175,50 @@ fn unreachable_empty() -> Result<(), XmlError> {
     Err(XmlError::Unsupported("an unexpanded empty element"))
 }
 
+/// The XML declaration, read by XML's own grammar (quick-xml leaves it unchecked):
+/// `version="1.0"`, then optionally `encoding` (UTF-8 only) and `standalone` (`yes`/`no`),
+/// in that order.
 fn check_declaration(decl: &quick_xml::events::BytesDecl<'_>) -> Result<(), XmlError> {
-    if let Some(encoding) = decl.encoding() {
-        let encoding = encoding.map_err(XmlError::Attribute)?;
-        let name = String::from_utf8_lossy(&encoding).into_owned();
-        if !name.eq_ignore_ascii_case("utf-8") {
-            return Err(XmlError::Encoding(name));
+    let malformed = || XmlError::Unsupported("a malformed XML declaration");
+    let content = std::str::from_utf8(decl).map_err(|_| XmlError::NotUtf8)?;
+    let mut rest = content.strip_prefix("xml").ok_or_else(malformed)?;
+    let mut names = ["version", "encoding", "standalone"].into_iter();
+    let mut seen_version = false;
+    loop {
+        let trimmed = rest.trim_start_matches([' ', '\t', '\r', '\n']);
+        if trimmed.is_empty() {
+            break;
         }
+        if trimmed.len() == rest.len() {
+            return Err(malformed());
+        }
+        let (name, after) = trimmed.split_once('=').ok_or_else(malformed)?;
+        let name = name.trim_end_matches([' ', '\t', '\r', '\n']);
+        // Each pseudo-attribute at most once, in XML's order.
+        if !names.by_ref().any(|expected| expected == name) {
+            return Err(malformed());
+        }
+        let after = after.trim_start_matches([' ', '\t', '\r', '\n']);
+        let quote = after
+            .chars()
+            .next()
+            .filter(|q| *q == '"' || *q == '\'')
+            .ok_or_else(malformed)?;
+        let (value, tail) = after[1..].split_once(quote).ok_or_else(malformed)?;
+        match name {
+            "version" if value == "1.0" => seen_version = true,
+            "encoding" if value.eq_ignore_ascii_case("utf-8") => {}
+            "encoding" => return Err(XmlError::Encoding(value.to_string())),
+            "standalone" if value == "yes" || value == "no" => {}
+            _ => return Err(malformed()),
+        }
+        rest = tail;
     }
-    Ok(())
+    if seen_version {
+        Ok(())
+    } else {
+        Err(malformed())
+    }
 }
 
 fn start_element(start: &BytesStart<'_>) -> Result<Element, XmlError> {
@@ -341,6 +382,13 @@ mod tests {
     fn what_s3_documents_never_hold_is_refused() {
         for document in [
             "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><Delete/>",
+            "<?xml versinn=\"1.0\"?><Delete/>",
+            "<?xml encoding=\"UTF-8\" version=\"1.0\"?><Delete/>",
+            "<?xml version=\"1.1\"?><Delete/>",
+            "<?xml version=\"1.0\" foo=\"x\"?><Delete/>",
+            "<?xml version=\"1.0\"encoding=\"UTF-8\"?><Delete/>",
+            " <?xml version=\"1.0\"?><Delete/>",
+            "<Delete/><?xml version=\"1.0\"?>",
             "<!DOCTYPE d [<!ENTITY k \"x\">]><Delete><Object><Key>&k;</Key></Object></Delete>",
             "<Delete><Object><Key>&k;</Key></Object></Delete>",
             "<?pi x?><Delete/>",

@@ -252,3 +252,96 @@ async fn tenant_html_never_runs_script_with_the_proxys_origin() {
     let passive = get(&proxy.url("/uploads/page.html?response-content-type=text%2Fplain")).await;
     assert_eq!(passive.status, StatusCode::OK);
 }
+
+/// A store that verifies nothing and refuses GETs of `refused.txt` with
+/// `SignatureDoesNotMatch`, as a store does for a request shape it signs differently. With
+/// `credentials_bad`, it refuses listings the same way (the credentials themselves are bad);
+/// otherwise it answers them with an empty listing. Counts the listings it was asked for.
+async fn refusing_store(credentials_bad: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use http_body_util::Full;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let listings = Arc::new(AtomicUsize::new(0));
+    let counted = listings.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let listings = counted.clone();
+            let service = hyper::service::service_fn(
+                move |request: http::Request<hyper::body::Incoming>| {
+                    let listing = request
+                        .uri()
+                        .query()
+                        .is_some_and(|q| q.contains("list-type=2"));
+                    if listing {
+                        listings.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let refused = !listing || credentials_bad;
+                    let (status, body) = if refused {
+                        (
+                            403,
+                            "<Error><Code>SignatureDoesNotMatch</Code><Message>no</Message></Error>",
+                        )
+                    } else {
+                        (
+                            200,
+                            "<ListBucketResult><Name>refusing</Name><KeyCount>0</KeyCount></ListBucketResult>",
+                        )
+                    };
+                    let response = http::Response::builder()
+                        .status(status)
+                        .header("content-type", "application/xml")
+                        .body(Full::new(bytes::Bytes::from_static(body.as_bytes())))
+                        .unwrap();
+                    async move { Ok::<_, std::convert::Infallible>(response) }
+                },
+            );
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(socket), service)
+                    .await;
+            });
+        }
+    });
+    (address, listings)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_refusals_cannot_be_turned_into_sts_calls() {
+    let moto = moto();
+    for credentials_bad in [false, true] {
+        let sts = PassThrough::start(moto.address()).await;
+        let (store, listings) = refusing_store(credentials_bad).await;
+        let config = format!(
+            "{}{}",
+            sts_section(moto, &sts.endpoint(), ""),
+            role_integration(
+                "refusing",
+                &moto.tenant_a,
+                &format!("http://{store}"),
+                "path",
+                &moto.tenant_a.external_id,
+                ""
+            )
+        );
+        let proxy = start_proxy(&config, &secrets(moto)).await;
+        for _ in 0..20 {
+            let refused = get(&proxy.url("/refusing/refused.txt")).await;
+            assert_eq!(
+                refused.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{}",
+                refused.text()
+            );
+        }
+        // A refusal of one request's shape is confirmed against a plain listing once and
+        // drops nothing; refusals of the credentials themselves drop them once, and the next
+        // nineteen within the debounce period drop nothing.
+        let (expected_calls, expected_listings) = if credentials_bad { (2, 1) } else { (1, 1) };
+        assert_eq!(
+            sts.assume_role_calls(),
+            expected_calls,
+            "credentials bad: {credentials_bad}"
+        );
+        assert_eq!(listings.load(Ordering::SeqCst), expected_listings);
+    }
+}
