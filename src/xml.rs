@@ -93,6 +93,10 @@ pub fn parse(document: &[u8]) -> Result<Element, XmlError> {
     }
     let document = document.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(document);
     let text = std::str::from_utf8(document).map_err(|_| XmlError::NotUtf8)?;
+    // Comments and attribute values too: quick-xml checks characters nowhere.
+    if !text.chars().all(is_xml_char) {
+        return Err(XmlError::Character);
+    }
     let mut reader = quick_xml::Reader::from_str(text);
     reader.config_mut().check_comments = true;
     reader.config_mut().expand_empty_elements = true;
@@ -150,6 +154,10 @@ pub fn parse(document: &[u8]) -> Result<Element, XmlError> {
                     .xml10_content()
                     .map_err(|e| XmlError::Syntax(e.into()))?;
                 append_text(&mut open, &content)?;
+            }
+            // Only text, and only whitespace, may stand outside the root element.
+            Event::CData(_) | Event::GeneralRef(_) if open.is_empty() => {
+                return Err(XmlError::TextOutsideRoot);
             }
             Event::CData(data) => {
                 let content = data
@@ -403,6 +411,9 @@ mod tests {
             "<Delete><Object><Key>&#0;</Key></Object></Delete>",
             "<Delete><Object><Key>\u{1}</Key></Object></Delete>",
             "<Delete><Object><Key>a&b</Key></Object></Delete>",
+            "<Delete><!-- \u{0} --><Object><Key>a</Key></Object></Delete>",
+            "&#9;<Delete><Object><Key>a</Key></Object></Delete>",
+            "<Delete><Object><Key>a</Key></Object></Delete><![CDATA[x]]>",
             "",
         ] {
             assert!(parse(document.as_bytes()).is_err(), "{document:?}");
