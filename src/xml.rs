@@ -127,7 +127,7 @@ pub fn parse(document: &[u8]) -> Result<Element, XmlError> {
             Event::End(_) => {
                 // quick-xml has checked that the name matches the open element.
                 let done = open.pop().ok_or(XmlError::Root)?;
-                if !done.children.is_empty() && !done.text.trim().is_empty() {
+                if !done.children.is_empty() && !is_xml_space(&done.text) {
                     return Err(XmlError::MixedContent(done.name));
                 }
                 let done = if done.children.is_empty() {
@@ -267,7 +267,7 @@ fn append_text(open: &mut [Element], text: &str) -> Result<(), XmlError> {
     }
     match open.last_mut() {
         Some(element) => element.text.push_str(text),
-        None if text.trim().is_empty() => {}
+        None if is_xml_space(text) => {}
         None => return Err(XmlError::TextOutsideRoot),
     }
     Ok(())
@@ -291,6 +291,11 @@ fn resolve_reference(reference: &quick_xml::events::BytesRef<'_>) -> Result<char
         return Err(XmlError::Character);
     }
     Ok(resolved)
+}
+
+/// Whether `text` is only XML's white space (space, tab, CR, LF; not every Unicode space).
+fn is_xml_space(text: &str) -> bool {
+    text.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 /// XML 1.0's `Char` production.
@@ -413,6 +418,8 @@ mod tests {
             "<Delete><Object><Key>a&b</Key></Object></Delete>",
             "<Delete><!-- \u{0} --><Object><Key>a</Key></Object></Delete>",
             "&#9;<Delete><Object><Key>a</Key></Object></Delete>",
+            "\u{85}<Delete><Object><Key>a</Key></Object></Delete>",
+            "<Delete>\u{A0}<Object><Key>a</Key></Object></Delete>",
             "<Delete><Object><Key>a</Key></Object></Delete><![CDATA[x]]>",
             "",
         ] {
