@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::body::{self, ProxyBody};
+use crate::xml::{Element, Writer};
 
 /// Why the proxy itself refused or failed a request.
 #[derive(Debug, thiserror::Error)]
@@ -198,12 +199,14 @@ impl Error {
             | Error::UpstreamRefusedCredentials { .. } => Some(5),
             _ => None,
         };
-        let document = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><RequestId>{}</RequestId></Error>",
-            self.code(),
-            xml_escape(&self.to_string()),
-            xml_escape(request_id),
-        );
+        let document = Writer::document(&Element::parent(
+            "Error",
+            vec![
+                Element::text("Code", self.code()),
+                Element::text("Message", self.to_string()),
+                Element::text("RequestId", request_id),
+            ],
+        ));
         let length = document.len();
         let body = if is_head {
             body::empty()

@@ -386,15 +386,17 @@ impl Proxy {
             parts.headers = headers;
             (body::full(document), payload)
         } else if route.operation.has_body() {
-            // S3 needs the length up front; the body itself streams through.
-            if !parts.headers.contains_key(header::CONTENT_LENGTH) {
-                return Err(Error::MissingContentLength);
-            }
             let streaming = parts
                 .headers
                 .get("x-amz-content-sha256")
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("STREAMING-"));
+            // S3 needs the length up front; the body itself streams through. An aws-chunked
+            // body may come without one (Transfer-Encoding: chunked, as the JavaScript and C++
+            // SDKs send it): its decoded length is x-amz-decoded-content-length.
+            if !streaming && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+                return Err(Error::MissingContentLength);
+            }
             if streaming {
                 let (decoded, headers) = chunked_upload(
                     client_body,
@@ -962,13 +964,12 @@ fn head_bucket(integration: &Integration) -> Response<ProxyBody> {
 /// GetBucketLocation, as S3 answers it (`us-east-1` is the empty constraint).
 fn bucket_location(integration: &Integration) -> Response<ProxyBody> {
     let constraint = if integration.region == "us-east-1" {
-        String::new()
+        ""
     } else {
-        crate::error::xml_escape(&integration.region)
+        integration.region.as_str()
     };
-    let document = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">{constraint}</LocationConstraint>"
-    );
+    let document =
+        crate::xml::Writer::document(&crate::xml::Element::text("LocationConstraint", constraint));
     let mut response = Response::new(body::full(bytes::Bytes::from(document)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -295,7 +295,8 @@ fn resolve_reference(reference: &quick_xml::events::BytesRef<'_>) -> Result<char
 
 /// Whether `text` is only XML's white space (space, tab, CR, LF; not every Unicode space).
 fn is_xml_space(text: &str) -> bool {
-    text.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    text.bytes()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 /// XML 1.0's `Char` production.

@@ -596,6 +596,19 @@ async fn aws_s3_sync_round_trips_a_tree_with_awkward_names() {
 /// aws-sigv4 (the seed in the headers, then every chunk); `tamper` flips a byte of the last
 /// data chunk after signing.
 async fn aws_chunked_put(writes: &Writes, key: &str, chunks: &[&[u8]], tamper: bool) -> Fetched {
+    aws_chunked_put_framed(writes, key, chunks, tamper, true).await
+}
+
+/// [`aws_chunked_put`], with the body framed by `Content-Length` or, as the AWS SDK for
+/// JavaScript and the AWS C++ SDK (pyarrow) send it, by `Transfer-Encoding: chunked` with no
+/// `Content-Length` at all.
+async fn aws_chunked_put_framed(
+    writes: &Writes,
+    key: &str,
+    chunks: &[&[u8]],
+    tamper: bool,
+    content_length: bool,
+) -> Fetched {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     const MODE: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
     let decoded: usize = chunks.iter().map(|c| c.len()).sum();
@@ -608,12 +621,14 @@ async fn aws_chunked_put(writes: &Writes, key: &str, chunks: &[&[u8]], tamper: b
     // Keys here need no escaping; S3 signers encode paths once, as the proxy canonicalises.
     let url = writes.proxy.url(&format!("/w-uploads/{key}"));
     let host = writes.proxy.address.to_string();
-    let headers = [
+    let mut headers = vec![
         ("host", host.clone()),
         ("content-encoding", "aws-chunked".to_string()),
-        ("content-length", encoded.to_string()),
         ("x-amz-decoded-content-length", decoded.to_string()),
     ];
+    if content_length {
+        headers.push(("content-length", encoded.to_string()));
+    }
     let time = std::time::SystemTime::now();
     let identity =
         aws_credential_types::Credentials::new(WRITER, WRITER_SECRET, None, None, "t").into();
@@ -676,6 +691,11 @@ async fn aws_chunked_put(writes: &Writes, key: &str, chunks: &[&[u8]], tamper: b
     }
     assert_eq!(wire.len(), encoded);
 
+    if !content_length {
+        request
+            .headers_mut()
+            .insert("transfer-encoding", "chunked".parse().unwrap());
+    }
     let (parts, ()) = request.into_parts();
     let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -718,6 +738,20 @@ async fn aws_chunked_uploads_are_verified_and_a_tampered_one_leaves_no_object() 
         .boto3(WRITER, WRITER_SECRET, json!({"op": "get", "bucket": "w-uploads", "object": "chunked/good.bin", "range": "bytes=131068-"}))
         .await;
     assert_eq!(tail["body"], "bbbbthe end\n");
+
+    // Framed without a Content-Length, as the JavaScript and C++ SDKs send it: the decoded
+    // length comes from x-amz-decoded-content-length.
+    let unframed =
+        aws_chunked_put_framed(&writes, "chunked/no-length.bin", &chunks, false, false).await;
+    assert_eq!(unframed.status, StatusCode::OK, "{}", unframed.text());
+    let back = writes
+        .boto3(
+            WRITER,
+            WRITER_SECRET,
+            json!({"op": "head", "bucket": "w-uploads", "object": "chunked/no-length.bin"}),
+        )
+        .await;
+    assert_eq!(back, json!({"status": 200, "length": 65536 * 2 + 8}));
 
     let refused = aws_chunked_put(&writes, "chunked/tampered.bin", &chunks, true).await;
     assert_eq!(
