@@ -132,6 +132,76 @@ pub fn moto() -> &'static Moto {
     })
 }
 
+/// SeaweedFS, a MinIO-class local store that verifies SigV4 and encodes and normalises
+/// listings as S3 does, started once per test binary by `seaweedfs_server.py` with one bucket.
+pub struct SeaweedFs {
+    pub port: u16,
+    pub bucket: String,
+    pub keys: Keys,
+    _process: Child,
+}
+
+impl SeaweedFs {
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every key in the bucket, listed straight from the store with its own keys.
+    pub async fn keys(&self) -> Vec<String> {
+        let listed = boto3(serde_json::json!({
+            "endpoint": self.endpoint(), "key": self.keys.access_key_id,
+            "secret": self.keys.secret_access_key, "style": "path",
+            "op": "list", "bucket": self.bucket,
+        }))
+        .await;
+        serde_json::from_value(listed["keys"].clone()).unwrap_or_else(|e| panic!("{listed}: {e}"))
+    }
+
+    /// Stores `data` under `key`, straight on the store.
+    pub async fn put(&self, key: &str, data: &str) {
+        let put = boto3(serde_json::json!({
+            "endpoint": self.endpoint(), "key": self.keys.access_key_id,
+            "secret": self.keys.secret_access_key, "style": "path",
+            "op": "put", "bucket": self.bucket, "object": key, "data": data,
+        }))
+        .await;
+        assert_eq!(put["status"], 200, "{put}");
+    }
+}
+
+pub fn seaweedfs() -> &'static SeaweedFs {
+    static SEAWEEDFS: OnceLock<SeaweedFs> = OnceLock::new();
+    SEAWEEDFS.get_or_init(|| {
+        let keys = Keys {
+            access_key_id: "SWTESTSTOREKEY".to_string(),
+            secret_access_key: "seaweedfs-store-secret-6b2e".to_string(),
+        };
+        register_secrets([&keys.secret_access_key]);
+        let bucket = "local-store".to_string();
+        let mut process = Command::new(python())
+            .arg(repo_root().join("tests/support/seaweedfs_server.py"))
+            .args([&bucket, &keys.access_key_id, &keys.secret_access_key])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start seaweedfs");
+        let stdout = process.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("seaweedfs's description");
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("seaweedfs_server.py printed {line:?}: {e}"));
+        SeaweedFs {
+            port: v["port"].as_u64().expect("port") as u16,
+            bucket,
+            keys,
+            _process: process,
+        }
+    })
+}
+
 /// The secrets a test config's `*_env` settings name.
 pub fn secrets(moto: &Moto) -> BTreeMap<String, String> {
     BTreeMap::from([
