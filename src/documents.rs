@@ -319,6 +319,9 @@ const RESULT_ROOTS: &[&str] = &[
     "DeleteResult",
     "CopyObjectResult",
     "CopyPartResult",
+    "GetObjectAttributesResponse",
+    // What some stores (moto) call GetObjectAttributesResponse.
+    "GetObjectAttributesOutput",
     "Error",
 ];
 

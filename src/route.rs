@@ -26,6 +26,8 @@ pub struct Route {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
     GetObject,
+    /// `GET ?attributes`: an object's ETag, checksums, parts, size and storage class.
+    GetObjectAttributes,
     HeadObject,
     PutObject,
     CopyObject,
@@ -52,6 +54,7 @@ impl Operation {
     pub fn method(self) -> Method {
         match self {
             Operation::GetObject
+            | Operation::GetObjectAttributes
             | Operation::ListParts
             | Operation::ListObjects
             | Operation::ListObjectsV2
@@ -74,6 +77,7 @@ impl Operation {
         !matches!(
             self,
             Operation::GetObject
+                | Operation::GetObjectAttributes
                 | Operation::HeadObject
                 | Operation::ListParts
                 | Operation::ListObjects
@@ -134,6 +138,7 @@ impl Operation {
                 "response-content-type",
                 "response-expires",
             ],
+            Operation::GetObjectAttributes => &["attributes", "versionId"],
             Operation::DeleteObject => &["versionId"],
             Operation::CreateMultipartUpload => &["uploads"],
             Operation::UploadPart | Operation::UploadPartCopy => &["partNumber", "uploadId"],
@@ -174,7 +179,6 @@ impl Operation {
 /// Query parameters that name a sub-resource or an operation the proxy does not serve.
 const UNSERVED_SUBRESOURCES: &[&str] = &[
     "acl",
-    "attributes",
     "cors",
     "legal-hold",
     "lifecycle",
@@ -246,6 +250,7 @@ pub fn route(
     } else {
         match *method {
             Method::GET if has("uploadId") => Operation::ListParts,
+            Method::GET if has("attributes") => Operation::GetObjectAttributes,
             Method::GET => Operation::GetObject,
             Method::HEAD => Operation::HeadObject,
             Method::PUT if has("uploadId") => Operation::UploadPart,
@@ -600,6 +605,20 @@ mod tests {
         assert_eq!(
             operation(Method::PUT, None, true).ok(),
             Some((Operation::CopyObject, vec![]))
+        );
+        assert_eq!(
+            operation(Method::GET, Some("attributes&versionId=v&v=3"), false).ok(),
+            Some((
+                Operation::GetObjectAttributes,
+                owned(&[("attributes", ""), ("versionId", "v")])
+            ))
+        );
+        assert_eq!(
+            operation(Method::GET, Some("attributes"), true)
+                .map(|o| o.0)
+                .ok(),
+            Some(Operation::GetObjectAttributes),
+            "a copy source makes no read a copy"
         );
         assert_eq!(
             operation(Method::POST, Some("uploads"), false).ok(),

@@ -891,6 +891,7 @@ fn answers_with_document(operation: Operation) -> bool {
             | Operation::ListObjectsV2
             | Operation::ListMultipartUploads
             | Operation::ListParts
+            | Operation::GetObjectAttributes
             | Operation::CreateMultipartUpload
             | Operation::CompleteMultipartUpload
             | Operation::DeleteObjects

@@ -41,6 +41,10 @@ const READ_HEADERS: &[&str] = &[
     "if-modified-since",
     "if-unmodified-since",
     "x-amz-checksum-mode",
+    // GetObjectAttributes: which attributes, and a page of the part list.
+    "x-amz-object-attributes",
+    "x-amz-max-parts",
+    "x-amz-part-number-marker",
 ];
 
 /// Client headers a write may carry upstream: content description, conditions, ACLs, tags,

@@ -14,7 +14,8 @@ use support::*;
 const CLIENT: &str = "AKPROXYLOCALSTORE";
 const CLIENT_SECRET: &str = "local-store-client-secret-9c1d";
 
-/// The store's bucket under the prefix `jail`, read-write, with its static keys.
+/// The store's bucket under the prefix `jail`, read-write, and whole (`whole`), read-only,
+/// with its static keys.
 async fn start() -> RunningProxy {
     let store = seaweedfs();
     let config = format!(
@@ -31,10 +32,20 @@ access = "read-write"
 access_key_id = "{key}"
 secret_access_key_env = "STORE_SECRET"
 
+[[integration]]
+name = "whole"
+bucket = "{bucket}"
+region = "us-east-1"
+endpoint = "{endpoint}"
+addressing = "path"
+[integration.credentials]
+access_key_id = "{key}"
+secret_access_key_env = "STORE_SECRET"
+
 [[client]]
 access_key_id = "{CLIENT}"
 secret_access_key_env = "CLIENT_SECRET"
-integrations = ["jail"]
+integrations = ["jail", "whole"]
 access = "read-write"
 "#,
         bucket = store.bucket,
@@ -130,4 +141,27 @@ async fn delete_objects_spelled_to_escape_stays_in_the_prefix_on_a_real_store() 
     let keys = store.keys().await;
     assert!(!keys.contains(&"jail/victim/x.txt".to_string()), "{keys:?}");
     assert!(keys.contains(&"outside.txt".to_string()), "{keys:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_attributes_are_read_inside_the_prefix_and_without_one() {
+    let store = seaweedfs();
+    let proxy = start().await;
+    store.put("jail/attributes.txt", "twelve bytes").await;
+    let jailed = as_client(
+        &proxy,
+        json!({"op": "attributes", "object": "attributes.txt"}),
+    )
+    .await;
+    let whole = as_client(
+        &proxy,
+        json!({"op": "attributes", "bucket": "whole", "object": "jail/attributes.txt"}),
+    )
+    .await;
+    // The store answers the same object the same way, whichever way the proxy reached it.
+    assert_eq!(jailed, whole);
+    assert_eq!(jailed["status"], 200, "{jailed}");
+    assert_eq!(jailed["size"], 12, "{jailed}");
+    let missing = as_client(&proxy, json!({"op": "attributes", "object": "absent.txt"})).await;
+    assert_eq!(missing["status"], 404, "{missing}");
 }

@@ -808,3 +808,48 @@ async fn multipart_listings_and_abort_show_the_logical_bucket_and_key() {
     assert_eq!(seen["uploads"], json!(["parts/in progress.bin"]), "{seen}");
     assert_eq!(seen["after_abort"], 0, "{seen}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_attributes_are_read_under_the_prefix_by_readers_and_writers() {
+    let writes = Writes::start().await;
+    let put = writes
+        .boto3(
+            WRITER,
+            WRITER_SECRET,
+            json!({"op": "put", "bucket": "w-uploads", "object": "attributes/a.txt", "data": "twelve bytes"}),
+        )
+        .await;
+    assert_eq!(put["status"], 200, "{put}");
+    for (key, secret) in [(WRITER, WRITER_SECRET), (READER, READER_SECRET)] {
+        let attributes = writes
+            .boto3(
+                key,
+                secret,
+                json!({"op": "attributes", "bucket": "w-uploads", "object": "attributes/a.txt"}),
+            )
+            .await;
+        assert_eq!(attributes["status"], 200, "{key}: {attributes}");
+        assert_eq!(attributes["size"], 12, "{key}: {attributes}");
+        assert_eq!(
+            attributes["etag"].as_str().map(|e| e.trim_matches('"')),
+            put["etag"].as_str().map(|e| e.trim_matches('"'))
+        );
+    }
+    // The same object seen from the bucket's root: the prefix was applied once.
+    let root = writes
+        .boto3(
+            WRITER,
+            WRITER_SECRET,
+            json!({"op": "attributes", "bucket": "w-root", "object": "uploads/attributes/a.txt"}),
+        )
+        .await;
+    assert_eq!(root["size"], 12, "{root}");
+    let outside = writes
+        .boto3(
+            WRITER,
+            WRITER_SECRET,
+            json!({"op": "attributes", "bucket": "w-uploads", "object": "uploads/attributes/a.txt"}),
+        )
+        .await;
+    assert_eq!(outside["status"], 404, "{outside}");
+}

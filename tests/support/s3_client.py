@@ -2,7 +2,7 @@
 JSON: {"status", "body"|"length"|"url"} or {"status", "code"} for an S3 error.
 
 Usage: s3_client.py '{"endpoint": ..., "key": ..., "secret": ..., "style": "path"|"virtual",
-                      "op": "get"|"head"|"head_meta"|"put"|"delete"|"copy"|"presign",
+                      "op": "get"|"head"|"head_meta"|"attributes"|"put"|"delete"|"copy"|"presign",
                       "bucket": ..., "object": ..., "range": ..., "expires": seconds,
                       "data": text (latin-1), "metadata": {...}, "acl": ..., "content_type": ...,
                       "source_bucket": ..., "source_object": ...}'
@@ -107,6 +107,11 @@ def main():
             source = {"Bucket": args["source_bucket"], "Key": args["source_object"]}
             response = s3.copy_object(**where, CopySource=source)
             out = {}
+        elif args["op"] == "attributes":
+            response = s3.get_object_attributes(
+                **where, ObjectAttributes=["ETag", "ObjectSize", "StorageClass", "ObjectParts"]
+            )
+            out = {"etag": response.get("ETag"), "size": response.get("ObjectSize")}
         elif args["op"] == "head_meta":
             response = s3.head_object(**where)
             out = {"metadata": response["Metadata"], "length": response["ContentLength"]}
