@@ -103,6 +103,7 @@ pub fn parse(document: &[u8]) -> Result<Element, XmlError> {
     let mut open: Vec<Element> = Vec::new();
     let mut root = None;
     let mut first = true;
+    let mut carriage_returns = CarriageReturns::default();
     loop {
         let event = reader.read_event().map_err(XmlError::Syntax)?;
         let at_start = std::mem::replace(&mut first, false);
@@ -126,7 +127,9 @@ pub fn parse(document: &[u8]) -> Result<Element, XmlError> {
             Event::Empty(_) => unreachable_empty()?,
             Event::End(_) => {
                 // quick-xml has checked that the name matches the open element.
+                let depth = open.len();
                 let done = open.pop().ok_or(XmlError::Root)?;
+                carriage_returns.close(depth, done.children.is_empty())?;
                 if !done.children.is_empty() && !is_xml_space(&done.text) {
                     return Err(XmlError::MixedContent(done.name));
                 }
@@ -150,6 +153,9 @@ pub fn parse(document: &[u8]) -> Result<Element, XmlError> {
                 if text.windows(3).any(|w| w == b"]]>") {
                     return Err(XmlError::Unsupported("`]]>` outside a CDATA section"));
                 }
+                if text.contains(&b'\r') {
+                    carriage_returns.mark(open.len());
+                }
                 let content = text
                     .xml10_content()
                     .map_err(|e| XmlError::Syntax(e.into()))?;
@@ -160,6 +166,9 @@ pub fn parse(document: &[u8]) -> Result<Element, XmlError> {
                 return Err(XmlError::TextOutsideRoot);
             }
             Event::CData(data) => {
+                if data.contains(&b'\r') {
+                    carriage_returns.mark(open.len());
+                }
                 let content = data
                     .xml10_content()
                     .map_err(|e| XmlError::Syntax(e.into()))?;
@@ -293,6 +302,35 @@ fn resolve_reference(reference: &quick_xml::events::BytesRef<'_>) -> Result<char
     Ok(resolved)
 }
 
+/// The open elements whose text holds a literal carriage return. XML folds one into a line
+/// feed, but not every parser does so in every position (roxmltree keeps one before a
+/// reference), so a value (a key) may not hold one; text between elements may. A value that
+/// needs one writes `&#13;`.
+#[derive(Default)]
+struct CarriageReturns(Vec<usize>);
+
+impl CarriageReturns {
+    /// Text at `depth` (the number of open elements) holds a carriage return.
+    fn mark(&mut self, depth: usize) {
+        if depth > 0 && self.0.last() != Some(&depth) {
+            self.0.push(depth);
+        }
+    }
+
+    /// The element at `depth` closes, holding text only (`value`) or elements.
+    fn close(&mut self, depth: usize, value: bool) -> Result<(), XmlError> {
+        if self.0.last() == Some(&depth) {
+            self.0.pop();
+            if value {
+                return Err(XmlError::Unsupported(
+                    "a literal carriage return in a value",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Whether `text` is only XML's white space (space, tab, CR, LF; not every Unicode space).
 fn is_xml_space(text: &str) -> bool {
     text.bytes()
@@ -385,6 +423,7 @@ mod tests {
             "<Delete><Object><Key><![CDATA[a]]></Key></Object></Delete>",
             "<Delete><Object><Key>&#97;</Key></Object></Delete>",
             "<Delete><Object><Key>&#x61;</Key></Object></Delete>",
+            "<Delete>\r\n <Object>\r\n<Key>a</Key></Object>\r\n</Delete>\r\n",
             "<?xml version=\"1.0\" encoding=\"utf-8\"?><Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Object><!-- c --><Key>a</Key></Object></Delete>",
         ] {
             let root = parse(document.as_bytes()).unwrap_or_else(|e| panic!("{document}: {e}"));
@@ -420,6 +459,9 @@ mod tests {
             "<Delete><!-- \u{0} --><Object><Key>a</Key></Object></Delete>",
             "&#9;<Delete><Object><Key>a</Key></Object></Delete>",
             "\u{85}<Delete><Object><Key>a</Key></Object></Delete>",
+            "<Delete><Object><Key>a\r&lt;</Key></Object></Delete>",
+            "<Delete><Object><Key><![CDATA[a\rb]]></Key></Object></Delete>",
+            "<Delete><Object><Key>\r&#65;</Key></Object></Delete>",
             "<Delete>\u{A0}<Object><Key>a</Key></Object></Delete>",
             "<Delete><Object><Key>a</Key></Object></Delete><![CDATA[x]]>",
             "",
