@@ -86,24 +86,33 @@ fn python() -> PathBuf {
     venv
 }
 
+/// Starts one of the store scripts in `tests/support`, which prints one line of JSON
+/// describing what it started and serves until its standard input closes (when the test
+/// process exits), so no server outlives the tests.
+fn start_server(script: &str, args: &[&str]) -> (Child, serde_json::Value) {
+    let mut process = Command::new(python())
+        .arg(repo_root().join("tests/support").join(script))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {script}: {e}"));
+    let stdout = process.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap_or_else(|e| panic!("{script}'s description: {e}"));
+    let description =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{script} printed {line:?}: {e}"));
+    (process, description)
+}
+
 /// moto, started and provisioned once per test binary.
 pub fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
     MOTO.get_or_init(|| {
-        let mut process = Command::new(python())
-            .arg(repo_root().join("tests/support/moto_server.py"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto");
-        let stdout = process.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("moto's description");
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("moto_server.py printed {line:?}: {e}"));
+        let (process, v) = start_server("moto_server.py", &[]);
         let keys = |v: &serde_json::Value| Keys {
             access_key_id: v["access_key_id"].as_str().expect("key").to_string(),
             secret_access_key: v["secret_access_key"].as_str().expect("secret").to_string(),
@@ -178,21 +187,10 @@ pub fn seaweedfs() -> &'static SeaweedFs {
         };
         register_secrets([&keys.secret_access_key]);
         let bucket = "local-store".to_string();
-        let mut process = Command::new(python())
-            .arg(repo_root().join("tests/support/seaweedfs_server.py"))
-            .args([&bucket, &keys.access_key_id, &keys.secret_access_key])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start seaweedfs");
-        let stdout = process.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("seaweedfs's description");
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("seaweedfs_server.py printed {line:?}: {e}"));
+        let (process, v) = start_server(
+            "seaweedfs_server.py",
+            &[&bucket, &keys.access_key_id, &keys.secret_access_key],
+        );
         SeaweedFs {
             port: v["port"].as_u64().expect("port") as u16,
             bucket,
