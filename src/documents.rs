@@ -361,7 +361,8 @@ impl UpstreamDocument {
         if self.root.name == "Error" {
             // An error in a 200 (CompleteMultipartUpload, CopyObject): its code, a safe
             // message and the request id, nothing else.
-            let clean = error_document(&self.root, jail.hidden);
+            let code = code_of(&self.root).unwrap_or_else(|| "InternalError".to_string());
+            let clean = error_document(&self.root, code, jail.hidden);
             return Ok(Rewritten {
                 document: Writer::document(&clean),
                 dropped: 0,
@@ -512,10 +513,19 @@ fn names_hidden(text: &str, hidden: &[&str]) -> bool {
         .any(|h| text.contains(h))
 }
 
-/// Rebuilds an upstream `<Error>` from its `Code`, a `Message` that names none of `hidden`,
-/// and its `RequestId`; `CanonicalRequest`, `StringToSign`, `AWSAccessKeyId`, `Key`,
-/// `BucketName` and the rest stay behind.
-pub fn error_document(error: &Element, hidden: &[&str]) -> Element {
+/// The `<Code>` of an `<Error>` element, if it is a plain S3 error code.
+pub fn code_of(error: &Element) -> Option<String> {
+    error
+        .children
+        .iter()
+        .find(|c| c.name == "Code" && c.children.is_empty())
+        .and_then(|c| error_code(Some(&c.text)))
+}
+
+/// Rebuilds an upstream `<Error>` as `code` (its own, or the caller's default), a `Message`
+/// that names none of `hidden`, and its `RequestId`; `CanonicalRequest`, `StringToSign`,
+/// `AWSAccessKeyId`, `Key`, `BucketName` and the rest stay behind.
+pub fn error_document(error: &Element, code: String, hidden: &[&str]) -> Element {
     let text = |name: &str| {
         error
             .children
@@ -523,7 +533,6 @@ pub fn error_document(error: &Element, hidden: &[&str]) -> Element {
             .find(|c| c.name == name && c.children.is_empty())
             .map(|c| c.text.clone())
     };
-    let code = error_code(text("Code").as_deref()).unwrap_or_else(|| "InternalError".to_string());
     let message = text("Message")
         .filter(|m| !names_hidden(m, hidden))
         .unwrap_or_else(|| format!("The upstream store answered {code}."));

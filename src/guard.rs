@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 use crate::body::{self, ProxyBody};
 use crate::config::{ActiveContent, Integration};
-use crate::documents::{error_code, error_document};
+use crate::documents::{code_of, error_document};
 use crate::error::Error;
 use crate::xml::{Element, MAX_DOCUMENT, Writer};
 
@@ -289,20 +289,11 @@ pub async fn sanitize_error(
         .ok()
         .and_then(find_error)
         .unwrap_or_else(|| Element::parent("Error", Vec::new()));
-    let code = error
-        .children
-        .iter()
-        .find(|c| c.name == "Code")
-        .and_then(|c| error_code(Some(&c.text)));
-    let code = code.unwrap_or_else(|| default_code(parts.status).to_string());
+    let code = code_of(&error).unwrap_or_else(|| default_code(parts.status).to_string());
     if CREDENTIAL_CODES.contains(&code.as_str()) {
         return Ok(UpstreamError::CredentialsRefused { code });
     }
-    let mut clean = error_document(&error, hidden);
-    if let Some(first) = clean.children.first_mut() {
-        first.text = code;
-    }
-    let clean = Writer::document(&clean);
+    let clean = Writer::document(&error_document(&error, code, hidden));
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/xml"),

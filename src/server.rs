@@ -465,6 +465,16 @@ impl Proxy {
         let mut response = answer.response;
         seen.upstream_status = Some(response.status().as_u16());
         let status = response.status();
+        // What no message the client sees may name: the real bucket, the prefix, the proxy's
+        // access key id and session token.
+        let mut hidden = vec![
+            target.bucket.as_str(),
+            credentials.access_key_id(),
+            credentials.session_token().unwrap_or_default(),
+        ];
+        if !integration.prefix.is_empty() {
+            hidden.push(integration.prefix.as_str());
+        }
         if (status.is_client_error() || status.is_server_error() || status.is_redirection())
             && status != http::StatusCode::NOT_MODIFIED
             && route.operation != Operation::HeadObject
@@ -475,15 +485,6 @@ impl Proxy {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-")
                 .to_string();
-            let session_token = credentials.session_token().unwrap_or_default();
-            let mut hidden = vec![
-                target.bucket.as_str(),
-                credentials.access_key_id(),
-                session_token,
-            ];
-            if !integration.prefix.is_empty() {
-                hidden.push(integration.prefix.as_str());
-            }
             match crate::guard::sanitize_error(response, &hidden).await? {
                 crate::guard::UpstreamError::Clean(clean) => response = clean,
                 crate::guard::UpstreamError::CredentialsRefused { code } => {
@@ -518,11 +519,6 @@ impl Proxy {
                     .map_or("", |(_, v)| v.as_str()),
                 _ => "",
             };
-            let access_key_id = credentials.access_key_id();
-            let mut hidden = vec![target.bucket.as_str(), access_key_id];
-            if !integration.prefix.is_empty() {
-                hidden.push(integration.prefix.as_str());
-            }
             let jail = Jail {
                 prefix: &integration.prefix,
                 logical_bucket: &route.name,
