@@ -25,6 +25,9 @@ pub struct RequestLog {
     /// The S3 error code of an answer the proxy produced itself.
     pub code: Option<&'static str>,
     pub upstream_status: Option<u16>,
+    /// The store's error code and request id, when it answered with an error.
+    pub upstream_code: Option<String>,
+    pub upstream_request_id: Option<String>,
     pub started: Instant,
     pub bytes_in: Arc<AtomicU64>,
     pub metrics: Arc<Metrics>,
@@ -114,6 +117,8 @@ impl<B> Drop for LoggedBody<B> {
             status = log.status,
             code = log.code.unwrap_or("-"),
             upstream_status,
+            upstream_code = log.upstream_code.as_deref().unwrap_or("-"),
+            upstream_request_id = log.upstream_request_id.as_deref().unwrap_or("-"),
             bytes_in,
             bytes_out = self.bytes_out,
             duration_ms = log.started.elapsed().as_millis() as u64,

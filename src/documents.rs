@@ -298,6 +298,8 @@ pub struct Jail<'a> {
     pub client_markers: &'a [(String, String)],
     /// Strings no message may carry: the real bucket, the prefix, the proxy's access key id.
     pub hidden: &'a [&'a str],
+    /// The proxy's id for this request, which an error document names in place of the store's.
+    pub request_id: &'a str,
 }
 
 /// Elements that echo a marker the client sent, with the query parameter that carried it.
@@ -362,7 +364,7 @@ impl UpstreamDocument {
             // An error in a 200 (CompleteMultipartUpload, CopyObject): its code, a safe
             // message and the request id, nothing else.
             let code = code_of(&self.root).unwrap_or_else(|| "InternalError".to_string());
-            let clean = error_document(&self.root, code, jail.hidden);
+            let clean = error_document(&self.root, code, jail.hidden, jail.request_id);
             return Ok(Rewritten {
                 document: Writer::document(&clean),
                 dropped: 0,
@@ -522,10 +524,23 @@ pub fn code_of(error: &Element) -> Option<String> {
         .and_then(|c| error_code(Some(&c.text)))
 }
 
+/// The store's own `RequestId` of an `<Error>` (for the proxy's log line only), if it is a
+/// plain token.
+pub fn request_id_of(error: &Element) -> Option<String> {
+    error
+        .children
+        .iter()
+        .find(|c| (c.name == "RequestId" || c.name == "RequestID") && c.children.is_empty())
+        .map(|c| c.text.trim())
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+}
+
 /// Rebuilds an upstream `<Error>` as `code` (its own, or the caller's default), a `Message`
-/// that names none of `hidden`, and its `RequestId`; `CanonicalRequest`, `StringToSign`,
-/// `AWSAccessKeyId`, `Key`, `BucketName` and the rest stay behind.
-pub fn error_document(error: &Element, code: String, hidden: &[&str]) -> Element {
+/// that names none of `hidden`, and the proxy's `request_id` (the one its log line carries;
+/// the store's is logged beside it); `CanonicalRequest`, `StringToSign`, `AWSAccessKeyId`,
+/// `Key`, `BucketName` and the rest stay behind.
+pub fn error_document(error: &Element, code: String, hidden: &[&str], request_id: &str) -> Element {
     let text = |name: &str| {
         error
             .children
@@ -536,15 +551,48 @@ pub fn error_document(error: &Element, code: String, hidden: &[&str]) -> Element
     let message = text("Message")
         .filter(|m| !names_hidden(m, hidden))
         .unwrap_or_else(|| format!("The upstream store answered {code}."));
-    let request_id = text("RequestId").or_else(|| text("RequestID"));
     Element::parent(
         "Error",
         vec![
             Element::text("Code", code),
             Element::text("Message", message),
-            Element::text("RequestId", request_id.unwrap_or_default()),
+            Element::text("RequestId", request_id),
         ],
     )
+}
+
+/// ListBuckets' answer: the logical `names` as buckets, `owner` (the caller's key id, or
+/// `anonymous`) as their owner, and `created` as every creation date (the proxy does not know
+/// the stores' own, and the names are the proxy's).
+pub fn bucket_list(owner: &str, names: &[&str], created: std::time::SystemTime) -> String {
+    let created = aws_smithy_types::DateTime::from(created)
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default();
+    let buckets = names
+        .iter()
+        .map(|name| {
+            Element::parent(
+                "Bucket",
+                vec![
+                    Element::text("Name", *name),
+                    Element::text("CreationDate", created.clone()),
+                ],
+            )
+        })
+        .collect();
+    Writer::document(&Element::parent(
+        "ListAllMyBucketsResult",
+        vec![
+            Element::parent(
+                "Owner",
+                vec![
+                    Element::text("ID", owner),
+                    Element::text("DisplayName", owner),
+                ],
+            ),
+            Element::parent("Buckets", buckets),
+        ],
+    ))
 }
 
 /// An S3 error code is a plain word; anything else is not passed on.
@@ -574,12 +622,44 @@ mod tests {
             client_prefix,
             client_markers: markers,
             hidden: &["real-bucket", "tenant/"],
+            request_id: "PROXY1",
         }
     }
 
     fn prefixed(key: &str) -> Result<String, Error> {
         crate::route::check_key(key, false)?;
         Ok(format!("tenant/{key}"))
+    }
+
+    #[test]
+    fn the_bucket_list_says_what_a_second_parser_reads() {
+        let names = ["acme", "a&b<c>\"'"];
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_764_000_000);
+        let text = bucket_list("AKCLIENT", &names, at);
+        let document = roxmltree::Document::parse(&text).expect("well-formed");
+        let root = document.root_element();
+        assert_eq!(root.tag_name().name(), "ListAllMyBucketsResult");
+        assert_eq!(
+            root.tag_name().namespace(),
+            Some("http://s3.amazonaws.com/doc/2006-03-01/")
+        );
+        let read: Vec<&str> = root
+            .descendants()
+            .filter(|n| n.has_tag_name("Name"))
+            .filter_map(|n| n.text())
+            .collect();
+        assert_eq!(read, names);
+        let dates: Vec<&str> = root
+            .descendants()
+            .filter(|n| n.has_tag_name("CreationDate"))
+            .filter_map(|n| n.text())
+            .collect();
+        assert_eq!(dates, ["2025-11-24T16:00:00Z"; 2]);
+        let owner = root
+            .descendants()
+            .find(|n| n.has_tag_name("ID"))
+            .and_then(|n| n.text());
+        assert_eq!(owner, Some("AKCLIENT"));
     }
 
     #[test]
@@ -746,7 +826,7 @@ mod tests {
             "{rewritten}"
         );
         assert!(
-            rewritten.contains("<RequestId>R1</RequestId>"),
+            rewritten.contains("<RequestId>PROXY1</RequestId>") && !rewritten.contains("R1<"),
             "{rewritten}"
         );
         assert!(

@@ -19,6 +19,16 @@ pub enum Error {
     #[error("The specified bucket does not exist or is not served by this proxy: {name}")]
     NoSuchBucket { name: String },
 
+    /// CreateBucket on a bucket the caller may already write to: what S3 answers its owner.
+    #[error("Your previous request to create the named bucket succeeded and you already own it.")]
+    BucketAlreadyOwnedByYou,
+
+    /// SigV2 is switched off (`[server] sigv2 = false`); S3's answer where it is unsupported.
+    #[error(
+        "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
+    )]
+    SignatureVersionNotSupported,
+
     /// The bucket part of the locator is not a valid bucket name (e.g. an encoded `/`).
     #[error("The specified bucket name is not valid: {reason}")]
     InvalidBucketName { reason: String },
@@ -130,6 +140,8 @@ impl Error {
         match self {
             Error::NoSuchBucket { .. } => "NoSuchBucket",
             Error::InvalidBucketName { .. } => "InvalidBucketName",
+            Error::BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
+            Error::SignatureVersionNotSupported => "InvalidRequest",
             Error::AccessDenied { .. } => "AccessDenied",
             Error::InvalidKey { .. } | Error::InvalidArgument { .. } => "InvalidArgument",
             Error::AuthorizationHeaderMalformed { .. } => "AuthorizationHeaderMalformed",
@@ -168,7 +180,9 @@ impl Error {
             | Error::BadDigest
             | Error::IncompleteBody
             | Error::KeyTooLong { .. }
+            | Error::SignatureVersionNotSupported
             | Error::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Error::BucketAlreadyOwnedByYou => StatusCode::CONFLICT,
             Error::AccessDenied { .. }
             | Error::InvalidAccessKeyId
             | Error::SignatureDoesNotMatch

@@ -251,6 +251,7 @@ pub fn rewrite_listing(data: &[u8]) -> bool {
         client_prefix: "",
         client_markers: &[],
         hidden: &["acme-bucket", PREFIX],
+        request_id: "FUZZ",
     };
     let Ok(rewritten) = UpstreamDocument::parse(data).and_then(|d| d.rewrite(&jail)) else {
         return false;

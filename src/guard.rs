@@ -265,8 +265,13 @@ pub fn is_credentials_code(code: &str) -> bool {
 
 /// What an upstream error document becomes.
 pub enum UpstreamError {
-    /// A clean S3 error document with the upstream's status and code.
-    Clean(Response<ProxyBody>),
+    /// A clean S3 error document with the upstream's status; its code and the store's own
+    /// request id (from the document) are kept for the log.
+    Clean {
+        response: Response<ProxyBody>,
+        code: String,
+        store_request_id: Option<String>,
+    },
     /// The upstream refused the proxy's credentials (its code is kept for the log).
     CredentialsRefused { code: String },
 }
@@ -278,6 +283,7 @@ pub enum UpstreamError {
 pub async fn sanitize_error(
     response: Response<ProxyBody>,
     hidden: &[&str],
+    request_id: &str,
 ) -> Result<UpstreamError, Error> {
     let (mut parts, upstream_body) = response.into_parts();
     let document = body::collect_capped(upstream_body, MAX_DOCUMENT)
@@ -293,7 +299,8 @@ pub async fn sanitize_error(
     if CREDENTIAL_CODES.contains(&code.as_str()) {
         return Ok(UpstreamError::CredentialsRefused { code });
     }
-    let clean = Writer::document(&error_document(&error, code, hidden));
+    let store_request_id = crate::documents::request_id_of(&error);
+    let clean = Writer::document(&error_document(&error, code.clone(), hidden, request_id));
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/xml"),
@@ -302,10 +309,11 @@ pub async fn sanitize_error(
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(clean.len()));
     parts.headers.remove(header::CONTENT_ENCODING);
-    Ok(UpstreamError::Clean(Response::from_parts(
-        parts,
-        body::full(Bytes::from(clean)),
-    )))
+    Ok(UpstreamError::Clean {
+        response: Response::from_parts(parts, body::full(Bytes::from(clean))),
+        code,
+        store_request_id,
+    })
 }
 
 /// The `<Error>` element of an error document: the root, or (as some stores write it) one
@@ -399,25 +407,32 @@ mod tests {
             <CanonicalRequest>x-amz-security-token:FQoTOKEN</CanonicalRequest><RequestId>UP1</RequestId></Error>";
         let mut response = Response::new(body::full(Bytes::from(document)));
         *response.status_mut() = StatusCode::FORBIDDEN;
-        let UpstreamError::Clean(clean) = sanitize_error(response, &["real-bucket", "tenant/"])
+        let UpstreamError::Clean {
+            response: clean,
+            code,
+            store_request_id,
+        } = sanitize_error(response, &["real-bucket", "tenant/"], "PROXY1")
             .await
             .expect("sanitised")
         else {
             panic!("not a credentials error");
         };
         assert_eq!(clean.status(), StatusCode::FORBIDDEN);
+        assert_eq!(code, "AccessDenied");
+        assert_eq!(store_request_id.as_deref(), Some("UP1"));
         let text = body::collect_capped(clean.into_body(), 4096)
             .await
             .expect("body");
         let text = String::from_utf8_lossy(&text);
         assert!(text.contains("<Code>AccessDenied</Code>"), "{text}");
-        assert!(text.contains("<RequestId>UP1</RequestId>"), "{text}");
+        assert!(text.contains("<RequestId>PROXY1</RequestId>"), "{text}");
         for leaked in [
             "real-bucket",
             "ASIAPROXY",
             "FQoTOKEN",
             "StringToSign",
             "Canonical",
+            "UP1",
         ] {
             assert!(!text.contains(leaked), "{leaked} in {text}");
         }
@@ -427,7 +442,7 @@ mod tests {
         let mut response = Response::new(body::full(Bytes::from(refused)));
         *response.status_mut() = StatusCode::FORBIDDEN;
         assert!(matches!(
-            sanitize_error(response, &[]).await,
+            sanitize_error(response, &[], "PROXY2").await,
             Ok(UpstreamError::CredentialsRefused { code }) if code == "SignatureDoesNotMatch"
         ));
     }

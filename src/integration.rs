@@ -84,6 +84,30 @@ impl Integrations {
         self.by_name.get(name).map(|(integration, _)| integration)
     }
 
+    /// The logical bucket names `caller` may list or read, sorted, for ListBuckets: each
+    /// integration scoped to one bucket by its name, and each bucket a multi-bucket integration
+    /// permits by the bucket's name. An anonymous caller sees the public ones.
+    pub fn reachable(&self, caller: &Caller) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .by_name
+            .iter()
+            .filter_map(|(name, (integration, bucket))| {
+                let bucket = bucket.as_deref()?;
+                let canonical = match integration.buckets {
+                    Buckets::Scoped(_) => *name == integration.name,
+                    Buckets::Permitted(_) => name == bucket,
+                };
+                let may = match caller {
+                    Caller::Client(client) => client.is_bound_to(&integration.name, bucket),
+                    Caller::Anonymous => integration.public,
+                };
+                (canonical && may).then_some(name.as_str())
+            })
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
     /// Maps a route to its target, or says why the caller may not go there. Nothing here
     /// contacts the upstream, so a refused request never reaches it.
     pub fn resolve(&self, route: &Route, caller: &Caller) -> Result<Target, Error> {
@@ -270,6 +294,16 @@ mod tests {
     fn resolve(path: &str) -> Result<Target, Error> {
         let route = crate::route::route(&Method::GET, None, path, None, None)?;
         table().resolve(&route, &Caller::Anonymous)
+    }
+
+    #[test]
+    fn anonymous_callers_list_the_public_names_once_each() {
+        // `acme` is public (by its name, not again by its bucket); `private` is not; the
+        // default integration's buckets are listed by their own names.
+        assert_eq!(
+            table().reachable(&Caller::Anonymous),
+            ["acme", "data-one", "data-two"]
+        );
     }
 
     #[test]

@@ -48,6 +48,11 @@ pub enum Operation {
     GetBucketLocation,
     /// A CORS preflight (`OPTIONS`), answered by the proxy itself.
     Preflight,
+    /// `GET /`: answered by the proxy with the logical buckets the caller may reach.
+    ListBuckets,
+    /// `PUT /{name}`: the bucket exists (the config made it), so the proxy answers what S3
+    /// answers its owner, `409 BucketAlreadyOwnedByYou`, to a caller that may write there.
+    CreateBucket,
 }
 
 impl Operation {
@@ -59,13 +64,15 @@ impl Operation {
             | Operation::ListObjects
             | Operation::ListObjectsV2
             | Operation::ListMultipartUploads
-            | Operation::GetBucketLocation => Method::GET,
+            | Operation::GetBucketLocation
+            | Operation::ListBuckets => Method::GET,
             Operation::HeadObject | Operation::HeadBucket => Method::HEAD,
             Operation::DeleteObjects => Method::POST,
             Operation::PutObject
             | Operation::CopyObject
             | Operation::UploadPart
-            | Operation::UploadPartCopy => Method::PUT,
+            | Operation::UploadPartCopy
+            | Operation::CreateBucket => Method::PUT,
             Operation::CreateMultipartUpload | Operation::CompleteMultipartUpload => Method::POST,
             Operation::DeleteObject | Operation::AbortMultipartUpload => Method::DELETE,
             Operation::Preflight => Method::OPTIONS,
@@ -86,6 +93,7 @@ impl Operation {
                 | Operation::HeadBucket
                 | Operation::GetBucketLocation
                 | Operation::Preflight
+                | Operation::ListBuckets
         )
     }
 
@@ -99,6 +107,7 @@ impl Operation {
                 | Operation::DeleteObjects
                 | Operation::HeadBucket
                 | Operation::GetBucketLocation
+                | Operation::CreateBucket
         )
     }
 
@@ -171,7 +180,9 @@ impl Operation {
             | Operation::CopyObject
             | Operation::HeadBucket
             | Operation::GetBucketLocation
-            | Operation::Preflight => &[],
+            | Operation::Preflight
+            | Operation::ListBuckets
+            | Operation::CreateBucket => &[],
         }
     }
 }
@@ -216,9 +227,7 @@ pub fn route(
                 })?;
             let (raw_name, raw_key) = rest.split_once('/').unwrap_or((rest, ""));
             if raw_name.is_empty() {
-                return Err(Error::NotImplemented {
-                    operation: "ListBuckets".to_string(),
-                });
+                return service_level(method, raw_key);
             }
             (decode_bucket_name(raw_name)?, raw_key)
         }
@@ -245,6 +254,9 @@ pub fn route(
             Method::GET => Operation::ListObjects,
             Method::HEAD => Operation::HeadBucket,
             Method::POST if has("delete") => Operation::DeleteObjects,
+            // Sub-resources the proxy serves are all GETs or POSTs: a PUT with any query
+            // (`?acl`, `?policy`, …) configures the bucket and stays refused.
+            Method::PUT if pairs.is_empty() => Operation::CreateBucket,
             _ => return Err(bucket_level(method)),
         }
     } else {
@@ -282,8 +294,28 @@ pub fn route(
     })
 }
 
-/// Requests for a bucket itself (`/{name}` or `/{name}/`): integrations are provisioned in the
-/// config, so clients never create, delete or configure buckets.
+/// Requests for the service itself (`/`, no bucket named): only ListBuckets.
+fn service_level(method: &Method, raw_key: &str) -> Result<Route, Error> {
+    if !raw_key.is_empty() {
+        return Err(Error::InvalidBucketName {
+            reason: "the bucket name is empty".to_string(),
+        });
+    }
+    match *method {
+        Method::GET => Ok(Route {
+            name: String::new(),
+            key: String::new(),
+            operation: Operation::ListBuckets,
+            query: Vec::new(),
+        }),
+        _ => Err(Error::MethodNotAllowed {
+            method: method.to_string(),
+        }),
+    }
+}
+
+/// Requests for a bucket itself (`/{name}` or `/{name}/`) that the proxy does not serve:
+/// integrations are provisioned in the config, so clients never delete or configure buckets.
 fn bucket_level(method: &Method) -> Error {
     match *method {
         Method::PUT | Method::DELETE => Error::AccessDenied {
@@ -539,7 +571,11 @@ mod tests {
 
     #[test]
     fn methods_and_bucket_level_requests() {
-        assert_eq!(get("/").map_err(|e| e.code()), Err("NotImplemented"));
+        assert_eq!(
+            get("/?max-buckets=10").map(|r| r.operation).ok(),
+            Some(Operation::ListBuckets)
+        );
+        assert_eq!(get("//k").map_err(|e| e.code()), Err("InvalidBucketName"));
         assert_eq!(
             get("/b-1").map(|r| r.operation).ok(),
             Some(Operation::ListObjects)
@@ -577,9 +613,20 @@ mod tests {
             operation(Method::POST, "/b-1/", Some("delete")),
             Some(Operation::DeleteObjects)
         );
-        for method in [Method::PUT, Method::DELETE] {
-            let refused = route(&method, None, "/b-1", None, None).map_err(|e| e.code());
-            assert_eq!(refused, Err("AccessDenied"), "{method} on a bucket");
+        assert_eq!(
+            operation(Method::PUT, "/b-1", None),
+            Some(Operation::CreateBucket)
+        );
+        for (method, query) in [
+            (Method::DELETE, None),
+            (Method::PUT, Some("versioning")),
+            (Method::PUT, Some("ownershipControls")),
+        ] {
+            let refused = route(&method, None, "/b-1", query, None).map_err(|e| e.code());
+            assert!(
+                matches!(refused, Err("AccessDenied" | "NotImplemented")),
+                "{method} {query:?} on a bucket: {refused:?}"
+            );
         }
         let patch =
             route(&Method::PATCH, None, "/b-1/k", None, None).map_err(|e| e.status().as_u16());

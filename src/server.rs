@@ -29,7 +29,7 @@ use crate::credentials::{CredentialCache, sdk_http_client};
 use crate::documents::{Jail, KeyEncoding, UpstreamDocument};
 use crate::error::Error;
 use crate::forward::Upstream;
-use crate::front_door::{Authentication, Clients};
+use crate::front_door::{Authentication, Caller, Clients};
 use crate::integration::{Integrations, Target};
 use crate::limits::RateLimiter;
 use crate::metrics::{Metrics, method_label};
@@ -42,6 +42,8 @@ use crate::xml::MAX_DOCUMENT;
 pub struct Proxy {
     state: RwLock<Arc<State>>,
     request_ids: RequestIds,
+    /// When the process started: ListBuckets' creation date for every logical bucket.
+    started: SystemTime,
     pub metrics: Arc<Metrics>,
     rate_limiter: RateLimiter,
     /// Regions discovered for `region = "auto"` integrations: (endpoint, bucket) → region.
@@ -97,6 +99,9 @@ struct Seen {
     bucket: Option<String>,
     integration: Option<String>,
     upstream_status: Option<u16>,
+    /// The store's error code and its own request id, when it answered with an error.
+    upstream_code: Option<String>,
+    upstream_request_id: Option<String>,
 }
 
 impl Proxy {
@@ -104,6 +109,7 @@ impl Proxy {
         Ok(Proxy {
             state: RwLock::new(Arc::new(State::new(config, None)?)),
             request_ids: RequestIds::default(),
+            started: SystemTime::now(),
             metrics: Arc::new(Metrics::default()),
             rate_limiter: RateLimiter::default(),
             regions: Mutex::new(HashMap::new()),
@@ -161,7 +167,7 @@ impl Proxy {
             let mut cors_for = None;
             let mut seen = Seen::default();
             let result = self
-                .forward(&state, request, peer, &mut cors_for, &mut seen)
+                .forward(&state, request, peer, &request_id, &mut cors_for, &mut seen)
                 .await;
             let (mut response, code) = match result {
                 Ok(response) => (response, None),
@@ -192,6 +198,13 @@ impl Proxy {
                 }
             }
             crate::guard::protect(response.headers_mut(), cors_for.as_deref());
+            // The client sees the proxy's request id, the one its log line carries; the
+            // store's own ids are on that line (upstream_request_id), never in the answer.
+            let headers = response.headers_mut();
+            headers.remove("x-amz-id-2");
+            if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+                headers.insert("x-amz-request-id", value);
+            }
             let log = RequestLog {
                 request_id,
                 method,
@@ -201,6 +214,8 @@ impl Proxy {
                 status: response.status().as_u16(),
                 code,
                 upstream_status: seen.upstream_status,
+                upstream_code: seen.upstream_code,
+                upstream_request_id: seen.upstream_request_id,
                 started,
                 bytes_in,
                 metrics: self.metrics.clone(),
@@ -252,6 +267,7 @@ impl Proxy {
         state: &State,
         mut request: Request<B>,
         peer: Option<SocketAddr>,
+        request_id: &str,
         cors_for: &mut Option<Arc<Integration>>,
         seen: &mut Seen,
     ) -> Result<Response<ProxyBody>, Error>
@@ -323,6 +339,17 @@ impl Proxy {
             }
         }
 
+        match route.operation {
+            Operation::ListBuckets => return list_buckets(state, caller, self.started),
+            Operation::CreateBucket if cors_for.is_none() => {
+                return Err(Error::AccessDenied {
+                    reason: "buckets are provisioned in the proxy's configuration, not by clients"
+                        .to_string(),
+                });
+            }
+            _ => {}
+        }
+
         let target = state.integrations.resolve(&route, caller)?;
         seen.integration = Some(target.integration.name.clone());
 
@@ -331,6 +358,8 @@ impl Proxy {
             Operation::HeadBucket if !target.integration.region_is_auto() => {
                 return Ok(head_bucket(&target.integration));
             }
+            // The caller may write here (`resolve` checked): the bucket is as good as its own.
+            Operation::CreateBucket => return Err(Error::BucketAlreadyOwnedByYou),
             _ => self.with_region(state, target).await?,
         };
         let integration = &target.integration;
@@ -479,15 +508,25 @@ impl Proxy {
             && status != http::StatusCode::NOT_MODIFIED
             && route.operation != Operation::HeadObject
         {
-            let upstream_request_id = response
-                .headers()
-                .get("x-amz-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-                .to_string();
-            match crate::guard::sanitize_error(response, &hidden).await? {
-                crate::guard::UpstreamError::Clean(clean) => response = clean,
+            seen.upstream_request_id = ["x-amz-request-id", "x-amzn-requestid"]
+                .iter()
+                .find_map(|name| response.headers().get(*name)?.to_str().ok())
+                .map(str::to_string);
+            let upstream_request_id = seen.upstream_request_id.clone().unwrap_or_default();
+            match crate::guard::sanitize_error(response, &hidden, request_id).await? {
+                crate::guard::UpstreamError::Clean {
+                    response: clean,
+                    code,
+                    store_request_id,
+                } => {
+                    seen.upstream_code = Some(code);
+                    if seen.upstream_request_id.is_none() {
+                        seen.upstream_request_id = store_request_id;
+                    }
+                    response = clean;
+                }
                 crate::guard::UpstreamError::CredentialsRefused { code } => {
+                    seen.upstream_code = Some(code.clone());
                     tracing::warn!(integration = %integration.name, %code, %upstream_request_id,
                         "the upstream refused the proxy's credentials");
                     state
@@ -526,6 +565,7 @@ impl Proxy {
                 client_prefix,
                 client_markers: &route.query,
                 hidden: &hidden,
+                request_id,
             };
             return rewrite_response(response, &jail, &integration.name).await;
         }
@@ -956,6 +996,32 @@ fn head_bucket(integration: &Integration) -> Response<ProxyBody> {
         response.headers_mut().insert("x-amz-bucket-region", region);
     }
     response
+}
+
+/// ListBuckets: the logical buckets the caller may reach; an anonymous caller that may reach
+/// none is refused, as S3 refuses an anonymous ListBuckets.
+fn list_buckets(
+    state: &State,
+    caller: &Caller,
+    created: SystemTime,
+) -> Result<Response<ProxyBody>, Error> {
+    let names = state.integrations.reachable(caller);
+    if names.is_empty() && matches!(caller, Caller::Anonymous) {
+        return Err(Error::AccessDenied {
+            reason: "Access Denied".to_string(),
+        });
+    }
+    let owner = match caller {
+        Caller::Anonymous => "anonymous",
+        Caller::Client(client) => client.access_key_id.as_str(),
+    };
+    let document = crate::documents::bucket_list(owner, &names, created);
+    let mut response = Response::new(body::full(bytes::Bytes::from(document)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    Ok(response)
 }
 
 /// GetBucketLocation, as S3 answers it (`us-east-1` is the empty constraint).

@@ -165,3 +165,49 @@ async fn object_attributes_are_read_inside_the_prefix_and_without_one() {
     let missing = as_client(&proxy, json!({"op": "attributes", "object": "absent.txt"})).await;
     assert_eq!(missing["status"], 404, "{missing}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_buckets_names_what_the_client_may_reach_and_create_bucket_is_already_done() {
+    let proxy = start().await;
+    let listed = as_client(&proxy, json!({"op": "list_buckets"})).await;
+    assert_eq!(listed["names"], json!(["jail", "whole"]), "{listed}");
+    assert_eq!(listed["dated"], true, "{listed}");
+    assert_eq!(listed["owner"], CLIENT, "{listed}");
+    // No integration is public: an anonymous ListBuckets is refused.
+    let anonymous = request(Method::GET, &proxy.url("/"), &[]).await;
+    assert_eq!(
+        anonymous.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        anonymous.text()
+    );
+
+    // rclone's CreateBucket before an upload: the bucket is already the caller's.
+    let created = as_client(&proxy, json!({"op": "create_bucket"})).await;
+    assert_eq!(
+        created,
+        json!({"status": 409, "code": "BucketAlreadyOwnedByYou"})
+    );
+    // Not where the client may only read, nor for anyone anonymous.
+    let read_only = as_client(&proxy, json!({"op": "create_bucket", "bucket": "whole"})).await;
+    assert_eq!(read_only["code"], "AccessDenied", "{read_only}");
+    let anonymous = request(Method::PUT, &proxy.url("/jail"), &[]).await;
+    assert_eq!(anonymous.status, StatusCode::FORBIDDEN);
+    // Other bucket writes stay refused.
+    for (method, target) in [(Method::DELETE, "/jail"), (Method::PUT, "/jail?versioning")] {
+        let mut refused = Request::builder()
+            .method(method.clone())
+            .uri(proxy.url(target))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        sign_as_client(&mut refused, CLIENT, CLIENT_SECRET);
+        let refused = send(refused).await;
+        assert!(
+            refused.status == StatusCode::FORBIDDEN
+                || refused.status == StatusCode::NOT_IMPLEMENTED,
+            "{method} {target}: {} {}",
+            refused.status,
+            refused.text()
+        );
+    }
+}

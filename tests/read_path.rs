@@ -341,11 +341,53 @@ async fn ranges_and_conditions_pass_through_and_head_has_no_body() {
 }
 
 #[tokio::test]
-async fn upstream_errors_pass_through_unchanged() {
+async fn upstream_errors_keep_their_code_and_name_the_proxys_request_id() {
     let proxy = tenant_proxy().await;
     let missing = get(&proxy.url("/acme/no/such/key.txt")).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert_eq!(missing.error_code(), "NoSuchKey");
+    // The id in the document is the one in the header, and it is the proxy's (16 hex digits),
+    // so a client's error leads to the proxy's log line.
+    let header = missing.headers["x-amz-request-id"].to_str().unwrap();
+    let text = missing.text();
+    let in_document = text
+        .split_once("<RequestId>")
+        .and_then(|(_, rest)| rest.split_once("</RequestId>"))
+        .map(|(id, _)| id)
+        .unwrap_or_else(|| panic!("no RequestId in {text}"));
+    assert_eq!(in_document, header);
+    assert_eq!(header.len(), 16, "{header}");
+    assert!(header.bytes().all(|b| b.is_ascii_hexdigit()), "{header}");
+    assert!(!missing.headers.contains_key("x-amz-id-2"));
+    // Its log line carries the store's code and the store's own request id.
+    let line = wait_for_log_line(header).await;
+    assert!(line.contains("upstream_code=\"NoSuchKey\""), "{line}");
+    assert!(line.contains("upstream_request_id=\""), "{line}");
+    assert!(!line.contains("upstream_request_id=\"-\""), "{line}");
+
+    // A success is the proxy's id too.
+    let found = get(&proxy.url("/acme/owner.txt")).await;
+    let id = found.headers["x-amz-request-id"].to_str().unwrap();
+    assert_ne!(id, header);
+    assert_eq!(id.len(), 16, "{id}");
+}
+
+/// The access line of `request_id` in this test binary's log (written when its body is done).
+async fn wait_for_log_line(request_id: &str) -> String {
+    let needle = format!("request_id={request_id}");
+    for _ in 0..50 {
+        for entry in std::fs::read_dir(test_logs()).unwrap().flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            if let Some(line) = text
+                .lines()
+                .find(|l| l.contains(&needle) && l.contains("access"))
+            {
+                return line.to_string();
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no access line for {request_id}");
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 JSON: {"status", "body"|"length"|"url"} or {"status", "code"} for an S3 error.
 
 Usage: s3_client.py '{"endpoint": ..., "key": ..., "secret": ..., "style": "path"|"virtual",
-                      "op": "get"|"head"|"head_meta"|"attributes"|"put"|"delete"|"copy"|"presign",
+                      "op": "get"|"head"|"head_meta"|"attributes"|"put"|"delete"|"copy"|"presign"|
+                            "list_buckets"|"create_bucket"|…,
                       "bucket": ..., "object": ..., "range": ..., "expires": seconds,
                       "data": text (latin-1), "metadata": {...}, "acl": ..., "content_type": ...,
                       "source_bucket": ..., "source_object": ...}'
@@ -74,6 +75,21 @@ def main():
                 "deleted": sorted(item["Key"] for item in response.get("Deleted", [])),
                 "errors": response.get("Errors", []),
             }))
+            return
+        if args["op"] == "list_buckets":
+            response = s3.list_buckets()
+            print(json.dumps({
+                "status": 200,
+                "names": [b["Name"] for b in response["Buckets"]],
+                "dated": all(b.get("CreationDate") for b in response["Buckets"]),
+                "owner": response.get("Owner", {}).get("ID"),
+            }))
+            return
+        if args["op"] == "create_bucket":
+            response = s3.create_bucket(Bucket=args["bucket"])
+            out = {}
+            out["status"] = response["ResponseMetadata"]["HTTPStatusCode"]
+            print(json.dumps(out))
             return
         if args["op"] == "head_bucket":
             response = s3.head_bucket(Bucket=args["bucket"])
