@@ -95,6 +95,8 @@ pub struct ServerConfig {
     /// TLS on the public listener (PEM files, re-read when they change).
     pub tls: Option<TlsFiles>,
     pub limits: Limits,
+    /// Whether clients may sign with SigV2 (on by default; off answers S3's 400).
+    pub sigv2: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -394,6 +396,7 @@ struct RawServer {
     base_domain: Option<String>,
     tls: Option<RawTls>,
     limits: Option<RawLimits>,
+    sigv2: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -744,6 +747,7 @@ fn build(raw: RawConfig, problems: &mut Problems<'_>, secrets: &dyn SecretLookup
             base_domain,
             tls,
             limits,
+            sigv2: raw.server.sigv2.unwrap_or(true),
         },
         sts,
         integrations,

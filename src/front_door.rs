@@ -105,9 +105,11 @@ impl Verified {
 }
 
 /// The issued keys, by access key id.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Clients {
     by_key: HashMap<String, Arc<Client>>,
+    /// Whether SigV2 signatures are verified (or refused with S3's 400).
+    sigv2: bool,
 }
 
 impl Clients {
@@ -124,31 +126,59 @@ impl Clients {
                 (c.access_key_id.clone(), Arc::new(client))
             })
             .collect();
-        Clients { by_key }
+        Clients {
+            by_key,
+            sigv2: true,
+        }
+    }
+
+    /// With `false`, SigV2 signatures are refused (`[server] sigv2 = false`).
+    pub fn with_sigv2(self, sigv2: bool) -> Self {
+        Clients { sigv2, ..self }
     }
 
     /// Identifies the caller of a request, verifying its signature if it carries one. A signed
     /// request must sign every `x-amz-*` header it carries, as S3 requires: an unsigned one
     /// could turn a presigned upload into a copy, or set a storage class nobody agreed to.
+    ///
+    /// `virtual_bucket` is the bucket the `Host` named (virtual-host style), which a SigV2
+    /// signature covers.
     pub fn identify(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
         now: SystemTime,
+        virtual_bucket: Option<&str>,
     ) -> Result<Verified, Error> {
         let query = parse_query(uri.query().unwrap_or(""));
         let presigned = query.iter().any(|(name, _)| name.starts_with("X-Amz-"));
         let authorization = headers.get(header::AUTHORIZATION);
+        let sigv2 = crate::sigv2::form(headers, &query);
+        let mechanisms = usize::from(authorization.is_some())
+            + usize::from(presigned)
+            + usize::from(crate::sigv2::in_query(&query));
+        if mechanisms > 1 {
+            return Err(Error::InvalidArgument {
+                reason: "Only one auth mechanism allowed; only the X-Amz-Algorithm query \
+                         parameter, Signature query string parameter or the Authorization \
+                         header should be specified"
+                    .to_string(),
+            });
+        }
+        if let Some(form) = sigv2 {
+            let request = crate::sigv2::SignedRequest {
+                method,
+                uri,
+                headers,
+                query: &query,
+                virtual_bucket,
+            };
+            return self.identify_v2(form, &request, now);
+        }
         let (signed, authentication) = match (authorization, presigned) {
             (None, false) => return Ok(Verified::anonymous()),
-            (Some(_), true) => {
-                return Err(Error::InvalidArgument {
-                    reason: "Only one auth mechanism allowed; only the X-Amz-Algorithm query \
-                             parameter or the Authorization header should be specified"
-                        .to_string(),
-                });
-            }
+            (Some(_), true) => unreachable!("refused above as two mechanisms"),
             (Some(value), false) => {
                 let value = value.to_str().map_err(|_| malformed("is not ASCII"))?;
                 (
@@ -188,6 +218,56 @@ impl Clients {
             authentication,
             signed_headers: signed.signed_headers,
             chunk_signing,
+        })
+    }
+}
+
+impl Clients {
+    /// Verifies a SigV2 signature: the same key table, bindings and constant-time comparison
+    /// as SigV4, and every `x-amz-*` header signed by construction.
+    fn identify_v2(
+        &self,
+        form: crate::sigv2::Form,
+        request: &crate::sigv2::SignedRequest<'_>,
+        now: SystemTime,
+    ) -> Result<Verified, Error> {
+        if !self.sigv2 {
+            return Err(Error::SignatureVersionNotSupported);
+        }
+        let (claim, authentication) = match form {
+            crate::sigv2::Form::Header => (
+                crate::sigv2::from_header(request, now)?,
+                Authentication::Header,
+            ),
+            crate::sigv2::Form::Query => (
+                crate::sigv2::from_query(request, now)?,
+                Authentication::Presigned,
+            ),
+        };
+        let client = self
+            .by_key
+            .get(&claim.access_key_id)
+            .ok_or(Error::InvalidAccessKeyId)?;
+        let expected =
+            crate::sigv2::signature(client.secret_access_key.expose(), &claim.string_to_sign);
+        if !constant_time_eq(expected.as_bytes(), claim.signature.as_bytes()) {
+            return Err(Error::SignatureDoesNotMatch);
+        }
+        let mut signed_headers: Vec<String> = request
+            .headers
+            .keys()
+            .map(|name| name.as_str().to_string())
+            .filter(|name| {
+                name.starts_with("x-amz-") || name == "content-md5" || name == "content-type"
+            })
+            .collect();
+        signed_headers.sort_unstable();
+        signed_headers.dedup();
+        Ok(Verified {
+            caller: Caller::Client(client.clone()),
+            authentication,
+            signed_headers,
+            chunk_signing: None,
         })
     }
 }

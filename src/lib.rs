@@ -11,7 +11,8 @@
 //! - [`server`]: accepts connections; [`server::Proxy::handle`] runs the steps below in order
 //!   and turns any error into an S3 XML response, once, with a logged request id.
 //! - [`front_door`]: who is calling: anonymous, or a client whose SigV4 signature (header or
-//!   presigned URL) the proxy verifies against the keys it issued.
+//!   presigned URL) the proxy verifies against the keys it issued; [`sigv2`] the same for
+//!   S3's older signatures.
 //! - [`route`]: which logical bucket, key and S3 operation the request names.
 //! - [`integration`]: which integration and real bucket that is, and whether the caller may go
 //!   there (this is where a request is authorised).
@@ -62,6 +63,7 @@ pub mod route;
 pub mod run;
 pub mod server;
 pub mod sign;
+pub mod sigv2;
 pub mod tls;
 pub mod xml;
 

@@ -333,7 +333,7 @@ fn bucket_level(method: &Method) -> Error {
 
 /// `{name}.{base_domain}` → `name`; anything else (the bare base domain, an IP, another host)
 /// means path style.
-fn name_from_host(host: Option<&str>, base_domain: Option<&str>) -> Option<String> {
+pub fn name_from_host(host: Option<&str>, base_domain: Option<&str>) -> Option<String> {
     let base_domain = base_domain?;
     let host = host?;
     let host = match host.rsplit_once(':') {

@@ -79,7 +79,7 @@ impl State {
             _ => Arc::new(Upstream::new(&config.server.limits).map_err(std::io::Error::other)?),
         };
         Ok(State {
-            clients: Clients::new(&config.clients),
+            clients: Clients::new(&config.clients).with_sigv2(config.server.sigv2),
             integrations: Integrations::new(&config.integrations),
             credentials,
             upstream,
@@ -310,11 +310,14 @@ impl Proxy {
             return crate::cors::preflight(integration, request.headers());
         }
 
+        let virtual_bucket =
+            crate::route::name_from_host(host, state.config.server.base_domain.as_deref());
         let verified = state.clients.identify(
             request.method(),
             request.uri(),
             request.headers(),
             SystemTime::now(),
+            virtual_bucket.as_deref(),
         )?;
         if verified.authentication == Authentication::Anonymous {
             // Nobody vouches for an anonymous caller's `x-amz-*` headers: none goes further.

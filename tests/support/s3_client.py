@@ -6,7 +6,8 @@ Usage: s3_client.py '{"endpoint": ..., "key": ..., "secret": ..., "style": "path
                             "list_buckets"|"create_bucket"|…,
                       "bucket": ..., "object": ..., "range": ..., "expires": seconds,
                       "data": text (latin-1), "metadata": {...}, "acl": ..., "content_type": ...,
-                      "source_bucket": ..., "source_object": ...}'
+                      "source_bucket": ..., "source_object": ...,
+                      "signature": "s3v4" (default) | "s3" (SigV2) | null (boto3's default)}'
 """
 
 import json
@@ -26,7 +27,8 @@ def main():
         aws_access_key_id=args["key"],
         aws_secret_access_key=args["secret"],
         config=Config(
-            signature_version="s3v4",
+            # "s3v4" unless the test asks for SigV2 ("s3") or boto3's own default (None).
+            signature_version=args.get("signature", "s3v4"),
             s3={"addressing_style": args.get("style", "path")},
             retries={"max_attempts": 1},
             request_checksum_calculation=args.get("checksums", "when_supported"),
