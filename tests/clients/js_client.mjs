@@ -3,7 +3,7 @@
 //
 // Usage: node js_client.mjs '{"endpoint", "key", "secret", "bucket", "op", "object",
 //                             "prefix", "range", "path"}'
-// op: list | get | put | stream (a body of unknown length) | upload (lib-storage multipart)
+// op: buckets | list | get | put | stream (a body of unknown length) | upload (lib-storage multipart)
 //     | presign | delete
 import { createReadStream, readFileSync } from "node:fs";
 import { Readable } from "node:stream";
@@ -13,6 +13,7 @@ import { createRequire } from "node:module";
 const require = createRequire(process.env.S3SP_CLIENTS + "/package.json");
 const {
   S3Client,
+  ListBucketsCommand,
   ListObjectsV2Command,
   GetObjectCommand,
   PutObjectCommand,
@@ -32,6 +33,10 @@ const where = { Bucket: args.bucket, Key: args.object };
 
 async function main() {
   switch (args.op) {
+    case "buckets": {
+      const listed = await s3.send(new ListBucketsCommand({}));
+      return { names: (listed.Buckets ?? []).map((b) => b.Name) };
+    }
     case "list": {
       const keys = [];
       let ContinuationToken;
