@@ -14,6 +14,21 @@ use http_body::{Body, Frame, SizeHint};
 use crate::body::BoxError;
 use crate::metrics::{Metrics, NO_INTEGRATION};
 
+/// What the phases learn of a request as it goes, for its log line and its answer's headers.
+#[derive(Default)]
+pub struct Seen {
+    pub client: Option<String>,
+    pub bucket: Option<String>,
+    pub integration: Option<String>,
+    /// The integration whose CORS headers the answer carries, known as soon as the route is,
+    /// so that even a refusal carries them.
+    pub cors_for: Option<std::sync::Arc<crate::config::Integration>>,
+    pub upstream_status: Option<u16>,
+    /// The store's error code and its own request id, when it answered with an error.
+    pub upstream_code: Option<String>,
+    pub upstream_request_id: Option<String>,
+}
+
 /// What is known of a request by the time its response starts.
 pub struct RequestLog {
     pub request_id: String,

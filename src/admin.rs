@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use crate::body::{self, ProxyBody};
 use crate::config::Integration;
 use crate::metrics::{counter, family, gauge, label};
-use crate::server::Proxy;
+use crate::proxy::Proxy;
 
 /// `/readyz` waits this long for any one integration's credentials.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);

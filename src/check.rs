@@ -11,8 +11,10 @@ use bytes::Bytes;
 
 use crate::config::{Access, Buckets, Config, Integration};
 use crate::error::Error;
+use crate::exchange::ProbeAnswer;
+use crate::proxy::Proxy;
 use crate::route::Operation;
-use crate::server::{ProbeAnswer, Proxy, State};
+use crate::state::State;
 
 /// One row of the report.
 #[derive(Debug, Clone)]

@@ -278,7 +278,7 @@ integrations = ["demo-private"]
         ("DEMO_CLIENT_SECRET".to_string(), client_secret.clone()),
     ]);
     let config = Config::parse(&config_text, "the demo's generated config", &secrets)?;
-    let proxy = std::sync::Arc::new(crate::server::Proxy::new(config)?);
+    let proxy = std::sync::Arc::new(crate::proxy::Proxy::new(config)?);
     print_welcome(address, &store, &client_secret, &text_url);
     let result = crate::server::run(listener, proxy, None, shutdown).await;
     let _ = std::fs::remove_dir_all(&root);

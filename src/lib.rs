@@ -6,30 +6,26 @@
 //! integration's credentials, and streams the bodies both ways.
 //!
 //! # Layout
-//! One module a step, in the order a request meets them:
+//! [`server`] accepts connections; [`proxy::Proxy::handle`] runs a request through three
+//! phases, each a call into its own module, and turns any error into an S3 XML response, once,
+//! with a logged request id:
 //!
-//! - [`server`]: accepts connections; [`server::Proxy::handle`] runs the steps below in order
-//!   and turns any error into an S3 XML response, once, with a logged request id.
-//! - [`front_door`]: who is calling: anonymous, or a client whose SigV4 signature (header or
-//!   presigned URL) the proxy verifies against the keys it issued; [`sigv2`] the same for
-//!   S3's older signatures.
-//! - [`route`]: which logical bucket, key and S3 operation the request names.
-//! - [`integration`]: which integration and real bucket that is, and whether the caller may go
-//!   there (this is where a request is authorised).
-//! - [`credentials`]: the integration's keys: static, STS AssumeRole, or the proxy's own
-//!   identity, cached and refreshed before expiry.
-//! - [`sign`]: the upstream URL (addressing style, endpoint, prefix + key) and its SigV4
-//!   signature (this is where a request is signed).
-//! - [`documents`]: the XML documents that cross the jail (DeleteObjects and
-//!   CompleteMultipartUpload bodies, listings and results) as typed values, with the
-//!   integration's prefix added on the way up and stripped on the way down; [`xml`] parses and
-//!   writes them, so no document is ever forwarded or edited as text.
-//! - [`chunked`]: aws-chunked upload bodies, decoded and verified as they stream.
-//! - [`forward`]: the pooled upstream client; bodies stream through here frame by frame.
-//! - [`cors`]: preflights answered by the proxy, CORS headers per integration.
-//! - [`guard`]: ambiguous or publishing headers refused, active content neutralised, upstream
-//!   error documents stripped of signing material.
-//! - [`error`]: the one error type and its S3 XML rendering.
+//! - **request phase**, [`admit`]: [`guard`] (request shapes), [`route`] (which logical
+//!   bucket, key and S3 operation), [`cors`] (preflights), [`front_door`] (who is calling:
+//!   anonymous, or a client whose SigV4 signature the proxy verifies against the keys it
+//!   issued; [`sigv2`] the same for S3's older signatures), the rate limit ([`limits`]),
+//!   [`integration`] (which integration and real bucket, and whether the caller may go
+//!   there: this is where a request is authorised), and [`answers`] the proxy gives itself;
+//! - **upstream phase**, [`region`] and [`exchange`]: the bucket's region, the body plan
+//!   ([`chunked`] aws-chunked bodies decoded and verified as they stream; [`documents`] the
+//!   client's XML bodies as typed values, written anew by [`xml`]), [`credentials`] (static,
+//!   STS AssumeRole or the proxy's own identity, cached), [`sign`] (the upstream URL and its
+//!   SigV4 signature) and [`forward`] (the pooled upstream client, bodies streamed frame by
+//!   frame);
+//! - **response phase**, [`respond`]: upstream errors rebuilt from their code ([`guard`]),
+//!   result documents taken out of the integration ([`documents`]), everything else streamed.
+//!
+//! [`state`] is one loaded configuration; [`error`] the one error type and its S3 XML.
 //!
 //! Around them: [`config`] parses the TOML file once into typed values, [`body`] is the body
 //! type shared by all of the above, and [`demo`] runs the proxy in front of an embedded store.
@@ -42,6 +38,8 @@
 
 pub mod access;
 pub mod admin;
+pub mod admit;
+pub mod answers;
 pub mod body;
 pub mod check;
 pub mod chunked;
@@ -51,6 +49,7 @@ pub mod credentials;
 pub mod demo;
 pub mod documents;
 pub mod error;
+pub mod exchange;
 pub mod forward;
 pub mod front_door;
 pub mod fuzzing;
@@ -59,14 +58,18 @@ pub mod integration;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod proxy;
+pub mod region;
+pub mod respond;
 pub mod route;
 pub mod run;
 pub mod server;
 pub mod sign;
 pub mod sigv2;
+pub mod state;
 pub mod tls;
 pub mod xml;
 
 pub use config::Config;
 pub use error::Error;
-pub use server::Proxy;
+pub use proxy::Proxy;

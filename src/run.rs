@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError, TlsFiles};
-use crate::server::Proxy;
+use crate::proxy::Proxy;
 use crate::tls::ReloadingCert;
 
 /// How often the config and certificate files are looked at for changes.

@@ -1,0 +1,206 @@
+//! The request phase: everything decided from the request alone, before any credentials are
+//! fetched or the store is contacted.
+//!
+//! In order: the target's length and the request's shape ([`crate::guard`]), the route
+//! ([`crate::route`]), the caller ([`crate::front_door`]), the rate limit, the integration and
+//! whether the caller may go there ([`crate::integration`]), and the header checks that depend
+//! on the integration. The outcome is an [`Admitted`] request for the upstream phase, or an
+//! answer the proxy gives itself (a preflight, ListBuckets, CreateBucket, HeadBucket).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use http::{Request, Response, header};
+
+use crate::access::Seen;
+use crate::body::ProxyBody;
+use crate::error::Error;
+use crate::front_door::{Authentication, Caller, Verified};
+use crate::integration::Target;
+use crate::limits::RateLimiter;
+use crate::metrics::Metrics;
+use crate::route::{Operation, Route, route};
+use crate::state::State;
+
+/// A request the proxy will send on: what it asks, who asks, and where it goes.
+pub struct Admitted<B> {
+    pub route: Route,
+    pub verified: Verified,
+    /// The integration (its region not yet resolved for `region = "auto"`), real bucket and key.
+    pub target: Target,
+    /// The client's request; an anonymous caller's `x-amz-*` headers are gone.
+    pub request: Request<B>,
+}
+
+/// What the request phase decided.
+pub enum Admission<B> {
+    /// The proxy answers itself; the store is never contacted.
+    Answered(Response<ProxyBody>),
+    Forward(Box<Admitted<B>>),
+}
+
+/// What the request phase needs from the proxy besides the state: the rate limit, the
+/// metrics it counts refusals in, and the process start (ListBuckets' creation date).
+pub struct Gate<'a> {
+    pub rate_limiter: &'a RateLimiter,
+    pub metrics: &'a Metrics,
+    pub started: SystemTime,
+}
+
+/// Runs the request phase. `seen` collects what the log line says, and the integration whose
+/// CORS headers the answer carries (set as soon as it is known, so a refusal carries them too).
+pub fn admit<B>(
+    state: &State,
+    mut request: Request<B>,
+    peer: Option<SocketAddr>,
+    gate: &Gate<'_>,
+    seen: &mut Seen,
+) -> Result<Admission<B>, Error> {
+    check_shape(state, &request)?;
+    let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
+        request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    let base_domain = state.config.server.base_domain.as_deref();
+    let mut route = route(
+        request.method(),
+        host,
+        request.uri().path(),
+        request.uri().query(),
+        base_domain,
+    )?;
+    let virtual_bucket = crate::route::name_from_host(host, base_domain);
+    seen.bucket = Some(route.name.clone());
+    seen.cors_for = state.integrations.integration(&route.name).cloned();
+
+    if route.operation == Operation::Preflight {
+        let integration = seen.cors_for.as_ref().ok_or_else(|| Error::NoSuchBucket {
+            name: route.name.clone(),
+        })?;
+        return crate::cors::preflight(integration, request.headers()).map(Admission::Answered);
+    }
+
+    let verified = state.clients.identify(
+        request.method(),
+        request.uri(),
+        request.headers(),
+        SystemTime::now(),
+        virtual_bucket.as_deref(),
+    )?;
+    if verified.authentication == Authentication::Anonymous {
+        // Nobody vouches for an anonymous caller's `x-amz-*` headers: none goes further.
+        strip_amz_headers(request.headers_mut());
+    }
+    route.operation = route
+        .operation
+        .with_copy_source(verified.signed("x-amz-copy-source"));
+    seen.client = Some(verified.caller.key_id().to_string());
+    check_rate(state, &verified.caller, peer, gate)?;
+
+    match route.operation {
+        Operation::ListBuckets => {
+            return crate::answers::list_buckets(state, &verified.caller, gate.started)
+                .map(Admission::Answered);
+        }
+        Operation::CreateBucket if seen.cors_for.is_none() => {
+            return Err(Error::AccessDenied {
+                reason: "buckets are provisioned in the proxy's configuration, not by clients"
+                    .to_string(),
+            });
+        }
+        _ => {}
+    }
+
+    let target = state.integrations.resolve(&route, &verified.caller)?;
+    seen.integration = Some(target.integration.name.clone());
+    let integration = &target.integration;
+    match route.operation {
+        // The caller may write here (`resolve` checked): the bucket is as good as its own.
+        Operation::CreateBucket => return Err(Error::BucketAlreadyOwnedByYou),
+        // Cheap answers first: HeadBucket needs no region unless it is discovered.
+        Operation::HeadBucket if !integration.region_is_auto() => {
+            return Ok(Admission::Answered(crate::answers::head_bucket(
+                integration,
+            )));
+        }
+        _ => {}
+    }
+    if route.operation.is_write() {
+        crate::guard::check_acl_headers(request.headers(), integration)?;
+    }
+    if route.operation == Operation::GetObject {
+        // A link a browser can follow: no header of the caller's own is needed.
+        let browser_reachable = matches!(
+            verified.authentication,
+            Authentication::Anonymous | Authentication::Presigned
+        );
+        crate::guard::check_type_override(&route.query, browser_reachable, integration)?;
+    }
+    Ok(Admission::Forward(Box::new(Admitted {
+        route,
+        verified,
+        target,
+        request,
+    })))
+}
+
+/// The request target's length, and the shapes and headers refused whatever the route.
+fn check_shape<B>(state: &State, request: &Request<B>) -> Result<(), Error> {
+    let limits = state.limits();
+    let target_length = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if target_length > limits.max_uri_bytes {
+        return Err(Error::UriTooLong {
+            limit: limits.max_uri_bytes,
+        });
+    }
+    crate::guard::check_request_shape(request)?;
+    crate::guard::check_request_headers(request.headers())
+}
+
+/// The rate limit: a client by its key, an anonymous caller by its address.
+fn check_rate(
+    state: &State,
+    caller: &Caller,
+    peer: Option<SocketAddr>,
+    gate: &Gate<'_>,
+) -> Result<(), Error> {
+    let Some(limit) = state.limits().rate_limit else {
+        return Ok(());
+    };
+    let who = match (caller.key_id(), peer) {
+        ("-", Some(peer)) => peer.ip().to_string(),
+        (key_id, _) => key_id.to_string(),
+    };
+    gate.rate_limiter.check(&who, limit).map_err(|wait| {
+        gate.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+        Error::SlowDown {
+            retry_after_seconds: wait.as_secs().max(1),
+        }
+    })
+}
+
+/// Removes every `x-amz-*` header.
+fn strip_amz_headers(headers: &mut http::HeaderMap) {
+    let amz: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("x-amz-"))
+        .cloned()
+        .collect();
+    for name in amz {
+        headers.remove(name);
+    }
+}
+
+/// The integration of an admitted request, for the phases after.
+impl<B> Admitted<B> {
+    pub fn integration(&self) -> &Arc<crate::config::Integration> {
+        &self.target.integration
+    }
+}

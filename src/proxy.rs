@@ -1,0 +1,285 @@
+//! The proxy: one request through three phases, one error exit, one access line.
+//!
+//! [`Proxy::handle`] runs [`Proxy::serve`], which reads as the request's path:
+//!
+//! 1. the **request phase** ([`crate::admit`]): shape, route, caller, rate limit, integration,
+//!    authorisation — an [`Admitted`](crate::admit::Admitted) request, or an answer the proxy
+//!    gives itself;
+//! 2. the **upstream phase** ([`crate::region`], [`crate::exchange`]): the region, the body
+//!    plan, credentials, the signed request, the store's answer;
+//! 3. the **response phase** ([`crate::respond`]): errors rebuilt, documents taken out of the
+//!    integration, everything else streamed.
+//!
+//! Any phase's [`Error`] becomes S3's XML in one place, CORS and protective headers are added
+//! to every answer, and every request is logged once, when its body is done, in a span
+//! carrying its request id. Headers are never logged.
+
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime};
+
+use http::{Method, Request, Response, header};
+use tracing::Instrument;
+
+use crate::access::{CountingBody, LoggedBody, RequestLog, Seen};
+use crate::admit::{Admission, Gate};
+use crate::body::{self, BoxError, ProxyBody};
+use crate::config::Config;
+use crate::error::Error;
+use crate::exchange::Exchange;
+use crate::limits::RateLimiter;
+use crate::metrics::{Metrics, method_label};
+use crate::region::Regions;
+use crate::route::Operation;
+use crate::state::State;
+
+/// Everything a request needs. The configuration-derived part is a [`State`] swapped whole on
+/// reload; requests in flight keep the state they started with.
+pub struct Proxy {
+    state: RwLock<Arc<State>>,
+    request_ids: RequestIds,
+    /// When the process started: ListBuckets' creation date for every logical bucket.
+    started: SystemTime,
+    pub metrics: Arc<Metrics>,
+    rate_limiter: RateLimiter,
+    regions: Regions,
+    pub reloads: AtomicU64,
+    pub reload_failures: AtomicU64,
+}
+
+impl Proxy {
+    pub fn new(config: Config) -> std::io::Result<Self> {
+        Ok(Proxy {
+            state: RwLock::new(Arc::new(State::new(config, None)?)),
+            request_ids: RequestIds::default(),
+            started: SystemTime::now(),
+            metrics: Arc::new(Metrics::default()),
+            rate_limiter: RateLimiter::default(),
+            regions: Regions::default(),
+            reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
+        })
+    }
+
+    /// The configuration now in force.
+    pub fn state(&self) -> Arc<State> {
+        match self.state.read() {
+            Ok(state) => state.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Swaps in a new configuration: new requests see it, requests in flight finish on theirs.
+    pub fn reload(&self, config: Config) -> std::io::Result<()> {
+        let previous = self.state();
+        if config.server.listen != previous.config.server.listen
+            || config.server.admin_listen != previous.config.server.admin_listen
+        {
+            tracing::warn!("listen addresses changed in the config: they take effect on restart");
+        }
+        let fresh = Arc::new(State::new(config, Some(&previous))?);
+        match self.state.write() {
+            Ok(mut state) => *state = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Serves one request; never fails: errors become S3 XML responses. `peer` identifies
+    /// anonymous callers to the rate limit.
+    pub async fn handle<B>(
+        &self,
+        request: Request<B>,
+        peer: Option<SocketAddr>,
+    ) -> Response<ProxyBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let state = self.state();
+        let request_id = self.request_ids.next();
+        let method = method_label(request.method());
+        let span = tracing::info_span!("request", id = %request_id);
+        let bytes_in = Arc::new(AtomicU64::new(0));
+        let request = request.map(|body| CountingBody::new(body, bytes_in.clone()));
+        async move {
+            let started = Instant::now();
+            let is_head = request.method() == Method::HEAD;
+            let origin = request.headers().get(header::ORIGIN).cloned();
+            let mut seen = Seen::default();
+            let result = self
+                .serve(&state, request, peer, &request_id, &mut seen)
+                .await;
+            let (mut response, code) = match result {
+                Ok(response) => (response, None),
+                Err(error) => {
+                    let code = error.code();
+                    (refusal(error, &request_id, is_head), Some(code))
+                }
+            };
+            finish_headers(&mut response, &seen, origin.as_ref(), &request_id);
+            let log = RequestLog {
+                request_id,
+                method,
+                client: seen.client.unwrap_or_else(|| "-".to_string()),
+                bucket: seen.bucket.unwrap_or_else(|| "-".to_string()),
+                integration: seen.integration,
+                status: response.status().as_u16(),
+                code,
+                upstream_status: seen.upstream_status,
+                upstream_code: seen.upstream_code,
+                upstream_request_id: seen.upstream_request_id,
+                started,
+                bytes_in,
+                metrics: self.metrics.clone(),
+            };
+            response.map(|body| body::stream(LoggedBody::new(body, log)))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// A request's three phases, in order.
+    async fn serve<B>(
+        &self,
+        state: &State,
+        request: Request<B>,
+        peer: Option<SocketAddr>,
+        request_id: &str,
+        seen: &mut Seen,
+    ) -> Result<Response<ProxyBody>, Error>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        // The request phase: who, what, where, and may they.
+        let gate = Gate {
+            rate_limiter: &self.rate_limiter,
+            metrics: &self.metrics,
+            started: self.started,
+        };
+        let mut admitted = match crate::admit::admit(state, request, peer, &gate, seen)? {
+            Admission::Answered(response) => return Ok(response),
+            Admission::Forward(admitted) => admitted,
+        };
+
+        // The upstream phase: the bucket's region, then (unless the proxy can answer from the
+        // config) credentials, the signed request and the store's answer.
+        admitted.target = self.regions.resolve(state, admitted.target).await?;
+        match admitted.route.operation {
+            Operation::HeadBucket => {
+                return Ok(crate::answers::head_bucket(admitted.integration()));
+            }
+            Operation::GetBucketLocation => {
+                return Ok(crate::answers::bucket_location(admitted.integration()));
+            }
+            _ => {}
+        }
+        let exchange = crate::exchange::exchange(state, admitted).await?;
+        if let Exchange::Answered(answered) = &exchange {
+            self.metrics
+                .upstream_latency(&answered.target.integration.name, answered.latency);
+        }
+
+        // The response phase: what the client gets of it.
+        crate::respond::answer(state, exchange, request_id, seen).await
+    }
+}
+
+/// The one error exit: the error logged (a server error as a warning with its detail) and
+/// rendered as S3's XML with the request id.
+fn refusal(error: Error, request_id: &str, is_head: bool) -> Response<ProxyBody> {
+    let status = error.status();
+    if status.is_server_error() {
+        tracing::warn!(code = error.code(), %error, detail = ?error, "proxy error");
+    } else {
+        tracing::debug!(code = error.code(), %error, "request refused");
+    }
+    // A refused request shape may hide a second request in its body: whatever follows on
+    // this connection is not read.
+    let close = matches!(error, Error::InvalidRequest { .. });
+    let mut response = error.into_response(request_id, is_head);
+    if close {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// What every answer carries: the integration's CORS headers, the protective headers, and the
+/// proxy's request id (the store's own ids are on the log line, never in the answer).
+fn finish_headers(
+    response: &mut Response<ProxyBody>,
+    seen: &Seen,
+    origin: Option<&http::HeaderValue>,
+    request_id: &str,
+) {
+    if let Some(integration) = &seen.cors_for {
+        let cors = crate::cors::response_headers(integration, origin);
+        for (name, value) in &cors {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    crate::guard::protect(response.headers_mut(), seen.cors_for.as_deref());
+    let headers = response.headers_mut();
+    headers.remove("x-amz-id-2");
+    if let Ok(value) = http::HeaderValue::from_str(request_id) {
+        headers.insert("x-amz-request-id", value);
+    }
+}
+
+/// S3-style request ids: 16 upper-case hex digits, unique per process and unguessable across
+/// restarts.
+struct RequestIds {
+    seed: u64,
+    counter: AtomicU64,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or_default(),
+        );
+        RequestIds {
+            seed: hasher.finish(),
+            counter: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RequestIds {
+    fn next(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        // A bijective mix of the counter keeps ids unique while not revealing request counts.
+        let mixed = (n ^ self.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        format!("{:016X}", mixed ^ (mixed >> 29))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_unique_and_s3_shaped() {
+        let ids = RequestIds::default();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let id = ids.next();
+            assert_eq!(id.len(), 16);
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+            );
+            assert!(seen.insert(id));
+        }
+    }
+}

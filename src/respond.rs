@@ -1,0 +1,241 @@
+//! The response phase: what the client gets of the store's answer.
+//!
+//! An error is rebuilt from its code alone, with the proxy's request id
+//! ([`crate::guard::sanitize_error`]); a refusal of the proxy's own credentials drops them (once
+//! it is plausibly about them) and answers 503. A document that names keys or the bucket is
+//! parsed, taken out of the integration and written anew ([`crate::documents`]). Everything
+//! else streams through as the store sent it.
+
+use std::sync::Arc;
+
+use http::{Response, header};
+
+use crate::access::Seen;
+use crate::body::{self, ProxyBody};
+use crate::config::Integration;
+use crate::documents::{Jail, KeyEncoding, UpstreamDocument};
+use crate::error::Error;
+use crate::exchange::{Answered, Exchange};
+use crate::guard::UpstreamError;
+use crate::route::Operation;
+use crate::state::State;
+use crate::xml::MAX_DOCUMENT;
+
+/// Runs the response phase for the store's answer to a request.
+pub async fn answer(
+    state: &State,
+    exchange: Exchange,
+    request_id: &str,
+    seen: &mut Seen,
+) -> Result<Response<ProxyBody>, Error> {
+    let answered = match exchange {
+        Exchange::Redirect(response) => return Ok(response),
+        Exchange::Answered(answered) => answered,
+    };
+    seen.upstream_status = Some(answered.response.status().as_u16());
+    let status = answered.response.status();
+    let is_error =
+        (status.is_client_error() || status.is_server_error() || status.is_redirection())
+            && status != http::StatusCode::NOT_MODIFIED
+            && answered.route.operation != Operation::HeadObject;
+    if is_error {
+        return upstream_error(state, answered, request_id, seen).await;
+    }
+    if status.is_success() && answers_with_document(answered.route.operation) {
+        return rewrite_document(answered, request_id).await;
+    }
+    Ok(answered.response)
+}
+
+/// What no message the client sees may name: the real bucket, the prefix, the proxy's access
+/// key id and session token.
+fn hidden(answered: &Answered) -> Vec<String> {
+    let mut hidden = vec![
+        answered.target.bucket.clone(),
+        answered.credentials.access_key_id().to_string(),
+        answered
+            .credentials
+            .session_token()
+            .unwrap_or_default()
+            .to_string(),
+    ];
+    if !answered.target.integration.prefix.is_empty() {
+        hidden.push(answered.target.integration.prefix.clone());
+    }
+    hidden
+}
+
+async fn upstream_error(
+    state: &State,
+    answered: Box<Answered>,
+    request_id: &str,
+    seen: &mut Seen,
+) -> Result<Response<ProxyBody>, Error> {
+    seen.upstream_request_id = ["x-amz-request-id", "x-amzn-requestid"]
+        .iter()
+        .find_map(|name| answered.response.headers().get(*name)?.to_str().ok())
+        .map(str::to_string);
+    let hidden_owned = hidden(&answered);
+    let hidden: Vec<&str> = hidden_owned.iter().map(String::as_str).collect();
+    let integration = answered.target.integration.clone();
+    match crate::guard::sanitize_error(answered.response, &hidden, request_id).await? {
+        UpstreamError::Clean {
+            response,
+            code,
+            store_request_id,
+        } => {
+            seen.upstream_code = Some(code);
+            if seen.upstream_request_id.is_none() {
+                seen.upstream_request_id = store_request_id;
+            }
+            Ok(response)
+        }
+        UpstreamError::CredentialsRefused { code } => {
+            tracing::warn!(integration = %integration.name, %code,
+                upstream_request_id = seen.upstream_request_id.as_deref().unwrap_or("-"),
+                "the upstream refused the proxy's credentials");
+            seen.upstream_code = Some(code.clone());
+            credentials_refused(state, &integration, &answered.target.bucket, &code).await;
+            Err(Error::UpstreamRefusedCredentials {
+                integration: integration.name.clone(),
+            })
+        }
+    }
+}
+
+/// A store refused a request with a credentials code. Drop the identity's cached
+/// credentials only when they are plausibly the cause, at most once per identity per
+/// debounce period: an expired or unknown token or key says so itself, while a
+/// `SignatureDoesNotMatch` may be about the request (a store that signs some queries
+/// differently), so it counts only when a fresh, plain listing signed with the same
+/// credentials is refused the same way.
+async fn credentials_refused(
+    state: &State,
+    integration: &Arc<Integration>,
+    bucket: &str,
+    code: &str,
+) {
+    if !state.credentials.may_invalidate(integration) {
+        return;
+    }
+    let about_the_credentials = match code {
+        "SignatureDoesNotMatch" => {
+            let query = [
+                ("list-type".to_string(), "2".to_string()),
+                ("max-keys".to_string(), "0".to_string()),
+                ("prefix".to_string(), integration.prefix.clone()),
+            ];
+            let confirmation = state
+                .probe(
+                    integration,
+                    bucket,
+                    "",
+                    Operation::ListObjectsV2,
+                    &query,
+                    bytes::Bytes::new(),
+                )
+                .await;
+            match confirmation {
+                Ok(answer) => crate::xml::parse(&answer.body).is_ok_and(|error| {
+                    error
+                        .children
+                        .iter()
+                        .any(|c| c.name == "Code" && crate::guard::is_credentials_code(&c.text))
+                }),
+                Err(_) => false,
+            }
+        }
+        _ => true,
+    };
+    if about_the_credentials {
+        tracing::warn!(integration = %integration.name, %code,
+            "the store refuses the proxy's credentials; fetching new ones");
+        state.credentials.invalidate(integration).await;
+    }
+}
+
+/// Operations whose successful answer is an XML document naming keys or the bucket.
+fn answers_with_document(operation: Operation) -> bool {
+    matches!(
+        operation,
+        Operation::ListObjects
+            | Operation::ListObjectsV2
+            | Operation::ListMultipartUploads
+            | Operation::ListParts
+            | Operation::GetObjectAttributes
+            | Operation::CreateMultipartUpload
+            | Operation::CompleteMultipartUpload
+            | Operation::DeleteObjects
+            | Operation::CopyObject
+            | Operation::UploadPartCopy
+    )
+}
+
+/// Reads a (small, capped) upstream document, takes the integration out of it and writes it
+/// anew.
+async fn rewrite_document(
+    answered: Box<Answered>,
+    request_id: &str,
+) -> Result<Response<ProxyBody>, Error> {
+    let hidden_owned = hidden(&answered);
+    let hidden: Vec<&str> = hidden_owned.iter().map(String::as_str).collect();
+    let Answered {
+        response,
+        route,
+        target,
+        query,
+        ..
+    } = *answered;
+    let integration = &target.integration;
+    let encoding = if query
+        .iter()
+        .any(|(n, v)| n == "encoding-type" && v == "url")
+    {
+        KeyEncoding::Url
+    } else {
+        KeyEncoding::Plain
+    };
+    let client_prefix = match route.operation {
+        Operation::ListObjects | Operation::ListObjectsV2 | Operation::ListMultipartUploads => {
+            route
+                .query
+                .iter()
+                .find(|(n, _)| n == "prefix")
+                .map_or("", |(_, v)| v.as_str())
+        }
+        _ => "",
+    };
+    let jail = Jail {
+        prefix: &integration.prefix,
+        logical_bucket: &route.name,
+        encoding,
+        client_prefix,
+        client_markers: &route.query,
+        hidden: &hidden,
+        request_id,
+    };
+    let (mut parts, upstream_body) = response.into_parts();
+    let document = body::collect_capped(upstream_body, MAX_DOCUMENT)
+        .await
+        .map_err(|error| Error::Internal {
+            detail: format!("an upstream document could not be read: {error}"),
+        })?;
+    let rewritten = UpstreamDocument::parse(&document)?.rewrite(&jail)?;
+    if rewritten.dropped > 0 {
+        tracing::warn!(integration = %integration.name, dropped = rewritten.dropped,
+            "the upstream listed entries beyond the prefix the client asked for; they were dropped");
+    }
+    parts.headers.insert(
+        header::CONTENT_LENGTH,
+        http::HeaderValue::from(rewritten.document.len()),
+    );
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    parts.headers.remove(header::CONTENT_ENCODING);
+    Ok(Response::from_parts(
+        parts,
+        body::full(bytes::Bytes::from(rewritten.document)),
+    ))
+}

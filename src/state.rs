@@ -1,0 +1,52 @@
+//! One loaded configuration, ready to serve: the client keys, the integration table, the
+//! credential cache and the upstream pool. [`crate::proxy::Proxy`] swaps it whole on reload;
+//! requests in flight keep the state they started with.
+
+use std::sync::Arc;
+
+use crate::config::{Config, Limits};
+use crate::credentials::{CredentialCache, sdk_http_client};
+use crate::forward::Upstream;
+use crate::front_door::Clients;
+use crate::integration::Integrations;
+
+pub struct State {
+    pub config: Arc<Config>,
+    pub(crate) clients: Clients,
+    pub(crate) integrations: Integrations,
+    pub credentials: Arc<CredentialCache>,
+    pub(crate) upstream: Arc<Upstream>,
+}
+
+impl State {
+    /// Builds the state for `config`, keeping from `previous` what still fits: the credential
+    /// cache when STS is reached the same way (its keys are whole identities, so a changed or
+    /// removed integration cannot reuse another's), and the upstream pool when its limits
+    /// are the same.
+    pub fn new(config: Config, previous: Option<&State>) -> std::io::Result<Self> {
+        let credentials = match previous {
+            Some(previous) if previous.credentials.serves(&config.sts) => {
+                previous.credentials.clone()
+            }
+            _ => Arc::new(CredentialCache::new(config.sts.clone(), sdk_http_client())),
+        };
+        let upstream = match previous {
+            Some(previous) if previous.upstream.fits(&config.server.limits) => {
+                previous.upstream.forget_ca_bundles();
+                previous.upstream.clone()
+            }
+            _ => Arc::new(Upstream::new(&config.server.limits).map_err(std::io::Error::other)?),
+        };
+        Ok(State {
+            clients: Clients::new(&config.clients).with_sigv2(config.server.sigv2),
+            integrations: Integrations::new(&config.integrations),
+            credentials,
+            upstream,
+            config: Arc::new(config),
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.config.server.limits
+    }
+}
