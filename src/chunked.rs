@@ -200,7 +200,7 @@ impl AwsChunked {
         let hash = hex::encode(std::mem::take(&mut self.chunk_hash).finalize());
         if let Some(expected) = self.chunk_signature(&hash) {
             let sent = sent.ok_or_else(|| framing("a chunk has no signature"))?;
-            if !crate::front_door::constant_time_eq(expected.as_bytes(), sent.as_bytes()) {
+            if !crate::sigv4::constant_time_eq(expected.as_bytes(), sent.as_bytes()) {
                 return Err(Error::SignatureDoesNotMatch);
             }
             self.previous_signature = sent;
@@ -258,7 +258,7 @@ impl AwsChunked {
                 .find(|(name, _)| name == "x-amz-trailer-signature")
                 .map(|(_, value)| value.as_str())
                 .unwrap_or_default();
-            if !crate::front_door::constant_time_eq(expected.as_bytes(), sent.as_bytes()) {
+            if !crate::sigv4::constant_time_eq(expected.as_bytes(), sent.as_bytes()) {
                 return Err(Error::SignatureDoesNotMatch);
             }
         }

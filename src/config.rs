@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::tls::TlsFiles;
+
 /// A secret value (secret access key, session token). Its `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -97,12 +99,6 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Whether clients may sign with SigV2 (on by default; off answers S3's 400).
     pub sigv2: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
 }
 
 /// Protective limits, each with a default safe for a public listener.

@@ -114,7 +114,7 @@ impl EmbeddedStore {
         let uri: http::Uri = format!(
             "{}/{bucket}/{}",
             self.endpoint(),
-            crate::sign::encode_key(key)
+            crate::sigv4::encode_key(key)
         )
         .parse()?;
         let mut request = Request::new(body::full(bytes));
@@ -178,7 +178,7 @@ pub async fn run(
     let presign = |key: &str| -> Result<String, BoxError> {
         let uri = format!(
             "http://{address}/demo-private/{}",
-            crate::sign::encode_key(key)
+            crate::sigv4::encode_key(key)
         )
         .parse()?;
         let url = crate::sign::presigned_get_url(

@@ -504,7 +504,7 @@ fn decode(value: &str, encoding: KeyEncoding) -> Result<String, Error> {
 fn encode(key: &str, encoding: KeyEncoding) -> String {
     match encoding {
         KeyEncoding::Plain => key.to_string(),
-        KeyEncoding::Url => crate::sign::encode_key(key),
+        KeyEncoding::Url => crate::sigv4::encode_key(key),
     }
 }
 

@@ -10,21 +10,18 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Method, Uri, header};
-use sha2::{Digest, Sha256};
 
 use crate::chunked::ChunkSigning;
 use crate::config::{Access, ClientConfig, Secret};
 use crate::error::Error;
+use crate::sigv4::{
+    ALGORITHM, MAX_CLOCK_SKEW, MAX_PRESIGNED_EXPIRY, constant_time_eq, parse_amz_date, parse_query,
+    signature, signing_key,
+};
 
-/// The most a request's clock may differ from the proxy's.
-pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
-/// The longest a presigned URL may live: 7 days.
-pub const MAX_PRESIGNED_EXPIRY: u64 = 7 * 24 * 3600;
-
-const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// The payload hash S3 uses for presigned URLs.
 const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 /// SHA-256 of no bytes.
@@ -490,24 +487,6 @@ fn parse_signed_headers(text: &str) -> Option<Vec<String>> {
     (well_formed && names.iter().any(|n| n == "host")).then_some(names)
 }
 
-/// Splits a raw query into decoded (name, value) pairs, in order.
-pub fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(name), decode(value))
-        })
-        .collect()
-}
-
-fn decode(text: &str) -> String {
-    percent_encoding::percent_decode_str(text)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
 /// S3's canonical request: method, path (decoded once, re-encoded strictly), sorted query
 /// without the signature, the signed headers' trimmed values, their names, the payload hash.
 fn canonical_request(
@@ -520,14 +499,14 @@ fn canonical_request(
     payload_hash: &str,
 ) -> Result<String, Error> {
     let path_bytes: Vec<u8> = percent_encoding::percent_decode_str(raw_path).collect();
-    let canonical_path = crate::sign::encode_path(&path_bytes);
+    let canonical_path = crate::sigv4::encode_path(&path_bytes);
     let mut pairs: Vec<(String, String)> = query
         .iter()
         .filter(|(name, _)| name != "X-Amz-Signature")
         .map(|(name, value)| {
             (
-                crate::sign::encode_query(name),
-                crate::sign::encode_query(value),
+                crate::sigv4::encode_query(name),
+                crate::sigv4::encode_query(value),
             )
         })
         .collect();
@@ -564,70 +543,6 @@ fn canonical_request(
 
 fn collapse_spaces(value: &str) -> String {
     value.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// The SigV4 signing key for `scope` (`date/region/service/aws4_request`).
-fn signing_key(secret: &str, scope: &str) -> Vec<u8> {
-    let mut fields = scope.split('/');
-    let (date, region, service) = (
-        fields.next().unwrap_or_default(),
-        fields.next().unwrap_or_default(),
-        fields.next().unwrap_or_default(),
-    );
-    let day = parse_amz_date(&format!("{date}T000000Z")).unwrap_or(UNIX_EPOCH);
-    aws_sigv4::sign::v4::generate_signing_key(secret, day, region, service)
-        .as_ref()
-        .to_vec()
-}
-
-fn signature(signing_key: &[u8], time_text: &str, scope: &str, canonical_request: &str) -> String {
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{time_text}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical_request.as_bytes()))
-    );
-    aws_sigv4::sign::v4::calculate_signature(signing_key, string_to_sign.as_bytes())
-}
-
-/// Compares without stopping at the first difference, so timing tells nothing.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Parses `YYYYMMDDTHHMMSSZ`.
-pub fn parse_amz_date(text: &str) -> Option<SystemTime> {
-    let b = text.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
-        return None;
-    }
-    let number = |range: std::ops::Range<usize>| -> Option<i64> {
-        let digits = text.get(range)?;
-        digits
-            .bytes()
-            .all(|d| d.is_ascii_digit())
-            .then(|| digits.parse().ok())?
-    };
-    let (year, month, day) = (number(0..4)?, number(4..6)?, number(6..8)?);
-    let (hour, minute, second) = (number(9..11)?, number(11..13)?, number(13..15)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    // Days from the civil date (Howard Hinnant's algorithm), then seconds.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
-    u64::try_from(seconds)
-        .ok()
-        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
 }
 
 #[cfg(test)]
@@ -735,32 +650,5 @@ mod tests {
             ),
             "7a1f416954786484c9824d93c1f26ef64acb9b1b6c9154d08c9f07d0e394abf6"
         );
-    }
-
-    #[test]
-    fn amz_dates_parse() {
-        assert_eq!(
-            parse_amz_date("20150830T123600Z"),
-            Some(UNIX_EPOCH + Duration::from_secs(1_440_938_160))
-        );
-        assert_eq!(
-            parse_amz_date("20240229T000000Z"),
-            Some(UNIX_EPOCH + Duration::from_secs(1_709_164_800))
-        );
-        for bad in [
-            "2015-08-30T12:36:00Z",
-            "20151330T000000Z",
-            "20150830T123600",
-            "2015083XT123600Z",
-        ] {
-            assert_eq!(parse_amz_date(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn constant_time_comparison_is_exact() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
     }
 }

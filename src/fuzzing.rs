@@ -77,7 +77,7 @@ pub fn route_and_jail(data: &[u8]) {
         !upstream.chars().any(char::is_control),
         "a control character reached the upstream key"
     );
-    let wire = crate::sign::encode_key(&upstream);
+    let wire = crate::sigv4::encode_key(&upstream);
     assert!(
         wire.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.~/%".contains(&b)),

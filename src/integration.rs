@@ -189,12 +189,12 @@ impl Integrations {
             });
         }
         let full_key = self.upstream_key(source, key)?;
-        let mut rewritten = format!("/{bucket}/{}", crate::sign::encode_key(&full_key));
+        let mut rewritten = format!("/{bucket}/{}", crate::sigv4::encode_key(&full_key));
         if let Some(version) = version {
             // Decoded and encoded again by the proxy: no client text goes into the header.
             let version = crate::route::percent_decode(version)?;
             rewritten.push_str("?versionId=");
-            rewritten.push_str(&crate::sign::encode_query(&version));
+            rewritten.push_str(&crate::sigv4::encode_query(&version));
         }
         Ok(rewritten)
     }

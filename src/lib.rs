@@ -66,6 +66,7 @@ pub mod run;
 pub mod server;
 pub mod sign;
 pub mod sigv2;
+pub mod sigv4;
 pub mod state;
 pub mod tls;
 pub mod xml;

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::config::{Config, ConfigError, TlsFiles};
+use crate::config::{Config, ConfigError};
 use crate::proxy::Proxy;
 use crate::tls::ReloadingCert;
+use crate::tls::TlsFiles;
 
 /// How often the config and certificate files are looked at for changes.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);

@@ -15,23 +15,13 @@ use aws_sigv4::http_request::{
 };
 use aws_sigv4::sign::v4;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, header};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::body::ProxyBody;
 use crate::config::{Addressing, Scheme};
 use crate::error::Error;
 use crate::integration::Target;
 use crate::route::Operation;
-
-/// Bytes S3 leaves unencoded in a canonical URI path (RFC 3986 unreserved, plus `/`).
-const PATH: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'/');
-/// Query names and values: unreserved only.
-const QUERY: &AsciiSet = &PATH.add(b'/');
+use crate::sigv4::{encode_key, encode_query};
 
 /// Client headers a read may carry upstream. Everything else is dropped.
 const READ_HEADERS: &[&str] = &[
@@ -169,21 +159,6 @@ fn bucket_path(bucket: &str, encoded_key: &str) -> String {
     } else {
         format!("/{bucket}/{encoded_key}")
     }
-}
-
-/// A key as it goes in an upstream path: every byte but `A-Z a-z 0-9 - _ . ~ /` as `%XX`.
-pub fn encode_key(key: &str) -> String {
-    utf8_percent_encode(key, PATH).to_string()
-}
-
-/// A decoded path, canonical as S3 expects it: encoded once, strictly (see [`encode_key`]).
-pub fn encode_path(bytes: &[u8]) -> String {
-    percent_encoding::percent_encode(bytes, PATH).to_string()
-}
-
-/// A query name or value, canonical: every byte but `A-Z a-z 0-9 - _ . ~` as `%XX`.
-pub fn encode_query(text: &str) -> String {
-    utf8_percent_encode(text, QUERY).to_string()
 }
 
 /// What goes upstream besides the URL: the client's headers (filtered here), headers the proxy
