@@ -385,8 +385,9 @@ impl CredentialCache {
                 let assumed = output
                     .credentials
                     .ok_or_else(|| "STS AssumeRole returned no credentials".to_string())?;
-                let expiry = SystemTime::try_from(assumed.expiration)
-                    .map_err(|_| "STS AssumeRole returned an unusable expiration".to_string())?;
+                let expiry = SystemTime::try_from(assumed.expiration).map_err(|error| {
+                    format!("STS AssumeRole returned an unusable expiration: {error}")
+                })?;
                 if expiry <= SystemTime::now() + EXPIRY_MARGIN {
                     return Err("STS AssumeRole returned credentials that already expired".into());
                 }

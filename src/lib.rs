@@ -27,8 +27,11 @@
 //!
 //! [`state`] is one loaded configuration; [`error`] the one error type and its S3 XML.
 //!
-//! Around them: [`config`] parses the TOML file once into typed values, [`body`] is the body
-//! type shared by all of the above, and [`demo`] runs the proxy in front of an embedded store.
+//! Around them: [`config`] parses the TOML file once into typed values, and [`body`] is the
+//! body type shared by all of the above. Behind cargo features, both on by default so that
+//! README's two commands work as they are: `demo` runs the proxy in front of an embedded store
+//! (s3s-fs), and `fuzzing` holds the harnesses the fuzz targets and corpus tests call. A
+//! production build leaves them out with `--no-default-features`.
 //!
 //! Operating it: [`run`] starts the listeners and reloads config and certificates,
 //! [`tls`] holds the certificates, [`limits`] the rate limit and idle timeout, [`access`] writes
@@ -46,12 +49,14 @@ pub mod chunked;
 pub mod config;
 pub mod cors;
 pub mod credentials;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod documents;
 pub mod error;
 pub mod exchange;
 pub mod forward;
 pub mod front_door;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod guard;
 pub mod integration;

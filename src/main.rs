@@ -60,6 +60,7 @@ enum Command {
     #[command(hide = true)]
     CheckConfig { config: PathBuf },
     /// Run the proxy in front of an embedded S3-compatible store seeded with sample media.
+    #[cfg(feature = "demo")]
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
@@ -125,6 +126,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 config.clients.len()
             );
         }
+        #[cfg(feature = "demo")]
         Command::Demo {
             listen,
             cors_origins,

@@ -147,8 +147,8 @@ pub fn upstream_uri(target: &Target, query: &[(String, String)]) -> Result<Uri, 
         uri.push('=');
         uri.push_str(&encode_query(value));
     }
-    uri.parse().map_err(|_| Error::Internal {
-        detail: "the upstream URL did not parse".to_string(),
+    uri.parse().map_err(|error| Error::Internal {
+        detail: format!("the upstream URL did not parse: {error}"),
     })
 }
 
@@ -189,8 +189,8 @@ pub fn signed_request(
     let headers = request.headers_mut();
     headers.insert(
         header::HOST,
-        HeaderValue::from_str(&host).map_err(|_| Error::Internal {
-            detail: "the upstream host is not a header value".to_string(),
+        HeaderValue::from_str(&host).map_err(|error| Error::Internal {
+            detail: format!("the upstream host is not a header value: {error}"),
         })?,
     );
     for (name, value) in parts.client_headers {
@@ -236,8 +236,8 @@ pub fn presigned_get_url(
         .unwrap_or_default();
     request.headers_mut().insert(
         header::HOST,
-        HeaderValue::from_str(&host).map_err(|_| Error::Internal {
-            detail: "the upstream host is not a header value".to_string(),
+        HeaderValue::from_str(&host).map_err(|error| Error::Internal {
+            detail: format!("the upstream host is not a header value: {error}"),
         })?,
     );
     let mut settings = signing_settings();
@@ -288,8 +288,8 @@ fn apply_signature<B>(
     settings: SigningSettings,
     body: SignableBody<'_>,
 ) -> Result<(), Error> {
-    let signing_failed = |stage: &str| Error::Internal {
-        detail: format!("SigV4 signing failed while {stage}"),
+    let signing_failed = |stage: &str, error: &dyn std::fmt::Display| Error::Internal {
+        detail: format!("SigV4 signing failed while {stage}: {error}"),
     };
     let identity = credentials.clone().into();
     let params = v4::SigningParams::builder()
@@ -299,7 +299,7 @@ fn apply_signature<B>(
         .time(now)
         .settings(settings)
         .build()
-        .map_err(|_| signing_failed("building parameters"))?
+        .map_err(|error| signing_failed("building parameters", &error))?
         .into();
     let uri = request.uri().to_string();
     let headers = request
@@ -307,13 +307,13 @@ fn apply_signature<B>(
         .iter()
         .map(|(name, value)| Ok((name.as_str(), value.to_str()?)))
         .collect::<Result<Vec<_>, http::header::ToStrError>>()
-        .map_err(|_| Error::InvalidRequest {
-            reason: "A forwarded header is not visible ASCII".to_string(),
+        .map_err(|error| Error::InvalidRequest {
+            reason: format!("A forwarded header is not visible ASCII: {error}"),
         })?;
     let signable = SignableRequest::new(request.method().as_str(), &uri, headers.into_iter(), body)
-        .map_err(|_| signing_failed("reading the request"))?;
+        .map_err(|error| signing_failed("reading the request", &error))?;
     let (instructions, _signature) = sign(signable, &params)
-        .map_err(|_| signing_failed("signing"))?
+        .map_err(|error| signing_failed("signing", &error))?
         .into_parts();
     instructions.apply_to_request_http1x(request);
     for value in request.headers_mut().values_mut() {
