@@ -98,14 +98,16 @@ async fn requests_keep_succeeding_through_an_sts_outage_while_credentials_are_va
     tokio::time::sleep(Duration::from_millis(300)).await;
     let attempts = sts.assume_role_calls();
 
-    // Backing off: the next requests do not hammer the failing STS.
-    for _ in 0..5 {
+    // Backing off: the next requests do not hammer the failing STS. Twenty requests make at
+    // most one more call (a late SDK retry on a busy machine, or the backoff running out as
+    // they are served), never one each.
+    for _ in 0..20 {
         assert_eq!(get(&url).await.status, StatusCode::OK);
     }
-    assert_eq!(
-        sts.assume_role_calls(),
-        attempts,
-        "no STS call while backing off"
+    let during_backoff = sts.assume_role_calls() - attempts;
+    assert!(
+        during_backoff <= 1,
+        "{during_backoff} STS calls for 20 requests while backing off"
     );
 
     sts.failing
