@@ -148,7 +148,7 @@ impl Clients {
         now: SystemTime,
         virtual_bucket: Option<&str>,
     ) -> Result<Verified, Error> {
-        let query = parse_query(uri.query().unwrap_or(""));
+        let query = parse_query(uri.query().unwrap_or(""))?;
         let presigned = query.iter().any(|(name, _)| name.starts_with("X-Amz-"));
         let authorization = headers.get(header::AUTHORIZATION);
         let sigv2 = crate::sigv2::form(headers, &query);
@@ -568,7 +568,7 @@ mod tests {
         let canonical = canonical_request(
             "GET",
             uri.path(),
-            &parse_query(uri.query().unwrap_or("")),
+            &parse_query(uri.query().unwrap_or("")).unwrap(),
             &signed,
             &headers,
             &uri,
@@ -634,7 +634,7 @@ mod tests {
         let canonical = canonical_request(
             "GET",
             uri.path(),
-            &parse_query(uri.query().unwrap_or("")),
+            &parse_query(uri.query().unwrap_or("")).unwrap(),
             &["host".to_string()],
             &headers,
             &uri,

@@ -9,6 +9,8 @@ use http::Method;
 
 use crate::config::check_bucket_name;
 use crate::error::Error;
+use crate::sigv4::parse_query;
+pub use crate::sigv4::percent_decode;
 
 /// What a request asks for, in S3's terms, before any integration is consulted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,7 +234,7 @@ pub fn route(
             (decode_bucket_name(raw_name)?, raw_key)
         }
     };
-    let pairs = decode_query(query.unwrap_or(""))?;
+    let pairs = parse_query(query.unwrap_or(""))?;
     let has = |name: &str| pairs.iter().any(|(n, _)| n == name);
     if let Some((name, _)) = pairs
         .iter()
@@ -383,42 +385,6 @@ pub fn check_key(key: &str, allow_unusual: bool) -> Result<(), Error> {
         });
     }
     Ok(())
-}
-
-/// Decodes `%XX` escapes once; refuses stray `%` and non-UTF-8 results.
-pub fn percent_decode(raw: &str) -> Result<String, Error> {
-    let bytes: Vec<u8> = percent_encoding::percent_decode_str(raw).collect();
-    // A `%` not followed by two hex digits is passed through by `percent_decode_str`; S3 would
-    // refuse such a target, and so do we, so that one key has exactly one spelling.
-    if has_stray_percent(raw) {
-        return Err(Error::InvalidKey {
-            reason: "a `%` must start a %XX escape".to_string(),
-        });
-    }
-    String::from_utf8(bytes).map_err(|_| Error::InvalidKey {
-        reason: "keys must be UTF-8 once percent-decoded".to_string(),
-    })
-}
-
-fn has_stray_percent(raw: &str) -> bool {
-    let bytes = raw.as_bytes();
-    bytes.iter().enumerate().any(|(at, &b)| {
-        b == b'%'
-            && !(bytes.get(at + 1).is_some_and(u8::is_ascii_hexdigit)
-                && bytes.get(at + 2).is_some_and(u8::is_ascii_hexdigit))
-    })
-}
-
-/// Splits and decodes a raw query into (name, value) pairs.
-fn decode_query(query: &str) -> Result<Vec<(String, String)>, Error> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            Ok((percent_decode(name)?, percent_decode(value)?))
-        })
-        .collect()
 }
 
 /// Keeps the operation's own parameters (once each) and drops the rest: cache busters like

@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 
+use crate::error::Error;
+
 /// The most a request's clock may differ from the proxy's.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
 /// The longest a presigned URL may live: 7 days.
@@ -40,22 +42,42 @@ pub fn encode_query(text: &str) -> String {
     utf8_percent_encode(text, QUERY).to_string()
 }
 
-/// Splits a raw query into decoded (name, value) pairs, in order.
-pub fn parse_query(query: &str) -> Vec<(String, String)> {
+/// Splits a raw query into (name, value) pairs, in order, each decoded once and strictly
+/// ([`percent_decode`]): the one query parser, for routing and for checking signatures, so
+/// both read the same parameters.
+pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, Error> {
     query
         .split('&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(name), decode(value))
+            Ok((percent_decode(name)?, percent_decode(value)?))
         })
         .collect()
 }
 
-fn decode(text: &str) -> String {
-    percent_encoding::percent_decode_str(text)
-        .decode_utf8_lossy()
-        .into_owned()
+/// Decodes `%XX` escapes once; refuses stray `%` and non-UTF-8 results.
+pub fn percent_decode(raw: &str) -> Result<String, Error> {
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(raw).collect();
+    // A `%` not followed by two hex digits is passed through by `percent_decode_str`; S3 would
+    // refuse such a target, and so do we, so that one key has exactly one spelling.
+    if has_stray_percent(raw) {
+        return Err(Error::InvalidKey {
+            reason: "a `%` must start a %XX escape".to_string(),
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| Error::InvalidKey {
+        reason: "keys must be UTF-8 once percent-decoded".to_string(),
+    })
+}
+
+fn has_stray_percent(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    bytes.iter().enumerate().any(|(at, &b)| {
+        b == b'%'
+            && !(bytes.get(at + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(at + 2).is_some_and(u8::is_ascii_hexdigit))
+    })
 }
 
 /// The SigV4 signing key for `scope` (`date/region/service/aws4_request`).
