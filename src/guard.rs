@@ -30,6 +30,23 @@ pub fn check_request_shape<B>(request: &http::Request<B>) -> Result<(), Error> {
         return refuse("absolute-form request targets are not served");
     }
     let headers = request.headers();
+    // RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host; a cache or balancer in front
+    // may key on another Host than the one routed on. Over HTTP/2, a Host beside the
+    // authority must name the same (RFC 9113 §8.3.1).
+    let hosts: Vec<&HeaderValue> = headers.get_all(header::HOST).iter().collect();
+    if hosts.len() > 1 {
+        return refuse("Host is repeated");
+    }
+    if request.version() == http::Version::HTTP_11 && hosts.is_empty() {
+        return refuse("an HTTP/1.1 request needs a Host header");
+    }
+    if let (Some(authority), Some(host)) = (request.uri().authority(), hosts.first())
+        && !host
+            .as_bytes()
+            .eq_ignore_ascii_case(authority.as_str().as_bytes())
+    {
+        return refuse("Host names another authority than the request's");
+    }
     let lengths = headers.get_all(header::CONTENT_LENGTH).iter().count();
     let codings: Vec<&HeaderValue> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
     if lengths > 1 {
@@ -349,6 +366,35 @@ fn default_code(status: StatusCode) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_must_be_one_and_agree_with_the_authority() {
+        let shape = |version: http::Version, uri: &str, hosts: &[&str]| {
+            let mut builder = http::Request::builder().version(version).uri(uri);
+            for host in hosts {
+                builder = builder.header(header::HOST, *host);
+            }
+            check_request_shape(&builder.body(()).expect("request")).map_err(|e| e.to_string())
+        };
+        use http::Version;
+        assert!(shape(Version::HTTP_11, "/acme/k", &["p:8080"]).is_ok());
+        assert!(shape(Version::HTTP_10, "/acme/k", &[]).is_ok());
+        assert!(shape(Version::HTTP_2, "https://p:8080/acme/k", &[]).is_ok());
+        assert!(shape(Version::HTTP_2, "https://p:8080/acme/k", &["P:8080"]).is_ok());
+        for (version, uri, hosts) in [
+            (Version::HTTP_11, "/acme/k", &[][..]),
+            (Version::HTTP_11, "/acme/k", &["p", "p"][..]),
+            (Version::HTTP_11, "/acme/k", &["p", "q"][..]),
+            (
+                Version::HTTP_2,
+                "https://p:8080/acme/k",
+                &["evil.example"][..],
+            ),
+        ] {
+            let refused = shape(version, uri, hosts);
+            assert!(refused.is_err(), "{version:?} {uri} {hosts:?}");
+        }
+    }
 
     #[test]
     fn ambiguous_amz_headers_are_refused() {

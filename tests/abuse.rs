@@ -73,6 +73,14 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
             b"GET http://evil.example/acme/owner.txt HTTP/1.1\r\nHost: evil.example\r\n\r\n".to_vec(),
         ),
         (
+            "no Host",
+            b"GET /acme/owner.txt HTTP/1.1\r\n\r\n".to_vec(),
+        ),
+        (
+            "two Hosts",
+            b"GET /acme/owner.txt HTTP/1.1\r\nHost: p\r\nHost: acme.p\r\n\r\n".to_vec(),
+        ),
+        (
             "CONNECT",
             b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n".to_vec(),
         ),
