@@ -103,8 +103,6 @@ impl State {
             key: String::new(),
         };
         let region = discover(self, &target).await?;
-        let mut resolved = (**integration).clone();
-        resolved.region = region;
-        Ok(Arc::new(resolved))
+        Ok(with_region(target, region).integration)
     }
 }

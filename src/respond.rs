@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use aws_credential_types::Credentials;
 use http::{Response, header};
 
 use crate::access::Seen;
@@ -17,6 +18,7 @@ use crate::documents::{Jail, KeyEncoding, UpstreamDocument};
 use crate::error::Error;
 use crate::exchange::{Answered, Exchange};
 use crate::guard::UpstreamError;
+use crate::integration::Target;
 use crate::route::Operation;
 use crate::state::State;
 use crate::xml::MAX_DOCUMENT;
@@ -49,18 +51,14 @@ pub async fn answer(
 
 /// What no message the client sees may name: the real bucket, the prefix, the proxy's access
 /// key id and session token.
-fn hidden(answered: &Answered) -> Vec<String> {
+fn hidden<'a>(target: &'a Target, credentials: &'a Credentials) -> Vec<&'a str> {
     let mut hidden = vec![
-        answered.target.bucket.clone(),
-        answered.credentials.access_key_id().to_string(),
-        answered
-            .credentials
-            .session_token()
-            .unwrap_or_default()
-            .to_string(),
+        target.bucket.as_str(),
+        credentials.access_key_id(),
+        credentials.session_token().unwrap_or_default(),
     ];
-    if !answered.target.integration.prefix.is_empty() {
-        hidden.push(answered.target.integration.prefix.clone());
+    if !target.integration.prefix.is_empty() {
+        hidden.push(target.integration.prefix.as_str());
     }
     hidden
 }
@@ -75,10 +73,15 @@ async fn upstream_error(
         .iter()
         .find_map(|name| answered.response.headers().get(*name)?.to_str().ok())
         .map(str::to_string);
-    let hidden_owned = hidden(&answered);
-    let hidden: Vec<&str> = hidden_owned.iter().map(String::as_str).collect();
-    let integration = answered.target.integration.clone();
-    match crate::guard::sanitize_error(answered.response, &hidden, request_id).await? {
+    let Answered {
+        response,
+        target,
+        credentials,
+        ..
+    } = *answered;
+    let integration = &target.integration;
+    let hidden = hidden(&target, &credentials);
+    match crate::guard::sanitize_error(response, &hidden, request_id).await? {
         UpstreamError::Clean {
             response,
             code,
@@ -95,7 +98,7 @@ async fn upstream_error(
                 upstream_request_id = seen.upstream_request_id.as_deref().unwrap_or("-"),
                 "the upstream refused the proxy's credentials");
             seen.upstream_code = Some(code.clone());
-            credentials_refused(state, &integration, &answered.target.bucket, &code).await;
+            credentials_refused(state, integration, &target.bucket, &code).await;
             Err(Error::UpstreamRefusedCredentials {
                 integration: integration.name.clone(),
             })
@@ -177,15 +180,15 @@ async fn rewrite_document(
     answered: Box<Answered>,
     request_id: &str,
 ) -> Result<Response<ProxyBody>, Error> {
-    let hidden_owned = hidden(&answered);
-    let hidden: Vec<&str> = hidden_owned.iter().map(String::as_str).collect();
     let Answered {
         response,
         route,
         target,
         query,
+        credentials,
         ..
     } = *answered;
+    let hidden = hidden(&target, &credentials);
     let integration = &target.integration;
     let encoding = if query
         .iter()

@@ -1,5 +1,5 @@
 //! One loaded configuration, ready to serve: the client keys, the integration table, the
-//! credential cache and the upstream pool. [`crate::proxy::Proxy`] swaps it whole on reload;
+//! credential cache and the upstream pool. The proxy swaps it whole on reload;
 //! requests in flight keep the state they started with.
 
 use std::sync::Arc;

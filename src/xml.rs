@@ -2,7 +2,7 @@
 //!
 //! Every XML document that crosses the proxy — a client's DeleteObjects or
 //! CompleteMultipartUpload body, an upstream listing or result — is parsed here by quick-xml
-//! under S3's rules, turned into typed values by [`crate::documents`], and written again by
+//! under S3's rules, turned into typed values by the `documents` module, and written again by
 //! [`Writer`]. No byte of a document is forwarded or edited as text, so no spelling a parser
 //! accepts (`<Key >`, `<Key\t>`, CDATA, character references, a byte-order mark) can mean one
 //! thing to the proxy and another to the store.
