@@ -17,7 +17,6 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::body::{self, ProxyBody};
-use crate::config::Integration;
 use crate::metrics::{counter, family, gauge, label};
 use crate::proxy::Proxy;
 
@@ -108,7 +107,7 @@ async fn readiness(proxy: &Proxy, partial: bool) -> Response<ProxyBody> {
     let mut checks = tokio::task::JoinSet::new();
     for integration in &state.config.integrations {
         let credentials = state.credentials.clone();
-        let integration = for_credentials(integration);
+        let integration = integration.clone();
         checks.spawn(async move {
             let outcome =
                 tokio::time::timeout(READY_TIMEOUT, credentials.credentials(&integration)).await;
@@ -149,18 +148,6 @@ async fn readiness(proxy: &Proxy, partial: bool) -> Response<ProxyBody> {
             StatusCode::SERVICE_UNAVAILABLE
         };
         text(status, report)
-    }
-}
-
-/// An integration as the credential cache should see it: a `region = "auto"` integration
-/// calls STS in us-east-1 (as the proxy does while discovering the bucket's region).
-fn for_credentials(integration: &Arc<Integration>) -> Arc<Integration> {
-    if integration.region_is_auto() {
-        let mut probe = (**integration).clone();
-        probe.region = "us-east-1".to_string();
-        Arc::new(probe)
-    } else {
-        integration.clone()
     }
 }
 
@@ -225,8 +212,7 @@ fn metrics(proxy: &Proxy) -> String {
     );
     let now = SystemTime::now();
     for integration in &state.config.integrations {
-        let integration_for_cache = for_credentials(integration);
-        if let Some(expiry) = state.credentials.expiry(&integration_for_cache) {
+        if let Some(expiry) = state.credentials.expiry(integration) {
             let seconds = match expiry.duration_since(now) {
                 Ok(left) => left.as_secs() as i64,
                 Err(past) => -(past.duration().as_secs() as i64),

@@ -36,7 +36,7 @@ pub fn list_buckets(
 /// HeadBucket: the caller may reach this bucket; it is in the integration's region.
 pub fn head_bucket(integration: &Integration) -> Response<ProxyBody> {
     let mut response = Response::new(body::empty());
-    if let Ok(region) = http::HeaderValue::from_str(&integration.region) {
+    if let Ok(region) = http::HeaderValue::from_str(integration.region.signing_name()) {
         response.headers_mut().insert("x-amz-bucket-region", region);
     }
     response
@@ -44,10 +44,9 @@ pub fn head_bucket(integration: &Integration) -> Response<ProxyBody> {
 
 /// GetBucketLocation, as S3 answers it (`us-east-1` is the empty constraint).
 pub fn bucket_location(integration: &Integration) -> Response<ProxyBody> {
-    let constraint = if integration.region == "us-east-1" {
-        ""
-    } else {
-        integration.region.as_str()
+    let constraint = match integration.region.signing_name() {
+        "us-east-1" => "",
+        region => region,
     };
     xml(crate::xml::Writer::document(&crate::xml::Element::text(
         "LocationConstraint",

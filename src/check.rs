@@ -19,9 +19,13 @@ use crate::state::State;
 /// One row of the report.
 #[derive(Debug, Clone)]
 pub struct Row {
+    /// The integration's name.
     pub integration: String,
+    /// What was checked (`credentials`, `region`, `list`, …).
     pub step: &'static str,
+    /// Passed, failed, or `None` when skipped.
     pub ok: Option<bool>,
+    /// What was found, or what to fix.
     pub detail: String,
 }
 
@@ -65,11 +69,7 @@ async fn check_integration(
         Buckets::Scoped(bucket) => vec![bucket.clone()],
         Buckets::Permitted(list) => list.clone(),
     };
-    let mut for_credentials = (**integration).clone();
-    if integration.region_is_auto() {
-        for_credentials.region = "us-east-1".to_string();
-    }
-    match state.credentials.credentials(&for_credentials).await {
+    match state.credentials.credentials(integration).await {
         Ok(credentials) => {
             let lifetime = credentials
                 .expiry()
@@ -296,7 +296,7 @@ fn verdict(
         .or_else(|| between(&text, "<Region>", "</Region>"));
     let mut hint = String::new();
     match (code.as_str(), &actual_region) {
-        (_, Some(region)) if *region != integration.region => {
+        (_, Some(region)) if region != integration.region.signing_name() => {
             let _ = write!(
                 hint,
                 "{code}: the bucket is in {region}, not {}: set region = \"{region}\" (or \"auto\")",
@@ -398,7 +398,7 @@ mod tests {
             name: "acme".to_string(),
             buckets: Buckets::Scoped("acme-media".to_string()),
             prefix: "labelling/".to_string(),
-            region: region.to_string(),
+            region: crate::config::Region::Named(region.to_string()),
             endpoint: None,
             ca_file: None,
             addressing: crate::config::Addressing::VirtualHost,

@@ -10,10 +10,10 @@
 //! A bad chunk must leave no object behind. Bytes are streamed before the chunk that carries
 //! them is verified, so the decoder always withholds the body's last byte until everything has
 //! verified: on any failure the upstream sees a body shorter than its Content-Length and drops
-//! it. The failure itself is kept in a [`Verdict`] so the server answers with S3's own error.
+//! it. The body's error is the proxy's own [`Error`], so it travels in the upstream client's
+//! error to the answer, which names S3's own code.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -45,9 +45,6 @@ impl std::fmt::Debug for ChunkSigning {
             .finish_non_exhaustive()
     }
 }
-
-/// Why decoding failed, kept for the server's answer.
-pub type Verdict = Arc<Mutex<Option<Error>>>;
 
 /// A running checksum of the decoded bytes, named as its trailer is.
 enum Checksum {
@@ -117,7 +114,6 @@ pub struct AwsChunked {
     expected: u64,
     /// The last byte emitted so far, withheld until everything has verified.
     held: Option<u8>,
-    verdict: Verdict,
 }
 
 impl AwsChunked {
@@ -127,7 +123,6 @@ impl AwsChunked {
         signing: Option<ChunkSigning>,
         trailer: Option<&str>,
         decoded_length: u64,
-        verdict: Verdict,
     ) -> Result<Self, Error> {
         let checksum = match trailer {
             None => None,
@@ -155,17 +150,13 @@ impl AwsChunked {
             decoded: 0,
             expected: decoded_length,
             held: None,
-            verdict,
         })
     }
 
+    /// Ends the body with `error`, which the exchange finds again in the upstream's failure.
     fn fail(&mut self, error: Error) -> BoxError {
-        let message = error.to_string();
-        if let Ok(mut verdict) = self.verdict.lock() {
-            verdict.get_or_insert(error);
-        }
         self.state = State::Done;
-        message.into()
+        Box::new(error)
     }
 
     /// Takes one line (without `\r\n`) from the buffer, if a whole one is there.
@@ -436,16 +427,14 @@ mod tests {
         trailer: Option<&str>,
         length: u64,
     ) -> (Result<Bytes, String>, Option<&'static str>) {
-        let verdict = Verdict::default();
-        let decoder = AwsChunked::new(framed(wire), signing, trailer, length, verdict.clone())
-            .expect("decoder");
-        let result = decoder
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .map_err(|e| e.to_string());
-        let code = verdict.lock().expect("lock").as_ref().map(Error::code);
-        (result, code)
+        let decoder = AwsChunked::new(framed(wire), signing, trailer, length).expect("decoder");
+        match decoder.collect().await {
+            Ok(collected) => (Ok(collected.to_bytes()), None),
+            Err(error) => {
+                let code = error.downcast_ref::<Error>().map(Error::code);
+                (Err(error.to_string()), code)
+            }
+        }
     }
 
     #[tokio::test]
@@ -540,33 +529,25 @@ mod tests {
             .position(|w| w == b"second")
             .expect("second chunk");
         tampered[at] = b'S';
-        let verdict = Verdict::default();
-        let mut decoder = AwsChunked::new(
-            framed(&tampered),
-            Some(signing(time)),
-            None,
-            25,
-            verdict.clone(),
-        )
-        .expect("decoder");
+        let mut decoder =
+            AwsChunked::new(framed(&tampered), Some(signing(time)), None, 25).expect("decoder");
         let mut passed = 0;
-        let mut failed = false;
+        let mut failure = None;
         while let Some(frame) = decoder.frame().await {
             match frame {
                 Ok(frame) => passed += frame.into_data().map(|d| d.len()).unwrap_or(0),
-                Err(_) => {
-                    failed = true;
+                Err(error) => {
+                    failure = Some(error);
                     break;
                 }
             }
         }
-        assert!(failed);
         assert!(
             passed < 25,
             "the upstream never gets the whole body ({passed} bytes)"
         );
         assert_eq!(
-            verdict.lock().expect("lock").as_ref().map(Error::code),
+            failure.and_then(|e| e.downcast_ref::<Error>().map(Error::code)),
             Some("SignatureDoesNotMatch")
         );
     }

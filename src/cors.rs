@@ -136,7 +136,7 @@ mod tests {
             name: "media".to_string(),
             buckets: Buckets::Scoped("media-bucket".to_string()),
             prefix: String::new(),
-            region: "us-east-1".to_string(),
+            region: crate::config::Region::Named("us-east-1".to_string()),
             endpoint: None,
             ca_file: None,
             addressing: Addressing::Path,

@@ -475,7 +475,7 @@ fn credential_key(integration: &Integration) -> Option<CredentialKey> {
             role_arn: role_arn.clone(),
             external_id: external_id.clone(),
             session_name: session_name.clone(),
-            region: integration.region.clone(),
+            region: integration.region.signing_name().to_string(),
         }),
         CredentialSource::DefaultChain => Some(CredentialKey::DefaultChain),
     }

@@ -30,9 +30,13 @@ and re-signed by the proxy.\n";
 
 /// An s3s-fs server on 127.0.0.1 that checks every request's SigV4 signature.
 pub struct EmbeddedStore {
+    /// Where the store listens.
     pub address: SocketAddr,
+    /// The store's key id.
     pub access_key_id: String,
+    /// The store's secret key (a throwaway for tests and the demo).
     pub secret_access_key: String,
+    /// The directory the store keeps its buckets in.
     pub root: PathBuf,
     task: tokio::task::JoinHandle<()>,
 }
@@ -84,10 +88,12 @@ impl EmbeddedStore {
         })
     }
 
+    /// `http://127.0.0.1:port`.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.address)
     }
 
+    /// The store's keys, for an SDK client.
     pub fn credentials(&self) -> Credentials {
         Credentials::new(
             self.access_key_id.clone(),
@@ -193,9 +199,13 @@ pub async fn run(
     let image_url = presign("media/pattern.png")?;
     let video_url = presign("media/clip.mp4")?;
     let text_url = presign("hello.txt")?;
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "fills the demo's own page template, not client structure"
+    )]
     let page = PAGE
-        .replace("{{IMAGE_URL}}", &crate::error::xml_escape(&image_url))
-        .replace("{{VIDEO_URL}}", &crate::error::xml_escape(&video_url))
+        .replace("{{IMAGE_URL}}", &escape(&image_url))
+        .replace("{{VIDEO_URL}}", &escape(&video_url))
         .replace("{{TEXT_URL}}", &text_url);
 
     for (bucket, key, content_type, bytes) in [
@@ -326,4 +336,11 @@ fn random_hex(bytes: usize) -> String {
     }
     text.truncate(bytes * 2);
     text
+}
+
+/// The text of a URL as it goes in the page's HTML attributes.
+fn escape(text: &str) -> String {
+    let mut escaped = String::new();
+    crate::xml::escape_into(&mut escaped, text);
+    escaped
 }

@@ -346,11 +346,6 @@ impl UpstreamDocument {
         Ok(UpstreamDocument { root })
     }
 
-    /// The root element's name (`ListBucketResult`, `Error`, …).
-    pub fn root_name(&self) -> &str {
-        &self.root.name
-    }
-
     /// Takes the integration out of the document and writes it anew. Only S3's result
     /// documents are passed on; any other root is an upstream fault.
     pub fn rewrite(mut self, jail: &Jail<'_>) -> Result<Rewritten, Error> {
@@ -494,8 +489,14 @@ fn decode(value: &str, encoding: KeyEncoding) -> Result<String, Error> {
     match encoding {
         KeyEncoding::Plain => Ok(value.to_string()),
         // S3 writes a space as `+` and a plus as `%2B`; `%20` (moto) decodes the same.
-        KeyEncoding::Url => crate::route::percent_decode(&value.replace('+', " "))
-            .map_err(|e| upstream_fault(format!("an upstream URL-encoded key: {e}"))),
+        KeyEncoding::Url => {
+            let spaced: String = value
+                .chars()
+                .map(|c| if c == '+' { ' ' } else { c })
+                .collect();
+            crate::route::percent_decode(&spaced)
+        }
+        .map_err(|e| upstream_fault(format!("an upstream URL-encoded key: {e}"))),
     }
 }
 

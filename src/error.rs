@@ -13,11 +13,14 @@ use crate::body::{self, ProxyBody};
 use crate::xml::{Element, Writer};
 
 /// Why the proxy itself refused or failed a request.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The logical bucket names no integration or permitted bucket.
     #[error("The specified bucket does not exist or is not served by this proxy: {name}")]
-    NoSuchBucket { name: String },
+    NoSuchBucket {
+        /// The logical bucket as requested.
+        name: String,
+    },
 
     /// CreateBucket on a bucket the caller may already write to: what S3 answers its owner.
     #[error("Your previous request to create the named bucket succeeded and you already own it.")]
@@ -31,19 +34,31 @@ pub enum Error {
 
     /// The bucket part of the locator is not a valid bucket name (e.g. an encoded `/`).
     #[error("The specified bucket name is not valid: {reason}")]
-    InvalidBucketName { reason: String },
+    InvalidBucketName {
+        /// Why, in words the caller may see.
+        reason: String,
+    },
 
     /// A malformed argument (S3's catch-all for bad input).
     #[error("{reason}")]
-    InvalidArgument { reason: String },
+    InvalidArgument {
+        /// Why, in words the caller may see.
+        reason: String,
+    },
 
     /// The `Authorization` header cannot be parsed.
     #[error("{reason}")]
-    AuthorizationHeaderMalformed { reason: String },
+    AuthorizationHeaderMalformed {
+        /// Why, in words the caller may see.
+        reason: String,
+    },
 
     /// A presigned URL's `X-Amz-*` parameters are missing or malformed.
     #[error("{reason}")]
-    AuthorizationQueryParametersError { reason: String },
+    AuthorizationQueryParametersError {
+        /// Why, in words the caller may see.
+        reason: String,
+    },
 
     /// The access key id is not one the proxy issued.
     #[error("The AWS Access Key Id you provided does not exist in our records.")]
@@ -61,21 +76,33 @@ pub enum Error {
 
     /// The caller may not do this here.
     #[error("Access Denied: {reason}")]
-    AccessDenied { reason: String },
+    AccessDenied {
+        /// Why, in words the caller may see.
+        reason: String,
+    },
 
     /// The object key is malformed or not allowed by the integration.
     #[error("Invalid object key: {reason}")]
-    InvalidKey { reason: String },
+    InvalidKey {
+        /// Why, in words the caller may see.
+        reason: String,
+    },
 
     /// The key under the integration's prefix is longer than S3 allows.
     #[error("Your key is too long: the upstream key would be {length} bytes, the limit is 1024")]
-    KeyTooLong { length: usize },
+    KeyTooLong {
+        /// The upstream key's length, in bytes.
+        length: usize,
+    },
 
     /// An XML request body that cannot be read; `detail` says why, for the log.
     #[error(
         "The XML you provided was not well-formed or did not validate against our published schema."
     )]
-    MalformedXML { detail: String },
+    MalformedXML {
+        /// What went wrong, for the log only.
+        detail: String,
+    },
 
     /// A body whose hash differs from the one the client signed.
     #[error("The Content-SHA256 you specified did not match what we received.")]
@@ -91,47 +118,79 @@ pub enum Error {
 
     /// A request shape S3 itself would refuse.
     #[error("{reason}")]
-    InvalidRequest { reason: String },
+    InvalidRequest {
+        /// Why, in words the caller may see.
+        reason: String,
+    },
 
     /// The method is not allowed on this resource.
     #[error("The specified method is not allowed against this resource: {method}")]
-    MethodNotAllowed { method: String },
+    MethodNotAllowed {
+        /// The method as sent.
+        method: String,
+    },
 
     /// A valid S3 operation the proxy does not serve (yet).
     #[error("{operation} is not implemented by this proxy")]
-    NotImplemented { operation: String },
+    NotImplemented {
+        /// The operation's name.
+        operation: String,
+    },
 
     /// The integration's credentials could not be obtained (STS refused or unreachable).
     #[error("The proxy could not obtain credentials for integration {integration}: {reason}")]
-    CredentialsUnavailable { integration: String, reason: String },
+    CredentialsUnavailable {
+        /// The integration's name.
+        integration: String,
+        /// Why, in words the caller may see.
+        reason: String,
+    },
 
     /// The upstream could not be reached or failed before sending a response.
     #[error("The upstream store for integration {integration} could not be reached")]
-    UpstreamUnreachable { integration: String },
+    UpstreamUnreachable {
+        /// The integration's name.
+        integration: String,
+    },
 
     /// The upstream refused the proxy's own credentials (its code is logged, not shown).
     #[error(
         "The upstream store refused the proxy's credentials for integration {integration}. Please try again."
     )]
-    UpstreamRefusedCredentials { integration: String },
+    UpstreamRefusedCredentials {
+        /// The integration's name.
+        integration: String,
+    },
 
     /// The upstream sent no response headers within the configured time.
     #[error(
         "The upstream store for integration {integration} did not answer in time. Please try again."
     )]
-    UpstreamTimeout { integration: String },
+    UpstreamTimeout {
+        /// The integration's name.
+        integration: String,
+    },
 
     /// The caller is over its request rate.
     #[error("Please reduce your request rate.")]
-    SlowDown { retry_after_seconds: u64 },
+    SlowDown {
+        /// Sent as `Retry-After`.
+        retry_after_seconds: u64,
+    },
 
     /// The request target is longer than the configured limit.
     #[error("The request URI is longer than {limit} bytes.")]
-    UriTooLong { limit: usize },
+    UriTooLong {
+        /// The configured `max_uri_bytes`.
+        limit: usize,
+    },
 
     /// A bug or an impossible state; details go to the log only.
     #[error("We encountered an internal error. Please try again.")]
-    Internal { detail: String },
+    Internal {
+        /// What went wrong, for the log only.
+        detail: String,
+    },
 }
 
 impl Error {
@@ -243,23 +302,6 @@ impl Error {
         }
         response
     }
-}
-
-/// Escapes the five XML special characters; messages may quote a caller's key or bucket name.
-pub fn xml_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&apos;"),
-            c if c.is_control() => escaped.push_str(&format!("&#x{:X};", c as u32)),
-            c => escaped.push(c),
-        }
-    }
-    escaped
 }
 
 #[cfg(test)]

@@ -80,7 +80,7 @@ pub async fn send_signed(
             payload: signing.payload,
         },
         &credentials,
-        &integration.region,
+        integration.region.signing_name(),
         SystemTime::now(),
     )?;
     state
@@ -112,14 +112,11 @@ where
     }
     let extra_headers = copy_source(state, route.operation, request.headers(), &target)?;
     let (parts, client_body) = request.into_parts();
-    // Set by an aws-chunked decoder that refused the body, so the answer names the cause.
-    let verdict: crate::chunked::Verdict = Default::default();
     let (body, headers, payload) = body_plan(
         route.operation,
         client_body,
         parts.headers,
         verified.chunk_signing,
-        verdict.clone(),
         (&state.integrations, &integration),
     )
     .await?;
@@ -132,7 +129,7 @@ where
         let location = presigned_get_url(
             uri,
             &credentials,
-            &integration.region,
+            integration.region.signing_name(),
             SystemTime::now(),
             expires,
         )?;
@@ -149,7 +146,7 @@ where
             payload,
         },
         &credentials,
-        &integration.region,
+        integration.region.signing_name(),
         SystemTime::now(),
     )?;
     let answer = state
@@ -159,12 +156,7 @@ where
             &integration.name,
             integration.ca_file.as_deref(),
         )
-        .await
-        .map_err(|error| {
-            // A body the decoder refused is why the send failed: say that.
-            let refused = verdict.lock().ok().and_then(|mut v| v.take());
-            refused.unwrap_or(error)
-        })?;
+        .await?;
     Ok(Exchange::Answered(Box::new(Answered {
         response: answer.response,
         latency: answer.latency,
@@ -210,7 +202,6 @@ async fn body_plan<B>(
     client_body: B,
     headers: http::HeaderMap,
     chunk_signing: Option<crate::chunked::ChunkSigning>,
-    verdict: crate::chunked::Verdict,
     (integrations, integration): (&Integrations, &Integration),
 ) -> Result<(ProxyBody, http::HeaderMap, Payload), Error>
 where
@@ -232,7 +223,7 @@ where
     if streaming {
         // An aws-chunked body may come without a length (Transfer-Encoding: chunked, as the
         // JavaScript and C++ SDKs send it): its decoded length is x-amz-decoded-content-length.
-        let (decoded, headers) = chunked_upload(client_body, &headers, chunk_signing, verdict)?;
+        let (decoded, headers) = chunked_upload(client_body, &headers, chunk_signing)?;
         return Ok((decoded, headers, Payload::Unsigned));
     }
     // S3 needs the length up front; the body itself streams through.
@@ -318,7 +309,6 @@ fn chunked_upload<B>(
     client_body: B,
     headers: &http::HeaderMap,
     chunk_signing: Option<crate::chunked::ChunkSigning>,
-    verdict: crate::chunked::Verdict,
 ) -> Result<(ProxyBody, http::HeaderMap), Error>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
@@ -354,7 +344,6 @@ where
         signing,
         trailer,
         decoded_length,
-        verdict,
     )?;
     let mut forwarded = http::HeaderMap::new();
     for (name, value) in headers {

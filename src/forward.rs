@@ -172,6 +172,11 @@ impl Failure {
         match self {
             Failure::Timeout => Error::UpstreamTimeout { integration },
             Failure::Transport(error) => {
+                // A request body the proxy itself refused (a bad aws-chunked signature) is why
+                // the send failed: the answer names that cause.
+                if let Some(refused) = own_error(&error) {
+                    return refused.clone();
+                }
                 tracing::warn!(%integration, error = %error_chain(&error), "upstream request failed");
                 Error::UpstreamUnreachable { integration }
             }
@@ -303,6 +308,18 @@ fn filter_response_headers(upstream: &HeaderMap) -> HeaderMap {
         }
     }
     kept
+}
+
+/// The proxy's own [`Error`] among `error`'s causes: what a request body failed with.
+fn own_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+    let mut cause = error.source();
+    while let Some(current) = cause {
+        if let Some(own) = current.downcast_ref::<Error>() {
+            return Some(own);
+        }
+        cause = current.source();
+    }
+    None
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

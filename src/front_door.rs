@@ -30,10 +30,12 @@ const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495
 /// A client the proxy issued keys to.
 #[derive(Debug)]
 pub struct Client {
+    /// The key id the client signs with.
     pub access_key_id: String,
     secret_access_key: Secret,
     /// Integrations this client may reach, each wholly (`None`) or one of its buckets.
     pub bindings: Vec<(String, Option<String>)>,
+    /// Whether the client may write.
     pub access: Access,
 }
 
@@ -49,7 +51,9 @@ impl Client {
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub enum Caller {
+    /// No signature: only public integrations answer.
     Anonymous,
+    /// A client whose signature verified.
     Client(Arc<Client>),
 }
 
@@ -66,6 +70,7 @@ impl Caller {
 /// How a caller proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Authentication {
+    /// No signature was sent.
     Anonymous,
     /// SigV4 in the `Authorization` header.
     Header,
@@ -77,7 +82,9 @@ pub enum Authentication {
 /// Every later decision that depends on the caller or on an `x-amz-*` header reads this.
 #[derive(Debug, Clone)]
 pub struct Verified {
+    /// Who called.
     pub caller: Caller,
+    /// How the caller proved it.
     pub authentication: Authentication,
     /// The header names the signature covers (lower case); none for anonymous callers.
     pub signed_headers: Vec<String>,
@@ -110,6 +117,7 @@ pub struct Clients {
 }
 
 impl Clients {
+    /// The table of clients, by key id.
     pub fn new(clients: &[ClientConfig]) -> Self {
         let by_key = clients
             .iter()

@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use crate::config::{
     Access, ActiveContent, Addressing, Buckets, ClientConfig, CredentialSource, Delivery,
-    Integration, Secret,
+    Integration, Region, Secret,
 };
 use crate::documents::{CompleteRequest, DeleteRequest, Jail, KeyEncoding, UpstreamDocument};
 use crate::front_door::Clients;
@@ -25,7 +25,7 @@ fn integration() -> Arc<Integration> {
         name: "acme".to_string(),
         buckets: Buckets::Scoped("acme-bucket".to_string()),
         prefix: PREFIX.to_string(),
-        region: "us-east-1".to_string(),
+        region: Region::Named("us-east-1".to_string()),
         endpoint: None,
         ca_file: None,
         addressing: Addressing::VirtualHost,
@@ -170,13 +170,11 @@ pub fn decode_chunked(data: &[u8]) {
             size = size * 3 % 17 + 1;
         }
         let stream = Frames(frames.into());
-        let verdict: crate::chunked::Verdict = Default::default();
         let Ok(decoder) = crate::chunked::AwsChunked::new(
             crate::body::stream(stream),
             None,
             Some("x-amz-checksum-crc32"),
             declared,
-            verdict,
         ) else {
             return;
         };
@@ -186,7 +184,11 @@ pub fn decode_chunked(data: &[u8]) {
         while let Some(frame) = body.frame().await {
             match frame {
                 Ok(frame) => decoded += frame.data_ref().map_or(0, |d| d.len() as u64),
-                Err(_) => {
+                Err(error) => {
+                    assert!(
+                        error.downcast_ref::<crate::error::Error>().is_some(),
+                        "a refused body ends with the proxy's own error: {error}"
+                    );
                     clean = false;
                     break;
                 }

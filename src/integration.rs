@@ -17,6 +17,7 @@ use crate::route::{Operation, Route, check_key};
 /// A request mapped onto its integration: everything `sign` needs to build the upstream request.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// The integration the request was mapped to.
     pub integration: Arc<Integration>,
     /// The real bucket upstream.
     pub bucket: String,

@@ -39,42 +39,44 @@
 //! `/metrics`, [`check`] probes every integration for `s3-signing-proxy check`, and
 //! [`logging`] picks the log format.
 
-pub mod access;
-pub mod admin;
-pub mod admit;
-pub mod answers;
+#![warn(missing_docs)]
+
+mod access;
+mod admin;
+mod admit;
+mod answers;
 pub mod body;
 pub mod check;
-pub mod chunked;
+mod chunked;
 pub mod config;
-pub mod cors;
-pub mod credentials;
+mod cors;
+mod credentials;
 #[cfg(feature = "demo")]
 pub mod demo;
-pub mod documents;
-pub mod error;
-pub mod exchange;
-pub mod forward;
+mod documents;
+mod error;
+mod exchange;
+mod forward;
 pub mod front_door;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
-pub mod guard;
+mod guard;
 pub mod integration;
-pub mod limits;
+mod limits;
 pub mod logging;
-pub mod metrics;
-pub mod proxy;
-pub mod region;
-pub mod respond;
+mod metrics;
+mod proxy;
+mod region;
+mod respond;
 pub mod route;
 pub mod run;
 pub mod server;
 pub mod sign;
-pub mod sigv2;
-pub mod sigv4;
-pub mod state;
+mod sigv2;
+mod sigv4;
+mod state;
 pub mod tls;
-pub mod xml;
+mod xml;
 
 pub use config::Config;
 pub use error::Error;

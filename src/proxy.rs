@@ -42,14 +42,18 @@ pub struct Proxy {
     request_ids: RequestIds,
     /// When the process started: ListBuckets' creation date for every logical bucket.
     started: SystemTime,
+    /// Request counters and histograms, for `/metrics`.
     pub metrics: Arc<Metrics>,
     rate_limiter: RateLimiter,
     regions: Regions,
+    /// Successful config reloads.
     pub reloads: AtomicU64,
+    /// Config reloads refused (the old config stays).
     pub reload_failures: AtomicU64,
 }
 
 impl Proxy {
+    /// A proxy serving `config`; nothing is fetched until the first request.
     pub fn new(config: Config) -> std::io::Result<Self> {
         Ok(Proxy {
             state: RwLock::new(Arc::new(State::new(config, None)?)),

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::config::Integration;
+use crate::config::{DISCOVERY_REGION, Integration, Region};
 use crate::error::Error;
 use crate::exchange::{Signing, send_signed};
 use crate::integration::Target;
@@ -49,7 +49,7 @@ impl Regions {
 
 fn with_region(target: Target, region: String) -> Target {
     let mut integration = (*target.integration).clone();
-    integration.region = region;
+    integration.region = Region::Named(region);
     Target {
         integration: Arc::new(integration),
         ..target
@@ -64,7 +64,7 @@ pub async fn discover(state: &State, target: &Target) -> Result<String, Error> {
             key: String::new(),
             ..target.clone()
         },
-        "us-east-1".to_string(),
+        DISCOVERY_REGION.to_string(),
     );
     let answer = send_signed(state, &probe, Signing::plain(Operation::HeadBucket, &[])).await?;
     let region = answer

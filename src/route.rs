@@ -19,6 +19,7 @@ pub struct Route {
     pub name: String,
     /// The decoded object key, relative to the integration (its prefix is not yet applied).
     pub key: String,
+    /// The S3 operation, from the method, path and query.
     pub operation: Operation,
     /// Query parameters passed on to the upstream, decoded (`versionId`, `response-*`, …).
     pub query: Vec<(String, String)>,
@@ -27,22 +28,37 @@ pub struct Route {
 /// The S3 operations the proxy serves, named as S3 names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
+    /// `GET /{name}/{key}`.
     GetObject,
     /// `GET ?attributes`: an object's ETag, checksums, parts, size and storage class.
     GetObjectAttributes,
+    /// `HEAD /{name}/{key}`.
     HeadObject,
+    /// `PUT /{name}/{key}`.
     PutObject,
+    /// `PUT /{name}/{key}` with `x-amz-copy-source`.
     CopyObject,
+    /// `DELETE /{name}/{key}`.
     DeleteObject,
+    /// `POST /{name}/{key}?uploads`.
     CreateMultipartUpload,
+    /// `PUT /{name}/{key}?partNumber&uploadId`.
     UploadPart,
+    /// UploadPart with `x-amz-copy-source`.
     UploadPartCopy,
+    /// `POST /{name}/{key}?uploadId`.
     CompleteMultipartUpload,
+    /// `DELETE /{name}/{key}?uploadId`.
     AbortMultipartUpload,
+    /// `GET /{name}/{key}?uploadId`.
     ListParts,
+    /// `GET /{name}` (version 1 listing).
     ListObjects,
+    /// `GET /{name}?list-type=2`.
     ListObjectsV2,
+    /// `GET /{name}?uploads`.
     ListMultipartUploads,
+    /// `POST /{name}?delete`.
     DeleteObjects,
     /// Answered by the proxy: the client may reach the bucket.
     HeadBucket,
@@ -58,6 +74,7 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The HTTP method the operation is sent upstream with.
     pub fn method(self) -> Method {
         match self {
             Operation::GetObject

@@ -20,7 +20,9 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// Settings given on the command line; they win over the file and the environment.
 #[derive(Debug, Default, Clone)]
 pub struct Flags {
+    /// `--listen`.
     pub listen: Option<SocketAddr>,
+    /// `--admin-listen`.
     pub admin_listen: Option<SocketAddr>,
 }
 

@@ -164,10 +164,15 @@ fn bucket_path(bucket: &str, encoded_key: &str) -> String {
 /// What goes upstream besides the URL: the client's headers (filtered here), headers the proxy
 /// sets itself (a rewritten copy source), the body and what the signature says about it.
 pub struct UpstreamParts<'a> {
+    /// The S3 operation being sent.
     pub operation: Operation,
+    /// The client's headers; only the allowed ones are copied.
     pub client_headers: &'a HeaderMap,
+    /// Headers the proxy sets itself.
     pub extra_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The body to stream upstream.
     pub body: ProxyBody,
+    /// What the signature says about the body.
     pub payload: Payload,
 }
 
@@ -335,7 +340,7 @@ mod tests {
                 name: "acme".to_string(),
                 buckets: Buckets::Scoped("acme-bucket".to_string()),
                 prefix: String::new(),
-                region: "us-west-2".to_string(),
+                region: crate::config::Region::Named("us-west-2".to_string()),
                 endpoint,
                 ca_file: None,
                 addressing,

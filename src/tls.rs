@@ -16,10 +16,13 @@ use rustls::sign::CertifiedKey;
 /// The PEM files of a certificate chain and its private key, re-read when they change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
+    /// The PEM certificate chain.
     pub cert: PathBuf,
+    /// The PEM private key.
     pub key: PathBuf,
 }
 
+/// The crypto provider for every TLS config (ring).
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -69,6 +72,7 @@ pub struct ReloadingCert {
 }
 
 impl ReloadingCert {
+    /// Reads the files once; they are re-read when they change.
     pub fn new(files: &TlsFiles) -> Result<Self, String> {
         Ok(ReloadingCert {
             current: RwLock::new(Arc::new(read_certified_key(files)?)),

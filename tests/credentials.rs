@@ -1,6 +1,8 @@
 //! The credential cache against moto's real STS, counted by a pass-through in front of it:
 //! one AssumeRole however many cold requests wait, renewal before expiry, and service through
 //! an STS outage while the cached credentials are still valid.
+// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod support;

@@ -1,0 +1,454 @@
+//! From the file as written to typed values: the server, limits, STS and clients, every
+//! problem collected with its place.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::credentials::build_credentials;
+use super::fields::{parse_duration, parse_endpoint};
+use super::integration::build_integration;
+use super::raw::{RawClient, RawConfig, RawLimits, RawSts};
+use super::secret::{SecretLookup, read_secret};
+use super::{
+    Access, BaseCredentials, Buckets, ClientConfig, Config, CredentialSource, Integration, Limits,
+    RateLimit, ServerConfig, StsConfig,
+};
+use crate::tls::TlsFiles;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Collects problems, each prefixed with the file and the place in it.
+pub(super) struct Problems<'a> {
+    pub(super) origin: &'a str,
+    pub(super) list: Vec<String>,
+}
+
+impl Problems<'_> {
+    pub(super) fn add(&mut self, place: &str, field: &str, message: impl fmt::Display) {
+        self.list.push(format!(
+            "{}: {place}: field `{field}`: {message}",
+            self.origin
+        ));
+    }
+}
+
+/// Checks the whole file; `problems` collects what is wrong.
+pub(super) fn build_config(
+    raw: RawConfig,
+    problems: &mut Problems<'_>,
+    secrets: &dyn SecretLookup,
+) -> Config {
+    let listen_text = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = listen_text.parse().unwrap_or_else(|_| {
+        problems.add(
+            "[server]",
+            "listen",
+            format!("`{listen_text}` is not an address like 127.0.0.1:8080"),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
+    let base_domain = raw.server.base_domain.map(|domain| {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        if domain.is_empty() || domain.contains(['/', ':', ' ']) {
+            problems.add(
+                "[server]",
+                "base_domain",
+                "must be a DNS name like media.example.com (no scheme, port or path)",
+            );
+        }
+        domain
+    });
+
+    let admin_listen = raw.server.admin_listen.and_then(|text| {
+        text.parse()
+            .map_err(|_| {
+                problems.add(
+                    "[server]",
+                    "admin_listen",
+                    format!("`{text}` is not an address like 127.0.0.1:9090"),
+                )
+            })
+            .ok()
+    });
+    if admin_listen.is_some_and(|admin| admin == listen && listen.port() != 0) {
+        problems.add("[server]", "admin_listen", "must differ from `listen`");
+    }
+    let tls = raw.server.tls.map(|raw| TlsFiles {
+        cert: PathBuf::from(raw.cert),
+        key: PathBuf::from(raw.key),
+    });
+    if let Some(files) = &tls
+        && let Err(error) = crate::tls::read_certified_key(files)
+    {
+        problems.add("[server.tls]", "cert", error);
+    }
+    let limits = build_limits(raw.server.limits.unwrap_or_default(), problems);
+
+    let sts = build_sts(raw.sts, problems, secrets);
+
+    let mut integrations = Vec::new();
+    for (index, raw_integration) in raw.integrations.into_iter().enumerate() {
+        if let Some(integration) = build_integration(index, raw_integration, problems, secrets) {
+            integrations.push(Arc::new(integration));
+        }
+    }
+    check_names_unique(&integrations, problems);
+    let clients = raw
+        .clients
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, raw)| build_client(index, raw, &integrations, problems, secrets))
+        .collect();
+
+    Config {
+        server: ServerConfig {
+            listen,
+            admin_listen,
+            base_domain,
+            tls,
+            limits,
+            sigv2: raw.server.sigv2.unwrap_or(true),
+        },
+        sts,
+        integrations,
+        clients,
+    }
+}
+
+/// `[server.limits]`, each missing one at its default.
+fn build_limits(raw: RawLimits, problems: &mut Problems<'_>) -> Limits {
+    let place = "[server.limits]";
+    let defaults = Limits::default();
+    let mut duration = |text: Option<String>, default: Duration, field: &str| {
+        let value = parse_setting_duration(text.as_deref(), default, place, field, problems);
+        if value.is_zero() {
+            problems.add(place, field, "must be more than 0");
+        }
+        value
+    };
+    let header_read_timeout = duration(
+        raw.header_read_timeout,
+        defaults.header_read_timeout,
+        "header_read_timeout",
+    );
+    let idle_timeout = duration(raw.idle_timeout, defaults.idle_timeout, "idle_timeout");
+    let upstream_connect_timeout = duration(
+        raw.upstream_connect_timeout,
+        defaults.upstream_connect_timeout,
+        "upstream_connect_timeout",
+    );
+    let upstream_first_byte_timeout = duration(
+        raw.upstream_first_byte_timeout,
+        defaults.upstream_first_byte_timeout,
+        "upstream_first_byte_timeout",
+    );
+    let shutdown_deadline = duration(
+        raw.shutdown_deadline,
+        defaults.shutdown_deadline,
+        "shutdown_deadline",
+    );
+    let mut count = |value: Option<usize>, default: usize, min: usize, field: &str| {
+        let value = value.unwrap_or(default);
+        if value < min {
+            problems.add(place, field, format!("must be at least {min}"));
+        }
+        value
+    };
+    // hyper needs room for at least 8 KiB of request head.
+    let max_header_bytes = count(
+        raw.max_header_bytes,
+        defaults.max_header_bytes,
+        8192,
+        "max_header_bytes",
+    );
+    let max_headers = count(raw.max_headers, defaults.max_headers, 8, "max_headers");
+    let max_uri_bytes = count(
+        raw.max_uri_bytes,
+        defaults.max_uri_bytes,
+        256,
+        "max_uri_bytes",
+    );
+    let max_connections = count(
+        raw.max_connections,
+        defaults.max_connections,
+        1,
+        "max_connections",
+    );
+    let rate_limit = match raw.rate_limit {
+        None => defaults.rate_limit,
+        Some(0.0) => None,
+        Some(rate) if rate.is_finite() && rate > 0.0 => Some(RateLimit {
+            per_second: rate,
+            burst: raw
+                .rate_limit_burst
+                .unwrap_or_else(|| (rate * 2.0).ceil().min(f64::from(u32::MAX)) as u32)
+                .max(1),
+        }),
+        Some(_) => {
+            problems.add(
+                place,
+                "rate_limit",
+                "must be a positive number, or 0 for none",
+            );
+            None
+        }
+    };
+    Limits {
+        max_header_bytes,
+        max_headers,
+        max_uri_bytes,
+        header_read_timeout,
+        idle_timeout,
+        max_connections,
+        upstream_connect_timeout,
+        upstream_first_byte_timeout,
+        shutdown_deadline,
+        rate_limit,
+    }
+}
+
+/// `[sts]`: the endpoint, lifetimes and the proxy's own identity.
+fn build_sts(raw: RawSts, problems: &mut Problems<'_>, secrets: &dyn SecretLookup) -> StsConfig {
+    let place = "[sts]";
+    let endpoint = raw.endpoint.and_then(|text| {
+        parse_endpoint(&text)
+            .map_err(|e| problems.add(place, "endpoint", e))
+            .ok()
+    });
+    let refresh_before_expiry = parse_setting_duration(
+        raw.refresh_before_expiry.as_deref(),
+        Duration::from_secs(5 * 60),
+        place,
+        "refresh_before_expiry",
+        problems,
+    );
+    let duration = parse_setting_duration(
+        raw.duration.as_deref(),
+        Duration::from_secs(3600),
+        place,
+        "duration",
+        problems,
+    );
+    // AWS's limits for AssumeRole's DurationSeconds.
+    if !(900..=43_200).contains(&duration.as_secs()) {
+        problems.add(
+            place,
+            "duration",
+            "must be between 15m and 12h (AWS's limits for AssumeRole)",
+        );
+    }
+    if refresh_before_expiry >= duration {
+        problems.add(
+            place,
+            "refresh_before_expiry",
+            "must be shorter than `duration`, or credentials would be renewed on every request",
+        );
+    }
+    let credentials = match raw.credentials {
+        None => BaseCredentials::DefaultChain,
+        Some(raw) => match build_credentials(raw, place, problems, secrets) {
+            Some(CredentialSource::Static(keys)) => BaseCredentials::Static(keys),
+            Some(CredentialSource::DefaultChain) | None => BaseCredentials::DefaultChain,
+            Some(CredentialSource::AssumeRole { .. }) => {
+                problems.add(
+                    place,
+                    "credentials",
+                    "the proxy's own STS identity is static keys or `source = \"default-chain\"`",
+                );
+                BaseCredentials::DefaultChain
+            }
+        },
+    };
+    // A session token means the proxy's own keys are a role session already: assuming a role
+    // with them is role chaining, which AWS caps at one hour.
+    if let BaseCredentials::Static(keys) = &credentials
+        && keys.session_token.is_some()
+        && duration > Duration::from_secs(3600)
+    {
+        problems.add(
+            place,
+            "duration",
+            "must be at most 1h when [sts.credentials] has a session token (AWS's limit for chained role sessions)",
+        );
+    }
+    StsConfig {
+        endpoint,
+        refresh_before_expiry,
+        duration,
+        credentials,
+    }
+}
+
+/// `access = "read-only" | "read-write"` (read-only when absent).
+pub(super) fn parse_access(text: Option<&str>, place: &str, problems: &mut Problems<'_>) -> Access {
+    match text {
+        None | Some("read-only") => Access::ReadOnly,
+        Some("read-write") => Access::ReadWrite,
+        Some(other) => {
+            problems.add(
+                place,
+                "access",
+                format!("`{other}` is not \"read-only\" or \"read-write\""),
+            );
+            Access::ReadOnly
+        }
+    }
+}
+
+/// The `index`th `[[client]]`: keys the proxy issues, and the integrations they reach.
+fn build_client(
+    index: usize,
+    raw: RawClient,
+    integrations: &[Arc<Integration>],
+    problems: &mut Problems<'_>,
+    secrets: &dyn SecretLookup,
+) -> Option<ClientConfig> {
+    let access_key_id = raw.access_key_id.unwrap_or_default();
+    let place = if access_key_id.is_empty() {
+        format!("client #{}", index + 1)
+    } else {
+        format!("client \"{access_key_id}\"")
+    };
+    let before = problems.list.len();
+    if access_key_id.len() < 3 || !access_key_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        problems.add(
+            &place,
+            "access_key_id",
+            "must be 3 or more letters and digits",
+        );
+    }
+    let secret = read_secret(
+        raw.secret_access_key_env,
+        raw.secret_access_key_file,
+        &place,
+        problems,
+        secrets,
+    );
+    let access = parse_access(raw.access.as_deref(), &place, problems);
+    let names = raw.integrations.unwrap_or_default();
+    if names.is_empty() {
+        problems.add(
+            &place,
+            "integrations",
+            "must name at least one integration or bucket",
+        );
+    }
+    let mut bindings = Vec::new();
+    for name in &names {
+        match bind(name, integrations) {
+            Ok(binding) => bindings.push(binding),
+            Err(reason) => problems.add(&place, "integrations", reason),
+        }
+    }
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(ClientConfig {
+        access_key_id,
+        secret_access_key: secret?,
+        bindings,
+        access,
+    })
+}
+
+/// What a client's `integrations` entry grants: an integration by name (all of it), a bucket
+/// scoped by one integration (all of that integration), or one bucket a default integration
+/// permits (that bucket only).
+fn bind(name: &str, integrations: &[Arc<Integration>]) -> Result<(String, Option<String>), String> {
+    if integrations.iter().any(|i| i.name == name) {
+        return Ok((name.to_string(), None));
+    }
+    let scoped: Vec<&Arc<Integration>> = integrations
+        .iter()
+        .filter(|i| i.buckets == Buckets::Scoped(name.to_string()))
+        .collect();
+    match scoped.as_slice() {
+        [only] => return Ok((only.name.clone(), None)),
+        [] => {}
+        _ => {
+            return Err(format!(
+                "bucket `{name}` is shared by several integrations; name the integration"
+            ));
+        }
+    }
+    integrations
+        .iter()
+        .find(|i| matches!(&i.buckets, Buckets::Permitted(list) if list.iter().any(|b| b == name)))
+        .map(|i| (i.name.clone(), Some(name.to_string())))
+        .ok_or_else(|| format!("`{name}` is not an integration or a bucket of one"))
+}
+
+/// Logical names must be unambiguous. An integration's name is its own: no other integration
+/// may use it as a name or a bucket. A bucket scoped by several integrations (one bucket, one
+/// prefix per tenant) is simply not a logical name: each is reached by its integration's name.
+/// A bucket permitted by two default integrations is ambiguous and refused.
+fn check_names_unique(integrations: &[Arc<Integration>], problems: &mut Problems<'_>) {
+    let mut names: BTreeMap<&str, &str> = BTreeMap::new();
+    for integration in integrations {
+        if let Some(other) = names.insert(&integration.name, &integration.name) {
+            problems.add(
+                &format!("integration \"{}\"", integration.name),
+                "name",
+                format!("is already the name of integration \"{other}\""),
+            );
+        }
+    }
+    let mut permitted_by: BTreeMap<&str, &str> = BTreeMap::new();
+    for integration in integrations {
+        let place = format!("integration \"{}\"", integration.name);
+        let buckets: Vec<&String> = match &integration.buckets {
+            Buckets::Scoped(bucket) => vec![bucket],
+            Buckets::Permitted(list) => list.iter().collect(),
+        };
+        for bucket in buckets {
+            if let Some(owner) = names.get(bucket.as_str())
+                && *owner != integration.name
+            {
+                problems.add(
+                    &place,
+                    "bucket",
+                    format!("`{bucket}` is the name of integration \"{owner}\"; rename one"),
+                );
+            }
+        }
+        if let Buckets::Permitted(list) = &integration.buckets {
+            for bucket in list {
+                if let Some(other) = permitted_by.insert(bucket, &integration.name) {
+                    problems.add(
+                        &place,
+                        "buckets",
+                        format!(
+                            "`{bucket}` is also permitted by default integration \"{other}\"; \
+                             a request for it would be ambiguous"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A duration setting, or its default when absent.
+pub(super) fn parse_setting_duration(
+    text: Option<&str>,
+    default: Duration,
+    place: &str,
+    field: &str,
+    problems: &mut Problems<'_>,
+) -> Duration {
+    match text {
+        None => default,
+        Some(text) => parse_duration(text).unwrap_or_else(|| {
+            problems.add(
+                place,
+                field,
+                format!("`{text}` is not a duration like 90s, 5m or 1h"),
+            );
+            default
+        }),
+    }
+}

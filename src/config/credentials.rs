@@ -1,0 +1,143 @@
+//! `[integration.credentials]` and `[sts.credentials]` checked into a credential source.
+
+use super::build::Problems;
+use super::fields::check_role_arn;
+use super::raw::RawCredentials;
+use super::secret::{Secret, SecretLookup, read_secret};
+use super::{CredentialSource, StaticKeys};
+
+pub(super) const DEFAULT_SESSION_NAME: &str = "s3-signing-proxy";
+
+/// Exactly one of a role to assume, static keys or the default chain.
+pub(super) fn build_credentials(
+    raw: RawCredentials,
+    place: &str,
+    problems: &mut Problems<'_>,
+    secrets: &dyn SecretLookup,
+) -> Option<CredentialSource> {
+    let kinds = [
+        raw.role_arn.is_some(),
+        raw.access_key_id.is_some(),
+        raw.source.is_some(),
+    ]
+    .iter()
+    .filter(|given| **given)
+    .count();
+    if kinds != 1 {
+        problems.add(
+            place,
+            "role_arn",
+            "give exactly one of `role_arn` (STS AssumeRole), `access_key_id` (static keys) or \
+             `source = \"default-chain\"`",
+        );
+        return None;
+    }
+
+    if let Some(role_arn) = raw.role_arn {
+        let mut ok = true;
+        if let Err(reason) = check_role_arn(&role_arn) {
+            problems.add(place, "role_arn", reason);
+            ok = false;
+        }
+        for (field, given) in [
+            ("secret_access_key_env", raw.secret_access_key_env.is_some()),
+            (
+                "secret_access_key_file",
+                raw.secret_access_key_file.is_some(),
+            ),
+            ("session_token_env", raw.session_token_env.is_some()),
+        ] {
+            if given {
+                problems.add(place, field, "does not go with `role_arn`");
+                ok = false;
+            }
+        }
+        if let Some(external_id) = &raw.external_id
+            && (external_id.len() < 2
+                || external_id.len() > 1224
+                || !external_id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c)))
+        {
+            problems.add(
+                place,
+                "external_id",
+                "must be 2-1224 characters of letters, digits and +=,.@:/-_ (AWS's rule)",
+            );
+            ok = false;
+        }
+        let session_name = raw
+            .session_name
+            .unwrap_or_else(|| DEFAULT_SESSION_NAME.to_string());
+        if session_name.len() < 2
+            || session_name.len() > 64
+            || !session_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c))
+        {
+            problems.add(
+                place,
+                "session_name",
+                "must be 2-64 characters of letters, digits and +=,.@-_ (AWS's rule)",
+            );
+            ok = false;
+        }
+        return ok.then_some(CredentialSource::AssumeRole {
+            role_arn,
+            external_id: raw.external_id,
+            session_name,
+        });
+    }
+
+    for (field, given) in [
+        ("external_id", raw.external_id.is_some()),
+        ("session_name", raw.session_name.is_some()),
+    ] {
+        if given {
+            problems.add(place, field, "only goes with `role_arn`");
+        }
+    }
+
+    if let Some(source) = raw.source {
+        if source != "default-chain" {
+            problems.add(
+                place,
+                "source",
+                format!("`{source}` is not \"default-chain\""),
+            );
+            return None;
+        }
+        return Some(CredentialSource::DefaultChain);
+    }
+
+    let access_key_id = raw.access_key_id.unwrap_or_default();
+    if access_key_id.is_empty() || !access_key_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        problems.add(place, "access_key_id", "must be letters and digits");
+    }
+    let secret = read_secret(
+        raw.secret_access_key_env,
+        raw.secret_access_key_file,
+        place,
+        problems,
+        secrets,
+    );
+    let session_token = match raw.session_token_env {
+        None => None,
+        Some(var) => match secrets.var(&var) {
+            Some(value) if !value.is_empty() => Some(Secret::new(value)),
+            _ => {
+                problems.add(
+                    place,
+                    "session_token_env",
+                    format!("environment variable `{var}` is not set"),
+                );
+                None
+            }
+        },
+    };
+    Some(CredentialSource::Static(StaticKeys {
+        access_key_id,
+        secret_access_key: secret?,
+        session_token,
+    }))
+}

@@ -1,0 +1,120 @@
+//! Checks of single values: bucket names, prefixes, role ARNs, endpoints, durations.
+
+use std::time::Duration;
+
+use super::{Endpoint, Scheme};
+
+/// S3's bucket naming rules (also applied to integration names, which share the URL space).
+pub fn check_bucket_name(name: &str) -> Result<(), String> {
+    if !(3..=63).contains(&name.len()) {
+        return Err("must be 3-63 characters long".to_string());
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+    {
+        return Err("may contain only lowercase letters, digits, `.` and `-`".to_string());
+    }
+    let first_last_ok =
+        |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !first_last_ok(name.bytes().next()) || !first_last_ok(name.bytes().last()) {
+        return Err("must begin and end with a letter or digit".to_string());
+    }
+    if name.contains("..") {
+        return Err("must not contain `..`".to_string());
+    }
+    Ok(())
+}
+
+/// A prefix is a directory: `tenant` becomes `tenant/`, so key `-x` can never reach a sibling
+/// `tenant-x`.
+pub(super) fn check_prefix(prefix: &str) -> Result<String, String> {
+    if prefix.starts_with('/') {
+        return Err("must not start with `/` (S3 keys have no leading slash)".to_string());
+    }
+    if prefix.chars().any(char::is_control) {
+        return Err("must not contain control characters".to_string());
+    }
+    if prefix
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err("must not contain `.` or `..` segments".to_string());
+    }
+    if prefix.contains("//") {
+        return Err("must not contain empty segments (`//`)".to_string());
+    }
+    if prefix.is_empty() || prefix.ends_with('/') {
+        Ok(prefix.to_string())
+    } else {
+        Ok(format!("{prefix}/"))
+    }
+}
+
+/// `arn:{partition}:iam::{account}:role/{name}`.
+pub(super) fn check_role_arn(arn: &str) -> Result<(), String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let well_formed = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && parts[5]
+            .strip_prefix("role/")
+            .is_some_and(|name| !name.is_empty());
+    if well_formed {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{arn}` is not an IAM role ARN like arn:aws:iam::111122223333:role/Name"
+        ))
+    }
+}
+
+/// Parses `http://host:port` or `https://host[:port]`; no path, query or user info.
+pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a URL like http://127.0.0.1:9000"))?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::Http,
+        Some("https") => Scheme::Https,
+        _ => return Err(format!("`{text}` must start with http:// or https://")),
+    };
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("`{text}` has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("`{text}` must not carry credentials"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!("`{text}` must not have a path or query"));
+    }
+    Ok(Endpoint {
+        scheme,
+        host: authority.host().to_ascii_lowercase(),
+        port: authority.port_u16(),
+    })
+}
+
+/// Parses `250ms`, `90s`, `5m`, `1h` (or a plain number of seconds).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.bytes().position(|b| !b.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let number: u64 = number.parse().ok()?;
+    if unit == "ms" {
+        return Some(Duration::from_millis(number));
+    }
+    let seconds = match unit {
+        "s" => number,
+        "m" => number.checked_mul(60)?,
+        "h" => number.checked_mul(3600)?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(seconds))
+}

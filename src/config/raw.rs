@@ -1,0 +1,110 @@
+//! The file as written: serde shapes, every field optional, unknown fields refused.
+
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub(super) server: RawServer,
+    #[serde(default)]
+    pub(super) sts: RawSts,
+    #[serde(default, rename = "integration")]
+    pub(super) integrations: Vec<RawIntegration>,
+    #[serde(default, rename = "client")]
+    pub(super) clients: Vec<RawClient>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClient {
+    pub(super) access_key_id: Option<String>,
+    pub(super) secret_access_key_env: Option<String>,
+    pub(super) secret_access_key_file: Option<String>,
+    pub(super) integrations: Option<Vec<String>>,
+    pub(super) access: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub(super) listen: Option<String>,
+    pub(super) admin_listen: Option<String>,
+    pub(super) base_domain: Option<String>,
+    pub(super) tls: Option<RawTls>,
+    pub(super) limits: Option<RawLimits>,
+    pub(super) sigv2: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub(super) cert: String,
+    pub(super) key: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub(super) max_header_bytes: Option<usize>,
+    pub(super) max_headers: Option<usize>,
+    pub(super) max_uri_bytes: Option<usize>,
+    pub(super) header_read_timeout: Option<String>,
+    pub(super) idle_timeout: Option<String>,
+    pub(super) max_connections: Option<usize>,
+    pub(super) upstream_connect_timeout: Option<String>,
+    pub(super) upstream_first_byte_timeout: Option<String>,
+    pub(super) shutdown_deadline: Option<String>,
+    /// Requests per second per client; 0 turns the limit off.
+    pub(super) rate_limit: Option<f64>,
+    pub(super) rate_limit_burst: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSts {
+    pub(super) endpoint: Option<String>,
+    pub(super) refresh_before_expiry: Option<String>,
+    pub(super) duration: Option<String>,
+    pub(super) credentials: Option<RawCredentials>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIntegration {
+    pub(super) name: Option<String>,
+    pub(super) bucket: Option<String>,
+    pub(super) buckets: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) default: bool,
+    pub(super) prefix: Option<String>,
+    pub(super) region: Option<String>,
+    pub(super) endpoint: Option<String>,
+    pub(super) ca_file: Option<String>,
+    pub(super) addressing: Option<String>,
+    pub(super) access: Option<String>,
+    #[serde(default)]
+    pub(super) public: bool,
+    #[serde(default)]
+    pub(super) allow_unusual_keys: bool,
+    #[serde(default)]
+    pub(super) allow_acl_headers: bool,
+    pub(super) active_content: Option<String>,
+    pub(super) cors_origins: Option<Vec<String>>,
+    pub(super) delivery: Option<String>,
+    pub(super) redirect_expires: Option<String>,
+    pub(super) credentials: Option<RawCredentials>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCredentials {
+    pub(super) role_arn: Option<String>,
+    pub(super) external_id: Option<String>,
+    pub(super) session_name: Option<String>,
+    pub(super) access_key_id: Option<String>,
+    pub(super) secret_access_key_env: Option<String>,
+    pub(super) secret_access_key_file: Option<String>,
+    pub(super) session_token_env: Option<String>,
+    pub(super) source: Option<String>,
+}

@@ -1,0 +1,371 @@
+//! The configuration as a whole: every problem reported, typed values out, secrets hidden.
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::BTreeMap;
+
+use super::credentials::DEFAULT_SESSION_NAME;
+use super::fields::check_prefix;
+use super::*;
+
+fn secrets() -> BTreeMap<String, String> {
+    BTreeMap::from([("MINIO_SECRET".to_string(), "minio-secret".to_string())])
+}
+
+const GOOD: &str = r#"
+    [server]
+    listen = "127.0.0.1:0"
+    base_domain = "media.example.com"
+
+    [sts]
+    endpoint = "http://127.0.0.1:5000"
+    refresh_before_expiry = "5m"
+    duration = "1h"
+
+    [[integration]]
+    name = "acme-media"
+    bucket = "acme-prod-media"
+    prefix = "labelling"
+    region = "us-west-2"
+    [integration.credentials]
+    role_arn = "arn:aws:iam::111122223333:role/Integration"
+    external_id = "acme-external-id"
+
+    [[integration]]
+    name = "local"
+    bucket = "local-bucket"
+    region = "us-east-1"
+    endpoint = "http://127.0.0.1:9000"
+    public = true
+    [integration.credentials]
+    access_key_id = "minioadmin"
+    secret_access_key_env = "MINIO_SECRET"
+
+    [[integration]]
+    name = "kolena-default"
+    default = true
+    buckets = ["bucket-one", "bucket-two"]
+    region = "eu-west-1"
+    [integration.credentials]
+    source = "default-chain"
+"#;
+
+#[test]
+fn parses_a_full_config_into_typed_values() {
+    let config = Config::parse(GOOD, "good.toml", &secrets()).expect("valid");
+    assert_eq!(
+        config.server.base_domain.as_deref(),
+        Some("media.example.com")
+    );
+    assert_eq!(config.sts.duration, Duration::from_secs(3600));
+    let acme = &config.integrations[0];
+    assert_eq!(acme.prefix, "labelling/", "a prefix is a directory");
+    assert_eq!(acme.addressing, Addressing::VirtualHost);
+    assert!(matches!(
+        &acme.credentials,
+        CredentialSource::AssumeRole { session_name, external_id: Some(id), .. }
+            if session_name == DEFAULT_SESSION_NAME && id == "acme-external-id"
+    ));
+    let local = &config.integrations[1];
+    assert_eq!(
+        local.addressing,
+        Addressing::Path,
+        "custom endpoints default to path style"
+    );
+    assert_eq!(
+        local.endpoint.as_ref().map(Endpoint::url).as_deref(),
+        Some("http://127.0.0.1:9000")
+    );
+    match &local.credentials {
+        CredentialSource::Static(keys) => {
+            assert_eq!(keys.secret_access_key.expose(), "minio-secret");
+            assert!(!format!("{keys:?}").contains("minio-secret"));
+        }
+        other => panic!("expected static keys, got {other:?}"),
+    }
+    assert_eq!(
+        config.integrations[2].buckets,
+        Buckets::Permitted(vec!["bucket-one".into(), "bucket-two".into()])
+    );
+}
+
+#[test]
+fn reports_every_problem_with_file_integration_and_field() {
+    let text = r#"
+        [[integration]]
+        name = "Bad_Name"
+        bucket = "ok-bucket"
+        region = "us-east-1"
+        [integration.credentials]
+        role_arn = "arn:aws:iam::12:role/x"
+
+        [[integration]]
+        name = "second"
+        bucket = "other-bucket"
+        region = "us-east-1"
+        addressing = "sideways"
+        [integration.credentials]
+        access_key_id = "AK"
+        secret_access_key_env = "UNSET_VARIABLE"
+    "#;
+    let error = Config::parse(text, "bad.toml", &secrets()).expect_err("invalid");
+    let all = error.to_string();
+    assert!(
+        all.contains("bad.toml: integration \"Bad_Name\": field `name`"),
+        "{all}"
+    );
+    assert!(
+        all.contains("integration \"Bad_Name\": credentials: field `role_arn`"),
+        "{all}"
+    );
+    assert!(
+        all.contains("integration \"second\": field `addressing`"),
+        "{all}"
+    );
+    assert!(
+        all.contains("integration \"second\": credentials: field `secret_access_key_env`: environment variable `UNSET_VARIABLE` is not set"),
+        "{all}"
+    );
+    assert_eq!(error.problems.len(), 4, "{all}");
+}
+
+#[test]
+fn sts_durations_keep_to_aws_limits() {
+    let sts = |duration: &str, token: bool| {
+        let token = if token {
+            "session_token_env = \"TOKEN\"\n"
+        } else {
+            ""
+        };
+        format!(
+            "[sts]\nduration = \"{duration}\"\n[sts.credentials]\naccess_key_id = \"AK\"\nsecret_access_key_env = \"MINIO_SECRET\"\n{token}"
+        )
+    };
+    let mut secrets = secrets();
+    secrets.insert("TOKEN".to_string(), "session-token".to_string());
+    for (duration, token, problem) in [
+        ("10m", false, Some("must be between 15m and 12h")),
+        ("13h", false, Some("must be between 15m and 12h")),
+        ("12h", false, None),
+        ("1h", true, None),
+        (
+            "2h",
+            true,
+            Some("must be at most 1h when [sts.credentials] has a session token"),
+        ),
+    ] {
+        let outcome = Config::parse(&sts(duration, token), "sts.toml", &secrets);
+        match (problem, outcome) {
+            (None, Ok(config)) => assert_eq!(
+                Some(config.sts.duration),
+                parse_duration(duration),
+                "{duration}"
+            ),
+            (Some(problem), Err(error)) => {
+                let all = error.to_string();
+                assert!(all.contains("sts.toml: [sts]: field `duration`"), "{all}");
+                assert!(all.contains(problem), "{duration}, token {token}: {all}");
+            }
+            (expected, outcome) => {
+                panic!("{duration}, token {token}: expected {expected:?}, got {outcome:?}")
+            }
+        }
+    }
+}
+
+#[test]
+fn unknown_keys_are_refused_with_the_file_named() {
+    let error = Config::parse("[server]\nlisten_on = \"x\"\n", "typo.toml", &secrets())
+        .expect_err("unknown key");
+    let text = error.to_string();
+    assert!(
+        text.contains("typo.toml") && text.contains("listen_on"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_integration_name_cannot_be_another_integrations_bucket() {
+    let text = r#"
+        [[integration]]
+        name = "one"
+        bucket = "shared-bucket"
+        region = "us-east-1"
+        [integration.credentials]
+        source = "default-chain"
+
+        [[integration]]
+        name = "shared-bucket"
+        bucket = "another"
+        region = "us-east-1"
+        [integration.credentials]
+        source = "default-chain"
+    "#;
+    let error = Config::parse(text, "dup.toml", &secrets()).expect_err("conflict");
+    assert!(
+        error
+            .to_string()
+            .contains("`shared-bucket` is the name of integration \"shared-bucket\""),
+        "{error}"
+    );
+}
+
+#[test]
+fn two_default_integrations_cannot_permit_one_bucket() {
+    let text = r#"
+        [[integration]]
+        name = "first"
+        default = true
+        buckets = ["data-bucket"]
+        region = "us-east-1"
+        [integration.credentials]
+        source = "default-chain"
+
+        [[integration]]
+        name = "second"
+        default = true
+        buckets = ["data-bucket", "other-bucket"]
+        region = "us-east-1"
+        [integration.credentials]
+        source = "default-chain"
+    "#;
+    let error = Config::parse(text, "dup.toml", &secrets()).expect_err("ambiguous");
+    assert!(
+        error
+            .to_string()
+            .contains("also permitted by default integration \"first\""),
+        "{error}"
+    );
+}
+
+#[test]
+fn tenants_may_share_a_bucket_under_their_own_prefixes() {
+    let text = r#"
+        [[integration]]
+        name = "tenant-a"
+        bucket = "shared-bucket"
+        prefix = "a/"
+        region = "us-east-1"
+        [integration.credentials]
+        source = "default-chain"
+
+        [[integration]]
+        name = "tenant-b"
+        bucket = "shared-bucket"
+        prefix = "b/"
+        region = "us-east-1"
+        [integration.credentials]
+        source = "default-chain"
+    "#;
+    assert!(Config::parse(text, "shared.toml", &secrets()).is_ok());
+}
+
+#[test]
+fn clients_bind_to_integrations_or_single_permitted_buckets() {
+    let mut secrets = secrets();
+    secrets.insert("CLIENT_SECRET".into(), "client-secret".into());
+    let text = format!(
+        "{GOOD}{}",
+        r#"
+        [[client]]
+        access_key_id = "AKCLIENT1"
+        secret_access_key_env = "CLIENT_SECRET"
+        integrations = ["acme-media", "local-bucket", "bucket-two"]
+        access = "read-write"
+        "#
+    );
+    let config = Config::parse(&text, "clients.toml", &secrets).expect("valid");
+    let client = &config.clients[0];
+    assert_eq!(
+        client.bindings,
+        vec![
+            ("acme-media".to_string(), None),
+            ("local".to_string(), None),
+            ("kolena-default".to_string(), Some("bucket-two".to_string())),
+        ]
+    );
+    assert_eq!(client.access, Access::ReadWrite);
+    assert!(!format!("{client:?}").contains("client-secret"));
+
+    let unknown = format!(
+        "{GOOD}{}",
+        r#"
+        [[client]]
+        access_key_id = "AKCLIENT2"
+        secret_access_key = "inline-secret"
+        integrations = ["nowhere"]
+        "#
+    );
+    let error = Config::parse(&unknown, "clients.toml", &secrets).expect_err("invalid");
+    assert!(
+        error
+            .to_string()
+            .contains("unknown field `secret_access_key`"),
+        "{error}"
+    );
+    let unknown = unknown.replace(
+        "secret_access_key = \"inline-secret\"",
+        "secret_access_key_env = \"CLIENT_SECRET\"",
+    );
+    let error = Config::parse(&unknown, "clients.toml", &secrets).expect_err("invalid");
+    assert!(
+        error.to_string().contains(
+            "client \"AKCLIENT2\": field `integrations`: `nowhere` is not an integration"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn cors_wildcards_are_for_public_integrations_only() {
+    let private = GOOD.replace(
+        "prefix = \"labelling\"",
+        "prefix = \"labelling\"\ncors_origins = [\"*\", \"https://App.example.com/\"]",
+    );
+    let error = Config::parse(&private, "cors.toml", &secrets()).expect_err("invalid");
+    let text = error.to_string();
+    assert!(
+        text.contains("`*` is only for public integrations"),
+        "{text}"
+    );
+    assert!(
+        text.contains("must be written as a browser sends it"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bucket_names_follow_s3_rules() {
+    assert!(check_bucket_name("my-bucket.v2").is_ok());
+    for bad in [
+        "ab",
+        "Upper",
+        "-dash",
+        "dash-",
+        "a..b",
+        "has_underscore",
+        "slash/x",
+    ] {
+        assert!(check_bucket_name(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn durations_and_endpoints_parse() {
+    assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+    assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+    assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
+    assert_eq!(parse_duration("5 minutes"), None);
+    assert!(parse_endpoint("ftp://x").is_err());
+    assert!(parse_endpoint("http://user:pw@host:9000").is_err());
+    assert!(parse_endpoint("http://host:9000/path").is_err());
+    let endpoint = parse_endpoint("https://S3.Example.com").expect("valid");
+    assert_eq!(endpoint.authority(), "s3.example.com");
+}
+
+#[test]
+fn prefixes_are_directories() {
+    assert_eq!(check_prefix("tenant").as_deref(), Ok("tenant/"));
+    assert_eq!(check_prefix("a/b/").as_deref(), Ok("a/b/"));
+    assert!(check_prefix("/abs").is_err());
+    assert!(check_prefix("a/../b").is_err());
+}
