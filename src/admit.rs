@@ -16,6 +16,7 @@ use http::{Request, Response, header};
 
 use crate::access::Seen;
 use crate::body::ProxyBody;
+use crate::config::Integration;
 use crate::error::Error;
 use crate::front_door::{Authentication, Caller, Verified};
 use crate::integration::Target;
@@ -59,24 +60,9 @@ pub fn admit<B>(
     seen: &mut Seen,
 ) -> Result<Admission<B>, Error> {
     check_shape(state, &request)?;
-    let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
-        request
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-    });
-    let base_domain = state.config.server.base_domain.as_deref();
-    let mut route = route(
-        request.method(),
-        host,
-        request.uri().path(),
-        request.uri().query(),
-        base_domain,
-    )?;
-    let virtual_bucket = crate::route::name_from_host(host, base_domain);
+    let (mut route, virtual_bucket) = route_request(state, &request)?;
     seen.bucket = Some(route.name.clone());
     seen.cors_for = state.integrations.integration(&route.name).cloned();
-
     if route.operation == Operation::Preflight {
         let integration = seen.cors_for.as_ref().ok_or_else(|| Error::NoSuchBucket {
             name: route.name.clone(),
@@ -100,35 +86,89 @@ pub fn admit<B>(
         .with_copy_source(verified.signed("x-amz-copy-source"));
     seen.client = Some(verified.caller.key_id().to_string());
     check_rate(state, &verified.caller, peer, gate)?;
-
-    match route.operation {
-        Operation::ListBuckets => {
-            return crate::answers::list_buckets(state, &verified.caller, gate.started)
-                .map(Admission::Answered);
-        }
-        Operation::CreateBucket if seen.cors_for.is_none() => {
-            return Err(Error::AccessDenied {
-                reason: "buckets are provisioned in the proxy's configuration, not by clients"
-                    .to_string(),
-            });
-        }
-        _ => {}
+    if let Some(answer) = answer_for_the_service(state, &route, &verified, gate, seen)? {
+        return Ok(Admission::Answered(answer));
     }
 
     let target = state.integrations.resolve(&route, &verified.caller)?;
     seen.integration = Some(target.integration.name.clone());
-    let integration = &target.integration;
+    if let Some(answer) = answer_from_the_config(&route, &target.integration)? {
+        return Ok(Admission::Answered(answer));
+    }
+    check_headers(&request, &route, &verified, &target.integration)?;
+    Ok(Admission::Forward(Box::new(Admitted {
+        route,
+        verified,
+        target,
+        request,
+    })))
+}
+
+/// The route, from the absolute-form authority or `Host`, and the bucket a virtual-host
+/// request names (which SigV2 signs).
+fn route_request<B>(state: &State, request: &Request<B>) -> Result<(Route, Option<String>), Error> {
+    let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
+        request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    let base_domain = state.config.server.base_domain.as_deref();
+    let route = route(
+        request.method(),
+        host,
+        request.uri().path(),
+        request.uri().query(),
+        base_domain,
+    )?;
+    Ok((route, crate::route::name_from_host(host, base_domain)))
+}
+
+/// ListBuckets, and CreateBucket of a name no integration knows: answered before any
+/// integration is chosen.
+fn answer_for_the_service(
+    state: &State,
+    route: &Route,
+    verified: &Verified,
+    gate: &Gate<'_>,
+    seen: &Seen,
+) -> Result<Option<Response<ProxyBody>>, Error> {
+    match route.operation {
+        Operation::ListBuckets => {
+            crate::answers::list_buckets(state, &verified.caller, gate.started).map(Some)
+        }
+        Operation::CreateBucket if seen.cors_for.is_none() => Err(Error::AccessDenied {
+            reason: "buckets are provisioned in the proxy's configuration, not by clients"
+                .to_string(),
+        }),
+        _ => Ok(None),
+    }
+}
+
+/// What the integration's config answers without the store.
+fn answer_from_the_config(
+    route: &Route,
+    integration: &Integration,
+) -> Result<Option<Response<ProxyBody>>, Error> {
     match route.operation {
         // The caller may write here (`resolve` checked): the bucket is as good as its own.
-        Operation::CreateBucket => return Err(Error::BucketAlreadyOwnedByYou),
+        Operation::CreateBucket => Err(Error::BucketAlreadyOwnedByYou),
         // Cheap answers first: HeadBucket needs no region unless it is discovered.
         Operation::HeadBucket if !integration.region_is_auto() => {
-            return Ok(Admission::Answered(crate::answers::head_bucket(
-                integration,
-            )));
+            Ok(Some(crate::answers::head_bucket(integration)))
         }
-        _ => {}
+        _ => Ok(None),
     }
+}
+
+/// The headers the integration's rules govern: ACLs on writes, type overrides on GETs a
+/// browser can reach.
+fn check_headers<B>(
+    request: &Request<B>,
+    route: &Route,
+    verified: &Verified,
+    integration: &Integration,
+) -> Result<(), Error> {
     if route.operation.is_write() {
         crate::guard::check_acl_headers(request.headers(), integration)?;
     }
@@ -140,12 +180,7 @@ pub fn admit<B>(
         );
         crate::guard::check_type_override(&route.query, browser_reachable, integration)?;
     }
-    Ok(Admission::Forward(Box::new(Admitted {
-        route,
-        verified,
-        target,
-        request,
-    })))
+    Ok(())
 }
 
 /// The request target's length, and the shapes and headers refused whatever the route.

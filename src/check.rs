@@ -52,23 +52,66 @@ pub async fn run(config: Config, only: Option<&str>, write: bool) -> Result<Vec<
     Ok(rows)
 }
 
+/// One integration's rows: credentials, then per bucket its region, reads and writes.
 async fn check_integration(
     state: &State,
     integration: &Arc<Integration>,
     write: bool,
     rows: &mut Vec<Row>,
 ) {
-    let name = integration.name.clone();
-    let row = |step, ok, detail: String| Row {
-        integration: name.clone(),
-        step,
-        ok,
-        detail,
+    let mut report = Report {
+        integration: &integration.name,
+        rows,
     };
+    if !check_credentials(state, integration, &mut report).await {
+        return;
+    }
     let buckets = match &integration.buckets {
         Buckets::Scoped(bucket) => vec![bucket.clone()],
         Buckets::Permitted(list) => list.clone(),
     };
+    for bucket in buckets {
+        let Some(resolved) = check_region(state, integration, &bucket, &mut report).await else {
+            continue;
+        };
+        check_reads(state, &resolved, &bucket, &mut report).await;
+        if write {
+            check_writes(state, &resolved, &bucket, &mut report).await;
+        }
+    }
+}
+
+/// The rows of one integration's report.
+struct Report<'a> {
+    integration: &'a str,
+    rows: &'a mut Vec<Row>,
+}
+
+impl Report<'_> {
+    fn push(&mut self, step: &'static str, ok: Option<bool>, detail: String) {
+        self.rows.push(Row {
+            integration: self.integration.to_string(),
+            step,
+            ok,
+            detail,
+        });
+    }
+
+    /// A passed step with what was found, or a failed one with its hint.
+    fn outcome(&mut self, step: &'static str, outcome: Result<String, String>) {
+        match outcome {
+            Ok(found) => self.push(step, Some(true), found),
+            Err(hint) => self.push(step, Some(false), hint),
+        }
+    }
+}
+
+/// Whether credentials were obtained (the other steps need them).
+async fn check_credentials(
+    state: &State,
+    integration: &Arc<Integration>,
+    report: &mut Report<'_>,
+) -> bool {
     match state.credentials.credentials(integration).await {
         Ok(credentials) => {
             let lifetime = credentials
@@ -76,144 +119,144 @@ async fn check_integration(
                 .and_then(|e| e.duration_since(SystemTime::now()).ok())
                 .map(|left| format!(", valid for {}m", left.as_secs() / 60))
                 .unwrap_or_default();
-            rows.push(row(
-                "credentials",
-                Some(true),
-                format!("{}{lifetime}", describe_source(integration)),
-            ));
+            let found = format!("{}{lifetime}", describe_source(integration));
+            report.push("credentials", Some(true), found);
+            true
         }
         Err(error) => {
-            rows.push(row("credentials", Some(false), credentials_hint(&error)));
-            return;
+            report.push("credentials", Some(false), credentials_hint(&error));
+            false
         }
     }
-    for bucket in buckets {
-        let integration = match state.resolve_region(integration, &bucket).await {
-            Ok(resolved) => {
-                if integration.region_is_auto() {
-                    rows.push(row(
-                        "region",
-                        Some(true),
-                        format!("{bucket} is in {}", resolved.region),
-                    ));
-                }
-                resolved
+}
+
+/// The integration with `bucket`'s region known (a row only when it was discovered).
+async fn check_region(
+    state: &State,
+    integration: &Arc<Integration>,
+    bucket: &str,
+    report: &mut Report<'_>,
+) -> Option<Arc<Integration>> {
+    match state.resolve_region(integration, bucket).await {
+        Ok(resolved) => {
+            if integration.region_is_auto() {
+                let found = format!("{bucket} is in {}", resolved.region);
+                report.push("region", Some(true), found);
             }
-            Err(error) => {
-                rows.push(row(
-                    "region",
-                    Some(false),
-                    format!("{bucket}: could not discover its region: {error}"),
-                ));
-                continue;
-            }
-        };
-        let head = state
-            .probe(
-                &integration,
-                &bucket,
-                "",
-                Operation::HeadBucket,
-                &[],
-                Bytes::new(),
-            )
-            .await;
-        rows.push(
-            match verdict(&head, &integration, &bucket, "s3:ListBucket") {
-                Ok(()) => row(
-                    "head-bucket",
-                    Some(true),
-                    format!("{bucket} ({})", integration.region),
-                ),
-                Err(hint) => row("head-bucket", Some(false), hint),
-            },
-        );
-        let query = vec![
-            ("list-type".to_string(), "2".to_string()),
-            ("max-keys".to_string(), "1".to_string()),
-            ("prefix".to_string(), integration.prefix.clone()),
-        ];
-        let list = state
-            .probe(
-                &integration,
-                &bucket,
-                "",
-                Operation::ListObjectsV2,
-                &query,
-                Bytes::new(),
-            )
-            .await;
-        rows.push(
-            match verdict(&list, &integration, &bucket, "s3:ListBucket") {
-                Ok(()) => {
-                    let listed = list
-                        .as_ref()
-                        .map(|a| String::from_utf8_lossy(&a.body).matches("<Key>").count())
-                        .unwrap_or(0);
-                    let under = if integration.prefix.is_empty() {
-                        "in the bucket".to_string()
-                    } else {
-                        format!("under {}", integration.prefix)
-                    };
-                    let found = if listed == 0 {
-                        "no keys yet"
-                    } else {
-                        "keys present"
-                    };
-                    row("list", Some(true), format!("{found} {under}"))
-                }
-                Err(hint) => row("list", Some(false), hint),
-            },
-        );
-        if !write {
-            continue;
+            Some(resolved)
         }
-        if integration.access != Access::ReadWrite {
-            rows.push(row(
-                "write",
-                None,
-                "skipped: the integration is read-only".to_string(),
-            ));
-            continue;
-        }
-        let probe_key = format!(".s3-signing-proxy-check-{}", probe_suffix());
-        let put = state
-            .probe(
-                &integration,
-                &bucket,
-                &probe_key,
-                Operation::PutObject,
-                &[],
-                Bytes::from_static(b"s3-signing-proxy connection check\n"),
-            )
-            .await;
-        match verdict(&put, &integration, &bucket, "s3:PutObject") {
-            Ok(()) => {
-                rows.push(row(
-                    "put",
-                    Some(true),
-                    format!("{}{probe_key}", integration.prefix),
-                ));
-                let delete = state
-                    .probe(
-                        &integration,
-                        &bucket,
-                        &probe_key,
-                        Operation::DeleteObject,
-                        &[],
-                        Bytes::new(),
-                    )
-                    .await;
-                rows.push(
-                    match verdict(&delete, &integration, &bucket, "s3:DeleteObject") {
-                        Ok(()) => row("delete", Some(true), "probe object removed".to_string()),
-                        Err(hint) => row("delete", Some(false), hint),
-                    },
-                );
-            }
-            Err(hint) => rows.push(row("put", Some(false), hint)),
+        Err(error) => {
+            let hint = format!("{bucket}: could not discover its region: {error}");
+            report.push("region", Some(false), hint);
+            None
         }
     }
+}
+
+/// HeadBucket, and a listing of one key under the prefix.
+async fn check_reads(
+    state: &State,
+    integration: &Arc<Integration>,
+    bucket: &str,
+    report: &mut Report<'_>,
+) {
+    let head = state
+        .probe(
+            integration,
+            bucket,
+            "",
+            Operation::HeadBucket,
+            &[],
+            Bytes::new(),
+        )
+        .await;
+    let found = format!("{bucket} ({})", integration.region);
+    report.outcome(
+        "head-bucket",
+        verdict(&head, integration, bucket, "s3:ListBucket").map(|()| found),
+    );
+    let query = vec![
+        ("list-type".to_string(), "2".to_string()),
+        ("max-keys".to_string(), "1".to_string()),
+        ("prefix".to_string(), integration.prefix.clone()),
+    ];
+    let list = state
+        .probe(
+            integration,
+            bucket,
+            "",
+            Operation::ListObjectsV2,
+            &query,
+            Bytes::new(),
+        )
+        .await;
+    report.outcome(
+        "list",
+        verdict(&list, integration, bucket, "s3:ListBucket")
+            .map(|()| listed(&list, &integration.prefix)),
+    );
+}
+
+/// "keys present under tenant/", read from the listing document.
+fn listed(list: &Result<ProbeAnswer, Error>, prefix: &str) -> String {
+    let any = list
+        .as_ref()
+        .ok()
+        .and_then(|answer| crate::xml::parse(&answer.body).ok())
+        .is_some_and(|root| root.children.iter().any(|c| c.name == "Contents"));
+    let found = if any { "keys present" } else { "no keys yet" };
+    if prefix.is_empty() {
+        format!("{found} in the bucket")
+    } else {
+        format!("{found} under {prefix}")
+    }
+}
+
+/// With `--write` on a read-write integration: put a small probe object, then delete it.
+async fn check_writes(
+    state: &State,
+    integration: &Arc<Integration>,
+    bucket: &str,
+    report: &mut Report<'_>,
+) {
+    if integration.access != Access::ReadWrite {
+        let why = "skipped: the integration is read-only".to_string();
+        report.push("write", None, why);
+        return;
+    }
+    let probe_key = format!(".s3-signing-proxy-check-{}", probe_suffix());
+    let content = Bytes::from_static(b"s3-signing-proxy connection check\n");
+    let put = state
+        .probe(
+            integration,
+            bucket,
+            &probe_key,
+            Operation::PutObject,
+            &[],
+            content,
+        )
+        .await;
+    if let Err(hint) = verdict(&put, integration, bucket, "s3:PutObject") {
+        report.push("put", Some(false), hint);
+        return;
+    }
+    let found = format!("{}{probe_key}", integration.prefix);
+    report.push("put", Some(true), found);
+    let delete = state
+        .probe(
+            integration,
+            bucket,
+            &probe_key,
+            Operation::DeleteObject,
+            &[],
+            Bytes::new(),
+        )
+        .await;
+    report.outcome(
+        "delete",
+        verdict(&delete, integration, bucket, "s3:DeleteObject")
+            .map(|()| "probe object removed".to_string()),
+    );
 }
 
 fn describe_source(integration: &Integration) -> String {
@@ -265,37 +308,62 @@ fn verdict(
     let answer = match answer {
         Ok(answer) => answer,
         Err(error) => {
+            let endpoint = integration
+                .endpoint
+                .as_ref()
+                .map(|e| e.url())
+                .unwrap_or_else(|| "of AWS S3".to_string());
             return Err(format!(
-                "{} ({}): the endpoint {} could not be reached",
-                error.code(),
-                error,
-                integration
-                    .endpoint
-                    .as_ref()
-                    .map(|e| e.url())
-                    .unwrap_or_else(|| "of AWS S3".to_string())
+                "{} ({error}): the endpoint {endpoint} could not be reached",
+                error.code()
             ));
         }
     };
     if answer.status.is_success() {
         return Ok(());
     }
-    let text = String::from_utf8_lossy(&answer.body);
-    let code =
-        between(&text, "<Code>", "</Code>").unwrap_or_else(|| match answer.status.as_u16() {
-            301 => "PermanentRedirect".to_string(),
-            403 => "AccessDenied".to_string(),
-            404 => "NoSuchBucket".to_string(),
-            _ => format!("HTTP {}", answer.status.as_u16()),
-        });
-    let actual_region = answer
+    let (code, actual_region) = error_details(answer);
+    Err(hint(
+        &code,
+        actual_region.as_deref(),
+        answer.status.as_u16(),
+        (integration, bucket, permission),
+    ))
+}
+
+/// The S3 error code (or one implied by a bodiless status) and the bucket's region, from the
+/// answer's headers and its error document.
+fn error_details(answer: &ProbeAnswer) -> (String, Option<String>) {
+    let document = crate::xml::parse(&answer.body).ok();
+    let field = |name: &str| {
+        let root = document.as_ref()?;
+        let child = root.children.iter().find(|c| c.name == name)?;
+        Some(child.text.clone())
+    };
+    let code = field("Code").unwrap_or_else(|| match answer.status.as_u16() {
+        301 => "PermanentRedirect".to_string(),
+        403 => "AccessDenied".to_string(),
+        404 => "NoSuchBucket".to_string(),
+        status => format!("HTTP {status}"),
+    });
+    let region = answer
         .headers
         .get("x-amz-bucket-region")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-        .or_else(|| between(&text, "<Region>", "</Region>"));
+        .or_else(|| field("Region"));
+    (code, region)
+}
+
+/// What to change for a failing step.
+fn hint(
+    code: &str,
+    actual_region: Option<&str>,
+    status: u16,
+    (integration, bucket, permission): (&Integration, &str, &str),
+) -> String {
     let mut hint = String::new();
-    match (code.as_str(), &actual_region) {
+    match (code, actual_region) {
         (_, Some(region)) if region != integration.region.signing_name() => {
             let _ = write!(
                 hint,
@@ -340,16 +408,10 @@ fn verdict(
             let _ = write!(hint, "{code}: the session token was refused");
         }
         _ => {
-            let _ = write!(hint, "{code} (HTTP {})", answer.status.as_u16());
+            let _ = write!(hint, "{code} (HTTP {})", status);
         }
     }
-    Err(hint)
-}
-
-fn between(text: &str, open: &str, close: &str) -> Option<String> {
-    let (_, rest) = text.split_once(open)?;
-    let (inner, _) = rest.split_once(close)?;
-    Some(inner.to_string())
+    hint
 }
 
 /// The report as an aligned table, a summary line and the CORS note.

@@ -171,16 +171,29 @@ pub async fn run(
     let root = std::env::temp_dir().join(format!("s3-signing-proxy-demo-{}", std::process::id()));
     std::fs::create_dir_all(&root)?;
     let store = EmbeddedStore::start(&root, None, None).await?;
-    for bucket in ["demo-media", "demo-private"] {
-        store.create_bucket(bucket)?;
-    }
     let client_secret = random_hex(20);
     let listener = TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;
+    let (page, text_url) = page(address, &client_secret)?;
+    seed(&store, page).await?;
+    let config = demo_config(&store, cors_origins, &client_secret)?;
+    let proxy = std::sync::Arc::new(crate::proxy::Proxy::new(config)?);
+    print_welcome(address, &store, &client_secret, &text_url);
+    let result = crate::server::run(listener, proxy, None, shutdown).await;
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(result?)
+}
 
-    // The page is public; its media are private objects, linked by presigned proxy URLs that
-    // this "backend" mints with its issued key.
-    let client = Credentials::new(DEMO_CLIENT_KEY, client_secret.clone(), None, None, "demo");
+/// The public page, whose media are private objects linked by presigned proxy URLs that this
+/// "backend" mints with its issued key; and the text object's URL, for the welcome.
+fn page(address: SocketAddr, client_secret: &str) -> Result<(String, String), BoxError> {
+    let client = Credentials::new(
+        DEMO_CLIENT_KEY,
+        client_secret.to_string(),
+        None,
+        None,
+        "demo",
+    );
     let presign = |key: &str| -> Result<String, BoxError> {
         let uri = format!(
             "http://{address}/demo-private/{}",
@@ -207,8 +220,16 @@ pub async fn run(
         .replace("{{IMAGE_URL}}", &escape(&image_url))
         .replace("{{VIDEO_URL}}", &escape(&video_url))
         .replace("{{TEXT_URL}}", &text_url);
+    Ok((page, text_url))
+}
 
-    for (bucket, key, content_type, bytes) in [
+/// The demo's two buckets and their objects.
+async fn seed(store: &EmbeddedStore, page: String) -> Result<(), BoxError> {
+    for bucket in ["demo-media", "demo-private"] {
+        store.create_bucket(bucket)?;
+    }
+    let text = Bytes::from_static(TEXT.as_bytes());
+    let objects = [
         (
             "demo-media",
             "index.html",
@@ -219,13 +240,13 @@ pub async fn run(
             "demo-media",
             "hello.txt",
             "text/plain; charset=utf-8",
-            Bytes::from_static(TEXT.as_bytes()),
+            text.clone(),
         ),
         (
             "demo-private",
             "hello.txt",
             "text/plain; charset=utf-8",
-            Bytes::from_static(TEXT.as_bytes()),
+            text,
         ),
         (
             "demo-private",
@@ -239,10 +260,19 @@ pub async fn run(
             "video/mp4",
             Bytes::from_static(MP4),
         ),
-    ] {
+    ];
+    for (bucket, key, content_type, bytes) in objects {
         store.put_object(bucket, key, content_type, bytes).await?;
     }
+    Ok(())
+}
 
+/// The proxy's config: the public page's integration, the private media's, and the client.
+fn demo_config(
+    store: &EmbeddedStore,
+    cors_origins: &[String],
+    client_secret: &str,
+) -> Result<Config, BoxError> {
     let cors = cors_origins
         .iter()
         .map(|origin| format!("{origin:?}"))
@@ -285,14 +315,13 @@ integrations = ["demo-private"]
             "DEMO_STORE_SECRET".to_string(),
             store.secret_access_key.clone(),
         ),
-        ("DEMO_CLIENT_SECRET".to_string(), client_secret.clone()),
+        ("DEMO_CLIENT_SECRET".to_string(), client_secret.to_string()),
     ]);
-    let config = Config::parse(&config_text, "the demo's generated config", &secrets)?;
-    let proxy = std::sync::Arc::new(crate::proxy::Proxy::new(config)?);
-    print_welcome(address, &store, &client_secret, &text_url);
-    let result = crate::server::run(listener, proxy, None, shutdown).await;
-    let _ = std::fs::remove_dir_all(&root);
-    Ok(result?)
+    Ok(Config::parse(
+        &config_text,
+        "the demo's generated config",
+        &secrets,
+    )?)
 }
 
 fn print_welcome(address: SocketAddr, store: &EmbeddedStore, client_secret: &str, text_url: &str) {

@@ -252,7 +252,6 @@ pub fn route(
         }
     };
     let pairs = parse_query(query.unwrap_or(""))?;
-    let has = |name: &str| pairs.iter().any(|(n, _)| n == name);
     if let Some((name, _)) = pairs
         .iter()
         .find(|(n, _)| UNSERVED_SUBRESOURCES.contains(&n.as_str()))
@@ -266,41 +265,9 @@ pub fn route(
         // A preflight may be for any path of a bucket, its listing included.
         Operation::Preflight
     } else if raw_key.is_empty() {
-        match *method {
-            Method::GET if has("list-type") => Operation::ListObjectsV2,
-            Method::GET if has("uploads") => Operation::ListMultipartUploads,
-            Method::GET if has("location") => Operation::GetBucketLocation,
-            Method::GET => Operation::ListObjects,
-            Method::HEAD => Operation::HeadBucket,
-            Method::POST if has("delete") => Operation::DeleteObjects,
-            // Sub-resources the proxy serves are all GETs or POSTs: a PUT with any query
-            // (`?acl`, `?policy`, …) configures the bucket and stays refused.
-            Method::PUT if pairs.is_empty() => Operation::CreateBucket,
-            _ => return Err(bucket_level(method)),
-        }
+        bucket_operation(method, &pairs)?
     } else {
-        match *method {
-            Method::GET if has("uploadId") => Operation::ListParts,
-            Method::GET if has("attributes") => Operation::GetObjectAttributes,
-            Method::GET => Operation::GetObject,
-            Method::HEAD => Operation::HeadObject,
-            Method::PUT if has("uploadId") => Operation::UploadPart,
-            Method::PUT => Operation::PutObject,
-            Method::POST if has("uploads") => Operation::CreateMultipartUpload,
-            Method::POST if has("uploadId") => Operation::CompleteMultipartUpload,
-            Method::POST => {
-                return Err(Error::NotImplemented {
-                    operation: "This POST operation".to_string(),
-                });
-            }
-            Method::DELETE if has("uploadId") => Operation::AbortMultipartUpload,
-            Method::DELETE => Operation::DeleteObject,
-            _ => {
-                return Err(Error::MethodNotAllowed {
-                    method: method.to_string(),
-                });
-            }
-        }
+        object_operation(method, &pairs)?
     };
 
     let key = percent_decode(raw_key)?;
@@ -310,6 +277,50 @@ pub fn route(
         key,
         operation,
         query,
+    })
+}
+
+/// The operation on a bucket (an empty key).
+fn bucket_operation(method: &Method, pairs: &[(String, String)]) -> Result<Operation, Error> {
+    let has = |name: &str| pairs.iter().any(|(n, _)| n == name);
+    Ok(match *method {
+        Method::GET if has("list-type") => Operation::ListObjectsV2,
+        Method::GET if has("uploads") => Operation::ListMultipartUploads,
+        Method::GET if has("location") => Operation::GetBucketLocation,
+        Method::GET => Operation::ListObjects,
+        Method::HEAD => Operation::HeadBucket,
+        Method::POST if has("delete") => Operation::DeleteObjects,
+        // Sub-resources the proxy serves are all GETs or POSTs: a PUT with any query
+        // (`?acl`, `?policy`, …) configures the bucket and stays refused.
+        Method::PUT if pairs.is_empty() => Operation::CreateBucket,
+        _ => return Err(bucket_level(method)),
+    })
+}
+
+/// The operation on an object.
+fn object_operation(method: &Method, pairs: &[(String, String)]) -> Result<Operation, Error> {
+    let has = |name: &str| pairs.iter().any(|(n, _)| n == name);
+    Ok(match *method {
+        Method::GET if has("uploadId") => Operation::ListParts,
+        Method::GET if has("attributes") => Operation::GetObjectAttributes,
+        Method::GET => Operation::GetObject,
+        Method::HEAD => Operation::HeadObject,
+        Method::PUT if has("uploadId") => Operation::UploadPart,
+        Method::PUT => Operation::PutObject,
+        Method::POST if has("uploads") => Operation::CreateMultipartUpload,
+        Method::POST if has("uploadId") => Operation::CompleteMultipartUpload,
+        Method::POST => {
+            return Err(Error::NotImplemented {
+                operation: "This POST operation".to_string(),
+            });
+        }
+        Method::DELETE if has("uploadId") => Operation::AbortMultipartUpload,
+        Method::DELETE => Operation::DeleteObject,
+        _ => {
+            return Err(Error::MethodNotAllowed {
+                method: method.to_string(),
+            });
+        }
     })
 }
 

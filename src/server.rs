@@ -13,9 +13,13 @@ use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
 
-use crate::config::Config;
+use crate::body::BoxError;
+use crate::config::{Config, Limits};
+use crate::limits::ActivityIo;
 use crate::proxy::Proxy;
 
 /// Accepts connections on `listener` until `shutdown` completes, then waits (up to the
@@ -28,6 +32,46 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limits = proxy.state().limits().clone();
+    let builder = Arc::new(http_builder(&limits));
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = accept(&listener) => match accepted {
+                Some(connection) => connection,
+                None => continue,
+            },
+            () = &mut shutdown => break,
+        };
+        let connection = Connection {
+            proxy: proxy.clone(),
+            builder: builder.clone(),
+            tls: tls.clone(),
+            limits: limits.clone(),
+            peer,
+        };
+        tokio::spawn(connection.serve(stream, graceful.watcher(), permit));
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(limits.shutdown_deadline) => {
+            tracing::warn!("in-flight requests still running at the shutdown deadline");
+        }
+    }
+    Ok(())
+}
+
+/// HTTP/1.1 and HTTP/2 with the configured header limits and timeouts.
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -40,89 +84,82 @@ pub async fn run(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(256);
-    let builder = Arc::new(builder);
-    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(connection) => connection,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let proxy_for_service = proxy.clone();
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let proxy = proxy_for_service.clone();
-            async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, Some(peer)).await) }
-        });
-        let (stream, last_activity) = crate::limits::ActivityIo::new(stream);
-        let metrics = proxy.metrics.clone();
-        metrics.open_connections.fetch_add(1, Ordering::Relaxed);
-        metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        let limits = limits.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let idle = crate::limits::idle(last_activity, limits.idle_timeout);
-            let serve = async {
-                match tls {
-                    None => {
-                        let connection =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(connection.into_owned()).await
-                    }
-                    Some(acceptor) => {
-                        let handshake = tokio::time::timeout(
-                            limits.header_read_timeout,
-                            acceptor.accept(stream),
-                        );
-                        let stream = match handshake.await {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(error)) => return Err(error.into()),
-                            Err(_) => return Err("TLS handshake timed out".into()),
-                        };
-                        let connection =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(connection.into_owned()).await
-                    }
-                }
-            };
-            tokio::select! {
-                result = serve => {
-                    if let Err(error) = result {
-                        tracing::debug!(%peer, %error, "connection ended with an error");
-                    }
-                }
-                () = idle => tracing::debug!(%peer, "idle connection closed"),
-            }
-            metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(limits.shutdown_deadline) => {
-            tracing::warn!("in-flight requests still running at the shutdown deadline");
+    builder
+}
+
+/// The next connection; `None` after a failed accept (out of file descriptors and the like),
+/// having backed off instead of spinning.
+async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
+    match listener.accept().await {
+        Ok(connection) => Some(connection),
+        Err(error) => {
+            tracing::warn!(%error, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
         }
     }
-    Ok(())
+}
+
+/// One accepted connection and what serving it needs.
+struct Connection {
+    proxy: Arc<Proxy>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: Limits,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    /// Serves the connection until it ends or idles out, holding its slot of the limit.
+    async fn serve(self, stream: TcpStream, watcher: Watcher, _permit: OwnedSemaphorePermit) {
+        let _ = stream.set_nodelay(true);
+        let metrics = self.proxy.metrics.clone();
+        metrics.open_connections.fetch_add(1, Ordering::Relaxed);
+        metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+        let (stream, last_activity) = crate::limits::ActivityIo::new(stream);
+        let idle = crate::limits::idle(last_activity, self.limits.idle_timeout);
+        let peer = self.peer;
+        tokio::select! {
+            result = self.serve_http(stream, watcher) => {
+                if let Err(error) = result {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+            }
+            () = idle => tracing::debug!(%peer, "idle connection closed"),
+        }
+        metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// HTTP over the plain stream, or over TLS once the handshake is done in time.
+    async fn serve_http(
+        self,
+        stream: ActivityIo<TcpStream>,
+        watcher: Watcher,
+    ) -> Result<(), BoxError> {
+        let proxy = self.proxy.clone();
+        let peer = self.peer;
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, Some(peer)).await) }
+        });
+        let Some(acceptor) = self.tls else {
+            let connection = self
+                .builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service);
+            return watcher.watch(connection.into_owned()).await;
+        };
+        let handshake =
+            tokio::time::timeout(self.limits.header_read_timeout, acceptor.accept(stream));
+        let stream = match handshake.await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => return Err(error.into()),
+            Err(_) => return Err("TLS handshake timed out".into()),
+        };
+        let connection = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        watcher.watch(connection.into_owned()).await
+    }
 }
 
 /// Binds the configured address and serves until `shutdown`; returns the bound address through

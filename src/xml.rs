@@ -127,40 +127,11 @@ pub fn parse(document: &[u8]) -> Result<Element, XmlError> {
             Event::Empty(_) => unreachable_empty()?,
             Event::End(_) => {
                 // quick-xml has checked that the name matches the open element.
-                let depth = open.len();
-                let done = open.pop().ok_or(XmlError::Root)?;
-                carriage_returns.close(depth, done.children.is_empty())?;
-                if !done.children.is_empty() && !is_xml_space(&done.text) {
-                    return Err(XmlError::MixedContent(done.name));
-                }
-                let done = if done.children.is_empty() {
-                    done
-                } else {
-                    // Whitespace between child elements is layout, not content.
-                    Element {
-                        text: String::new(),
-                        ..done
-                    }
-                };
-                match open.last_mut() {
-                    Some(parent) => parent.children.push(done),
-                    None => root = Some(done),
+                if let Some(done) = close_element(&mut open, &mut carriage_returns)? {
+                    root = Some(done);
                 }
             }
-            Event::Text(text) => {
-                // XML reserves `]]>` in character data; a parser that let it pass would
-                // disagree with one that does not.
-                if text.windows(3).any(|w| w == b"]]>") {
-                    return Err(XmlError::Unsupported("`]]>` outside a CDATA section"));
-                }
-                if text.contains(&b'\r') {
-                    carriage_returns.mark(open.len());
-                }
-                let content = text
-                    .xml10_content()
-                    .map_err(|e| XmlError::Syntax(e.into()))?;
-                append_text(&mut open, &content)?;
-            }
+            Event::Text(text) => append_character_data(&text, &mut open, &mut carriage_returns)?,
             // Only text, and only whitespace, may stand outside the root element.
             Event::CData(_) | Event::GeneralRef(_) if open.is_empty() => {
                 return Err(XmlError::TextOutsideRoot);
@@ -185,6 +156,55 @@ pub fn parse(document: &[u8]) -> Result<Element, XmlError> {
         return Err(XmlError::Root);
     }
     root.ok_or(XmlError::Root)
+}
+
+/// Closes the innermost open element into its parent; the root, once it closes.
+fn close_element(
+    open: &mut Vec<Element>,
+    carriage_returns: &mut CarriageReturns,
+) -> Result<Option<Element>, XmlError> {
+    let depth = open.len();
+    let done = open.pop().ok_or(XmlError::Root)?;
+    carriage_returns.close(depth, done.children.is_empty())?;
+    if !done.children.is_empty() && !is_xml_space(&done.text) {
+        return Err(XmlError::MixedContent(done.name));
+    }
+    let done = if done.children.is_empty() {
+        done
+    } else {
+        // Whitespace between child elements is layout, not content.
+        Element {
+            text: String::new(),
+            ..done
+        }
+    };
+    match open.last_mut() {
+        Some(parent) => {
+            parent.children.push(done);
+            Ok(None)
+        }
+        None => Ok(Some(done)),
+    }
+}
+
+/// Character data between tags, appended to the open element.
+fn append_character_data(
+    text: &quick_xml::events::BytesText<'_>,
+    open: &mut [Element],
+    carriage_returns: &mut CarriageReturns,
+) -> Result<(), XmlError> {
+    // XML reserves `]]>` in character data; a parser that let it pass would disagree with
+    // one that does not.
+    if text.windows(3).any(|w| w == b"]]>") {
+        return Err(XmlError::Unsupported("`]]>` outside a CDATA section"));
+    }
+    if text.contains(&b'\r') {
+        carriage_returns.mark(open.len());
+    }
+    let content = text
+        .xml10_content()
+        .map_err(|e| XmlError::Syntax(e.into()))?;
+    append_text(open, &content)
 }
 
 /// `expand_empty_elements` turns `<a/>` into a start and an end.

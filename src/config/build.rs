@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::credentials::build_credentials;
 use super::fields::{parse_duration, parse_endpoint};
 use super::integration::build_integration;
-use super::raw::{RawClient, RawConfig, RawLimits, RawSts};
+use super::raw::{RawClient, RawConfig, RawLimits, RawServer, RawSts};
 use super::secret::{SecretLookup, read_secret};
 use super::{
     Access, BaseCredentials, Buckets, ClientConfig, Config, CredentialSource, Integration, Limits,
@@ -42,54 +42,8 @@ pub(super) fn build_config(
     problems: &mut Problems<'_>,
     secrets: &dyn SecretLookup,
 ) -> Config {
-    let listen_text = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-    let listen = listen_text.parse().unwrap_or_else(|_| {
-        problems.add(
-            "[server]",
-            "listen",
-            format!("`{listen_text}` is not an address like 127.0.0.1:8080"),
-        );
-        SocketAddr::from(([127, 0, 0, 1], 8080))
-    });
-    let base_domain = raw.server.base_domain.map(|domain| {
-        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        if domain.is_empty() || domain.contains(['/', ':', ' ']) {
-            problems.add(
-                "[server]",
-                "base_domain",
-                "must be a DNS name like media.example.com (no scheme, port or path)",
-            );
-        }
-        domain
-    });
-
-    let admin_listen = raw.server.admin_listen.and_then(|text| {
-        text.parse()
-            .map_err(|_| {
-                problems.add(
-                    "[server]",
-                    "admin_listen",
-                    format!("`{text}` is not an address like 127.0.0.1:9090"),
-                )
-            })
-            .ok()
-    });
-    if admin_listen.is_some_and(|admin| admin == listen && listen.port() != 0) {
-        problems.add("[server]", "admin_listen", "must differ from `listen`");
-    }
-    let tls = raw.server.tls.map(|raw| TlsFiles {
-        cert: PathBuf::from(raw.cert),
-        key: PathBuf::from(raw.key),
-    });
-    if let Some(files) = &tls
-        && let Err(error) = crate::tls::read_certified_key(files)
-    {
-        problems.add("[server.tls]", "cert", error);
-    }
-    let limits = build_limits(raw.server.limits.unwrap_or_default(), problems);
-
+    let server = build_server(raw.server, problems);
     let sts = build_sts(raw.sts, problems, secrets);
-
     let mut integrations = Vec::new();
     for (index, raw_integration) in raw.integrations.into_iter().enumerate() {
         if let Some(integration) = build_integration(index, raw_integration, problems, secrets) {
@@ -103,19 +57,67 @@ pub(super) fn build_config(
         .enumerate()
         .filter_map(|(index, raw)| build_client(index, raw, &integrations, problems, secrets))
         .collect();
-
     Config {
-        server: ServerConfig {
-            listen,
-            admin_listen,
-            base_domain,
-            tls,
-            limits,
-            sigv2: raw.server.sigv2.unwrap_or(true),
-        },
+        server,
         sts,
         integrations,
         clients,
+    }
+}
+
+/// `[server]`: the listeners, the virtual-host domain, TLS and the limits.
+fn build_server(raw: RawServer, problems: &mut Problems<'_>) -> ServerConfig {
+    let place = "[server]";
+    let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = listen_text.parse().unwrap_or_else(|_| {
+        problems.add(
+            place,
+            "listen",
+            format!("`{listen_text}` is not an address like 127.0.0.1:8080"),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
+    let base_domain = raw.base_domain.map(|domain| {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        if domain.is_empty() || domain.contains(['/', ':', ' ']) {
+            problems.add(
+                place,
+                "base_domain",
+                "must be a DNS name like media.example.com (no scheme, port or path)",
+            );
+        }
+        domain
+    });
+    let admin_listen = raw.admin_listen.and_then(|text| {
+        text.parse()
+            .map_err(|_| {
+                problems.add(
+                    place,
+                    "admin_listen",
+                    format!("`{text}` is not an address like 127.0.0.1:9090"),
+                )
+            })
+            .ok()
+    });
+    if admin_listen.is_some_and(|admin| admin == listen && listen.port() != 0) {
+        problems.add(place, "admin_listen", "must differ from `listen`");
+    }
+    let tls = raw.tls.map(|raw| TlsFiles {
+        cert: PathBuf::from(raw.cert),
+        key: PathBuf::from(raw.key),
+    });
+    if let Some(files) = &tls
+        && let Err(error) = crate::tls::read_certified_key(files)
+    {
+        problems.add("[server.tls]", "cert", error);
+    }
+    ServerConfig {
+        listen,
+        admin_listen,
+        base_domain,
+        tls,
+        limits: build_limits(raw.limits.unwrap_or_default(), problems),
+        sigv2: raw.sigv2.unwrap_or(true),
     }
 }
 
@@ -123,6 +125,7 @@ pub(super) fn build_config(
 fn build_limits(raw: RawLimits, problems: &mut Problems<'_>) -> Limits {
     let place = "[server.limits]";
     let defaults = Limits::default();
+    let rate_limit = rate_limit(&raw, defaults.rate_limit, problems);
     let mut duration = |text: Option<String>, default: Duration, field: &str| {
         let value = parse_setting_duration(text.as_deref(), default, place, field, problems);
         if value.is_zero() {
@@ -178,25 +181,6 @@ fn build_limits(raw: RawLimits, problems: &mut Problems<'_>) -> Limits {
         1,
         "max_connections",
     );
-    let rate_limit = match raw.rate_limit {
-        None => defaults.rate_limit,
-        Some(0.0) => None,
-        Some(rate) if rate.is_finite() && rate > 0.0 => Some(RateLimit {
-            per_second: rate,
-            burst: raw
-                .rate_limit_burst
-                .unwrap_or_else(|| (rate * 2.0).ceil().min(f64::from(u32::MAX)) as u32)
-                .max(1),
-        }),
-        Some(_) => {
-            problems.add(
-                place,
-                "rate_limit",
-                "must be a positive number, or 0 for none",
-            );
-            None
-        }
-    };
     Limits {
         max_header_bytes,
         max_headers,
@@ -208,6 +192,33 @@ fn build_limits(raw: RawLimits, problems: &mut Problems<'_>) -> Limits {
         upstream_first_byte_timeout,
         shutdown_deadline,
         rate_limit,
+    }
+}
+
+/// `rate_limit` (0: none) and `rate_limit_burst` (twice the rate unless given).
+fn rate_limit(
+    raw: &RawLimits,
+    default: Option<RateLimit>,
+    problems: &mut Problems<'_>,
+) -> Option<RateLimit> {
+    match raw.rate_limit {
+        None => default,
+        Some(0.0) => None,
+        Some(rate) if rate.is_finite() && rate > 0.0 => Some(RateLimit {
+            per_second: rate,
+            burst: raw
+                .rate_limit_burst
+                .unwrap_or_else(|| (rate * 2.0).ceil().min(f64::from(u32::MAX)) as u32)
+                .max(1),
+        }),
+        Some(_) => {
+            problems.add(
+                "[server.limits]",
+                "rate_limit",
+                "must be a positive number, or 0 for none",
+            );
+            None
+        }
     }
 }
 

@@ -32,63 +32,9 @@ pub(super) fn build_credentials(
         );
         return None;
     }
-
-    if let Some(role_arn) = raw.role_arn {
-        let mut ok = true;
-        if let Err(reason) = check_role_arn(&role_arn) {
-            problems.add(place, "role_arn", reason);
-            ok = false;
-        }
-        for (field, given) in [
-            ("secret_access_key_env", raw.secret_access_key_env.is_some()),
-            (
-                "secret_access_key_file",
-                raw.secret_access_key_file.is_some(),
-            ),
-            ("session_token_env", raw.session_token_env.is_some()),
-        ] {
-            if given {
-                problems.add(place, field, "does not go with `role_arn`");
-                ok = false;
-            }
-        }
-        if let Some(external_id) = &raw.external_id
-            && (external_id.len() < 2
-                || external_id.len() > 1224
-                || !external_id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c)))
-        {
-            problems.add(
-                place,
-                "external_id",
-                "must be 2-1224 characters of letters, digits and +=,.@:/-_ (AWS's rule)",
-            );
-            ok = false;
-        }
-        let session_name = raw
-            .session_name
-            .unwrap_or_else(|| DEFAULT_SESSION_NAME.to_string());
-        if session_name.len() < 2
-            || session_name.len() > 64
-            || !session_name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c))
-        {
-            problems.add(
-                place,
-                "session_name",
-                "must be 2-64 characters of letters, digits and +=,.@-_ (AWS's rule)",
-            );
-            ok = false;
-        }
-        return ok.then_some(CredentialSource::AssumeRole {
-            role_arn,
-            external_id: raw.external_id,
-            session_name,
-        });
+    if raw.role_arn.is_some() {
+        return assume_role(raw, place, problems);
     }
-
     for (field, given) in [
         ("external_id", raw.external_id.is_some()),
         ("session_name", raw.session_name.is_some()),
@@ -97,19 +43,84 @@ pub(super) fn build_credentials(
             problems.add(place, field, "only goes with `role_arn`");
         }
     }
-
-    if let Some(source) = raw.source {
-        if source != "default-chain" {
+    match raw.source.as_deref() {
+        Some("default-chain") => Some(CredentialSource::DefaultChain),
+        Some(source) => {
             problems.add(
                 place,
                 "source",
                 format!("`{source}` is not \"default-chain\""),
             );
-            return None;
+            None
         }
-        return Some(CredentialSource::DefaultChain);
+        None => static_keys(raw, place, problems, secrets).map(CredentialSource::Static),
     }
+}
 
+/// `role_arn` with its ExternalId and session name, each by AWS's rules.
+fn assume_role(
+    raw: RawCredentials,
+    place: &str,
+    problems: &mut Problems<'_>,
+) -> Option<CredentialSource> {
+    let before = problems.list.len();
+    let role_arn = raw.role_arn.unwrap_or_default();
+    if let Err(reason) = check_role_arn(&role_arn) {
+        problems.add(place, "role_arn", reason);
+    }
+    for (field, given) in [
+        ("secret_access_key_env", raw.secret_access_key_env.is_some()),
+        (
+            "secret_access_key_file",
+            raw.secret_access_key_file.is_some(),
+        ),
+        ("session_token_env", raw.session_token_env.is_some()),
+    ] {
+        if given {
+            problems.add(place, field, "does not go with `role_arn`");
+        }
+    }
+    if let Some(external_id) = &raw.external_id
+        && !aws_identifier(external_id, 2..=1224, "+=,.@:/-_")
+    {
+        problems.add(
+            place,
+            "external_id",
+            "must be 2-1224 characters of letters, digits and +=,.@:/-_ (AWS's rule)",
+        );
+    }
+    let session_name = raw
+        .session_name
+        .unwrap_or_else(|| DEFAULT_SESSION_NAME.to_string());
+    if !aws_identifier(&session_name, 2..=64, "+=,.@-_") {
+        problems.add(
+            place,
+            "session_name",
+            "must be 2-64 characters of letters, digits and +=,.@-_ (AWS's rule)",
+        );
+    }
+    (problems.list.len() == before).then_some(CredentialSource::AssumeRole {
+        role_arn,
+        external_id: raw.external_id,
+        session_name,
+    })
+}
+
+/// Letters, digits and `extra`, with a length in `lengths`: how AWS defines its identifiers.
+fn aws_identifier(text: &str, lengths: std::ops::RangeInclusive<usize>, extra: &str) -> bool {
+    lengths.contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+}
+
+/// An access key id with its secret (and an optional session token), never inline.
+fn static_keys(
+    raw: RawCredentials,
+    place: &str,
+    problems: &mut Problems<'_>,
+    secrets: &dyn SecretLookup,
+) -> Option<StaticKeys> {
     let access_key_id = raw.access_key_id.unwrap_or_default();
     if access_key_id.is_empty() || !access_key_id.chars().all(|c| c.is_ascii_alphanumeric()) {
         problems.add(place, "access_key_id", "must be letters and digits");
@@ -135,9 +146,9 @@ pub(super) fn build_credentials(
             }
         },
     };
-    Some(CredentialSource::Static(StaticKeys {
+    Some(StaticKeys {
         access_key_id,
         secret_access_key: secret?,
         session_token,
-    }))
+    })
 }
