@@ -34,6 +34,8 @@ pub struct RequestLog {
     pub request_id: String,
     pub method: &'static str,
     pub client: String,
+    /// The caller's address: the peer's, or the client's behind a trusted front proxy.
+    pub client_ip: Option<std::net::IpAddr>,
     pub bucket: String,
     pub integration: Option<String>,
     pub status: u16,
@@ -127,6 +129,7 @@ impl<B> Drop for LoggedBody<B> {
             request_id = %log.request_id,
             method = log.method,
             client = %log.client,
+            client_ip = %ClientIp(log.client_ip),
             bucket = %log.bucket,
             integration,
             status = log.status,
@@ -140,6 +143,18 @@ impl<B> Drop for LoggedBody<B> {
             complete,
             "request"
         );
+    }
+}
+
+/// The access line's `client_ip`: the address, or `-` for a request with no peer.
+struct ClientIp(Option<std::net::IpAddr>);
+
+impl std::fmt::Display for ClientIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(address) => address.fmt(f),
+            None => f.write_str("-"),
+        }
     }
 }
 

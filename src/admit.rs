@@ -7,7 +7,7 @@
 //! on the integration. The outcome is an [`Admitted`] request for the upstream phase, or an
 //! answer the proxy gives itself (a preflight, ListBuckets, CreateBucket, HeadBucket).
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
@@ -20,7 +20,7 @@ use crate::config::Integration;
 use crate::error::Error;
 use crate::front_door::{Authentication, Caller, Verified};
 use crate::integration::Target;
-use crate::limits::RateLimiter;
+use crate::limits::{CallerKey, RateLimiter};
 use crate::metrics::Metrics;
 use crate::route::{Operation, Route, route};
 use crate::state::State;
@@ -55,7 +55,7 @@ pub struct Gate<'a> {
 pub fn admit<B>(
     state: &State,
     mut request: Request<B>,
-    peer: Option<SocketAddr>,
+    client_ip: Option<IpAddr>,
     gate: &Gate<'_>,
     seen: &mut Seen,
 ) -> Result<Admission<B>, Error> {
@@ -85,7 +85,7 @@ pub fn admit<B>(
         .operation
         .with_copy_source(verified.signed("x-amz-copy-source"));
     seen.client = Some(verified.caller.key_id().to_string());
-    check_rate(state, &verified.caller, peer, gate)?;
+    check_rate(state, &verified.caller, client_ip, gate)?;
     if let Some(answer) = answer_for_the_service(state, &route, &verified, gate, seen)? {
         return Ok(Admission::Answered(answer));
     }
@@ -203,17 +203,18 @@ fn check_shape<B>(state: &State, request: &Request<B>) -> Result<(), Error> {
 fn check_rate(
     state: &State,
     caller: &Caller,
-    peer: Option<SocketAddr>,
+    client_ip: Option<IpAddr>,
     gate: &Gate<'_>,
 ) -> Result<(), Error> {
     let Some(limit) = state.limits().rate_limit else {
         return Ok(());
     };
-    let who = match (caller.key_id(), peer) {
-        ("-", Some(peer)) => peer.ip().to_string(),
-        (key_id, _) => key_id.to_string(),
+    let who = match (caller, client_ip) {
+        (Caller::Client(client), _) => gate.rate_limiter.client_key(&client.access_key_id),
+        (Caller::Anonymous, Some(address)) => CallerKey::address(address),
+        (Caller::Anonymous, None) => gate.rate_limiter.client_key("-"),
     };
-    gate.rate_limiter.check(&who, limit).map_err(|wait| {
+    gate.rate_limiter.check(who, limit).map_err(|wait| {
         gate.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
         Error::SlowDown {
             retry_after_seconds: wait.as_secs().max(1),

@@ -2,6 +2,7 @@
 //! closes connections on which no byte has moved for a while.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,47 +14,139 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::config::RateLimit;
 
-/// Past this many tracked callers, full buckets are forgotten.
-const PRUNE_ABOVE: usize = 10_000;
+/// Independent parts of the limiter, each with its own lock: callers on different shards
+/// never wait for each other.
+const SHARDS: usize = 16;
+/// The most callers one shard tracks; 16 × 4,096 buckets is about 3 MiB at most.
+const SHARD_CAPACITY: usize = 4096;
+/// A full shard forgets full buckets at most this often, so no request pays for a scan of
+/// the shard more than once per interval, however many callers come and go.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A token bucket per caller (client key id, or the peer address of anonymous callers).
-#[derive(Default)]
-pub struct RateLimiter {
-    buckets: Mutex<HashMap<String, Bucket>>,
+/// Who a rate limit counts: a client by its key id, an anonymous caller by its address. An
+/// IPv6 caller is counted by its /64, the smallest network a host is given: one host holds
+/// 2^64 addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallerKey {
+    /// A client, by a hash of its access key id (no allocation per request).
+    Client(u64),
+    /// An anonymous IPv4 caller.
+    V4(u32),
+    /// An anonymous IPv6 caller's /64.
+    V6(u64),
 }
 
+impl CallerKey {
+    /// The key of an anonymous caller at `address`.
+    pub fn address(address: std::net::IpAddr) -> CallerKey {
+        match crate::peer::unmapped(address) {
+            std::net::IpAddr::V4(v4) => CallerKey::V4(u32::from(v4)),
+            std::net::IpAddr::V6(v6) => CallerKey::V6((u128::from(v6) >> 64) as u64),
+        }
+    }
+}
+
+/// A token bucket per caller, in shards. Memory is bounded: a full shard forgets callers whose
+/// buckets have refilled, at most once per [`PRUNE_INTERVAL`]; newcomers to a shard that is
+/// still full share one overflow bucket, so a flood of distinct sources is limited together
+/// rather than growing the table.
+pub struct RateLimiter {
+    shards: Vec<Mutex<Shard>>,
+    hasher: std::hash::RandomState,
+}
+
+#[derive(Default)]
+struct Shard {
+    buckets: HashMap<CallerKey, Bucket>,
+    overflow: Option<Bucket>,
+    pruned: Option<Instant>,
+}
+
+#[derive(Clone, Copy)]
 struct Bucket {
     tokens: f64,
     updated: Instant,
 }
 
+impl Default for RateLimiter {
+    fn default() -> Self {
+        RateLimiter {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+}
+
 impl RateLimiter {
+    /// The key of a client with this access key id.
+    pub fn client_key(&self, access_key_id: &str) -> CallerKey {
+        CallerKey::Client(self.hasher.hash_one(access_key_id))
+    }
+
     /// Takes one token for `caller`; `Err` carries how long until one is available.
-    pub fn check(&self, caller: &str, limit: RateLimit) -> Result<(), Duration> {
+    pub fn check(&self, caller: CallerKey, limit: RateLimit) -> Result<(), Duration> {
         let now = Instant::now();
-        let burst = f64::from(limit.burst);
-        let Ok(mut buckets) = self.buckets.lock() else {
+        let shard = self.hasher.hash_one(caller) as usize % SHARDS;
+        let Some(Ok(mut shard)) = self.shards.get(shard).map(Mutex::lock) else {
             return Ok(());
         };
-        if buckets.len() > PRUNE_ABOVE {
-            buckets.retain(|_, bucket| {
-                let refilled = bucket.tokens
-                    + now.duration_since(bucket.updated).as_secs_f64() * limit.per_second;
-                refilled < burst
-            });
-        }
-        let bucket = buckets.entry(caller.to_string()).or_insert(Bucket {
-            tokens: burst,
+        shard.take(caller, limit, now)
+    }
+
+    /// How many callers are tracked (for tests and the bench).
+    pub fn tracked(&self) -> usize {
+        self.shards
+            .iter()
+            .filter_map(|shard| shard.lock().ok().map(|s| s.buckets.len()))
+            .sum()
+    }
+}
+
+impl Shard {
+    fn take(&mut self, caller: CallerKey, limit: RateLimit, now: Instant) -> Result<(), Duration> {
+        let full = Bucket {
+            tokens: f64::from(limit.burst),
             updated: now,
-        });
-        let elapsed = now.duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * limit.per_second).min(burst);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        };
+        if !self.buckets.contains_key(&caller) && self.buckets.len() >= SHARD_CAPACITY {
+            self.prune(limit, now);
+        }
+        let bucket = if self.buckets.len() < SHARD_CAPACITY || self.buckets.contains_key(&caller) {
+            self.buckets.entry(caller).or_insert(full)
+        } else {
+            self.overflow.get_or_insert(full)
+        };
+        bucket.take(limit, now)
+    }
+
+    /// Forgets callers whose buckets are full again, at most once per interval.
+    fn prune(&mut self, limit: RateLimit, now: Instant) {
+        if self
+            .pruned
+            .is_some_and(|last| now.duration_since(last) < PRUNE_INTERVAL)
+        {
+            return;
+        }
+        self.pruned = Some(now);
+        self.buckets
+            .retain(|_, bucket| bucket.refilled(limit, now) < f64::from(limit.burst));
+    }
+}
+
+impl Bucket {
+    fn refilled(&self, limit: RateLimit, now: Instant) -> f64 {
+        let elapsed = now.duration_since(self.updated).as_secs_f64();
+        (self.tokens + elapsed * limit.per_second).min(f64::from(limit.burst))
+    }
+
+    fn take(&mut self, limit: RateLimit, now: Instant) -> Result<(), Duration> {
+        self.tokens = self.refilled(limit, now);
+        self.updated = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
             Ok(())
         } else {
-            let wait = (1.0 - bucket.tokens) / limit.per_second;
+            let wait = (1.0 - self.tokens) / limit.per_second;
             Err(Duration::from_secs_f64(wait.max(0.001)))
         }
     }
@@ -72,6 +165,7 @@ pub struct ActivityIo<T> {
 }
 
 impl<T> ActivityIo<T> {
+    /// Wraps `inner`; the counter holds the time bytes last moved.
     pub fn new(inner: T) -> (Self, Arc<AtomicU64>) {
         let last = Arc::new(AtomicU64::new(now_ms()));
         (
@@ -160,12 +254,63 @@ mod tests {
             per_second: 1.0,
             burst: 3,
         };
+        let a = limiter.client_key("a");
         for _ in 0..3 {
-            assert!(limiter.check("a", limit).is_ok());
+            assert!(limiter.check(a, limit).is_ok());
         }
-        let wait = limiter.check("a", limit).expect_err("over the burst");
+        let wait = limiter.check(a, limit).expect_err("over the burst");
         assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1));
         // Another caller has its own bucket.
-        assert!(limiter.check("b", limit).is_ok());
+        assert!(limiter.check(limiter.client_key("b"), limit).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_host_is_one_caller_and_ipv4_ones_are_each_their_own() {
+        let key = |text: &str| CallerKey::address(text.parse().expect("address"));
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_ne!(key("192.0.2.1"), key("192.0.2.2"));
+        assert_eq!(key("::ffff:192.0.2.1"), key("192.0.2.1"));
+        let limiter = RateLimiter::default();
+        let limit = RateLimit {
+            per_second: 1.0,
+            burst: 1,
+        };
+        assert!(limiter.check(key("2001:db8::1"), limit).is_ok());
+        assert!(
+            limiter.check(key("2001:db8::2"), limit).is_err(),
+            "same /64"
+        );
+        assert!(limiter.check(key("2001:db8:0:1::1"), limit).is_ok());
+    }
+
+    #[test]
+    fn a_flood_of_sources_stays_bounded_and_shares_one_overflow_bucket() {
+        let limiter = RateLimiter::default();
+        let limit = RateLimit {
+            per_second: 1.0,
+            burst: 2,
+        };
+        let mut admitted = 0;
+        let mut refused = 0;
+        for n in 0..200_000u32 {
+            match limiter.check(CallerKey::V4(n), limit) {
+                Ok(()) => admitted += 1,
+                Err(_) => refused += 1,
+            }
+        }
+        let bound = SHARDS * SHARD_CAPACITY;
+        assert!(limiter.tracked() <= bound, "{} tracked", limiter.tracked());
+        // Every tracked caller got its burst's first token; the untracked rest share one
+        // bucket per shard (2 tokens each), so most of the flood is refused.
+        assert!(admitted >= limiter.tracked(), "{admitted} admitted");
+        assert!(admitted <= bound + SHARDS * 2, "{admitted} admitted");
+        assert!(refused >= 200_000 - bound - SHARDS * 2, "{refused} refused");
+        // A caller tracked before the flood keeps its own bucket.
+        let early = CallerKey::V4(0);
+        assert!(limiter.check(early, limit).is_ok());
     }
 }

@@ -15,7 +15,7 @@
 //! carrying its request id. Headers are never logged.
 
 use std::hash::{BuildHasher, Hasher};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
@@ -92,8 +92,9 @@ impl Proxy {
         Ok(())
     }
 
-    /// Serves one request; never fails: errors become S3 XML responses. `peer` identifies
-    /// anonymous callers to the rate limit.
+    /// Serves one request; never fails: errors become S3 XML responses. `peer` (or the client
+    /// behind it, when it is a trusted front proxy) identifies anonymous callers to the rate
+    /// limit, and is logged.
     pub async fn handle<B>(
         &self,
         request: Request<B>,
@@ -105,6 +106,9 @@ impl Proxy {
     {
         let state = self.state();
         let request_id = self.request_ids.next();
+        let client_ip = peer.map(|peer| {
+            crate::peer::client_ip(&state.config.server.front, peer.ip(), request.headers())
+        });
         let method = method_label(request.method());
         let span = tracing::info_span!("request", id = %request_id);
         let bytes_in = Arc::new(AtomicU64::new(0));
@@ -115,7 +119,7 @@ impl Proxy {
             let origin = request.headers().get(header::ORIGIN).cloned();
             let mut seen = Seen::default();
             let result = self
-                .serve(&state, request, peer, &request_id, &mut seen)
+                .serve(&state, request, client_ip, &request_id, &mut seen)
                 .await;
             let (mut response, code) = match result {
                 Ok(response) => (response, None),
@@ -129,6 +133,7 @@ impl Proxy {
                 request_id,
                 method,
                 client: seen.client.unwrap_or_else(|| "-".to_string()),
+                client_ip,
                 bucket: seen.bucket.unwrap_or_else(|| "-".to_string()),
                 integration: seen.integration,
                 status: response.status().as_u16(),
@@ -151,7 +156,7 @@ impl Proxy {
         &self,
         state: &State,
         request: Request<B>,
-        peer: Option<SocketAddr>,
+        client_ip: Option<IpAddr>,
         request_id: &str,
         seen: &mut Seen,
     ) -> Result<Response<ProxyBody>, Error>
@@ -165,7 +170,7 @@ impl Proxy {
             metrics: &self.metrics,
             started: self.started,
         };
-        let mut admitted = match crate::admit::admit(state, request, peer, &gate, seen)? {
+        let mut admitted = match crate::admit::admit(state, request, client_ip, &gate, seen)? {
             Admission::Answered(response) => return Ok(response),
             Admission::Forward(admitted) => admitted,
         };

@@ -32,6 +32,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limits = proxy.state().limits().clone();
+    let proxy_protocol = proxy.state().config.server.front.proxy_protocol;
     let builder = Arc::new(http_builder(&limits));
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
@@ -56,6 +57,7 @@ pub async fn run(
             builder: builder.clone(),
             tls: tls.clone(),
             limits: limits.clone(),
+            proxy_protocol,
             peer,
         };
         tokio::spawn(connection.serve(stream, graceful.watcher(), permit));
@@ -106,13 +108,35 @@ struct Connection {
     builder: Arc<auto::Builder<TokioExecutor>>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limits: Limits,
+    /// Every connection starts with a PROXY protocol header naming the client.
+    proxy_protocol: bool,
+    /// The socket's peer; the client a PROXY header names, once it is read.
     peer: SocketAddr,
 }
 
 impl Connection {
     /// Serves the connection until it ends or idles out, holding its slot of the limit.
-    async fn serve(self, stream: TcpStream, watcher: Watcher, _permit: OwnedSemaphorePermit) {
+    async fn serve(
+        mut self,
+        mut stream: TcpStream,
+        watcher: Watcher,
+        _permit: OwnedSemaphorePermit,
+    ) {
         let _ = stream.set_nodelay(true);
+        if self.proxy_protocol {
+            let header = crate::proxy_protocol::read_header(&mut stream);
+            match tokio::time::timeout(self.limits.header_read_timeout, header).await {
+                Ok(Ok(source)) => self.peer = source.unwrap_or(self.peer),
+                Ok(Err(error)) => {
+                    tracing::debug!(peer = %self.peer, %error, "connection refused");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %self.peer, "no PROXY header in time: connection refused");
+                    return;
+                }
+            }
+        }
         let metrics = self.proxy.metrics.clone();
         metrics.open_connections.fetch_add(1, Ordering::Relaxed);
         metrics.connections_total.fetch_add(1, Ordering::Relaxed);

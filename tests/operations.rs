@@ -848,3 +848,144 @@ secret_access_key_env = "TLS_CLIENT_SECRET"
         "the old certificate is still served"
     );
 }
+
+/// Sends a GET for `path` from the local address `from` (any 127.x.y.z is loopback), after
+/// `preamble` (a PROXY protocol header, or nothing); the status, or `None` when the proxy
+/// closed the connection without answering.
+async fn get_from(
+    from: std::net::IpAddr,
+    proxy: std::net::SocketAddr,
+    preamble: &[u8],
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<u16> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::new(from, 0)).unwrap();
+    let mut stream = socket.connect(proxy).await.unwrap();
+    let mut request = preamble.to_vec();
+    request.extend_from_slice(
+        format!("GET {path} HTTP/1.1\r\nHost: p\r\nConnection: close\r\n").as_bytes(),
+    );
+    for (name, value) in headers {
+        request.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    let _ = stream.write_all(&request).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer));
+    assert!(read.await.is_ok(), "no answer and no close within 5 s");
+    let text = String::from_utf8_lossy(&answer);
+    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+/// The `client_ip` values of the access lines, in order.
+fn logged_client_ips(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("target=access"))
+        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("client_ip=")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// One token per caller, refilled every 100 s: a second request from a caller is refused.
+const ONE_REQUEST_EACH: &str = "[server.limits]\nrate_limit = 0.01\nrate_limit_burst = 1\n";
+
+#[tokio::test]
+async fn behind_a_trusted_balancer_the_forwarded_client_is_limited_and_logged() {
+    let moto = moto();
+    let dir = TempDir::new("ops-forwarded");
+    let config = format!(
+        "[server]\nlisten = \"LISTEN\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n{ONE_REQUEST_EACH}{}",
+        static_reader_integration(
+            "acme",
+            &format!("bucket = \"{}\"", moto.tenant_a.bucket),
+            &moto.endpoint(),
+        )
+    );
+    let env = moto_env(moto);
+    let proxy = ProxyProcess::spawn_with(
+        &dir.0,
+        &config,
+        &env_refs(&env),
+        &["--log-format", "logfmt"],
+    )
+    .await;
+    let balancer: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let stranger: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let path = "/acme/owner.txt";
+    let xff = |client| [("X-Forwarded-For", client)];
+    let statuses = [
+        // From the trusted balancer: each forwarded client has its own bucket, and the
+        // spoofed left-most entry of the second request is not who is counted.
+        get_from(balancer, proxy.address, b"", path, &xff("203.0.113.1")).await,
+        get_from(
+            balancer,
+            proxy.address,
+            b"",
+            path,
+            &xff("6.6.6.6, 203.0.113.2"),
+        )
+        .await,
+        get_from(balancer, proxy.address, b"", path, &xff("203.0.113.1")).await,
+        // From a peer nobody trusts: its header is ignored and the peer itself is counted.
+        get_from(stranger, proxy.address, b"", path, &xff("203.0.113.3")).await,
+        get_from(stranger, proxy.address, b"", path, &xff("203.0.113.4")).await,
+    ];
+    assert_eq!(
+        statuses,
+        [Some(200), Some(200), Some(429), Some(200), Some(429)]
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        logged_client_ips(&proxy.log()),
+        [
+            "203.0.113.1",
+            "203.0.113.2",
+            "203.0.113.1",
+            "127.0.0.2",
+            "127.0.0.2"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn with_the_proxy_protocol_on_the_header_names_the_client_and_is_required() {
+    let moto = moto();
+    let dir = TempDir::new("ops-proxy-protocol");
+    let config = format!(
+        "[server]\nlisten = \"LISTEN\"\nproxy_protocol = true\n{ONE_REQUEST_EACH}{}",
+        static_reader_integration(
+            "acme",
+            &format!("bucket = \"{}\"", moto.tenant_a.bucket),
+            &moto.endpoint(),
+        )
+    );
+    let env = moto_env(moto);
+    let proxy = ProxyProcess::spawn_with(
+        &dir.0,
+        &config,
+        &env_refs(&env),
+        &["--log-format", "logfmt"],
+    )
+    .await;
+    let local: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let path = "/acme/owner.txt";
+    let v1 = b"PROXY TCP4 198.51.100.7 127.0.0.1 40000 443\r\n";
+    // v2: PROXY over TCP/IPv4 from 198.51.100.8:40001.
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    v2.extend_from_slice(&[198, 51, 100, 8, 127, 0, 0, 1, 0x9c, 0x41, 0x01, 0xbb]);
+    let statuses = [
+        get_from(local, proxy.address, v1, path, &[]).await,
+        get_from(local, proxy.address, v1, path, &[]).await,
+        get_from(local, proxy.address, &v2, path, &[]).await,
+        // Without a header the connection is closed unanswered: nothing bypasses the balancer.
+        get_from(local, proxy.address, b"", path, &[]).await,
+        get_from(local, proxy.address, b"PROXY TCP4 nonsense\r\n", path, &[]).await,
+    ];
+    assert_eq!(statuses, [Some(200), Some(429), Some(200), None, None]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        logged_client_ips(&proxy.log()),
+        ["198.51.100.7", "198.51.100.7", "198.51.100.8"]
+    );
+}

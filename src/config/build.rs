@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::credentials::build_credentials;
-use super::fields::{parse_duration, parse_endpoint};
+use super::fields::{parse_duration, parse_endpoint, parse_ip_net};
 use super::integration::build_integration;
 use super::raw::{RawClient, RawConfig, RawLimits, RawServer, RawSts};
 use super::secret::{SecretLookup, read_secret};
 use super::{
-    Access, BaseCredentials, Buckets, ClientConfig, Config, CredentialSource, Integration, Limits,
-    RateLimit, ServerConfig, StsConfig,
+    Access, BaseCredentials, Buckets, ClientConfig, Config, CredentialSource, ForwardedHeader,
+    FrontProxies, Integration, Limits, RateLimit, ServerConfig, StsConfig,
 };
 use crate::tls::TlsFiles;
 
@@ -111,6 +111,28 @@ fn build_server(raw: RawServer, problems: &mut Problems<'_>) -> ServerConfig {
     {
         problems.add("[server.tls]", "cert", error);
     }
+    let trusted = raw
+        .trusted_proxies
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|text| {
+            parse_ip_net(text)
+                .map_err(|reason| problems.add(place, "trusted_proxies", reason))
+                .ok()
+        })
+        .collect();
+    let header = match raw.client_ip_header.as_deref() {
+        None | Some("x-forwarded-for") => ForwardedHeader::XForwardedFor,
+        Some("forwarded") => ForwardedHeader::Forwarded,
+        Some(other) => {
+            problems.add(
+                place,
+                "client_ip_header",
+                format!("`{other}` is not \"x-forwarded-for\" or \"forwarded\""),
+            );
+            ForwardedHeader::XForwardedFor
+        }
+    };
     ServerConfig {
         listen,
         admin_listen,
@@ -118,6 +140,11 @@ fn build_server(raw: RawServer, problems: &mut Problems<'_>) -> ServerConfig {
         tls,
         limits: build_limits(raw.limits.unwrap_or_default(), problems),
         sigv2: raw.sigv2.unwrap_or(true),
+        front: FrontProxies {
+            trusted,
+            header,
+            proxy_protocol: raw.proxy_protocol,
+        },
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Endpoint, Scheme};
+use super::{Endpoint, IpNet, Scheme};
 
 /// S3's bucket naming rules (also applied to integration names, which share the URL space).
 pub fn check_bucket_name(name: &str) -> Result<(), String> {
@@ -117,4 +117,36 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         _ => return None,
     };
     Some(Duration::from_secs(seconds))
+}
+
+/// `10.0.0.0/8`, `2001:db8::/32` or a single address; host bits must be clear.
+pub(super) fn parse_ip_net(text: &str) -> Result<IpNet, String> {
+    let (address, prefix) = match text.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (text, None),
+    };
+    let address: std::net::IpAddr = address
+        .parse()
+        .map_err(|_| format!("`{text}` is not an address range like 10.0.0.0/8 or fd00::/8"))?;
+    let width: u8 = if address.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => width,
+        Some(prefix) => prefix
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= width)
+            .ok_or_else(|| format!("`{text}`: the prefix length must be 0-{width}"))?,
+    };
+    let net = IpNet { address, prefix };
+    let bits = match address {
+        std::net::IpAddr::V4(v4) => u128::from(u32::from(v4)) << 96,
+        std::net::IpAddr::V6(v6) => u128::from(v6),
+    };
+    let host_bits = bits.checked_shl(u32::from(prefix)).unwrap_or(0);
+    if host_bits != 0 {
+        return Err(format!(
+            "`{text}` has host bits set: write the range's first address"
+        ));
+    }
+    Ok(net)
 }

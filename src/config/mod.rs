@@ -83,6 +83,69 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Whether clients may sign with SigV2 (on by default; off answers S3's 400).
     pub sigv2: bool,
+    /// Where the client's own address comes from behind load balancers.
+    pub front: FrontProxies,
+}
+
+/// Load balancers and proxies in front of the public listener. The client address they report
+/// feeds the rate limit and the access line, never routing or authorisation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FrontProxies {
+    /// Peers whose forwarding header is believed (`trusted_proxies`); none by default.
+    pub trusted: Vec<IpNet>,
+    /// Which header a trusted peer reports the client in (`client_ip_header`).
+    pub header: ForwardedHeader,
+    /// Every connection starts with a PROXY protocol (v1 or v2) header (`proxy_protocol`);
+    /// one without is closed.
+    pub proxy_protocol: bool,
+}
+
+/// The header a trusted front proxy writes the client's address in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2` (nginx, HAProxy, most balancers).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
+}
+
+/// An address range: `10.0.0.0/8`, `fd00::/8`, or one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    /// The range's first address (host bits cleared).
+    pub address: std::net::IpAddr,
+    /// The number of leading bits that must match.
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `address` is in the range (an IPv4-mapped IPv6 address is not an IPv4 one).
+    pub fn contains(&self, address: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        match (self.address, address) {
+            (IpAddr::V4(net), IpAddr::V4(address)) => mask_matches(
+                u32::from(net).into(),
+                u32::from(address).into(),
+                self.prefix,
+                32,
+            ),
+            (IpAddr::V6(net), IpAddr::V6(address)) => {
+                mask_matches(u128::from(net), u128::from(address), self.prefix, 128)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether the first `prefix` of `width` bits of `a` and `b` agree.
+fn mask_matches(a: u128, b: u128, prefix: u8, width: u32) -> bool {
+    let prefix = u32::from(prefix).min(width);
+    if prefix == 0 {
+        return true;
+    }
+    let shift = width - prefix;
+    (a >> shift) == (b >> shift)
 }
 
 /// Protective limits, each with a default safe for a public listener.

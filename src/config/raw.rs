@@ -34,6 +34,10 @@ pub(super) struct RawServer {
     pub(super) tls: Option<RawTls>,
     pub(super) limits: Option<RawLimits>,
     pub(super) sigv2: Option<bool>,
+    pub(super) trusted_proxies: Option<Vec<String>>,
+    pub(super) client_ip_header: Option<String>,
+    #[serde(default)]
+    pub(super) proxy_protocol: bool,
 }
 
 #[derive(Deserialize)]

@@ -369,3 +369,48 @@ fn prefixes_are_directories() {
     assert!(check_prefix("/abs").is_err());
     assert!(check_prefix("a/../b").is_err());
 }
+
+#[test]
+fn front_proxies_are_ranges_with_clear_host_bits() {
+    let server = |lines: &str| {
+        GOOD.replace(
+            "base_domain = \"media.example.com\"",
+            &format!("base_domain = \"media.example.com\"\n{lines}"),
+        )
+    };
+    let config = Config::parse(
+        &server("trusted_proxies = [\"10.0.0.0/8\", \"fd00::/8\", \"192.0.2.7\"]\nproxy_protocol = true\nclient_ip_header = \"forwarded\""),
+        "f.toml",
+        &secrets(),
+    )
+    .expect("valid");
+    let front = &config.server.front;
+    assert_eq!(front.trusted.len(), 3);
+    assert!(front.trusted[0].contains("10.200.0.1".parse().expect("ip")));
+    assert!(!front.trusted[0].contains("11.0.0.1".parse().expect("ip")));
+    assert!(front.trusted[1].contains("fd12::1".parse().expect("ip")));
+    assert!(front.trusted[2].contains("192.0.2.7".parse().expect("ip")));
+    assert!(!front.trusted[2].contains("192.0.2.8".parse().expect("ip")));
+    assert!(front.proxy_protocol);
+    assert_eq!(front.header, ForwardedHeader::Forwarded);
+
+    let error = Config::parse(
+        &server("trusted_proxies = [\"10.0.0.1/8\", \"10.0.0.0/33\", \"::1/129\", \"proxy.local\"]\nclient_ip_header = \"x-real-ip\""),
+        "f.toml",
+        &secrets(),
+    )
+    .expect_err("invalid")
+    .to_string();
+    for expected in [
+        "`10.0.0.1/8` has host bits set",
+        "`10.0.0.0/33`: the prefix length must be 0-32",
+        "`::1/129`: the prefix length must be 0-128",
+        "`proxy.local` is not an address range",
+        "`x-real-ip` is not",
+    ] {
+        assert!(error.contains(expected), "{expected}\n{error}");
+    }
+    // None by default: no header is believed.
+    let plain = Config::parse(GOOD, "f.toml", &secrets()).expect("valid");
+    assert_eq!(plain.server.front, FrontProxies::default());
+}

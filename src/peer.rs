@@ -1,0 +1,184 @@
+//! Who is at the other end: the client's address behind trusted load balancers.
+//!
+//! A peer the config trusts (`trusted_proxies`) reports the client in `X-Forwarded-For` or
+//! `Forwarded` (`client_ip_header`). Each proxy appends the address it received the request
+//! from, so the list is read from the right: the first address that is not itself a trusted
+//! proxy is the client. Whatever stands to its left was written by the client and is
+//! ignored. The header of a peer that is not trusted is ignored altogether. The address feeds
+//! the rate limit and the access line only, never routing or authorisation.
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+
+use crate::config::{ForwardedHeader, FrontProxies};
+
+/// The client's address: `peer`, or what trusted proxies in front of it report.
+pub fn client_ip(front: &FrontProxies, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    let peer = unmapped(peer);
+    if !is_trusted(front, peer) {
+        return peer;
+    }
+    let name = match front.header {
+        ForwardedHeader::XForwardedFor => "x-forwarded-for",
+        ForwardedHeader::Forwarded => "forwarded",
+    };
+    // Several header lines are one list, in order.
+    let mut hops: Vec<&str> = Vec::new();
+    for value in headers.get_all(name) {
+        let Ok(text) = value.to_str() else {
+            return peer;
+        };
+        hops.extend(text.split(','));
+    }
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let address = match front.header {
+            ForwardedHeader::XForwardedFor => parse_address(hop.trim()),
+            ForwardedHeader::Forwarded => forwarded_for(hop),
+        };
+        // A hop that is not an address (`unknown`, an obfuscated name, garbage) ends the
+        // chain: the last address a trusted proxy vouched for stands.
+        let Some(address) = address else {
+            return client;
+        };
+        client = address;
+        if !is_trusted(front, address) {
+            return address;
+        }
+    }
+    client
+}
+
+fn is_trusted(front: &FrontProxies, address: IpAddr) -> bool {
+    front.trusted.iter().any(|net| net.contains(address))
+}
+
+/// The `for=` of one `Forwarded` element (`for=192.0.2.1;proto=https`).
+fn forwarded_for(element: &str) -> Option<IpAddr> {
+    element.split(';').find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("for") {
+            return None;
+        }
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
+        parse_address(value)
+    })
+}
+
+/// `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1` or `[2001:db8::1]:4711`.
+fn parse_address(text: &str) -> Option<IpAddr> {
+    if let Ok(address) = text.parse::<IpAddr>() {
+        return Some(unmapped(address));
+    }
+    if let Some(rest) = text.strip_prefix('[') {
+        let (address, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        return address.parse().ok().map(unmapped);
+    }
+    let (address, port) = text.rsplit_once(':')?;
+    if !is_port(port) {
+        return None;
+    }
+    address.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+fn is_port(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 5 && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+pub fn unmapped(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::IpNet;
+
+    fn front(header: ForwardedHeader) -> FrontProxies {
+        let net = |address: &str, prefix| IpNet {
+            address: address.parse().expect("address"),
+            prefix,
+        };
+        FrontProxies {
+            trusted: vec![net("10.0.0.0", 8), net("fd00::", 8)],
+            header,
+            proxy_protocol: false,
+        }
+    }
+
+    fn headers(name: &str, values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(
+                http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                value.parse().expect("value"),
+            );
+        }
+        headers
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("address")
+    }
+
+    #[test]
+    fn only_a_trusted_peer_is_believed_and_the_right_most_untrusted_hop_wins() {
+        let front = front(ForwardedHeader::XForwardedFor);
+        let xff = headers("x-forwarded-for", &["6.6.6.6, 203.0.113.7, 10.1.1.1"]);
+        // From a trusted balancer: its list is read from the right, past trusted hops; the
+        // spoofed left-most entry is never reached.
+        assert_eq!(client_ip(&front, ip("10.0.0.5"), &xff), ip("203.0.113.7"));
+        // From anyone else, the header is the caller's own words.
+        assert_eq!(
+            client_ip(&front, ip("198.51.100.9"), &xff),
+            ip("198.51.100.9")
+        );
+        // Header lines are one list; ports and brackets are allowed.
+        let split = headers("x-forwarded-for", &["6.6.6.6", "203.0.113.7:5555"]);
+        assert_eq!(client_ip(&front, ip("10.0.0.5"), &split), ip("203.0.113.7"));
+        let v6 = headers("x-forwarded-for", &["[2001:db8::7]:443, fd00::1"]);
+        assert_eq!(client_ip(&front, ip("fd00::2"), &v6), ip("2001:db8::7"));
+        // Garbage ends the chain at the last vouched-for hop; no header leaves the peer.
+        let junk = headers("x-forwarded-for", &["203.0.113.7, junk, 10.2.2.2"]);
+        assert_eq!(client_ip(&front, ip("10.0.0.5"), &junk), ip("10.2.2.2"));
+        assert_eq!(
+            client_ip(&front, ip("10.0.0.5"), &HeaderMap::new()),
+            ip("10.0.0.5")
+        );
+        // Every hop trusted: the left-most is as far as the chain goes.
+        let inner = headers("x-forwarded-for", &["10.9.9.9, 10.1.1.1"]);
+        assert_eq!(client_ip(&front, ip("10.0.0.5"), &inner), ip("10.9.9.9"));
+        // A mapped IPv4 peer is trusted as its IPv4 self.
+        assert_eq!(
+            client_ip(&front, ip("::ffff:10.0.0.5"), &xff),
+            ip("203.0.113.7")
+        );
+    }
+
+    #[test]
+    fn forwarded_is_read_when_configured_and_x_forwarded_for_is_then_ignored() {
+        let front = front(ForwardedHeader::Forwarded);
+        let mut both = headers(
+            "forwarded",
+            &[r#"for=6.6.6.6, for="[2001:db8::7]:443";proto=https, for=10.1.1.1"#],
+        );
+        both.append("x-forwarded-for", "198.51.100.1".parse().expect("value"));
+        assert_eq!(client_ip(&front, ip("10.0.0.5"), &both), ip("2001:db8::7"));
+        let hidden = headers("forwarded", &["for=203.0.113.7, for=_hidden, for=10.1.1.1"]);
+        assert_eq!(client_ip(&front, ip("10.0.0.5"), &hidden), ip("10.1.1.1"));
+        let xff_only = headers("x-forwarded-for", &["203.0.113.7"]);
+        assert_eq!(client_ip(&front, ip("10.0.0.5"), &xff_only), ip("10.0.0.5"));
+    }
+}
