@@ -104,14 +104,18 @@ impl RateLimiter {
 
 impl Shard {
     fn take(&mut self, caller: CallerKey, limit: RateLimit, now: Instant) -> Result<(), Duration> {
+        // A known caller costs one lookup.
+        if let Some(bucket) = self.buckets.get_mut(&caller) {
+            return bucket.take(limit, now);
+        }
+        if self.buckets.len() >= SHARD_CAPACITY {
+            self.prune(limit, now);
+        }
         let full = Bucket {
             tokens: f64::from(limit.burst),
             updated: now,
         };
-        if !self.buckets.contains_key(&caller) && self.buckets.len() >= SHARD_CAPACITY {
-            self.prune(limit, now);
-        }
-        let bucket = if self.buckets.len() < SHARD_CAPACITY || self.buckets.contains_key(&caller) {
+        let bucket = if self.buckets.len() < SHARD_CAPACITY {
             self.buckets.entry(caller).or_insert(full)
         } else {
             self.overflow.get_or_insert(full)
