@@ -1,7 +1,12 @@
 //! The admin listener, on its own address: `/healthz` (the process answers), `/readyz` (the
-//! config is loaded and every integration's credentials can be obtained, the failing ones
-//! named; `/readyz?partial` reports them without failing) and `/metrics` (Prometheus text
+//! config is loaded, the listeners are up and the proxy's own STS identity works),
+//! `/integrations` (each integration's credentials as the cache knows them: valid, failing
+//! with its error, or not used yet; never fetched here) and `/metrics` (Prometheus text
 //! format).
+//!
+//! Readiness never asks for integration credentials: with 10,000 integrations that would be
+//! 10,000 AssumeRole calls per replica per probe, and one customer's broken role would take
+//! a shared fleet out of its load balancer.
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -17,10 +22,12 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::body::{self, ProxyBody};
+use crate::config::CredentialSource;
+use crate::credentials::CredentialState;
 use crate::metrics::{counter, family, gauge, label};
 use crate::proxy::Proxy;
 
-/// `/readyz` waits this long for any one integration's credentials.
+/// `/readyz` waits this long for STS to confirm the proxy's own identity.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the admin endpoints until `shutdown`.
@@ -67,13 +74,9 @@ async fn handle(proxy: &Proxy, request: &Request<Incoming>) -> Response<ProxyBod
     }
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".to_string()),
-        "/readyz" => {
-            let partial = request
-                .uri()
-                .query()
-                .is_some_and(|q| q.split('&').any(|p| p == "partial"));
-            readiness(proxy, partial).await
-        }
+        // `?partial` (what earlier versions' deployments probe) is the same answer.
+        "/readyz" => readiness(proxy).await,
+        "/integrations" => text(StatusCode::OK, integrations(proxy)),
         "/metrics" => {
             let mut response = text(StatusCode::OK, metrics(proxy));
             response.headers_mut().insert(
@@ -84,7 +87,7 @@ async fn handle(proxy: &Proxy, request: &Request<Incoming>) -> Response<ProxyBod
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: /healthz, /readyz, /metrics\n".to_string(),
+            "not found: /healthz, /readyz, /integrations, /metrics\n".to_string(),
         ),
     }
 }
@@ -99,56 +102,69 @@ fn text(status: StatusCode, content: String) -> Response<ProxyBody> {
     response
 }
 
-/// Asks for every integration's credentials at once (cached ones answer at once). With
-/// `partial`, failing integrations are reported but do not make the proxy unready: one
-/// customer's broken role should not take a shared fleet out of its load balancer.
-async fn readiness(proxy: &Proxy, partial: bool) -> Response<ProxyBody> {
+/// Ready when the proxy's own identity works, if any integration needs it to call STS (an
+/// all-static config, MinIO's say, is ready at once). The answer is cached by the credential
+/// cache, so probes cost at most one STS call a minute.
+async fn readiness(proxy: &Proxy) -> Response<ProxyBody> {
     let state = proxy.state();
-    let mut checks = tokio::task::JoinSet::new();
-    for integration in &state.config.integrations {
-        let credentials = state.credentials.clone();
-        let integration = integration.clone();
-        checks.spawn(async move {
-            let outcome =
-                tokio::time::timeout(READY_TIMEOUT, credentials.credentials(&integration)).await;
-            let problem = match outcome {
-                Ok(Ok(_)) => None,
-                Ok(Err(error)) => Some(error.to_string()),
-                Err(_) => Some("credentials not obtained within 10s".to_string()),
-            };
-            (integration.name.clone(), problem)
-        });
-    }
-    let mut failing = Vec::new();
-    while let Some(joined) = checks.join_next().await {
-        match joined {
-            Ok((_, None)) => {}
-            Ok((name, Some(problem))) => failing.push(format!("{name}: {problem}")),
-            Err(_) => failing.push("a readiness check panicked".to_string()),
-        }
-    }
-    failing.sort();
     let total = state.config.integrations.len();
-    if failing.is_empty() {
-        text(
+    let needs_sts = state
+        .config
+        .integrations
+        .iter()
+        .any(|i| !matches!(i.credentials, CredentialSource::Static(_)));
+    if !needs_sts {
+        return text(
             StatusCode::OK,
-            format!("ready: {total} integration(s) have credentials\n"),
-        )
-    } else {
-        let mut report = format!(
-            "not ready: {} of {total} integration(s) cannot get credentials\n",
-            failing.len()
+            format!("ready: {total} integration(s), all with static keys\n"),
         );
-        for line in failing {
-            let _ = writeln!(report, "  {line}");
-        }
-        let status = if partial {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        };
-        text(status, report)
     }
+    let identity = tokio::time::timeout(READY_TIMEOUT, state.credentials.check_identity()).await;
+    match identity {
+        Ok(Ok(arn)) => text(
+            StatusCode::OK,
+            format!("ready: {total} integration(s); the proxy's identity is {arn}\n"),
+        ),
+        Ok(Err(reason)) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: STS does not accept the proxy's own identity: {reason}\n"),
+        ),
+        Err(_) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: STS did not confirm the proxy's identity within 10s\n".to_string(),
+        ),
+    }
+}
+
+/// One line per integration: its credentials as the cache knows them, never fetched here.
+fn integrations(proxy: &Proxy) -> String {
+    let state = proxy.state();
+    let now = SystemTime::now();
+    let mut out = String::new();
+    for integration in &state.config.integrations {
+        let line = match state.credentials.state(integration) {
+            CredentialState::Static => "ok: static keys".to_string(),
+            CredentialState::Valid {
+                expiry,
+                refresh_failing,
+            } => {
+                let left = expiry
+                    .and_then(|e| e.duration_since(now).ok())
+                    .map(|left| format!(", valid for {}m", left.as_secs() / 60))
+                    .unwrap_or_default();
+                let failing = if refresh_failing {
+                    " (renewal failing: serving these until they expire)"
+                } else {
+                    ""
+                };
+                format!("ok{left}{failing}")
+            }
+            CredentialState::Failing(reason) => format!("failing: {reason}"),
+            CredentialState::NotUsedYet => "not used yet".to_string(),
+        };
+        let _ = writeln!(out, "{}: {line}", integration.name);
+    }
+    out
 }
 
 fn metrics(proxy: &Proxy) -> String {

@@ -26,7 +26,9 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use moka::Expiry;
 use moka::future::Cache;
 
-use crate::config::{BaseCredentials, CredentialSource, Integration, StaticKeys, StsConfig};
+use crate::config::{
+    BaseCredentials, CredentialSource, DISCOVERY_REGION, Integration, StaticKeys, StsConfig,
+};
 use crate::error::Error;
 
 /// Credentials with no expiry (from the default chain) are re-read this often.
@@ -70,8 +72,37 @@ struct ColdFailure {
     backoff: Duration,
 }
 
+/// What is known of an integration's credentials, read from the cache without fetching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialState {
+    /// Static keys: nothing to fetch.
+    Static,
+    /// Obtained and still valid (until `expiry`); `refresh_failing` when the last attempt to
+    /// renew them failed and they serve until they expire.
+    Valid {
+        /// When they expire, if they do.
+        expiry: Option<SystemTime>,
+        /// The last refresh failed.
+        refresh_failing: bool,
+    },
+    /// The last attempt to obtain them failed, for this reason.
+    Failing(String),
+    /// Not asked for since the proxy started (no request has needed them).
+    NotUsedYet,
+}
+
+/// Credential fetches a warm-up runs at once.
+pub const WARM_UP_CONCURRENCY: usize = 4;
+
+/// How long a working own identity is believed before readiness asks STS again.
+const IDENTITY_OK_FOR: Duration = Duration::from_secs(60);
+/// How long a failing own identity is reported before readiness asks STS again.
+const IDENTITY_FAILING_FOR: Duration = Duration::from_secs(10);
+
 /// Gets, caches and refreshes integration credentials.
 pub struct CredentialCache {
+    /// The last check of the proxy's own identity: when, and what STS said.
+    identity: tokio::sync::Mutex<Option<(Instant, Result<String, String>)>>,
     fresh: Cache<CredentialKey, Credentials>,
     last_good: Mutex<HashMap<CredentialKey, LastGood>>,
     cold_failures: Mutex<HashMap<CredentialKey, ColdFailure>>,
@@ -134,6 +165,7 @@ impl CredentialCache {
             })
             .build();
         CredentialCache {
+            identity: tokio::sync::Mutex::new(None),
             fresh,
             last_good: Mutex::new(HashMap::new()),
             cold_failures: Mutex::new(HashMap::new()),
@@ -149,7 +181,40 @@ impl CredentialCache {
 
     /// Whether the cache was built for these STS settings (a reload keeps it only then).
     pub fn serves(&self, sts: &StsConfig) -> bool {
-        &self.sts == sts
+        // The warm-up rate is how the cache is filled, not what it holds.
+        self.sts.endpoint == sts.endpoint
+            && self.sts.refresh_before_expiry == sts.refresh_before_expiry
+            && self.sts.duration == sts.duration
+            && self.sts.credentials == sts.credentials
+    }
+
+    /// Obtains the credentials of `integrations` that no request has needed yet, in the
+    /// background: at most `per_second` STS calls a second, [`WARM_UP_CONCURRENCY`] at once.
+    /// Integrations sharing an identity cost one call.
+    pub fn warm_up(self: &Arc<Self>, integrations: Vec<Arc<Integration>>, per_second: f64) {
+        let cache = self.clone();
+        tokio::spawn(async move {
+            let slots = Arc::new(tokio::sync::Semaphore::new(WARM_UP_CONCURRENCY));
+            let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second));
+            let mut fetches = tokio::task::JoinSet::new();
+            for integration in integrations {
+                if cache.state(&integration) != CredentialState::NotUsedYet {
+                    continue;
+                }
+                pace.tick().await;
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                // A fetch for an identity another integration already warmed is a cache hit.
+                let cache = cache.clone();
+                fetches.spawn(async move {
+                    let _slot = slot;
+                    let _ = cache.credentials(&integration).await;
+                });
+            }
+            while fetches.join_next().await.is_some() {}
+            tracing::info!("credential warm-up done");
+        });
     }
 
     /// Whether a store's refusal may drop this integration's credentials now: at most once per
@@ -196,6 +261,60 @@ impl CredentialCache {
         let key = credential_key(integration)?;
         let last_good = self.last_good.lock().ok()?;
         last_good.get(&key)?.credentials.expiry()
+    }
+
+    /// This integration's credentials as the cache knows them; never calls STS.
+    pub fn state(&self, integration: &Integration) -> CredentialState {
+        let Some(key) = credential_key(integration) else {
+            return CredentialState::Static;
+        };
+        if let Ok(last_good) = self.last_good.lock()
+            && let Some(entry) = last_good.get(&key)
+            && still_valid(&entry.credentials)
+        {
+            return CredentialState::Valid {
+                expiry: entry.credentials.expiry(),
+                refresh_failing: entry.retry_at.is_some(),
+            };
+        }
+        if let Ok(failures) = self.cold_failures.lock()
+            && let Some(failure) = failures.get(&key)
+        {
+            return CredentialState::Failing(failure.reason.clone());
+        }
+        CredentialState::NotUsedYet
+    }
+
+    /// Whether the proxy's own identity works: STS GetCallerIdentity, asked at most once a
+    /// minute while it works (every 10 s while it fails), so readiness probes do not become
+    /// STS traffic. `Ok` names the identity's ARN.
+    pub async fn check_identity(&self) -> Result<String, String> {
+        let mut last = self.identity.lock().await;
+        if let Some((at, result)) = last.as_ref() {
+            let believed = if result.is_ok() {
+                IDENTITY_OK_FOR
+            } else {
+                IDENTITY_FAILING_FOR
+            };
+            if at.elapsed() < believed {
+                return result.clone();
+            }
+        }
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let result = match self.sts_client(DISCOVERY_REGION).await {
+            Ok(client) => client
+                .get_caller_identity()
+                .send()
+                .await
+                .map(|output| output.arn.unwrap_or_default())
+                .map_err(|error| sts_failure(&error)),
+            Err(reason) => Err(reason),
+        };
+        if result.is_err() {
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        *last = Some((Instant::now(), result.clone()));
+        result
     }
 
     /// The credentials to sign this integration's next upstream request with.

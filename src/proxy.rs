@@ -89,7 +89,18 @@ impl Proxy {
             Err(poisoned) => *poisoned.into_inner() = fresh,
         }
         self.reloads.fetch_add(1, Ordering::Relaxed);
+        self.warm_up();
         Ok(())
+    }
+
+    /// With `[sts] warm_up_per_second`, starts obtaining every integration's credentials in
+    /// the background; otherwise each is obtained when a request first needs it.
+    pub fn warm_up(&self) {
+        let state = self.state();
+        if let Some(per_second) = state.config.sts.warm_up_per_second {
+            let integrations = state.config.integrations.clone();
+            state.credentials.warm_up(integrations, per_second);
+        }
     }
 
     /// Serves one request; never fails: errors become S3 XML responses. `peer` (or the client

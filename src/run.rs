@@ -50,6 +50,7 @@ pub async fn serve(
     let tls_files = config.server.tls.clone();
     let integrations = config.integrations.len();
     let proxy = Arc::new(Proxy::new(config)?);
+    proxy.warm_up();
 
     let (cert, acceptor) = match &tls_files {
         None => (None, None),

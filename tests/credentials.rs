@@ -571,3 +571,90 @@ async fn a_chained_session_over_an_hour_falls_back_to_one_hour() {
     assert_eq!(get(&url).await.status, StatusCode::OK);
     assert_eq!(sts.assume_role_calls(), 3, "no second refusal");
 }
+
+/// `count` integrations of tenant A, each its own STS identity (its own session name).
+fn many_integrations(moto: &Moto, count: usize) -> String {
+    (0..count)
+        .map(|n| {
+            format!(
+                r#"
+[[integration]]
+name = "tenant-{n:04}"
+bucket = "{bucket}"
+region = "us-east-1"
+endpoint = "{endpoint}"
+public = true
+[integration.credentials]
+role_arn = "{role_arn}"
+external_id = "{external_id}"
+session_name = "tenant-{n:04}"
+"#,
+                bucket = moto.tenant_a.bucket,
+                endpoint = moto.endpoint(),
+                role_arn = moto.tenant_a.role_arn,
+                external_id = moto.tenant_a.external_id,
+            )
+        })
+        .collect()
+}
+
+/// The `/integrations` lines that end as `state` says.
+fn lines_saying(page: &str, state: &str) -> usize {
+    page.lines().filter(|l| l.contains(state)).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_makes_no_assume_role_calls_and_warm_up_is_opt_in_and_paced() {
+    let moto = moto();
+    let sts = PassThrough::start(moto.address()).await;
+    let count = 60;
+    let config = |sts_extra: &str| {
+        format!(
+            "[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n{}{}",
+            sts_section(moto, &sts.endpoint(), sts_extra),
+            many_integrations(moto, count)
+        )
+    };
+    let env: Vec<(&str, &str)> = vec![(
+        "PROXY_USER_SECRET",
+        moto.proxy_user.secret_access_key.as_str(),
+    )];
+
+    // Without warm-up: readiness asks STS who the proxy is (once, then believes it for a
+    // minute) and no integration's credentials are fetched until a request needs them.
+    let dir = TempDir::new("creds-ready");
+    let proxy = ProxyProcess::spawn(&dir.0, &config(""), &env).await;
+    for _ in 0..5 {
+        let ready = get(&proxy.admin_url("/readyz")).await;
+        assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
+        assert!(ready.text().contains("arn:aws:"), "{}", ready.text());
+    }
+    assert_eq!(sts.assume_role_calls(), 0);
+    assert_eq!(sts.requests(), 1, "one GetCallerIdentity for five probes");
+    let page = get(&proxy.admin_url("/integrations")).await.text();
+    assert_eq!(lines_saying(&page, ": not used yet"), count, "{page}");
+    assert_eq!(
+        get(&proxy.url("/tenant-0007/owner.txt")).await.status,
+        StatusCode::OK
+    );
+    let page = get(&proxy.admin_url("/integrations")).await.text();
+    assert!(page.contains("tenant-0007: ok, valid for"), "{page}");
+    assert_eq!(lines_saying(&page, ": not used yet"), count - 1, "{page}");
+    assert_eq!(sts.assume_role_calls(), 1);
+    drop(proxy);
+
+    // With warm-up at 40 calls a second: every identity once, in the background.
+    let calls_before = sts.assume_role_calls();
+    let dir = TempDir::new("creds-warm");
+    let proxy = ProxyProcess::spawn(&dir.0, &config("warm_up_per_second = 40"), &env).await;
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = get(&proxy.admin_url("/integrations")).await.text();
+        if lines_saying(&page, ": ok, valid for") == count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(lines_saying(&page, ": ok, valid for"), count, "{page}");
+    assert_eq!(sts.assume_role_calls() - calls_before, count);
+}

@@ -313,11 +313,19 @@ fn build_sts(raw: RawSts, problems: &mut Problems<'_>, secrets: &dyn SecretLooku
             "must be at most 1h when [sts.credentials] has a session token (AWS's limit for chained role sessions)",
         );
     }
+    let warm_up_per_second = raw.warm_up_per_second.filter(|rate| {
+        let valid = rate.is_finite() && *rate > 0.0 && *rate <= 1000.0;
+        if !valid {
+            problems.add(place, "warm_up_per_second", "must be between 0 and 1000");
+        }
+        valid
+    });
     StsConfig {
         endpoint,
         refresh_before_expiry,
         duration,
         credentials,
+        warm_up_per_second,
     }
 }
 

@@ -213,6 +213,9 @@ pub struct StsConfig {
     pub duration: Duration,
     /// The identity the proxy calls STS with.
     pub credentials: BaseCredentials,
+    /// Obtain every integration's credentials at start and after each reload, at most this
+    /// many STS calls a second (`warm_up_per_second`); `None`: each when first needed.
+    pub warm_up_per_second: Option<f64>,
 }
 
 /// The identity the proxy itself uses: for STS calls, and for integrations with

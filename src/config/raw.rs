@@ -70,6 +70,7 @@ pub(super) struct RawSts {
     pub(super) endpoint: Option<String>,
     pub(super) refresh_before_expiry: Option<String>,
     pub(super) duration: Option<String>,
+    pub(super) warm_up_per_second: Option<f64>,
     pub(super) credentials: Option<RawCredentials>,
 }
 
