@@ -13,10 +13,12 @@ use aws_credential_types::Credentials;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
 use s3_signing_proxy::Config;
-use s3_signing_proxy::front_door::Caller;
+use s3_signing_proxy::front_door::{Caller, Clients};
 use s3_signing_proxy::integration::Integrations;
 use s3_signing_proxy::route::{Operation, route};
-use s3_signing_proxy::sign::{Payload, UpstreamParts, signed_request, upstream_uri};
+use s3_signing_proxy::sign::{
+    Payload, UpstreamParts, presigned_get_url, signed_request, upstream_uri,
+};
 
 const CONFIG: &str = r#"
 [[integration]]
@@ -79,5 +81,46 @@ fn request_path(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, request_path);
+/// The front door verifying a client's presigned GET: the anonymous path (no signature) is
+/// the baseline, so the ratio is what verification adds.
+fn client_verification(c: &mut Criterion) {
+    let secrets = BTreeMap::from([
+        ("SECRET".to_string(), "wJalrXUtnFEMI/K7MDENG".to_string()),
+        ("CLIENT_SECRET".to_string(), "client-secret-key".to_string()),
+    ]);
+    let text = format!(
+        "{CONFIG}\n[[client]]\naccess_key_id = \"AKCLIENT\"\nsecret_access_key_env = \"CLIENT_SECRET\"\nintegrations = [\"acme-media\"]\n"
+    );
+    let config = Config::parse(&text, "bench", &secrets).unwrap();
+    let clients = Clients::new(&config.clients);
+    let client = Credentials::new("AKCLIENT", "client-secret-key", None, None, "bench");
+    let now = SystemTime::now();
+    let plain: http::Uri = "http://proxy/acme-media/projects/42/images/frame%20000123.png"
+        .parse()
+        .unwrap();
+    let presigned = presigned_get_url(
+        plain.clone(),
+        &client,
+        "us-east-1",
+        now,
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HeaderValue::from_static("proxy"));
+    let mut group = c.benchmark_group("client verification");
+    group.bench_function("anonymous GET (baseline)", |b| {
+        b.iter(|| black_box(clients.identify(&Method::GET, &plain, &headers, now, None)))
+    });
+    group.bench_function("presigned GET", |b| {
+        b.iter(|| {
+            let verified = clients.identify(&Method::GET, &presigned, &headers, now, None);
+            assert!(verified.is_ok());
+            black_box(verified)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, request_path, client_verification);
 criterion_main!(benches);

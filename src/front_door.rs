@@ -37,9 +37,32 @@ pub struct Client {
     pub bindings: Vec<(String, Option<String>)>,
     /// Whether the client may write.
     pub access: Access,
+    /// The signing keys last derived from the secret, by scope (`date/region/service/…`): a
+    /// key changes once a day per region, and deriving it is four HMACs.
+    keys: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
 }
 
+/// Scopes a client's key cache holds (a few regions or services across a day boundary).
+const CACHED_SCOPES: usize = 4;
+
 impl Client {
+    /// The SigV4 signing key for `scope`, derived once and then taken from the cache.
+    fn signing_key(&self, scope: &str) -> Vec<u8> {
+        if let Ok(keys) = self.keys.lock()
+            && let Some((_, key)) = keys.iter().find(|(cached, _)| cached == scope)
+        {
+            return key.clone();
+        }
+        let key = signing_key(self.secret_access_key.expose(), scope);
+        if let Ok(mut keys) = self.keys.lock() {
+            if keys.len() >= CACHED_SCOPES {
+                keys.remove(0);
+            }
+            keys.push((scope.to_string(), key.clone()));
+        }
+        key
+    }
+
     /// Whether this client may reach `bucket` of `integration`.
     pub fn is_bound_to(&self, integration: &str, bucket: &str) -> bool {
         self.bindings.iter().any(|(name, only)| {
@@ -127,6 +150,7 @@ impl Clients {
                     secret_access_key: c.secret_access_key.clone(),
                     bindings: c.bindings.clone(),
                     access: c.access,
+                    keys: std::sync::Mutex::default(),
                 };
                 (c.access_key_id.clone(), Arc::new(client))
             })
@@ -207,7 +231,7 @@ impl Clients {
             uri,
             &signed.payload_hash,
         )?;
-        let signing_key = signing_key(client.secret_access_key.expose(), &signed.scope);
+        let signing_key = client.signing_key(&signed.scope);
         let expected = signature(&signing_key, &signed.time_text, &signed.scope, &canonical);
         if !constant_time_eq(expected.as_bytes(), signed.signature.as_bytes()) {
             return Err(Error::SignatureDoesNotMatch);
@@ -518,39 +542,62 @@ fn canonical_request(
             )
         })
         .collect();
-    pairs.sort();
-    let canonical_query = pairs
-        .iter()
-        .map(|(name, value)| format!("{name}={value}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    let mut canonical_headers = String::new();
-    for name in signed_headers {
-        let values: Vec<String> = if name == "host" && !headers.contains_key(header::HOST) {
-            // HTTP/2 carries the host as the :authority pseudo-header.
-            uri.authority()
-                .map(|a| vec![a.as_str().to_string()])
-                .unwrap_or_default()
-        } else {
-            headers
-                .get_all(name.as_str())
-                .iter()
-                .map(|v| collapse_spaces(&String::from_utf8_lossy(v.as_bytes())))
-                .collect()
-        };
-        if values.is_empty() {
-            return Err(Error::SignatureDoesNotMatch);
+    pairs.sort_unstable();
+    let mut out = String::with_capacity(256 + raw_path.len() * 3 / 2);
+    out.push_str(method);
+    out.push('\n');
+    out.push_str(&canonical_path);
+    out.push('\n');
+    for (at, (name, value)) in pairs.iter().enumerate() {
+        if at > 0 {
+            out.push('&');
         }
-        canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
+        out.push_str(name);
+        out.push('=');
+        out.push_str(value);
     }
-    Ok(format!(
-        "{method}\n{canonical_path}\n{canonical_query}\n{canonical_headers}\n{}\n{payload_hash}",
-        signed_headers.join(";")
-    ))
+    out.push('\n');
+    for name in signed_headers {
+        out.push_str(name);
+        out.push(':');
+        if name == "host" && !headers.contains_key(header::HOST) {
+            // HTTP/2 carries the host as the :authority pseudo-header.
+            let authority = uri.authority().ok_or(Error::SignatureDoesNotMatch)?;
+            out.push_str(authority.as_str());
+        } else {
+            let mut values = headers.get_all(name.as_str()).iter().peekable();
+            if values.peek().is_none() {
+                return Err(Error::SignatureDoesNotMatch);
+            }
+            for (at, value) in values.enumerate() {
+                if at > 0 {
+                    out.push(',');
+                }
+                push_collapsed(&mut out, &String::from_utf8_lossy(value.as_bytes()));
+            }
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    for (at, name) in signed_headers.iter().enumerate() {
+        if at > 0 {
+            out.push(';');
+        }
+        out.push_str(name);
+    }
+    out.push('\n');
+    out.push_str(payload_hash);
+    Ok(out)
 }
 
-fn collapse_spaces(value: &str) -> String {
-    value.split_whitespace().collect::<Vec<_>>().join(" ")
+/// A header value as SigV4 signs it: trimmed, inner runs of whitespace as one space.
+fn push_collapsed(out: &mut String, value: &str) {
+    for (at, word) in value.split_whitespace().enumerate() {
+        if at > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
 }
 
 #[cfg(test)]
@@ -559,6 +606,42 @@ mod tests {
     use http::HeaderValue;
 
     const VECTOR_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+    #[test]
+    fn cached_signing_keys_are_the_derived_ones_for_every_scope() {
+        let client = Client {
+            access_key_id: "AKCLIENT".to_string(),
+            secret_access_key: Secret::new(VECTOR_SECRET),
+            bindings: Vec::new(),
+            access: Access::ReadOnly,
+            keys: std::sync::Mutex::default(),
+        };
+        let scopes: Vec<String> = ["20150830", "20150831", "20240229"]
+            .iter()
+            .flat_map(|day| {
+                ["us-east-1", "eu-west-1", "ap-southeast-2"]
+                    .iter()
+                    .map(move |region| format!("{day}/{region}/s3/aws4_request"))
+            })
+            .collect();
+        let mut checked = 0;
+        // Twice round, so every scope is asked for both cold and (for the last few) warm,
+        // and evictions happen in between.
+        for scope in scopes
+            .iter()
+            .chain(scopes.iter())
+            .chain(scopes.iter().rev())
+        {
+            assert_eq!(
+                client.signing_key(scope),
+                signing_key(VECTOR_SECRET, scope),
+                "{scope}"
+            );
+            checked += 1;
+        }
+        assert_eq!(checked, 27);
+        assert!(client.keys.lock().expect("lock").len() <= CACHED_SCOPES);
+    }
 
     /// AWS's published SigV4 test suite (generic service, no path normalisation): the header
     /// form signs `host;x-amz-date` with the empty body's hash.
