@@ -80,6 +80,45 @@ fn has_stray_percent(raw: &str) -> bool {
     })
 }
 
+/// Signing keys derived so far, by a hash of (secret, scope); each entry keeps both to confirm
+/// a hit. A key changes once a day per region and service, and deriving it costs four HMACs.
+static SIGNING_KEYS: std::sync::OnceLock<SigningKeys> = std::sync::OnceLock::new();
+/// Past this many keys (identities × regions × days) the cache starts over.
+const MAX_SIGNING_KEYS: usize = 16_384;
+
+struct SigningKeys {
+    hasher: std::hash::RandomState,
+    keys: std::sync::Mutex<std::collections::HashMap<u64, CachedKey>>,
+}
+
+/// A derived key with the secret and scope it was derived from.
+type CachedKey = (String, String, Vec<u8>);
+
+/// [`signing_key`], derived once per (secret, scope) and then taken from a process-wide cache.
+pub fn cached_signing_key(secret: &str, scope: &str) -> Vec<u8> {
+    use std::hash::BuildHasher;
+    let cache = SIGNING_KEYS.get_or_init(|| SigningKeys {
+        hasher: std::hash::RandomState::new(),
+        keys: std::sync::Mutex::default(),
+    });
+    let hash = cache.hasher.hash_one((secret, scope));
+    if let Ok(keys) = cache.keys.lock()
+        && let Some((cached_secret, cached_scope, key)) = keys.get(&hash)
+        && cached_secret == secret
+        && cached_scope == scope
+    {
+        return key.clone();
+    }
+    let key = signing_key(secret, scope);
+    if let Ok(mut keys) = cache.keys.lock() {
+        if keys.len() >= MAX_SIGNING_KEYS {
+            keys.clear();
+        }
+        keys.insert(hash, (secret.to_string(), scope.to_string(), key.clone()));
+    }
+    key
+}
+
 /// The SigV4 signing key for `scope` (`date/region/service/aws4_request`).
 pub fn signing_key(secret: &str, scope: &str) -> Vec<u8> {
     let mut fields = scope.split('/');
@@ -113,6 +152,41 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Parses `YYYYMMDDTHHMMSSZ`.
+/// `YYYYMMDDTHHMMSSZ` in UTC, as `x-amz-date` carries it.
+pub fn format_amz_date(time: SystemTime) -> String {
+    let seconds = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rest) = (seconds / 86_400, seconds % 86_400);
+    let (year, month, day) = civil_from_days(i64::try_from(days).unwrap_or(0));
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// The (year, month, day) of a day counted from 1970-01-01 (proleptic Gregorian).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 pub fn parse_amz_date(text: &str) -> Option<SystemTime> {
     let b = text.as_bytes();
     if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
