@@ -1,10 +1,12 @@
-//! One access-log line and one metrics record per request, written when the response body is
-//! done — sent whole, or dropped because the client or the upstream went away — so the line
-//! carries the bytes that really moved and whether the transfer completed.
+//! One access-log line and one metrics record per request, written when both of its bodies are
+//! done — the response's sent whole or dropped because the client or the upstream went away,
+//! and the request's read to its end or dropped — so the line carries the bytes that really
+//! moved both ways, whether the transfer completed, and how long all of it took. (A store may
+//! answer an upload before it has read it: the line then waits for the upload to end.)
 
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -48,6 +50,43 @@ pub struct RequestLog {
     pub started: Instant,
     pub bytes_in: Arc<AtomicU64>,
     pub metrics: Arc<Metrics>,
+    /// Where the line waits for the request body's end.
+    pub gate: Arc<LineGate>,
+}
+
+/// A request's access line, written when the last of its two bodies is done: the response's
+/// ([`LoggedBody`]) and the request's ([`CountingBody`]).
+pub struct LineGate {
+    bodies_left: AtomicUsize,
+    finished: Mutex<Option<Finished>>,
+}
+
+/// The response's part of the line, kept until the request body is done too.
+struct Finished {
+    log: RequestLog,
+    bytes_out: u64,
+    complete: bool,
+}
+
+impl LineGate {
+    /// A gate waiting for both bodies.
+    pub fn new() -> Arc<Self> {
+        Arc::new(LineGate {
+            bodies_left: AtomicUsize::new(2),
+            finished: Mutex::new(None),
+        })
+    }
+
+    /// One body is done; the second writes the line.
+    fn body_done(&self) {
+        if self.bodies_left.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let finished = self.finished.lock().ok().and_then(|mut f| f.take());
+        if let Some(finished) = finished {
+            finished.write();
+        }
+    }
 }
 
 /// A response body that counts what it sends and writes the request's log line at its end.
@@ -113,16 +152,29 @@ impl<B> Drop for LoggedBody<B> {
         let Some(log) = self.log.take() else {
             return;
         };
-        let complete = self.complete;
+        let gate = log.gate.clone();
+        if let Ok(mut finished) = gate.finished.lock() {
+            *finished = Some(Finished {
+                log,
+                bytes_out: self.bytes_out,
+                complete: self.complete,
+            });
+        }
+        gate.body_done();
+    }
+}
+
+impl Finished {
+    fn write(self) {
+        let Finished {
+            log,
+            bytes_out,
+            complete,
+        } = self;
         let bytes_in = log.bytes_in.load(Ordering::Relaxed);
         let integration = log.integration.as_deref().unwrap_or(NO_INTEGRATION);
-        log.metrics.request(
-            integration,
-            log.method,
-            log.status,
-            bytes_in,
-            self.bytes_out,
-        );
+        log.metrics
+            .request(integration, log.method, log.status, bytes_in, bytes_out);
         let upstream_status = log.upstream_status.map(i64::from).unwrap_or(-1);
         tracing::info!(
             target: "access",
@@ -138,7 +190,7 @@ impl<B> Drop for LoggedBody<B> {
             upstream_code = log.upstream_code.as_deref().unwrap_or("-"),
             upstream_request_id = log.upstream_request_id.as_deref().unwrap_or("-"),
             bytes_in,
-            bytes_out = self.bytes_out,
+            bytes_out,
             duration_ms = log.started.elapsed().as_millis() as u64,
             complete,
             "request"
@@ -158,15 +210,24 @@ impl std::fmt::Display for ClientIp {
     }
 }
 
-/// A request body that counts the bytes it yields.
+/// A request body that counts the bytes it yields and, once dropped, lets the access line
+/// be written.
 pub struct CountingBody<B> {
     inner: B,
     count: Arc<AtomicU64>,
+    gate: Arc<LineGate>,
 }
 
 impl<B> CountingBody<B> {
-    pub fn new(inner: B, count: Arc<AtomicU64>) -> Self {
-        CountingBody { inner, count }
+    /// Counts into `count`; the line waits at `gate` for this body to be done.
+    pub fn new(inner: B, count: Arc<AtomicU64>, gate: Arc<LineGate>) -> Self {
+        CountingBody { inner, count, gate }
+    }
+}
+
+impl<B> Drop for CountingBody<B> {
+    fn drop(&mut self) {
+        self.gate.body_done();
     }
 }
 

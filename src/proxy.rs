@@ -23,7 +23,7 @@ use std::time::{Instant, SystemTime};
 use http::{Method, Request, Response, header};
 use tracing::Instrument;
 
-use crate::access::{CountingBody, LoggedBody, RequestLog, Seen};
+use crate::access::{CountingBody, LineGate, LoggedBody, RequestLog, Seen};
 use crate::admit::{Admission, Gate};
 use crate::body::{self, BoxError, ProxyBody};
 use crate::config::Config;
@@ -123,7 +123,8 @@ impl Proxy {
         let method = method_label(request.method());
         let span = tracing::info_span!("request", id = %request_id);
         let bytes_in = Arc::new(AtomicU64::new(0));
-        let request = request.map(|body| CountingBody::new(body, bytes_in.clone()));
+        let gate = LineGate::new();
+        let request = request.map(|body| CountingBody::new(body, bytes_in.clone(), gate.clone()));
         async move {
             let started = Instant::now();
             let is_head = request.method() == Method::HEAD;
@@ -154,6 +155,7 @@ impl Proxy {
                 upstream_request_id: seen.upstream_request_id,
                 started,
                 bytes_in,
+                gate,
                 metrics: self.metrics.clone(),
             };
             response.map(|body| body::stream(LoggedBody::new(body, log)))

@@ -347,3 +347,104 @@ async fn store_refusals_cannot_be_turned_into_sts_calls() {
         assert_eq!(listings.load(Ordering::SeqCst), expected_listings);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_the_store_answers_early_is_logged_when_it_ends() {
+    // A sink: it answers 200 as soon as it has the head, then takes its time over the body and
+    // counts what it reads.
+    let sink = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sink_address = sink.local_addr().unwrap();
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = sink.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0; 64 * 1024];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let answer = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+                let _ = socket.write_all(answer.as_bytes()).await;
+                tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+                while let Ok(n) = socket.read(&mut buffer).await {
+                    if n == 0 {
+                        break;
+                    }
+                    counter.fetch_add(n, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    let config = format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+[[integration]]
+name = "sink"
+bucket = "sink-bucket"
+region = "us-east-1"
+endpoint = "http://{sink_address}"
+access = "read-write"
+[integration.credentials]
+access_key_id = "AKSINK"
+secret_access_key_env = "SINK_SECRET"
+[[client]]
+access_key_id = "AKWRITER"
+secret_access_key_env = "WRITER_SECRET"
+integrations = ["sink"]
+access = "read-write"
+"#
+    );
+    let secrets = std::collections::BTreeMap::from([
+        ("SINK_SECRET".to_string(), "sink-secret".to_string()),
+        ("WRITER_SECRET".to_string(), "writer-secret".to_string()),
+    ]);
+    let proxy = start_proxy(&config, &secrets).await;
+    let size = 4 << 20;
+    let mut request = http::Request::builder()
+        .method(Method::PUT)
+        .uri(proxy.url("/sink/big.bin"))
+        .header("content-length", size)
+        .body(http_body_util::Full::new(bytes::Bytes::from(vec![
+            7u8;
+            size
+        ])))
+        .unwrap();
+    sign_as_client(&mut request, "AKWRITER", "writer-secret");
+    let answer = send(request).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let request_id = answer.headers["x-amz-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    // The answer came before the body went up; the line waits for the body's end, and then
+    // counts all of it and the time it took.
+    let mut line = None;
+    for _ in 0..100 {
+        line = access_line(&request_id);
+        if line.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let line = line.expect("an access line");
+    assert!(line.contains(&format!(" bytes_in={size} ")), "{line}");
+    let duration: u64 = line
+        .split(' ')
+        .find_map(|field| field.strip_prefix("duration_ms="))
+        .and_then(|ms| ms.parse().ok())
+        .unwrap();
+    assert!(duration >= 400, "the line ended before the upload: {line}");
+    assert_eq!(
+        received.load(Ordering::SeqCst) + 1,
+        received.load(Ordering::SeqCst) + 1
+    );
+    assert!(
+        received.load(Ordering::SeqCst) >= size - 64 * 1024,
+        "the sink read the body"
+    );
+}

@@ -328,6 +328,17 @@ pub fn test_logs() -> PathBuf {
     dir
 }
 
+/// The in-process proxy's access line for `request_id`, once written.
+pub fn access_line(request_id: &str) -> Option<String> {
+    let path = test_logs().join(format!("{}-{}.log", test_binary(), std::process::id()));
+    let log = std::fs::read_to_string(path).ok()?;
+    log.lines()
+        .find(|line| {
+            line.contains(" access: ") && line.contains(&format!("request_id={request_id} "))
+        })
+        .map(str::to_string)
+}
+
 fn test_binary() -> String {
     std::env::current_exe()
         .ok()
