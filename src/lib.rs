@@ -34,10 +34,11 @@
 //! production build leaves them out with `--no-default-features`.
 //!
 //! Operating it: [`run`] starts the listeners and reloads config and certificates,
-//! [`tls`] holds the certificates, [`limits`] the rate limit and idle timeout, [`access`] writes
-//! one log line per request and feeds [`metrics`], [`admin`] serves `/healthz`, `/readyz` and
-//! `/metrics`, [`check`] probes every integration for `s3-signing-proxy check`, and
-//! [`logging`] picks the log format.
+//! [`tls`] holds the certificates, [`proxy_protocol`] reads a balancer's PROXY header,
+//! [`peer`] finds the client's address behind trusted balancers, [`limits`] the rate limit
+//! and idle timeout, [`access`] writes one log line per request and feeds [`metrics`],
+//! [`admin`] serves `/healthz`, `/readyz`, `/integrations` and `/metrics`, [`check`] probes
+//! every integration for `s3-signing-proxy check`, and [`logging`] picks the log format.
 
 #![warn(missing_docs)]
 

@@ -111,8 +111,31 @@ fn build_server(raw: RawServer, problems: &mut Problems<'_>) -> ServerConfig {
     {
         problems.add("[server.tls]", "cert", error);
     }
-    let trusted = raw
-        .trusted_proxies
+    ServerConfig {
+        listen,
+        admin_listen,
+        base_domain,
+        tls,
+        limits: build_limits(raw.limits.unwrap_or_default(), problems),
+        sigv2: raw.sigv2.unwrap_or(true),
+        front: build_front(
+            raw.trusted_proxies,
+            raw.client_ip_header,
+            raw.proxy_protocol,
+            problems,
+        ),
+    }
+}
+
+/// `trusted_proxies`, `client_ip_header` and `proxy_protocol`: who may report the client.
+fn build_front(
+    trusted_proxies: Option<Vec<String>>,
+    client_ip_header: Option<String>,
+    proxy_protocol: bool,
+    problems: &mut Problems<'_>,
+) -> FrontProxies {
+    let place = "[server]";
+    let trusted = trusted_proxies
         .unwrap_or_default()
         .iter()
         .filter_map(|text| {
@@ -121,7 +144,7 @@ fn build_server(raw: RawServer, problems: &mut Problems<'_>) -> ServerConfig {
                 .ok()
         })
         .collect();
-    let header = match raw.client_ip_header.as_deref() {
+    let header = match client_ip_header.as_deref() {
         None | Some("x-forwarded-for") => ForwardedHeader::XForwardedFor,
         Some("forwarded") => ForwardedHeader::Forwarded,
         Some(other) => {
@@ -133,18 +156,10 @@ fn build_server(raw: RawServer, problems: &mut Problems<'_>) -> ServerConfig {
             ForwardedHeader::XForwardedFor
         }
     };
-    ServerConfig {
-        listen,
-        admin_listen,
-        base_domain,
-        tls,
-        limits: build_limits(raw.limits.unwrap_or_default(), problems),
-        sigv2: raw.sigv2.unwrap_or(true),
-        front: FrontProxies {
-            trusted,
-            header,
-            proxy_protocol: raw.proxy_protocol,
-        },
+    FrontProxies {
+        trusted,
+        header,
+        proxy_protocol,
     }
 }
 
