@@ -658,3 +658,39 @@ async fn readiness_makes_no_assume_role_calls_and_warm_up_is_opt_in_and_paced() 
     assert_eq!(lines_saying(&page, ": ok, valid for"), count, "{page}");
     assert_eq!(sts.assume_role_calls() - calls_before, count);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_given_as_account_and_name_assumes_the_same_role_as_its_arn() {
+    let moto = moto();
+    let sts = PassThrough::start(moto.address()).await;
+    let role_arn = &moto.tenant_a.role_arn;
+    let (account_id, role_name) = role_arn
+        .strip_prefix("arn:aws:iam::")
+        .and_then(|rest| rest.split_once(":role/"))
+        .expect("a role ARN");
+    let by_arn = role_integration(
+        "by-arn",
+        &moto.tenant_a,
+        &moto.endpoint(),
+        "path",
+        &moto.tenant_a.external_id,
+        "",
+    );
+    let by_parts = by_arn.replace("by-arn", "by-parts").replace(
+        &format!("role_arn = \"{role_arn}\""),
+        &format!("account_id = \"{account_id}\"\nrole_name = \"{role_name}\""),
+    );
+    assert!(by_parts.contains("account_id"), "{by_parts}");
+    let config = format!(
+        "{}{by_arn}{by_parts}",
+        sts_section(moto, &sts.endpoint(), "")
+    );
+    let proxy = start_proxy(&config, &secrets(moto)).await;
+    for name in ["by-parts", "by-arn"] {
+        let fetched = get(&proxy.url(&format!("/{name}/owner.txt"))).await;
+        assert_eq!(fetched.status, StatusCode::OK, "{name}: {}", fetched.text());
+        assert_eq!(fetched.text(), "tenant a\n");
+    }
+    // One identity: the second integration's credentials came from the first one's call.
+    assert_eq!(sts.assume_role_calls(), 1);
+}

@@ -303,7 +303,7 @@ fn build_sts(raw: RawSts, problems: &mut Problems<'_>, secrets: &dyn SecretLooku
     }
     let credentials = match raw.credentials {
         None => BaseCredentials::DefaultChain,
-        Some(raw) => match build_credentials(raw, place, problems, secrets) {
+        Some(raw) => match build_credentials(raw, place, None, problems, secrets) {
             Some(CredentialSource::Static(keys)) => BaseCredentials::Static(keys),
             Some(CredentialSource::DefaultChain) | None => BaseCredentials::DefaultChain,
             Some(CredentialSource::AssumeRole { .. }) => {

@@ -1,7 +1,7 @@
 //! `[integration.credentials]` and `[sts.credentials]` checked into a credential source.
 
 use super::build::Problems;
-use super::fields::check_role_arn;
+use super::fields::{check_account_id, check_partition, check_role_arn, check_role_name};
 use super::raw::RawCredentials;
 use super::secret::{Secret, SecretLookup, read_secret};
 use super::{CredentialSource, StaticKeys};
@@ -9,12 +9,25 @@ use super::{CredentialSource, StaticKeys};
 pub(super) const DEFAULT_SESSION_NAME: &str = "s3-signing-proxy";
 
 /// Exactly one of a role to assume, static keys or the default chain.
+/// `region` is the integration's, which names the partition an account-id form defaults to.
 pub(super) fn build_credentials(
-    raw: RawCredentials,
+    mut raw: RawCredentials,
     place: &str,
+    region: Option<&str>,
     problems: &mut Problems<'_>,
     secrets: &dyn SecretLookup,
 ) -> Option<CredentialSource> {
+    if raw.account_id.is_some() || raw.role_name.is_some() || raw.partition.is_some() {
+        if raw.role_arn.is_some() {
+            problems.add(
+                place,
+                "account_id",
+                "give `role_arn`, or `account_id` with `role_name`, not both",
+            );
+            return None;
+        }
+        raw.role_arn = Some(role_arn_from_parts(&raw, place, region, problems)?);
+    }
     let kinds = [
         raw.role_arn.is_some(),
         raw.access_key_id.is_some(),
@@ -55,6 +68,42 @@ pub(super) fn build_credentials(
         }
         None => static_keys(raw, place, problems, secrets).map(CredentialSource::Static),
     }
+}
+
+/// The role ARN that `account_id`, `role_name` and `partition` (by default the region's)
+/// name: the form integration pages that ask for an account and a role name use.
+fn role_arn_from_parts(
+    raw: &RawCredentials,
+    place: &str,
+    region: Option<&str>,
+    problems: &mut Problems<'_>,
+) -> Option<String> {
+    let before = problems.list.len();
+    let (Some(account_id), Some(role_name)) = (&raw.account_id, &raw.role_name) else {
+        problems.add(
+            place,
+            "role_name",
+            "`account_id` and `role_name` go together",
+        );
+        return None;
+    };
+    if let Err(reason) = check_account_id(account_id) {
+        problems.add(place, "account_id", reason);
+    }
+    if let Err(reason) = check_role_name(role_name) {
+        problems.add(place, "role_name", reason);
+    }
+    let partition = match (&raw.partition, region) {
+        (Some(partition), _) => partition.as_str(),
+        (None, Some(region)) if region.starts_with("cn-") => "aws-cn",
+        (None, Some(region)) if region.starts_with("us-gov-") => "aws-us-gov",
+        (None, _) => "aws",
+    };
+    if let Err(reason) = check_partition(partition) {
+        problems.add(place, "partition", reason);
+    }
+    (problems.list.len() == before)
+        .then(|| format!("arn:{partition}:iam::{account_id}:role/{role_name}"))
 }
 
 /// `role_arn` with its ExternalId and session name, each by AWS's rules.

@@ -51,24 +51,68 @@ pub(super) fn check_prefix(prefix: &str) -> Result<String, String> {
     }
 }
 
-/// `arn:{partition}:iam::{account}:role/{name}`.
+/// AWS's partitions, as they appear in ARNs.
+pub(super) const PARTITIONS: [&str; 5] = ["aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b"];
+
+/// `arn:{partition}:iam::{account}:role/{path/}{name}`, each part by AWS's rules.
 pub(super) fn check_role_arn(arn: &str) -> Result<(), String> {
+    let invalid =
+        || format!("`{arn}` is not an IAM role ARN like arn:aws:iam::111122223333:role/Name");
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    let well_formed = parts.len() == 6
-        && parts[0] == "arn"
-        && parts[1].starts_with("aws")
-        && parts[2] == "iam"
-        && parts[3].is_empty()
-        && parts[4].len() == 12
-        && parts[4].bytes().all(|b| b.is_ascii_digit())
-        && parts[5]
-            .strip_prefix("role/")
-            .is_some_and(|name| !name.is_empty());
-    if well_formed {
+    let [prefix, partition, service, region, account, resource] = parts.as_slice() else {
+        return Err(invalid());
+    };
+    if *prefix != "arn" || *service != "iam" || !region.is_empty() {
+        return Err(invalid());
+    }
+    check_partition(partition).map_err(|reason| format!("{}: {reason}", invalid()))?;
+    check_account_id(account).map_err(|reason| format!("{}: {reason}", invalid()))?;
+    let path_and_name = resource.strip_prefix("role/").ok_or_else(invalid)?;
+    let (path, name) = path_and_name
+        .rsplit_once('/')
+        .unwrap_or(("", path_and_name));
+    check_role_name(name).map_err(|reason| format!("{}: {reason}", invalid()))?;
+    let path_ok = path.len() <= 510
+        && path.split('/').all(|segment| {
+            segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+        });
+    if path_ok { Ok(()) } else { Err(invalid()) }
+}
+
+/// One of AWS's partitions.
+pub(super) fn check_partition(partition: &str) -> Result<(), String> {
+    if PARTITIONS.contains(&partition) {
         Ok(())
     } else {
         Err(format!(
-            "`{arn}` is not an IAM role ARN like arn:aws:iam::111122223333:role/Name"
+            "the partition `{partition}` is not one of {}",
+            PARTITIONS.join(", ")
+        ))
+    }
+}
+
+/// A 12-digit AWS account id.
+pub(super) fn check_account_id(account: &str) -> Result<(), String> {
+    if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(format!("the account id `{account}` is not 12 digits"))
+    }
+}
+
+/// IAM's rule for role names: 1-64 letters, digits and `+=,.@_-`.
+pub(super) fn check_role_name(name: &str) -> Result<(), String> {
+    if (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "the role name `{name}` must be 1-64 letters, digits and +=,.@_- (IAM's rule)"
         ))
     }
 }

@@ -36,6 +36,7 @@ pub(super) fn build_integration(
     let buckets = check.buckets(&raw);
     let prefix = check.prefix(raw.prefix.as_deref());
     let region = check.region(raw.region.as_deref());
+    let raw_region = raw.region.clone();
     let endpoint = raw.endpoint.as_deref().and_then(|text| {
         parse_endpoint(text)
             .map_err(|reason| check.problems.add(&place, "endpoint", reason))
@@ -56,7 +57,11 @@ pub(super) fn build_integration(
             );
             None
         }
-        Some(raw) => build_credentials(raw, &format!("{place}: credentials"), problems, secrets),
+        Some(raw) => {
+            let place = format!("{place}: credentials");
+            let region = raw_region.as_deref();
+            build_credentials(raw, &place, region, problems, secrets)
+        }
     };
 
     if problems.list.len() > before {

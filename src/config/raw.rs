@@ -105,6 +105,9 @@ pub(super) struct RawIntegration {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCredentials {
     pub(super) role_arn: Option<String>,
+    pub(super) account_id: Option<String>,
+    pub(super) role_name: Option<String>,
+    pub(super) partition: Option<String>,
     pub(super) external_id: Option<String>,
     pub(super) session_name: Option<String>,
     pub(super) access_key_id: Option<String>,

@@ -414,3 +414,88 @@ fn front_proxies_are_ranges_with_clear_host_bits() {
     let plain = Config::parse(GOOD, "f.toml", &secrets()).expect("valid");
     assert_eq!(plain.server.front, FrontProxies::default());
 }
+
+#[test]
+fn a_role_given_as_account_and_name_is_the_same_role_as_its_arn() {
+    let with = |credentials: &str, region: &str| {
+        GOOD.replace(
+            "role_arn = \"arn:aws:iam::111122223333:role/Integration\"",
+            credentials,
+        )
+        .replace("region = \"us-west-2\"", &format!("region = \"{region}\""))
+    };
+    let arn_of = |text: &str| {
+        let config = Config::parse(text, "f.toml", &secrets()).expect("valid");
+        match &config.integrations[0].credentials {
+            CredentialSource::AssumeRole { role_arn, .. } => role_arn.clone(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let parts = "account_id = \"111122223333\"\n    role_name = \"Integration\"";
+    assert_eq!(
+        arn_of(&with(parts, "us-west-2")),
+        "arn:aws:iam::111122223333:role/Integration"
+    );
+    assert_eq!(arn_of(GOOD), arn_of(&with(parts, "us-west-2")));
+    // The partition follows the region unless given.
+    assert_eq!(
+        arn_of(&with(parts, "cn-north-1")),
+        "arn:aws-cn:iam::111122223333:role/Integration"
+    );
+    assert_eq!(
+        arn_of(&with(parts, "us-gov-west-1")),
+        "arn:aws-us-gov:iam::111122223333:role/Integration"
+    );
+    assert_eq!(
+        arn_of(&with(
+            &format!("{parts}\n    partition = \"aws\""),
+            "cn-north-1"
+        )),
+        "arn:aws:iam::111122223333:role/Integration"
+    );
+    // A role path in an ARN is fine.
+    assert_eq!(
+        arn_of(&with(
+            "role_arn = \"arn:aws:iam::111122223333:role/service-role/Integration\"",
+            "us-west-2"
+        )),
+        "arn:aws:iam::111122223333:role/service-role/Integration"
+    );
+
+    for (credentials, expected) in [
+        (
+            "account_id = \"1111-2222-3333\"\n    role_name = \"Integration\"",
+            "field `account_id`: the account id `1111-2222-3333` is not 12 digits",
+        ),
+        (
+            "account_id = \"111122223333\"\n    role_name = \"has space\"",
+            "field `role_name`: the role name `has space` must be 1-64",
+        ),
+        (
+            "account_id = \"111122223333\"",
+            "field `role_name`: `account_id` and `role_name` go together",
+        ),
+        (
+            "account_id = \"111122223333\"\n    role_name = \"R\"\n    partition = \"aws-mars\"",
+            "field `partition`: the partition `aws-mars` is not one of",
+        ),
+        (
+            "role_arn = \"arn:aws:iam::111122223333:role/x\"\n    account_id = \"111122223333\"\n    role_name = \"x\"",
+            "not both",
+        ),
+        (
+            "role_arn = \"arn:awsx:iam::111122223333:role/x\"",
+            "the partition `awsx` is not one of",
+        ),
+        (
+            "role_arn = \"arn:aws:iam::111122223333:role/\"",
+            "is not an IAM role ARN",
+        ),
+    ] {
+        let text = with(credentials, "us-west-2");
+        let error = Config::parse(&text, "f.toml", &secrets())
+            .expect_err(credentials)
+            .to_string();
+        assert!(error.contains(expected), "{expected}\n{error}");
+    }
+}
