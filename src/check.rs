@@ -175,21 +175,7 @@ async fn check_reads(
         "head-bucket",
         verdict(&head, integration, bucket, "s3:ListBucket").map(|()| found),
     );
-    let query = vec![
-        ("list-type".to_string(), "2".to_string()),
-        ("max-keys".to_string(), "1".to_string()),
-        ("prefix".to_string(), integration.prefix.clone()),
-    ];
-    let list = state
-        .probe(
-            integration,
-            bucket,
-            "",
-            Operation::ListObjectsV2,
-            &query,
-            Bytes::new(),
-        )
-        .await;
+    let list = state.probe_listing(integration, bucket, 1).await;
     report.outcome(
         "list",
         verdict(&list, integration, bucket, "s3:ListBucket")

@@ -403,6 +403,30 @@ pub struct ProbeAnswer {
 }
 
 impl State {
+    /// ListObjectsV2 of at most `max_keys` keys under the integration's prefix: `check`'s
+    /// list step, and the respond phase's test of whether refused credentials are at fault.
+    pub async fn probe_listing(
+        &self,
+        integration: &Arc<Integration>,
+        bucket: &str,
+        max_keys: u32,
+    ) -> Result<ProbeAnswer, Error> {
+        let query = [
+            ("list-type".to_string(), "2".to_string()),
+            ("max-keys".to_string(), max_keys.to_string()),
+            ("prefix".to_string(), integration.prefix.clone()),
+        ];
+        self.probe(
+            integration,
+            bucket,
+            "",
+            Operation::ListObjectsV2,
+            &query,
+            bytes::Bytes::new(),
+        )
+        .await
+    }
+
     /// Sends one request of the proxy's own upstream (not a client's): `check` uses it to
     /// probe an integration. `key` is relative to the prefix; `content` is the body of a PUT.
     pub async fn probe(

@@ -532,7 +532,7 @@ fn canonical_request(
 ) -> Result<String, Error> {
     let path_bytes: Vec<u8> = percent_encoding::percent_decode_str(raw_path).collect();
     let canonical_path = crate::sigv4::encode_path(&path_bytes);
-    let mut pairs: Vec<(String, String)> = query
+    let pairs = query
         .iter()
         .filter(|(name, _)| name != "X-Amz-Signature")
         .map(|(name, value)| {
@@ -542,21 +542,7 @@ fn canonical_request(
             )
         })
         .collect();
-    pairs.sort_unstable();
-    let mut out = String::with_capacity(256 + raw_path.len() * 3 / 2);
-    out.push_str(method);
-    out.push('\n');
-    out.push_str(&canonical_path);
-    out.push('\n');
-    for (at, (name, value)) in pairs.iter().enumerate() {
-        if at > 0 {
-            out.push('&');
-        }
-        out.push_str(name);
-        out.push('=');
-        out.push_str(value);
-    }
-    out.push('\n');
+    let mut out = crate::sigv4::start_canonical_request(method, &canonical_path, pairs);
     for name in signed_headers {
         out.push_str(name);
         out.push(':');
@@ -578,15 +564,7 @@ fn canonical_request(
         }
         out.push('\n');
     }
-    out.push('\n');
-    for (at, name) in signed_headers.iter().enumerate() {
-        if at > 0 {
-            out.push(';');
-        }
-        out.push_str(name);
-    }
-    out.push('\n');
-    out.push_str(payload_hash);
+    crate::sigv4::finish_canonical_request(&mut out, &signed_headers.join(";"), payload_hash);
     Ok(out)
 }
 

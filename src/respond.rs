@@ -123,21 +123,7 @@ async fn credentials_refused(
     }
     let about_the_credentials = match code {
         "SignatureDoesNotMatch" => {
-            let query = [
-                ("list-type".to_string(), "2".to_string()),
-                ("max-keys".to_string(), "0".to_string()),
-                ("prefix".to_string(), integration.prefix.clone()),
-            ];
-            let confirmation = state
-                .probe(
-                    integration,
-                    bucket,
-                    "",
-                    Operation::ListObjectsV2,
-                    &query,
-                    bytes::Bytes::new(),
-                )
-                .await;
+            let confirmation = state.probe_listing(integration, bucket, 0).await;
             match confirmation {
                 Ok(answer) => crate::xml::parse(&answer.body).is_ok_and(|error| {
                     error

@@ -345,25 +345,11 @@ fn canonical_request<B>(
     payload_hash: &str,
 ) -> Result<(String, String), Error> {
     let uri = request.uri();
-    let mut pairs: Vec<(String, String)> =
-        form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
-            .map(|(name, value)| (encode_query(&name), encode_query(&value)))
-            .collect();
-    pairs.sort();
-    let mut out = String::with_capacity(512);
-    out.push_str(request.method().as_str());
-    out.push('\n');
-    out.push_str(uri.path());
-    out.push('\n');
-    for (at, (name, value)) in pairs.iter().enumerate() {
-        if at > 0 {
-            out.push('&');
-        }
-        out.push_str(name);
-        out.push('=');
-        out.push_str(value);
-    }
-    out.push('\n');
+    let pairs = form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        .map(|(name, value)| (encode_query(&name), encode_query(&value)))
+        .collect();
+    let mut out =
+        crate::sigv4::start_canonical_request(request.method().as_str(), uri.path(), pairs);
     let mut names: Vec<&str> = request
         .headers()
         .keys()
@@ -371,12 +357,11 @@ fn canonical_request<B>(
         .filter(|name| !UNSIGNED_HEADERS.contains(name))
         .collect();
     // Without a `Host` header, hyper sends the authority: that is what is signed.
-    let host = match request.headers().contains_key(header::HOST) {
-        true => None,
-        false => {
-            names.push("host");
-            Some(default_host(uri)?)
-        }
+    let host = if request.headers().contains_key(header::HOST) {
+        None
+    } else {
+        names.push("host");
+        Some(default_host(uri)?)
     };
     names.sort_unstable();
     for name in &names {
@@ -399,10 +384,7 @@ fn canonical_request<B>(
         out.push('\n');
     }
     let signed_headers = names.join(";");
-    out.push('\n');
-    out.push_str(&signed_headers);
-    out.push('\n');
-    out.push_str(payload_hash);
+    crate::sigv4::finish_canonical_request(&mut out, &signed_headers, payload_hash);
     Ok((out, signed_headers))
 }
 

@@ -42,6 +42,40 @@ pub fn encode_query(text: &str) -> String {
     utf8_percent_encode(text, QUERY).to_string()
 }
 
+/// The start of a canonical request: the method, the canonical path and the query, its
+/// `(name, value)` pairs encoded ([`encode_query`]) and sorted, each line ended.
+pub fn start_canonical_request(
+    method: &str,
+    path: &str,
+    mut pairs: Vec<(String, String)>,
+) -> String {
+    pairs.sort_unstable();
+    let mut out = String::with_capacity(512 + path.len());
+    out.push_str(method);
+    out.push('\n');
+    out.push_str(path);
+    out.push('\n');
+    for (at, (name, value)) in pairs.iter().enumerate() {
+        if at > 0 {
+            out.push('&');
+        }
+        out.push_str(name);
+        out.push('=');
+        out.push_str(value);
+    }
+    out.push('\n');
+    out
+}
+
+/// The end of a canonical request, after its header lines: the signed header names joined
+/// with `;`, and the payload hash.
+pub fn finish_canonical_request(out: &mut String, signed_headers: &str, payload_hash: &str) {
+    out.push('\n');
+    out.push_str(signed_headers);
+    out.push('\n');
+    out.push_str(payload_hash);
+}
+
 /// Splits a raw query into (name, value) pairs, in order, each decoded once and strictly
 /// ([`percent_decode`]): the one query parser, for routing and for checking signatures, so
 /// both read the same parameters.

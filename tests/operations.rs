@@ -898,12 +898,12 @@ fn logged_client_ips(log: &str) -> Vec<String> {
 /// One token per caller, refilled every 100 s: a second request from a caller is refused.
 const ONE_REQUEST_EACH: &str = "[server.limits]\nrate_limit = 0.01\nrate_limit_burst = 1\n";
 
-#[tokio::test]
-async fn behind_a_trusted_balancer_the_forwarded_client_is_limited_and_logged() {
+/// The binary with `server_line` in `[server]`, [`ONE_REQUEST_EACH`], logfmt lines and a public
+/// `acme` integration on moto.
+async fn limited_public_proxy(dir: &TempDir, server_line: &str) -> ProxyProcess {
     let moto = moto();
-    let dir = TempDir::new("ops-forwarded");
     let config = format!(
-        "[server]\nlisten = \"LISTEN\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n{ONE_REQUEST_EACH}{}",
+        "[server]\nlisten = \"LISTEN\"\n{server_line}\n{ONE_REQUEST_EACH}{}",
         static_reader_integration(
             "acme",
             &format!("bucket = \"{}\"", moto.tenant_a.bucket),
@@ -911,13 +911,19 @@ async fn behind_a_trusted_balancer_the_forwarded_client_is_limited_and_logged() 
         )
     );
     let env = moto_env(moto);
-    let proxy = ProxyProcess::spawn_with(
+    ProxyProcess::spawn_with(
         &dir.0,
         &config,
         &env_refs(&env),
         &["--log-format", "logfmt"],
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn behind_a_trusted_balancer_the_forwarded_client_is_limited_and_logged() {
+    let dir = TempDir::new("ops-forwarded");
+    let proxy = limited_public_proxy(&dir, "trusted_proxies = [\"127.0.0.1/32\"]").await;
     let balancer: std::net::IpAddr = "127.0.0.1".parse().unwrap();
     let stranger: std::net::IpAddr = "127.0.0.2".parse().unwrap();
     let path = "/acme/owner.txt";
@@ -958,24 +964,8 @@ async fn behind_a_trusted_balancer_the_forwarded_client_is_limited_and_logged() 
 
 #[tokio::test]
 async fn with_the_proxy_protocol_on_the_header_names_the_client_and_is_required() {
-    let moto = moto();
     let dir = TempDir::new("ops-proxy-protocol");
-    let config = format!(
-        "[server]\nlisten = \"LISTEN\"\nproxy_protocol = true\n{ONE_REQUEST_EACH}{}",
-        static_reader_integration(
-            "acme",
-            &format!("bucket = \"{}\"", moto.tenant_a.bucket),
-            &moto.endpoint(),
-        )
-    );
-    let env = moto_env(moto);
-    let proxy = ProxyProcess::spawn_with(
-        &dir.0,
-        &config,
-        &env_refs(&env),
-        &["--log-format", "logfmt"],
-    )
-    .await;
+    let proxy = limited_public_proxy(&dir, "proxy_protocol = true").await;
     let local: std::net::IpAddr = "127.0.0.1".parse().unwrap();
     let path = "/acme/owner.txt";
     let v1 = b"PROXY TCP4 198.51.100.7 127.0.0.1 40000 443\r\n";

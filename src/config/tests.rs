@@ -415,15 +415,18 @@ fn front_proxies_are_ranges_with_clear_host_bits() {
     assert_eq!(plain.server.front, FrontProxies::default());
 }
 
+/// `GOOD` with its first integration's `role_arn` line replaced by `credentials`, in `region`.
+fn with_credentials(credentials: &str, region: &str) -> String {
+    GOOD.replace(
+        "role_arn = \"arn:aws:iam::111122223333:role/Integration\"",
+        credentials,
+    )
+    .replace("region = \"us-west-2\"", &format!("region = \"{region}\""))
+}
+
 #[test]
 fn a_role_given_as_account_and_name_is_the_same_role_as_its_arn() {
-    let with = |credentials: &str, region: &str| {
-        GOOD.replace(
-            "role_arn = \"arn:aws:iam::111122223333:role/Integration\"",
-            credentials,
-        )
-        .replace("region = \"us-west-2\"", &format!("region = \"{region}\""))
-    };
+    let with = with_credentials;
     let arn_of = |text: &str| {
         let config = Config::parse(text, "f.toml", &secrets()).expect("valid");
         match &config.integrations[0].credentials {
@@ -461,7 +464,11 @@ fn a_role_given_as_account_and_name_is_the_same_role_as_its_arn() {
         )),
         "arn:aws:iam::111122223333:role/service-role/Integration"
     );
+}
 
+#[test]
+fn a_role_in_either_form_is_checked_by_aws_rules() {
+    let with = with_credentials;
     for (credentials, expected) in [
         (
             "account_id = \"1111-2222-3333\"\n    role_name = \"Integration\"",
