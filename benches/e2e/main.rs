@@ -1,0 +1,280 @@
+//! End-to-end benchmark: the same requests straight to a local store and through the proxy,
+//! interleaved in one run and reported as medians and proxied/direct ratios (these machines
+//! are too noisy for absolute figures to mean much).
+//!
+//! The store is nginx serving a temp dir laid out as `/{bucket}/{key}`, one worker: it moves
+//! GB/s on loopback, so the proxy, not the store, is what the ratios measure (nginx ignores the
+//! signatures, which is fine for a speed figure). Uploads go to a sink that reads and discards.
+//! A second proxy serves 10,000 integrations and 2,000 clients, to show what a large config
+//! costs. `scripts/bench` installs nginx and runs this.
+//!
+//! Environment: `BENCH_LARGE_MIB` (default 1024), `BENCH_ROUNDS` (5), `BENCH_SMALL_OBJECTS`
+//! (1000), `BENCH_SMALL_REQUESTS` (40000), `BENCH_CONNECTIONS` (64), `BENCH_INTEGRATIONS`
+//! (10000), `BENCH_CLIENTS` (2000), `BENCH_RSS_STREAMS` (64).
+// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
+#![allow(clippy::disallowed_methods)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly
+
+mod configs;
+mod load;
+mod processes;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use load::{HttpClient, SmallRun};
+use processes::{Killed, cpu_seconds};
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One figure measured for a baseline and for the proxy, a value per round.
+struct Row {
+    name: String,
+    unit: &'static str,
+    baseline: Vec<f64>,
+    proxied: Vec<f64>,
+}
+
+impl Row {
+    fn new(name: impl Into<String>, unit: &'static str) -> Self {
+        Row {
+            name: name.into(),
+            unit,
+            baseline: Vec::new(),
+            proxied: Vec::new(),
+        }
+    }
+
+    fn print(&self) {
+        let (baseline, proxied) = (median(&self.baseline), median(&self.proxied));
+        println!(
+            "| {} | {baseline:.1} {unit} | {proxied:.1} {unit} | {:.2} |",
+            self.name,
+            proxied / baseline,
+            unit = self.unit,
+        );
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+/// The bench's store: `large.bin` and `small/NNNNN.bin` in `root/bench-bucket`.
+fn lay_out_store(root: &Path, large_mib: usize, objects: usize) {
+    let bucket = root.join("bench-bucket");
+    std::fs::create_dir_all(bucket.join("small")).unwrap();
+    let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let mut file = std::fs::File::create(bucket.join("large.bin")).unwrap();
+    for _ in 0..large_mib {
+        std::io::Write::write_all(&mut file, &chunk).unwrap();
+    }
+    for n in 0..objects {
+        std::fs::write(bucket.join(format!("small/{n:05}.bin")), &chunk[..1024]).unwrap();
+    }
+}
+
+/// A run of small GETs, with the CPU that `pid` spent on each request, in µs.
+async fn small_run(
+    client: &HttpClient,
+    urls: &Arc<Vec<String>>,
+    requests: usize,
+    connections: usize,
+    pid: u32,
+) -> (SmallRun, f64) {
+    let before = cpu_seconds(pid);
+    let run = load::small_gets(client, urls.clone(), requests, connections).await;
+    let cpu = (cpu_seconds(pid) - before) / requests as f64 * 1e6;
+    (run, cpu)
+}
+
+fn small_urls(base: &str, objects: usize) -> Arc<Vec<String>> {
+    Arc::new(
+        (0..objects)
+            .map(|n| format!("{base}/small/{n:05}.bin"))
+            .collect(),
+    )
+}
+
+struct Bench {
+    large_mib: usize,
+    rounds: usize,
+    requests: usize,
+    connections: usize,
+    direct: String,
+    proxied: String,
+    sink: String,
+    proxied_sink: String,
+    objects: usize,
+    integrations: usize,
+}
+
+impl Bench {
+    async fn small_requests(&self, nginx_worker: u32, proxy: &Killed, big: (&Killed, &str)) {
+        let client = load::http_client(self.connections);
+        let direct = small_urls(&self.direct, self.objects);
+        let proxied = small_urls(&self.proxied, self.objects);
+        let presigned = Arc::new(proxied.iter().map(|u| load::presigned(u)).collect());
+        let big_urls = small_urls(big.1, self.objects);
+        let mut rate = Row::new("1 KiB GET, req/s", "req/s");
+        let mut cpu = Row::new("CPU per 1 KiB GET (nginx worker / proxy)", "µs");
+        let mut p99 = Row::new("p99 latency, 1 KiB GET", "ms");
+        let mut signed = Row::new("CPU per 1 KiB GET, presigned vs anonymous", "µs");
+        let mut many = Row::new(
+            format!("1 KiB GET, {} integrations vs 1", self.integrations),
+            "req/s",
+        );
+        let (n, c) = (self.requests, self.connections);
+        for _ in 0..self.rounds {
+            let (run, spent) = small_run(&client, &direct, n, c, nginx_worker).await;
+            rate.baseline.push(run.per_second);
+            p99.baseline.push(run.p99.as_secs_f64() * 1e3);
+            cpu.baseline.push(spent);
+            let (run, spent) = small_run(&client, &proxied, n, c, proxy.pid()).await;
+            rate.proxied.push(run.per_second);
+            many.baseline.push(run.per_second);
+            p99.proxied.push(run.p99.as_secs_f64() * 1e3);
+            cpu.proxied.push(spent);
+            signed.baseline.push(spent);
+            let (_, spent) = small_run(&client, &presigned, n, c, proxy.pid()).await;
+            signed.proxied.push(spent);
+            let (run, _) = small_run(&client, &big_urls, n, c, big.0.pid()).await;
+            many.proxied.push(run.per_second);
+        }
+        for row in [rate, cpu, p99, signed, many] {
+            row.print();
+        }
+    }
+
+    async fn large_bodies(&self) {
+        let client = load::http_client(8);
+        let (direct, proxied) = (
+            format!("{}/large.bin", self.direct),
+            format!("{}/large.bin", self.proxied),
+        );
+        let uploader = load::upload_client();
+        let body = Bytes::from(vec![7u8; self.large_mib << 20]);
+        let mib = self.large_mib;
+        let mut one = Row::new(format!("{mib} MiB GET, one stream"), "MiB/s");
+        let mut four = Row::new(format!("{mib} MiB GET, 4 in parallel"), "MiB/s");
+        let mut put = Row::new(format!("{mib} MiB PUT to a discarding sink"), "MiB/s");
+        load::download(&client, &direct).await; // the page cache and the connections
+        for _ in 0..self.rounds {
+            one.baseline
+                .push(load::downloads(&client, &direct, 1).await);
+            one.proxied
+                .push(load::downloads(&client, &proxied, 1).await);
+            four.baseline
+                .push(load::downloads(&client, &direct, 4).await);
+            four.proxied
+                .push(load::downloads(&client, &proxied, 4).await);
+            let (sink, proxied_sink) = (
+                format!("{}/up", self.sink),
+                format!("{}/up", self.proxied_sink),
+            );
+            put.baseline
+                .push(load::uploads(&uploader, &sink, &body, 1, false).await);
+            put.proxied
+                .push(load::uploads(&uploader, &proxied_sink, &body, 1, true).await);
+        }
+        for row in [one, four, put] {
+            row.print();
+        }
+    }
+}
+
+/// Peak RSS while `streams` clients download the large object at once, each reading slowly
+/// enough that the proxy's buffers, not the client's speed, decide the figure.
+async fn peak_rss_under_downloads(proxy: &Killed, proxied: &str, streams: usize) -> f64 {
+    processes::reset_peak_rss(proxy.pid());
+    let client = load::http_client(streams);
+    load::downloads(&client, &format!("{proxied}/large.bin"), streams).await;
+    processes::peak_rss_mib(proxy.pid())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` and test harness probes
+    }
+    let large_mib = setting("BENCH_LARGE_MIB", 1024);
+    let objects = setting("BENCH_SMALL_OBJECTS", 1000);
+    let integrations = setting("BENCH_INTEGRATIONS", 10_000);
+    let clients = setting("BENCH_CLIENTS", 2_000);
+    let work = std::env::temp_dir().join(format!("s3sp-bench-{}", std::process::id()));
+    let root = work.join("root");
+    lay_out_store(&root, large_mib, objects);
+    // nginx's worker drops root: let it read the bench's own temp tree.
+    for path in [&work, &root, &root.join("bench-bucket")] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+
+    let [store, sink, proxy_port, big_port] = [(); 4].map(|()| processes::free_port());
+    let nginx = processes::start_nginx(&root, &work, store);
+    processes::start_sink(sink);
+    processes::wait_for(store).await;
+    processes::wait_for(sink).await;
+    let nginx_worker = processes::nginx_worker(nginx.pid());
+
+    let small = configs::proxy(proxy_port, store, sink, 0);
+    let large = configs::proxy(big_port, store, sink, integrations - 1)
+        + &configs::clients(clients, integrations);
+    let proxy = processes::start_proxy(&work, "one", &small, load::CLIENT_SECRET);
+    let one_load = processes::wait_for(proxy_port).await;
+    let big = processes::start_proxy(&work, "many", &large, load::CLIENT_SECRET);
+    let big_load = processes::wait_for(big_port).await;
+    let big_rss = processes::rss_mib(big.pid());
+    let reload = configs::reload(&big, &work.join("many.log")).await;
+    let big_rss_reloaded = processes::rss_mib(big.pid());
+
+    println!(
+        "s3-signing-proxy end-to-end benchmark: medians of {} interleaved rounds (store: nginx, one worker, on loopback; 2 cores shared by client, proxy and store)",
+        setting("BENCH_ROUNDS", 5)
+    );
+    println!("| figure | baseline | proxy | ratio |\n|---|---|---|---|");
+    let bench = Bench {
+        large_mib,
+        rounds: setting("BENCH_ROUNDS", 5),
+        requests: setting("BENCH_SMALL_REQUESTS", 40_000),
+        connections: setting("BENCH_CONNECTIONS", 64),
+        direct: format!("http://127.0.0.1:{store}/bench-bucket"),
+        proxied: format!("http://127.0.0.1:{proxy_port}/bench"),
+        sink: format!("http://127.0.0.1:{sink}/bench-bucket"),
+        proxied_sink: format!("http://127.0.0.1:{proxy_port}/sink"),
+        objects,
+        integrations,
+    };
+    let big_base = format!("http://127.0.0.1:{big_port}/bench");
+    bench
+        .small_requests(nginx_worker, &proxy, (&big, &big_base))
+        .await;
+    bench.large_bodies().await;
+    let streams = setting("BENCH_RSS_STREAMS", 64);
+    let rss = peak_rss_under_downloads(&proxy, &bench.proxied, streams).await;
+    println!("| peak RSS, {streams} concurrent {large_mib} MiB GETs | — | {rss:.1} MiB | — |");
+    println!(
+        "| config load to listening, {integrations} integrations + {clients} clients vs 1 | {:.0} ms | {:.0} ms | {:.2} |",
+        one_load.as_secs_f64() * 1e3,
+        big_load.as_secs_f64() * 1e3,
+        big_load.as_secs_f64() / one_load.as_secs_f64()
+    );
+    println!(
+        "| reload (SIGHUP to reloaded), {integrations} integrations | — | {:.0} ms | — |",
+        reload.as_secs_f64() * 1e3
+    );
+    println!(
+        "| RSS with {integrations} integrations: loaded / after one reload | {big_rss:.1} MiB | {big_rss_reloaded:.1} MiB | — |"
+    );
+    drop((proxy, big, nginx));
+    let _ = std::fs::remove_dir_all(&work);
+}
