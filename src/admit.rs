@@ -195,8 +195,30 @@ fn check_shape<B>(state: &State, request: &Request<B>) -> Result<(), Error> {
             limit: limits.max_uri_bytes,
         });
     }
+    if head_length(request) > limits.max_header_bytes {
+        return Err(Error::HeadersTooLarge {
+            limit: limits.max_header_bytes,
+        });
+    }
     crate::guard::check_request_shape(request)?;
     crate::guard::check_request_headers(request.headers())
+}
+
+/// The request head's length as HTTP/1 sends it: `METHOD target HTTP/1.1`, then `name: value`
+/// per header, each line with its CRLF. (hyper's buffer, which must also hold body chunks, is
+/// larger than `max_header_bytes`, so the limit is checked here.)
+fn head_length<B>(request: &Request<B>) -> usize {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(1, |p| p.as_str().len());
+    let request_line = request.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + ": ".len() + value.len() + "\r\n".len())
+        .sum();
+    request_line + headers + "\r\n".len()
 }
 
 /// The rate limit: a client by its key, an anonymous caller by its address.

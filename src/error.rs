@@ -185,6 +185,13 @@ pub enum Error {
         limit: usize,
     },
 
+    /// The request line and headers are longer than `max_header_bytes`.
+    #[error("Your request's header section exceeds the maximum allowed size of {limit} bytes.")]
+    HeadersTooLarge {
+        /// The configured `max_header_bytes`.
+        limit: usize,
+    },
+
     /// A bug or an impossible state; details go to the log only.
     #[error("We encountered an internal error. Please try again.")]
     Internal {
@@ -222,6 +229,7 @@ impl Error {
             Error::UpstreamRefusedCredentials { .. } => "ServiceUnavailable",
             Error::SlowDown { .. } => "SlowDown",
             Error::UriTooLong { .. } => "RequestURITooLong",
+            Error::HeadersTooLarge { .. } => "RequestHeaderSectionTooLarge",
             Error::Internal { .. } => "InternalError",
         }
     }
@@ -255,6 +263,7 @@ impl Error {
             Error::UpstreamRefusedCredentials { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Error::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -38,6 +38,7 @@ pub struct Upstream {
     with_ca: Mutex<HashMap<PathBuf, HttpClient>>,
     connect_timeout: Duration,
     first_byte_timeout: Duration,
+    body_buffer: usize,
 }
 
 /// An upstream answer, and how long its headers took once the request was sent.
@@ -49,9 +50,14 @@ pub struct Answer {
 impl Upstream {
     pub fn new(limits: &Limits) -> Result<Self, rustls::Error> {
         Ok(Upstream {
-            default: build_client(&[], limits.upstream_connect_timeout)?,
+            default: build_client(
+                &[],
+                limits.upstream_connect_timeout,
+                limits.body_buffer_bytes,
+            )?,
             with_ca: Mutex::new(HashMap::new()),
             connect_timeout: limits.upstream_connect_timeout,
+            body_buffer: limits.body_buffer_bytes,
             first_byte_timeout: limits.upstream_first_byte_timeout,
         })
     }
@@ -59,6 +65,7 @@ impl Upstream {
     /// Whether a reload to `limits` can keep these clients (and their pooled connections).
     pub fn fits(&self, limits: &Limits) -> bool {
         self.connect_timeout == limits.upstream_connect_timeout
+            && self.body_buffer == limits.body_buffer_bytes
             && self.first_byte_timeout == limits.upstream_first_byte_timeout
     }
 
@@ -81,7 +88,8 @@ impl Upstream {
         }
         let client = crate::tls::read_ca_file(path)
             .and_then(|extra| {
-                build_client(&extra, self.connect_timeout).map_err(|error| error.to_string())
+                build_client(&extra, self.connect_timeout, self.body_buffer)
+                    .map_err(|error| error.to_string())
             })
             .map_err(|reason| {
                 tracing::warn!(%integration, %reason, "the integration's CA bundle is unusable");
@@ -199,9 +207,12 @@ fn replayable(request: &Request<ProxyBody>) -> Option<Request<ProxyBody>> {
     Some(copy)
 }
 
+/// A client for the stores: rustls for HTTPS, loopback names resolved locally, and responses
+/// read `body_buffer` bytes at a time (see [`Limits::body_buffer_bytes`]).
 fn build_client(
     extra_roots: &[rustls::pki_types::CertificateDer<'static>],
     connect_timeout: Duration,
+    body_buffer: usize,
 ) -> Result<HttpClient, rustls::Error> {
     let mut http = HttpConnector::new_with_resolver(LoopbackResolver::default());
     http.enforce_http(false);
@@ -215,6 +226,7 @@ fn build_client(
         .wrap_connector(http);
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
+        .http1_max_buf_size(body_buffer)
         .timer(hyper_util::rt::TokioTimer::new())
         .build(https))
 }

@@ -79,7 +79,9 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes)
+        // The read buffer holds the request head and then body chunks: sized for the body, with
+        // `max_header_bytes` checked on the parsed head (`admit`).
+        .max_buf_size(limits.body_buffer_bytes.max(limits.max_header_bytes))
         .max_headers(limits.max_headers);
     builder
         .http2()

@@ -217,6 +217,13 @@ fn build_limits(raw: RawLimits, problems: &mut Problems<'_>) -> Limits {
         256,
         "max_uri_bytes",
     );
+    // hyper's own floor for a connection's buffer.
+    let body_buffer_bytes = count(
+        raw.body_buffer_bytes,
+        defaults.body_buffer_bytes,
+        8192,
+        "body_buffer_bytes",
+    );
     let max_connections = count(
         raw.max_connections,
         defaults.max_connections,
@@ -227,6 +234,7 @@ fn build_limits(raw: RawLimits, problems: &mut Problems<'_>) -> Limits {
         max_header_bytes,
         max_headers,
         max_uri_bytes,
+        body_buffer_bytes,
         header_read_timeout,
         idle_timeout,
         max_connections,

@@ -157,6 +157,11 @@ pub struct Limits {
     pub max_headers: usize,
     /// Length of the request target (path and query), in bytes.
     pub max_uri_bytes: usize,
+    /// The most a connection reads ahead of the other side of a transfer, in bytes: the size of
+    /// a body chunk read from a client or from the store. Each transfer holds about two of
+    /// these, so this bounds memory under many concurrent large transfers; larger reads cost
+    /// fewer system calls per byte.
+    pub body_buffer_bytes: usize,
     /// A client must send a request's headers within this time (slowloris).
     pub header_read_timeout: Duration,
     /// A connection with no bytes moving either way for this long is closed.
@@ -188,6 +193,7 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             max_uri_bytes: 8 * 1024,
+            body_buffer_bytes: 400 * 1024,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
