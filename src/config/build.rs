@@ -51,11 +51,12 @@ pub(super) fn build_config(
         }
     }
     check_names_unique(&integrations, problems);
+    let bindable = Bindable::new(&integrations);
     let clients = raw
         .clients
         .into_iter()
         .enumerate()
-        .filter_map(|(index, raw)| build_client(index, raw, &integrations, problems, secrets))
+        .filter_map(|(index, raw)| build_client(index, raw, &bindable, problems, secrets))
         .collect();
     Config {
         server,
@@ -372,7 +373,7 @@ pub(super) fn parse_access(text: Option<&str>, place: &str, problems: &mut Probl
 fn build_client(
     index: usize,
     raw: RawClient,
-    integrations: &[Arc<Integration>],
+    bindable: &Bindable<'_>,
     problems: &mut Problems<'_>,
     secrets: &dyn SecretLookup,
 ) -> Option<ClientConfig> {
@@ -408,7 +409,7 @@ fn build_client(
     }
     let mut bindings = Vec::new();
     for name in &names {
-        match bind(name, integrations) {
+        match bindable.bind(name) {
             Ok(binding) => bindings.push(binding),
             Err(reason) => problems.add(&place, "integrations", reason),
         }
@@ -424,31 +425,64 @@ fn build_client(
     })
 }
 
-/// What a client's `integrations` entry grants: an integration by name (all of it), a bucket
-/// scoped by one integration (all of that integration), or one bucket a default integration
-/// permits (that bucket only).
-fn bind(name: &str, integrations: &[Arc<Integration>]) -> Result<(String, Option<String>), String> {
-    if integrations.iter().any(|i| i.name == name) {
-        return Ok((name.to_string(), None));
-    }
-    let scoped: Vec<&Arc<Integration>> = integrations
-        .iter()
-        .filter(|i| i.buckets == Buckets::Scoped(name.to_string()))
-        .collect();
-    match scoped.as_slice() {
-        [only] => return Ok((only.name.clone(), None)),
-        [] => {}
-        _ => {
-            return Err(format!(
-                "bucket `{name}` is shared by several integrations; name the integration"
-            ));
+/// Where a client's `integrations` entries point, indexed once for all clients (a config may
+/// have 10,000 integrations and thousands of clients).
+struct Bindable<'a> {
+    names: std::collections::HashSet<&'a str>,
+    /// Integrations by the bucket they scope (one bucket, one prefix per tenant).
+    scoped: std::collections::HashMap<&'a str, Vec<&'a str>>,
+    /// The first default integration permitting each bucket.
+    permitted: std::collections::HashMap<&'a str, &'a str>,
+}
+
+impl<'a> Bindable<'a> {
+    fn new(integrations: &'a [Arc<Integration>]) -> Self {
+        let mut bindable = Bindable {
+            names: integrations.iter().map(|i| i.name.as_str()).collect(),
+            scoped: Default::default(),
+            permitted: Default::default(),
+        };
+        for integration in integrations {
+            match &integration.buckets {
+                Buckets::Scoped(bucket) => bindable
+                    .scoped
+                    .entry(bucket.as_str())
+                    .or_default()
+                    .push(&integration.name),
+                Buckets::Permitted(list) => {
+                    for bucket in list {
+                        bindable
+                            .permitted
+                            .entry(bucket.as_str())
+                            .or_insert(&integration.name);
+                    }
+                }
+            }
         }
+        bindable
     }
-    integrations
-        .iter()
-        .find(|i| matches!(&i.buckets, Buckets::Permitted(list) if list.iter().any(|b| b == name)))
-        .map(|i| (i.name.clone(), Some(name.to_string())))
-        .ok_or_else(|| format!("`{name}` is not an integration or a bucket of one"))
+
+    /// What a client's `integrations` entry grants: an integration by name (all of it), a
+    /// bucket scoped by one integration (all of that integration), or one bucket a default
+    /// integration permits (that bucket only).
+    fn bind(&self, name: &str) -> Result<(String, Option<String>), String> {
+        if self.names.contains(name) {
+            return Ok((name.to_string(), None));
+        }
+        match self.scoped.get(name).map(Vec::as_slice) {
+            Some([only]) => return Ok((only.to_string(), None)),
+            Some([_, _, ..]) => {
+                return Err(format!(
+                    "bucket `{name}` is shared by several integrations; name the integration"
+                ));
+            }
+            _ => {}
+        }
+        self.permitted
+            .get(name)
+            .map(|integration| (integration.to_string(), Some(name.to_string())))
+            .ok_or_else(|| format!("`{name}` is not an integration or a bucket of one"))
+    }
 }
 
 /// Logical names must be unambiguous. An integration's name is its own: no other integration

@@ -257,6 +257,28 @@ fn tenants_may_share_a_bucket_under_their_own_prefixes() {
         source = "default-chain"
     "#;
     assert!(Config::parse(text, "shared.toml", &secrets()).is_ok());
+
+    // A client names the tenant; the bucket alone would be ambiguous.
+    let mut secrets = secrets();
+    secrets.insert("CLIENT_SECRET".into(), "client-secret".into());
+    let client = |bound: &str| {
+        format!(
+            "{text}\n[[client]]\naccess_key_id = \"AKTENANT\"\nsecret_access_key_env = \"CLIENT_SECRET\"\nintegrations = [{bound}]\n"
+        )
+    };
+    let config = Config::parse(&client("\"tenant-b\""), "shared.toml", &secrets).expect("valid");
+    assert_eq!(
+        config.clients[0].bindings,
+        vec![("tenant-b".to_string(), None)]
+    );
+    let error = Config::parse(&client("\"shared-bucket\""), "shared.toml", &secrets)
+        .expect_err("ambiguous");
+    assert!(
+        error.to_string().contains(
+            "bucket `shared-bucket` is shared by several integrations; name the integration"
+        ),
+        "{error}"
+    );
 }
 
 #[test]
