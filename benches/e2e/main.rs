@@ -10,7 +10,8 @@
 //!
 //! Environment: `BENCH_LARGE_MIB` (default 1024), `BENCH_ROUNDS` (5), `BENCH_SMALL_OBJECTS`
 //! (1000), `BENCH_SMALL_REQUESTS` (40000), `BENCH_CONNECTIONS` (64), `BENCH_INTEGRATIONS`
-//! (10000), `BENCH_CLIENTS` (2000), `BENCH_RSS_STREAMS` (64).
+//! (10000), `BENCH_CLIENTS` (2000), `BENCH_RSS_STREAMS` (64); `BENCH_PROXY` runs another build of
+//! the proxy than this tree's.
 // Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly

@@ -130,15 +130,19 @@ pub fn start_proxy(work: &Path, name: &str, config: &str, client_secret: &str) -
     let config_path = work.join(format!("{name}.toml"));
     std::fs::write(&config_path, config).unwrap();
     let log = std::fs::File::create(work.join(format!("{name}.log"))).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_s3-signing-proxy"))
-        .args(["serve", "--log-format", "logfmt", "--config"])
+    // `BENCH_PROXY` runs another build, to compare two against the same baseline.
+    let binary = std::env::var_os("BENCH_PROXY")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_s3-signing-proxy").into());
+    let child = Command::new(binary)
+        .args(["serve", "--config"])
         .arg(&config_path)
         .env(
             "BENCH_STORE_SECRET",
             "bench-secret-not-checked-by-the-store",
         )
         .env("BENCH_CLIENT_SECRET", client_secret)
-        // The access line is on, as it is by default: its cost is part of the figure.
+        // The access line is on, in the default format, as it is by default: its cost is part
+        // of the figure.
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)
