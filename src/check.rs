@@ -27,6 +27,81 @@ pub struct Row {
     pub ok: Option<bool>,
     /// What was found, or what to fix.
     pub detail: String,
+    /// For a failed step, a stable code for what to fix.
+    pub hint: Option<Hint>,
+}
+
+/// What to fix for a failed step, as a stable code a platform can key its own help text on
+/// (`check --json`). The codes never change meaning; new ones may be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hint {
+    /// STS refused AssumeRole: the role's trust policy does not name the proxy's identity, or
+    /// the ExternalId differs from the one in it (STS answers both the same way).
+    TrustPolicy,
+    /// STS does not accept the proxy's own keys.
+    ProxyKeys,
+    /// STS could not be reached.
+    StsUnreachable,
+    /// STS is throttling the account.
+    StsThrottled,
+    /// Credentials could not be obtained for another reason.
+    Credentials,
+    /// The bucket is in another region than the integration says.
+    Region,
+    /// The store's endpoint could not be reached.
+    Endpoint,
+    /// No such bucket.
+    Bucket,
+    /// The credentials may not list the bucket.
+    ListPermission,
+    /// The credentials may not put objects under the prefix.
+    PutPermission,
+    /// The credentials may not delete objects under the prefix.
+    DeletePermission,
+    /// The bucket's objects are encrypted with a KMS key the credentials may not use.
+    Kms,
+    /// The store does not accept the integration's keys.
+    StoreKeys,
+    /// The store refused the session token.
+    SessionToken,
+    /// Anything else: the detail names the store's error code.
+    Other,
+}
+
+impl Hint {
+    /// The code as `check --json` writes it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Hint::TrustPolicy => "trust-policy",
+            Hint::ProxyKeys => "proxy-keys",
+            Hint::StsUnreachable => "sts-unreachable",
+            Hint::StsThrottled => "sts-throttled",
+            Hint::Credentials => "credentials",
+            Hint::Region => "region",
+            Hint::Endpoint => "endpoint",
+            Hint::Bucket => "bucket",
+            Hint::ListPermission => "list-permission",
+            Hint::PutPermission => "put-permission",
+            Hint::DeletePermission => "delete-permission",
+            Hint::Kms => "kms",
+            Hint::StoreKeys => "store-keys",
+            Hint::SessionToken => "session-token",
+            Hint::Other => "other",
+        }
+    }
+}
+
+/// A failed step: what to fix, as a code and in words.
+#[derive(Debug)]
+pub struct Failure {
+    hint: Hint,
+    detail: String,
+}
+
+impl Failure {
+    fn new(hint: Hint, detail: String) -> Self {
+        Failure { hint, detail }
+    }
 }
 
 /// Runs the checks; `only` limits them to one integration.
@@ -94,14 +169,22 @@ impl Report<'_> {
             step,
             ok,
             detail,
+            hint: None,
         });
     }
 
+    fn fail(&mut self, step: &'static str, failure: Failure) {
+        self.push(step, Some(false), failure.detail);
+        if let Some(row) = self.rows.last_mut() {
+            row.hint = Some(failure.hint);
+        }
+    }
+
     /// A passed step with what was found, or a failed one with its hint.
-    fn outcome(&mut self, step: &'static str, outcome: Result<String, String>) {
+    fn outcome(&mut self, step: &'static str, outcome: Result<String, Failure>) {
         match outcome {
             Ok(found) => self.push(step, Some(true), found),
-            Err(hint) => self.push(step, Some(false), hint),
+            Err(failure) => self.fail(step, failure),
         }
     }
 }
@@ -124,7 +207,7 @@ async fn check_credentials(
             true
         }
         Err(error) => {
-            report.push("credentials", Some(false), credentials_hint(&error));
+            report.fail("credentials", credentials_hint(&error));
             false
         }
     }
@@ -146,8 +229,8 @@ async fn check_region(
             Some(resolved)
         }
         Err(error) => {
-            let hint = format!("{bucket}: could not discover its region: {error}");
-            report.push("region", Some(false), hint);
+            let detail = format!("{bucket}: could not discover its region: {error}");
+            report.fail("region", Failure::new(Hint::Region, detail));
             None
         }
     }
@@ -222,8 +305,8 @@ async fn check_writes(
             content,
         )
         .await;
-    if let Err(hint) = verdict(&put, integration, bucket, "s3:PutObject") {
-        report.push("put", Some(false), hint);
+    if let Err(failure) = verdict(&put, integration, bucket, "s3:PutObject") {
+        report.fail("put", failure);
         return;
     }
     let found = format!("{}{probe_key}", integration.prefix);
@@ -265,23 +348,35 @@ fn probe_suffix() -> String {
     format!("{nanos:x}")
 }
 
-fn credentials_hint(error: &Error) -> String {
+fn credentials_hint(error: &Error) -> Failure {
     let text = error.to_string();
-    let hint = if text.contains("AccessDenied") {
-        "STS refused AssumeRole (AccessDenied): check that the role's trust policy names this \
-         proxy's identity and that `external_id` matches the one in it; a wrong ExternalId looks \
-         exactly like this"
+    let (hint, words) = if text.contains("AccessDenied") {
+        (
+            Hint::TrustPolicy,
+            "STS refused AssumeRole (AccessDenied): check that the role's trust policy names \
+             this proxy's identity and that `external_id` matches the one in it; a wrong \
+             ExternalId looks exactly like this",
+        )
     } else if text.contains("InvalidClientTokenId") || text.contains("SignatureDoesNotMatch") {
-        "STS does not accept the proxy's own keys ([sts.credentials]): the key id is unknown or \
-         the secret is wrong"
+        (
+            Hint::ProxyKeys,
+            "STS does not accept the proxy's own keys ([sts.credentials]): the key id is \
+             unknown or the secret is wrong",
+        )
     } else if text.contains("could not be reached") || text.contains("in time") {
-        "STS could not be reached: check [sts] endpoint and the network"
+        (
+            Hint::StsUnreachable,
+            "STS could not be reached: check [sts] endpoint and the network",
+        )
     } else if text.contains("Throttling") {
-        "STS is throttling this account: try again later"
+        (
+            Hint::StsThrottled,
+            "STS is throttling this account: try again later",
+        )
     } else {
-        "credentials could not be obtained"
+        (Hint::Credentials, "credentials could not be obtained")
     };
-    format!("{hint} ({text})")
+    Failure::new(hint, format!("{words} ({text})"))
 }
 
 /// `Ok` for a 2xx answer; else a hint naming the S3 error code.
@@ -290,7 +385,7 @@ fn verdict(
     integration: &Integration,
     bucket: &str,
     permission: &str,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let answer = match answer {
         Ok(answer) => answer,
         Err(error) => {
@@ -299,27 +394,34 @@ fn verdict(
                 .as_ref()
                 .map(|e| e.url())
                 .unwrap_or_else(|| "of AWS S3".to_string());
-            return Err(format!(
+            let detail = format!(
                 "{} ({error}): the endpoint {endpoint} could not be reached",
                 error.code()
-            ));
+            );
+            return Err(Failure::new(Hint::Endpoint, detail));
         }
     };
     if answer.status.is_success() {
         return Ok(());
     }
-    let (code, actual_region) = error_details(answer);
+    let details = error_details(answer);
     Err(hint(
-        &code,
-        actual_region.as_deref(),
+        &details,
         answer.status.as_u16(),
         (integration, bucket, permission),
     ))
 }
 
-/// The S3 error code (or one implied by a bodiless status) and the bucket's region, from the
-/// answer's headers and its error document.
-fn error_details(answer: &ProbeAnswer) -> (String, Option<String>) {
+/// What an error answer says: its S3 code (or one implied by a bodiless status), its message,
+/// and the bucket's region.
+struct ErrorDetails {
+    code: String,
+    message: String,
+    region: Option<String>,
+}
+
+/// The details of an error answer, from its headers and its error document.
+fn error_details(answer: &ProbeAnswer) -> ErrorDetails {
     let document = crate::xml::parse(&answer.body).ok();
     let field = |name: &str| {
         let root = document.as_ref()?;
@@ -338,66 +440,118 @@ fn error_details(answer: &ProbeAnswer) -> (String, Option<String>) {
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .or_else(|| field("Region"));
-    (code, region)
+    ErrorDetails {
+        code,
+        message: field("Message").unwrap_or_default(),
+        region,
+    }
 }
 
 /// What to change for a failing step.
 fn hint(
-    code: &str,
-    actual_region: Option<&str>,
+    details: &ErrorDetails,
     status: u16,
     (integration, bucket, permission): (&Integration, &str, &str),
-) -> String {
-    let mut hint = String::new();
-    match (code, actual_region) {
-        (_, Some(region)) if region != integration.region.signing_name() => {
-            let _ = write!(
-                hint,
-                "{code}: the bucket is in {region}, not {}: set region = \"{region}\" (or \"auto\")",
-                integration.region
-            );
-        }
-        (
-            "PermanentRedirect"
-            | "AuthorizationHeaderMalformed"
-            | "IllegalLocationConstraintException",
-            _,
-        ) => {
-            let _ = write!(
-                hint,
+) -> Failure {
+    let code = details.code.as_str();
+    let wrong_region = details
+        .region
+        .as_deref()
+        .filter(|region| *region != integration.region.signing_name());
+    if let Some(region) = wrong_region {
+        let detail = format!(
+            "{code}: the bucket is in {region}, not {}: set region = \"{region}\" (or \"auto\")",
+            integration.region
+        );
+        return Failure::new(Hint::Region, detail);
+    }
+    let (hint, detail) = match code {
+        "PermanentRedirect"
+        | "AuthorizationHeaderMalformed"
+        | "IllegalLocationConstraintException" => (
+            Hint::Region,
+            format!(
                 "{code}: the bucket is in another region than {}: set region = \"auto\" or the right one",
                 integration.region
-            );
-        }
-        ("AccessDenied", _) => {
-            let resource = if permission == "s3:ListBucket" {
-                format!("arn:aws:s3:::{bucket}")
-            } else {
-                format!("arn:aws:s3:::{bucket}/{}*", integration.prefix)
-            };
-            let _ = write!(
-                hint,
-                "AccessDenied: the credentials may not {permission} on {resource}; add it to the \
-                 role's policy (and the bucket policy, if it has one)"
-            );
-        }
-        ("NoSuchBucket", _) => {
-            let _ = write!(hint, "NoSuchBucket: no bucket {bucket}: check `bucket`");
-        }
-        ("InvalidAccessKeyId" | "SignatureDoesNotMatch", _) => {
-            let _ = write!(
-                hint,
+            ),
+        ),
+        "AccessDenied" | "KMS.AccessDeniedException" if mentions_kms(&details.message) => (
+            Hint::Kms,
+            format!(
+                "{code}: the bucket's objects are encrypted with a KMS key these credentials may \
+                 not use: allow kms:Decrypt and kms:GenerateDataKey on it in the role's policy \
+                 and the key's policy ({})",
+                details.message
+            ),
+        ),
+        "AccessDenied" => access_denied(integration, bucket, permission),
+        "NoSuchBucket" => (
+            Hint::Bucket,
+            format!("NoSuchBucket: no bucket {bucket}: check `bucket`"),
+        ),
+        "InvalidAccessKeyId" | "SignatureDoesNotMatch" => (
+            Hint::StoreKeys,
+            format!(
                 "{code}: the store does not accept these keys: check the access key id and secret"
-            );
-        }
-        ("ExpiredToken" | "InvalidToken", _) => {
-            let _ = write!(hint, "{code}: the session token was refused");
-        }
-        _ => {
-            let _ = write!(hint, "{code} (HTTP {})", status);
-        }
-    }
-    hint
+            ),
+        ),
+        "ExpiredToken" | "InvalidToken" => (
+            Hint::SessionToken,
+            format!("{code}: the session token was refused"),
+        ),
+        _ => (Hint::Other, format!("{code} (HTTP {status})")),
+    };
+    Failure::new(hint, detail)
+}
+
+fn mentions_kms(message: &str) -> bool {
+    message.contains("KMS") || message.contains("kms:")
+}
+
+/// AccessDenied on a probe: the permission it needs, on the exact resource.
+fn access_denied(integration: &Integration, bucket: &str, permission: &str) -> (Hint, String) {
+    let (hint, resource) = match permission {
+        "s3:ListBucket" => (Hint::ListPermission, format!("arn:aws:s3:::{bucket}")),
+        "s3:PutObject" => (
+            Hint::PutPermission,
+            format!("arn:aws:s3:::{bucket}/{}*", integration.prefix),
+        ),
+        _ => (
+            Hint::DeletePermission,
+            format!("arn:aws:s3:::{bucket}/{}*", integration.prefix),
+        ),
+    };
+    let detail = format!(
+        "AccessDenied: the credentials may not {permission} on {resource}; add it to the role's \
+         policy (and the bucket policy, if it has one)"
+    );
+    (hint, detail)
+}
+
+/// The report as one JSON document, for tools: `ok`, how many steps `failed`, and `checks`, one
+/// object per integration and step with its `result` (`ok`, `failed` or `skipped`), `detail`
+/// and, when it failed, a stable `hint` code ([`Hint::code`]).
+pub fn render_json(rows: &[Row]) -> String {
+    let checks: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|row| {
+            let result = match row.ok {
+                Some(true) => "ok",
+                Some(false) => "failed",
+                None => "skipped",
+            };
+            serde_json::json!({
+                "integration": row.integration,
+                "step": row.step,
+                "result": result,
+                "detail": row.detail,
+                "hint": row.hint.map(Hint::code),
+            })
+        })
+        .collect();
+    let failed = rows.iter().filter(|r| r.ok == Some(false)).count();
+    let report = serde_json::json!({ "ok": failed == 0, "failed": failed, "checks": checks });
+    format!("{report:#}\n")
 }
 
 /// The report as an aligned table, a summary line and the CORS note.
@@ -485,7 +639,11 @@ mod tests {
             "s3:ListBucket",
         )
         .expect_err("fails");
-        assert!(hint.contains("set region = \"eu-west-1\""), "{hint}");
+        assert_eq!(hint.hint, Hint::Region);
+        assert!(
+            hint.detail.contains("set region = \"eu-west-1\""),
+            "{hint:?}"
+        );
     }
 
     #[test]
@@ -498,9 +656,11 @@ mod tests {
             "s3:ListBucket",
         )
         .expect_err("fails");
+        assert_eq!(list.hint, Hint::ListPermission);
         assert!(
-            list.contains("s3:ListBucket on arn:aws:s3:::acme-media;"),
-            "{list}"
+            list.detail
+                .contains("s3:ListBucket on arn:aws:s3:::acme-media;"),
+            "{list:?}"
         );
         let put = verdict(
             &answer(403, None, body),
@@ -509,10 +669,40 @@ mod tests {
             "s3:PutObject",
         )
         .expect_err("fails");
+        assert_eq!(put.hint, Hint::PutPermission);
         assert!(
-            put.contains("s3:PutObject on arn:aws:s3:::acme-media/labelling/*"),
-            "{put}"
+            put.detail
+                .contains("s3:PutObject on arn:aws:s3:::acme-media/labelling/*"),
+            "{put:?}"
         );
+    }
+
+    /// S3 answers a read of an SSE-KMS object the role may not decrypt with AccessDenied and a
+    /// message naming KMS; no test store produces that on demand, so the document is S3's shape.
+    #[test]
+    fn a_kms_refusal_is_told_from_a_missing_s3_permission() {
+        let body = "<Error><Code>AccessDenied</Code><Message>User: arn:aws:sts::111122223333:\
+                    assumed-role/Integration/s3sp is not authorized to perform: kms:Decrypt on \
+                    the resource associated with this ciphertext because the resource does not \
+                    exist in this Region, no resource-based policies allow access, or a \
+                    resource-based policy explicitly denies access</Message></Error>";
+        let kms = verdict(
+            &answer(403, None, body),
+            &integration("us-east-1"),
+            "acme-media",
+            "s3:ListBucket",
+        )
+        .expect_err("fails");
+        assert_eq!(kms.hint, Hint::Kms);
+        assert!(kms.detail.contains("kms:Decrypt"), "{kms:?}");
+        let plain = verdict(
+            &answer(404, None, "<Error><Code>NoSuchBucket</Code></Error>"),
+            &integration("us-east-1"),
+            "acme-media",
+            "s3:ListBucket",
+        )
+        .expect_err("fails");
+        assert_eq!(plain.hint, Hint::Bucket);
     }
 
     #[test]
@@ -532,16 +722,24 @@ mod tests {
                 step: "list",
                 ok: Some(true),
                 detail: "keys present".to_string(),
+                hint: None,
             },
             Row {
                 integration: "acme".to_string(),
                 step: "put",
                 ok: Some(false),
                 detail: "AccessDenied".to_string(),
+                hint: Some(Hint::PutPermission),
             },
         ];
         let report = render(&rows);
         assert!(report.contains("FAILED"), "{report}");
         assert!(report.contains("1 check(s) failed"), "{report}");
+        let json: serde_json::Value = serde_json::from_str(&render_json(&rows)).expect("JSON");
+        assert_eq!(json["ok"], false);
+        assert_eq!(json["failed"], 1);
+        assert_eq!(json["checks"][0]["result"], "ok");
+        assert_eq!(json["checks"][0]["hint"], serde_json::Value::Null);
+        assert_eq!(json["checks"][1]["hint"], "put-permission");
     }
 }

@@ -52,6 +52,9 @@ enum Command {
         /// Also put and delete a small object under the prefix of read-write integrations.
         #[arg(long)]
         write: bool,
+        /// The report as JSON, each failed step with a stable `hint` code.
+        #[arg(long)]
+        json: bool,
     },
     /// Configuration tools.
     #[command(subcommand)]
@@ -106,12 +109,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             config,
             integration,
             write,
+            json,
         } => {
             let config = Config::load(&config)?;
             let rows = s3_signing_proxy::check::run(config, integration.as_deref(), write)
                 .await
                 .map_err(anyhow::Error::msg)?;
-            print!("{}", s3_signing_proxy::check::render(&rows));
+            let render = if json {
+                s3_signing_proxy::check::render_json
+            } else {
+                s3_signing_proxy::check::render
+            };
+            print!("{}", render(&rows));
             if rows.iter().any(|row| row.ok == Some(false)) {
                 return Ok(ExitCode::FAILURE);
             }

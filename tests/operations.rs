@@ -328,6 +328,18 @@ async fn check_reports_what_works_and_why_the_rest_does_not() {
         )
         .replace("region = \"us-east-1\"", "region = \"auto\""),
     );
+    // Tenant A's role may only read: as a read-write integration, its put is refused.
+    let config = format!(
+        "{config}{}",
+        role_integration(
+            "no-put",
+            &moto.tenant_a,
+            &endpoint,
+            "path",
+            &moto.tenant_a.external_id,
+            "access = \"read-write\""
+        )
+    );
     let (code, report) = check(&dir.0, &config, &["--write"]).await;
     assert_eq!(code, 1, "{report}");
     assert!(
@@ -367,6 +379,38 @@ async fn check_reports_what_works_and_why_the_rest_does_not() {
     );
     assert!(row(&report, "found", "list").contains(" ok "), "{report}");
     assert!(report.contains("check(s) failed"), "{report}");
+    assert!(row(&report, "no-put", "put").contains("FAILED"), "{report}");
+
+    // The same report for machines: every step an object, each failure with its hint code.
+    let (code, json) = check(&dir.0, &config, &["--write", "--json"]).await;
+    assert_eq!(code, 1, "{json}");
+    let json: serde_json::Value = serde_json::from_str(&json).expect("check --json is JSON");
+    assert_eq!(json["ok"], false);
+    let hint = |integration: &str, step: &str| {
+        let check = json["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["integration"] == integration && c["step"] == step)
+            .unwrap_or_else(|| panic!("no {integration} {step} in {json:#}"));
+        (
+            check["result"].as_str().unwrap().to_string(),
+            check["hint"].as_str().map(str::to_string),
+        )
+    };
+    let failed = |code: &str| ("failed".to_string(), Some(code.to_string()));
+    assert_eq!(hint("acme", "list"), ("ok".to_string(), None));
+    assert_eq!(hint("acme", "write"), ("skipped".to_string(), None));
+    assert_eq!(hint("wrong-id", "credentials"), failed("trust-policy"));
+    assert_eq!(hint("not-mine", "head-bucket"), failed("list-permission"));
+    assert_eq!(hint("no-put", "put"), failed("put-permission"));
+    let failures = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["result"] == "failed")
+        .count();
+    assert_eq!(json["failed"], failures);
 
     let (code, report) = check(&dir.0, &config, &["--integration", "acme"]).await;
     assert_eq!(code, 0, "{report}");
