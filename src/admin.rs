@@ -1,8 +1,9 @@
 //! The admin listener, on its own address: `/healthz` (the process answers), `/readyz` (the
 //! config is loaded, the listeners are up and the proxy's own STS identity works),
 //! `/integrations` (each integration's credentials as the cache knows them: valid, failing
-//! with its error, or not used yet; never fetched here) and `/metrics` (Prometheus text
-//! format).
+//! with its error, or not used yet; never fetched here), `/metrics` (Prometheus text
+//! format) and `POST /explain` (how a request described in the body would be handled; see
+//! [`crate::explain`]). None of these is served on the public listener.
 //!
 //! Readiness never asks for integration credentials: with 10,000 integrations that would be
 //! 10,000 AssumeRole calls per replica per probe, and one customer's broken role would take
@@ -23,7 +24,6 @@ use tokio::net::TcpListener;
 
 use crate::body::{self, ProxyBody};
 use crate::config::CredentialSource;
-use crate::credentials::CredentialState;
 use crate::metrics::{counter, family, gauge, label};
 use crate::proxy::Proxy;
 
@@ -57,7 +57,7 @@ pub async fn run(
         let proxy = proxy.clone();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let proxy = proxy.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(&proxy, &request).await) }
+            async move { Ok::<_, std::convert::Infallible>(handle(&proxy, request).await) }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
@@ -68,7 +68,10 @@ pub async fn run(
     }
 }
 
-async fn handle(proxy: &Proxy, request: &Request<Incoming>) -> Response<ProxyBody> {
+async fn handle(proxy: &Proxy, request: Request<Incoming>) -> Response<ProxyBody> {
+    if request.uri().path() == "/explain" {
+        return explain(proxy, request).await;
+    }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".to_string());
     }
@@ -87,8 +90,73 @@ async fn handle(proxy: &Proxy, request: &Request<Incoming>) -> Response<ProxyBod
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: /healthz, /readyz, /integrations, /metrics\n".to_string(),
+            "not found: /healthz, /readyz, /integrations, /metrics, POST /explain\n".to_string(),
         ),
+    }
+}
+
+/// The most an `/explain` request document may hold.
+const EXPLAIN_BODY_LIMIT: usize = 64 * 1024;
+
+/// What `POST /explain` is sent: the request to explain, and how far to go.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExplainRequest {
+    method: String,
+    /// A path (`/acme/key`) or a URL, as the client sends it.
+    url: String,
+    /// `Name: value` lines.
+    #[serde(default)]
+    headers: Vec<String>,
+    client: Option<String>,
+    #[serde(default)]
+    offline: bool,
+    #[serde(default)]
+    send: bool,
+    /// The client's canonical request, to compare on SignatureDoesNotMatch.
+    compare: Option<String>,
+}
+
+/// `POST /explain` (`?json` for JSON): `explain` for a request described in the body.
+async fn explain(proxy: &Proxy, request: Request<Incoming>) -> Response<ProxyBody> {
+    if request.method() != Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "POST only\n".to_string());
+    }
+    let json = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "json"));
+    let limited = http_body_util::Limited::new(request.into_body(), EXPLAIN_BODY_LIMIT);
+    let body = match http_body_util::BodyExt::collect(limited).await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => return text(StatusCode::PAYLOAD_TOO_LARGE, format!("{error}\n")),
+    };
+    let asked: ExplainRequest = match serde_json::from_slice(&body) {
+        Ok(asked) => asked,
+        Err(error) => return text(StatusCode::BAD_REQUEST, format!("the document: {error}\n")),
+    };
+    let listen = proxy.state().config.server.listen;
+    let explained = async {
+        let request = crate::explain::request(&asked.method, &asked.url, &asked.headers, listen)?;
+        let options = crate::explain::Options {
+            client: asked.client,
+            offline: asked.offline,
+            send: asked.send,
+            compare: asked.compare,
+        };
+        crate::explain::explain(proxy, request, &options).await
+    };
+    match explained.await {
+        Ok(explanation) if json => {
+            let mut response = text(StatusCode::OK, crate::explain::render_json(&explanation));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Ok(explanation) => text(StatusCode::OK, crate::explain::render(&explanation)),
+        Err(problem) => text(StatusCode::BAD_REQUEST, format!("{problem}\n")),
     }
 }
 
@@ -142,26 +210,7 @@ fn integrations(proxy: &Proxy) -> String {
     let now = SystemTime::now();
     let mut out = String::new();
     for integration in &state.config.integrations {
-        let line = match state.credentials.state(integration) {
-            CredentialState::Static => "ok: static keys".to_string(),
-            CredentialState::Valid {
-                expiry,
-                refresh_failing,
-            } => {
-                let left = expiry
-                    .and_then(|e| e.duration_since(now).ok())
-                    .map(|left| format!(", valid for {}m", left.as_secs() / 60))
-                    .unwrap_or_default();
-                let failing = if refresh_failing {
-                    " (renewal failing: serving these until they expire)"
-                } else {
-                    ""
-                };
-                format!("ok{left}{failing}")
-            }
-            CredentialState::Failing(reason) => format!("failing: {reason}"),
-            CredentialState::NotUsedYet => "not used yet".to_string(),
-        };
+        let line = state.credentials.state(integration).describe(now);
         let _ = writeln!(out, "{}: {line}", integration.name);
     }
     out

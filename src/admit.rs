@@ -106,7 +106,10 @@ pub fn admit<B>(
 
 /// The route, from the absolute-form authority or `Host`, and the bucket a virtual-host
 /// request names (which SigV2 signs).
-fn route_request<B>(state: &State, request: &Request<B>) -> Result<(Route, Option<String>), Error> {
+pub(crate) fn route_request<B>(
+    state: &State,
+    request: &Request<B>,
+) -> Result<(Route, Option<String>), Error> {
     let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
         request
             .headers()
@@ -126,7 +129,7 @@ fn route_request<B>(state: &State, request: &Request<B>) -> Result<(Route, Optio
 
 /// ListBuckets, and CreateBucket of a name no integration knows: answered before any
 /// integration is chosen.
-fn answer_for_the_service(
+pub(crate) fn answer_for_the_service(
     state: &State,
     route: &Route,
     verified: &Verified,
@@ -146,7 +149,7 @@ fn answer_for_the_service(
 }
 
 /// What the integration's config answers without the store.
-fn answer_from_the_config(
+pub(crate) fn answer_from_the_config(
     route: &Route,
     integration: &Integration,
 ) -> Result<Option<Response<ProxyBody>>, Error> {
@@ -163,7 +166,7 @@ fn answer_from_the_config(
 
 /// The headers the integration's rules govern: ACLs on writes, type overrides on GETs a
 /// browser can reach.
-fn check_headers<B>(
+pub(crate) fn check_headers<B>(
     request: &Request<B>,
     route: &Route,
     verified: &Verified,
@@ -184,7 +187,7 @@ fn check_headers<B>(
 }
 
 /// The request target's length, and the shapes and headers refused whatever the route.
-fn check_shape<B>(state: &State, request: &Request<B>) -> Result<(), Error> {
+pub(crate) fn check_shape<B>(state: &State, request: &Request<B>) -> Result<(), Error> {
     let limits = state.limits();
     let target_length = request
         .uri()
@@ -245,7 +248,7 @@ fn check_rate(
 }
 
 /// Removes every `x-amz-*` header.
-fn strip_amz_headers(headers: &mut http::HeaderMap) {
+pub(crate) fn strip_amz_headers(headers: &mut http::HeaderMap) {
     let amz: Vec<http::HeaderName> = headers
         .keys()
         .filter(|name| name.as_str().starts_with("x-amz-"))

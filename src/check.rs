@@ -202,7 +202,7 @@ async fn check_credentials(
                 .and_then(|e| e.duration_since(SystemTime::now()).ok())
                 .map(|left| format!(", valid for {}m", left.as_secs() / 60))
                 .unwrap_or_default();
-            let found = format!("{}{lifetime}", describe_source(integration));
+            let found = format!("{}{lifetime}", integration.credentials.describe());
             report.push("credentials", Some(true), found);
             true
         }
@@ -326,18 +326,6 @@ async fn check_writes(
         verdict(&delete, integration, bucket, "s3:DeleteObject")
             .map(|()| "probe object removed".to_string()),
     );
-}
-
-fn describe_source(integration: &Integration) -> String {
-    match &integration.credentials {
-        crate::config::CredentialSource::Static(keys) => {
-            format!("static keys {}", keys.access_key_id)
-        }
-        crate::config::CredentialSource::AssumeRole { role_arn, .. } => {
-            format!("assumed {role_arn}")
-        }
-        crate::config::CredentialSource::DefaultChain => "the proxy's own identity".to_string(),
-    }
 }
 
 fn probe_suffix() -> String {

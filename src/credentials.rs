@@ -91,6 +91,33 @@ pub enum CredentialState {
     NotUsedYet,
 }
 
+impl CredentialState {
+    /// One line for people: `ok: static keys`, `ok, valid for 52m`, `failing: …`, `not used
+    /// yet`.
+    pub fn describe(&self, now: SystemTime) -> String {
+        match self {
+            CredentialState::Static => "ok: static keys".to_string(),
+            CredentialState::Valid {
+                expiry,
+                refresh_failing,
+            } => {
+                let left = expiry
+                    .and_then(|e| e.duration_since(now).ok())
+                    .map(|left| format!(", valid for {}m", left.as_secs() / 60))
+                    .unwrap_or_default();
+                let failing = if *refresh_failing {
+                    " (renewal failing: serving these until they expire)"
+                } else {
+                    ""
+                };
+                format!("ok{left}{failing}")
+            }
+            CredentialState::Failing(reason) => format!("failing: {reason}"),
+            CredentialState::NotUsedYet => "not used yet".to_string(),
+        }
+    }
+}
+
 /// Credential fetches a warm-up runs at once.
 pub const WARM_UP_CONCURRENCY: usize = 4;
 

@@ -169,7 +169,7 @@ where
 
 /// CopyObject and UploadPartCopy: the signed `x-amz-copy-source`, rewritten to the real
 /// bucket and prefixed key (and refused outside the integration).
-fn copy_source(
+pub(crate) fn copy_source(
     state: &State,
     operation: Operation,
     headers: &http::HeaderMap,
@@ -377,7 +377,7 @@ where
 
 /// Puts a listing under the integration's prefix: `prefix` always starts with it, and the
 /// markers a client sends (relative keys) become upstream keys.
-fn scope_listing(query: &mut Vec<(String, String)>, prefix: &str) {
+pub(crate) fn scope_listing(query: &mut Vec<(String, String)>, prefix: &str) {
     if prefix.is_empty() {
         return;
     }

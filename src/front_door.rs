@@ -222,15 +222,7 @@ impl Clients {
             .by_key
             .get(&signed.access_key_id)
             .ok_or(Error::InvalidAccessKeyId)?;
-        let canonical = canonical_request(
-            method.as_str(),
-            uri.path(),
-            &query,
-            &signed.signed_headers,
-            headers,
-            uri,
-            &signed.payload_hash,
-        )?;
+        let canonical = claimed_canonical_request(&signed, method, uri, &query, headers)?;
         let signing_key = client.signing_key(&signed.scope);
         let expected = signature(&signing_key, &signed.time_text, &signed.scope, &canonical);
         if !constant_time_eq(expected.as_bytes(), signed.signature.as_bytes()) {
@@ -247,6 +239,53 @@ impl Clients {
             authentication,
             signed_headers: signed.signed_headers,
             chunk_signing,
+        })
+    }
+}
+
+/// What the front door computed to verify a SigV4 signature, for `explain`: enough to compare
+/// with what the client computed, and nothing a signature could be made from.
+#[derive(Debug, Clone)]
+pub struct SignatureView {
+    /// The key id the signature claims.
+    pub access_key_id: String,
+    /// `date/region/service/aws4_request`.
+    pub scope: String,
+    /// The canonical request as the proxy builds it from the request it received.
+    pub canonical_request: String,
+    /// The string to sign built from it.
+    pub string_to_sign: String,
+}
+
+impl Clients {
+    /// The secret of an issued key, for `explain --client` to sign a request as that client.
+    pub(crate) fn secret_of(&self, access_key_id: &str) -> Option<String> {
+        let client = self.by_key.get(access_key_id)?;
+        Some(client.secret_access_key.expose().to_string())
+    }
+
+    /// The canonical request and string to sign the proxy computes for a SigV4-signed request
+    /// (`None` for other requests, or one too malformed to get that far).
+    pub(crate) fn signature_view(
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        now: SystemTime,
+    ) -> Option<SignatureView> {
+        let query = parse_query(uri.query().unwrap_or("")).ok()?;
+        let signed = match headers.get(header::AUTHORIZATION) {
+            Some(value) => from_header(value.to_str().ok()?, method, headers, now).ok()?,
+            None => from_query(&query, now).ok()?,
+        };
+        let canonical_request =
+            claimed_canonical_request(&signed, method, uri, &query, headers).ok()?;
+        let string_to_sign =
+            crate::sigv4::string_to_sign(&signed.time_text, &signed.scope, &canonical_request);
+        Some(SignatureView {
+            access_key_id: signed.access_key_id,
+            scope: signed.scope,
+            canonical_request,
+            string_to_sign,
         })
     }
 }
@@ -299,6 +338,25 @@ impl Clients {
             chunk_signing: None,
         })
     }
+}
+
+/// The canonical request of `method uri` over the headers and payload hash a signature claims.
+fn claimed_canonical_request(
+    signed: &SignedParts,
+    method: &Method,
+    uri: &Uri,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+) -> Result<String, Error> {
+    canonical_request(
+        method.as_str(),
+        uri.path(),
+        query,
+        &signed.signed_headers,
+        headers,
+        uri,
+        &signed.payload_hash,
+    )
 }
 
 /// S3's rule: every `x-amz-*` header of a signed request is covered by its signature.

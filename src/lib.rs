@@ -57,6 +57,7 @@ pub mod demo;
 mod documents;
 mod error;
 mod exchange;
+pub mod explain;
 mod forward;
 pub mod front_door;
 #[cfg(feature = "fuzzing")]

@@ -56,6 +56,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Explain how the proxy would handle one request: its route, caller, integration,
+    /// authorisation, credentials and the upstream request, step by step. Shows no secret.
+    Explain(ExplainArgs),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -71,6 +74,37 @@ enum Command {
         #[arg(long = "cors-origin")]
         cors_origins: Vec<String>,
     },
+}
+
+/// `explain`'s arguments.
+#[derive(clap::Args)]
+struct ExplainArgs {
+    #[arg(long, short, env = "S3SP_CONFIG")]
+    config: PathBuf,
+    /// Sign the request as this issued client (its secret comes from the config).
+    #[arg(long)]
+    client: Option<String>,
+    /// A request header, `Name: value` (repeatable).
+    #[arg(long = "header", short = 'H')]
+    headers: Vec<String>,
+    /// Skip STS and the store: describe credentials instead of fetching them.
+    #[arg(long)]
+    offline: bool,
+    /// Also send the request through the proxy and show the answer.
+    #[arg(long)]
+    send: bool,
+    /// The answer as JSON.
+    #[arg(long)]
+    json: bool,
+    /// A file with the client's canonical request (from its SDK's debug log): on
+    /// SignatureDoesNotMatch, the first line where the proxy's differs is shown.
+    #[arg(long)]
+    compare: Option<PathBuf>,
+    /// The method, `GET`, `PUT`, …
+    method: String,
+    /// The URL as the client sends it: `http://proxy/acme/key`, or a path (`/acme/key`)
+    /// for the config's listen address.
+    url: String,
 }
 
 #[derive(Subcommand)]
@@ -125,6 +159,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Command::Explain(args) => explain(args).await?,
         Command::Config(ConfigCommand::Check { config: path })
         | Command::CheckConfig { config: path } => {
             let config = Config::load(&path)?;
@@ -146,6 +181,42 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `explain`: one request, step by step.
+async fn explain(args: ExplainArgs) -> anyhow::Result<()> {
+    let ExplainArgs {
+        config,
+        client,
+        headers,
+        offline,
+        send,
+        json,
+        compare,
+        method,
+        url,
+    } = args;
+    let config = Config::load(&config)?;
+    let request = s3_signing_proxy::explain::request(&method, &url, &headers, config.server.listen)
+        .map_err(anyhow::Error::msg)?;
+    let compare = compare.map(std::fs::read_to_string).transpose()?;
+    let options = s3_signing_proxy::explain::Options {
+        client,
+        offline,
+        send,
+        compare,
+    };
+    let proxy = s3_signing_proxy::Proxy::new(config)?;
+    let explanation = s3_signing_proxy::explain::explain(&proxy, request, &options)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let render = if json {
+        s3_signing_proxy::explain::render_json
+    } else {
+        s3_signing_proxy::explain::render
+    };
+    print!("{}", render(&explanation));
+    Ok(())
 }
 
 /// Completes on SIGINT or SIGTERM, so both stop the proxy gracefully.

@@ -103,6 +103,15 @@ impl Proxy {
         }
     }
 
+    /// What the request phase needs from the proxy besides the state.
+    pub(crate) fn gate(&self) -> Gate<'_> {
+        Gate {
+            rate_limiter: &self.rate_limiter,
+            metrics: &self.metrics,
+            started: self.started,
+        }
+    }
+
     /// Serves one request; never fails: errors become S3 XML responses. `peer` (or the client
     /// behind it, when it is a trusted front proxy) identifies anonymous callers to the rate
     /// limit, and is logged.
@@ -178,11 +187,7 @@ impl Proxy {
         B::Error: Into<BoxError>,
     {
         // The request phase: who, what, where, and may they.
-        let gate = Gate {
-            rate_limiter: &self.rate_limiter,
-            metrics: &self.metrics,
-            started: self.started,
-        };
+        let gate = self.gate();
         let mut admitted = match crate::admit::admit(state, request, client_ip, &gate, seen)? {
             Admission::Answered(response) => return Ok(response),
             Admission::Forward(admitted) => admitted,

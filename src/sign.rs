@@ -317,6 +317,28 @@ fn sign_in_headers<B>(
     Ok(())
 }
 
+/// The canonical request and string to sign of a request [`signed_request`] signed, computed
+/// again from the request itself, for `explain`. They hold the session token, if any.
+pub(crate) fn signing_view<B>(
+    request: &Request<B>,
+    region: &str,
+) -> Result<(String, String), Error> {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (date_time, payload_hash) = (header("x-amz-date"), header("x-amz-content-sha256"));
+    let day = date_time.get(..8).unwrap_or_default();
+    let scope = format!("{day}/{region}/s3/aws4_request");
+    let (canonical, _) = canonical_request(request, &payload_hash)?;
+    let string_to_sign = crate::sigv4::string_to_sign(&date_time, &scope, &canonical);
+    Ok((canonical, string_to_sign))
+}
+
 fn header_value(text: &str) -> Result<HeaderValue, Error> {
     HeaderValue::from_str(text).map_err(|error| Error::Internal {
         detail: format!("a signing header is not a header value: {error}"),

@@ -173,11 +173,17 @@ pub fn signature(
     scope: &str,
     canonical_request: &str,
 ) -> String {
-    let string_to_sign = format!(
+    let string_to_sign = string_to_sign(time_text, scope, canonical_request);
+    aws_sigv4::sign::v4::calculate_signature(signing_key, string_to_sign.as_bytes())
+}
+
+/// What a SigV4 signature signs: the algorithm, the time, the scope and the canonical
+/// request's hash.
+pub fn string_to_sign(time_text: &str, scope: &str, canonical_request: &str) -> String {
+    format!(
         "{ALGORITHM}\n{time_text}\n{scope}\n{}",
         hex::encode(Sha256::digest(canonical_request.as_bytes()))
-    );
-    aws_sigv4::sign::v4::calculate_signature(signing_key, string_to_sign.as_bytes())
+    )
 }
 
 /// Compares without stopping at the first difference, so timing tells nothing.

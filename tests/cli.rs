@@ -74,6 +74,27 @@ fn a_valid_config_checks_clean() {
     assert_eq!(code, 0, "{stderr}");
 }
 
+/// README's `explain` example, word for word.
+#[test]
+fn readmes_explain_example_explains() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let example = readme
+        .lines()
+        .find(|line| line.starts_with("s3-signing-proxy explain "))
+        .expect("README has an explain example");
+    let args: Vec<&str> = example.split_whitespace().skip(1).collect();
+    let output = Command::new(env!("CARGO_BIN_EXE_s3-signing-proxy"))
+        .args(&args)
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("client AKPLATFORMBACKEND"), "{text}");
+    assert!(text.contains("labelling/photo.jpg"), "{text}");
+    assert!(text.contains("answer: forwarded to the store"), "{text}");
+}
+
 #[tokio::test]
 async fn the_request_id_of_an_error_is_in_its_log_line_and_no_secret_is() {
     let dir = TempDir::new("cli-log");
@@ -116,4 +137,323 @@ secret_access_key_env = "LOG_TEST_SECRET"
     for leaked in [secret, "client-signature", "AKIDCLIENT"] {
         assert!(!log.contains(leaked), "{leaked} appears in the log:\n{log}");
     }
+}
+
+/// A config for `explain`: a private read-write integration on a store (static keys), and a
+/// read-only and a read-write client bound to it.
+const EXPLAINED: &str = r#"
+[server]
+listen = "LISTEN"
+admin_listen = "ADMIN"
+
+[[integration]]
+name = "acme"
+bucket = "media"
+prefix = "tenant-a/"
+region = "us-east-1"
+endpoint = "ENDPOINT"
+access = "read-write"
+[integration.credentials]
+access_key_id = "STOREKEY"
+secret_access_key_env = "EXPLAIN_STORE_SECRET"
+
+[[client]]
+access_key_id = "AKREADER"
+secret_access_key_env = "EXPLAIN_CLIENT_SECRET"
+integrations = ["acme"]
+access = "read-only"
+
+[[client]]
+access_key_id = "AKWRITER"
+secret_access_key_env = "EXPLAIN_CLIENT_SECRET"
+integrations = ["acme"]
+access = "read-write"
+"#;
+
+const CLIENT_SECRET: &str = "explain-client-secret-not-to-print";
+
+/// [`EXPLAINED`] with a store nobody listens on, written to `dir`, for `explain --offline`.
+fn offline_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("explain.toml");
+    let config = EXPLAINED
+        .replace("ENDPOINT", "http://127.0.0.1:9")
+        .replace("LISTEN", "127.0.0.1:8080")
+        .replace("ADMIN", "127.0.0.1:8081");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// Runs `explain` on `config` with `args`; returns (exit code, stdout + stderr).
+fn explain(config: &std::path::Path, store_secret: &str, args: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_s3-signing-proxy"))
+        .args(["explain", "--config"])
+        .arg(config)
+        .args(args)
+        .env("EXPLAIN_STORE_SECRET", store_secret)
+        .env("EXPLAIN_CLIENT_SECRET", CLIENT_SECRET)
+        .env("RUST_LOG", "trace")
+        .output()
+        .expect("run the binary");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+/// The line of `step` in an explanation, and the facts indented under it.
+fn step(explanation: &str, name: &str) -> String {
+    let mut lines = explanation
+        .lines()
+        .skip_while(|line| !(line.starts_with(name) && line[name.len()..].starts_with(' ')));
+    let mut found = lines
+        .next()
+        .unwrap_or_else(|| panic!("no {name} step in\n{explanation}"))
+        .to_string();
+    for line in lines.take_while(|line| line.starts_with(' ')) {
+        found.push('\n');
+        found.push_str(line);
+    }
+    found
+}
+
+/// `explain --offline` names the step and the rule behind each kind of refusal, and the
+/// upstream request of an allowed one; nothing secret is in any of it.
+#[test]
+fn explain_names_the_step_and_rule_of_each_refusal() {
+    let dir = TempDir::new("cli-explain");
+    let path = offline_config(&dir.0);
+    let store_secret = "explain-store-secret-not-to-print";
+    let cases: [(&[&str], &str, &str, &str); 7] = [
+        (
+            &["GET", "/nowhere/key"],
+            "integration",
+            "404 NoSuchBucket",
+            "",
+        ),
+        (
+            &["GET", "/acme/key"],
+            "authorisation",
+            "403 AccessDenied",
+            "does not allow anonymous",
+        ),
+        (
+            &["--client", "AKREADER", "PUT", "/acme/key"],
+            "authorisation",
+            "403 AccessDenied",
+            "may only read",
+        ),
+        (
+            &["--client", "AKREADER", "GET", "/acme/a/../b"],
+            "integration",
+            "400 InvalidArgument",
+            "`..` segments",
+        ),
+        (
+            &[
+                "-H",
+                "Authorization: AWS4-HMAC-SHA256 Credential=AKREADER/x, Signature=s",
+                "GET",
+                "/acme/key",
+            ],
+            "front door",
+            "400 AuthorizationHeaderMalformed",
+            "",
+        ),
+        (
+            &[
+                "-H",
+                "x-amz-acl: public-read",
+                "--client",
+                "AKWRITER",
+                "PUT",
+                "/acme/key",
+            ],
+            "guard",
+            "403 AccessDenied",
+            "",
+        ),
+        (
+            &["GET", &format!("/acme/{}", "k".repeat(9000))],
+            "shape",
+            "414",
+            "",
+        ),
+    ];
+    let mut outputs = String::new();
+    for (args, name, error, reason) in cases {
+        let mut all = vec!["--offline"];
+        all.extend_from_slice(args);
+        let (code, text) = explain(&path, store_secret, &all);
+        assert_eq!(code, 0, "{text}");
+        let refused = step(&text, name);
+        assert!(refused.contains("REFUSED"), "{args:?}: {name}\n{text}");
+        assert!(refused.contains(error), "{args:?}: {error}\n{text}");
+        assert!(refused.contains(reason), "{args:?}: {reason}\n{text}");
+        outputs.push_str(&text);
+    }
+
+    // An allowed read: the integration, the rule, and the upstream request as it would be sent.
+    let (code, text) = explain(
+        &path,
+        store_secret,
+        &[
+            "--offline",
+            "--client",
+            "AKREADER",
+            "GET",
+            "/acme/photos/cat.jpg",
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        step(&text, "integration").contains("tenant-a/photos/cat.jpg"),
+        "{text}"
+    );
+    assert!(
+        step(&text, "authorisation").contains("bound to integration acme"),
+        "{text}"
+    );
+    let upstream = step(&text, "upstream request");
+    assert!(
+        upstream.contains("http://127.0.0.1:9/media/tenant-a/photos/cat.jpg"),
+        "{text}"
+    );
+    assert!(
+        upstream.contains("GET\n        /media/tenant-a/photos/cat.jpg"),
+        "{text}"
+    );
+    assert!(text.contains("answer: forwarded to the store"), "{text}");
+    outputs.push_str(&text);
+    for secret in [store_secret, CLIENT_SECRET, "Signature="] {
+        assert!(!outputs.contains(secret), "{secret} is in the output");
+    }
+}
+
+/// A request signed with the wrong secret: the front door shows the canonical request and
+/// string to sign it computed, and where a client's own canonical request differs from it.
+#[test]
+fn a_wrong_signature_shows_the_proxys_canonical_request_and_the_first_difference() {
+    let dir = TempDir::new("cli-explain-sig");
+    let path = offline_config(&dir.0);
+    let mut request = http::Request::builder()
+        .method("GET")
+        .uri("/acme/key.txt")
+        .header("host", "127.0.0.1:8080")
+        .body(())
+        .unwrap();
+    sign_as_client(&mut request, "AKREADER", "not-the-secret");
+    let header = |name: &str| format!("{name}: {}", request.headers()[name].to_str().unwrap());
+    let signed: Vec<String> = ["authorization", "x-amz-date", "x-amz-content-sha256"]
+        .iter()
+        .map(|name| header(name))
+        .collect();
+    // The client's canonical request as its SDK logged it, with one header's value changed
+    // on the way (say, by a rewriting front proxy).
+    let theirs = format!(
+        "GET\n/acme/key.txt\n\nhost:example.com\nx-amz-content-sha256:UNSIGNED-PAYLOAD\nx-amz-date:{}\n\nhost;x-amz-content-sha256;x-amz-date\nUNSIGNED-PAYLOAD\n",
+        request.headers()["x-amz-date"].to_str().unwrap()
+    );
+    std::fs::write(dir.0.join("theirs.txt"), theirs).unwrap();
+    let compare = dir.0.join("theirs.txt");
+    let mut args = vec!["--offline", "--compare", compare.to_str().unwrap()];
+    for header in &signed {
+        args.extend(["-H", header.as_str()]);
+    }
+    args.extend(["GET", "/acme/key.txt"]);
+    let (code, text) = explain(&path, "store-secret", &args);
+    assert_eq!(code, 0, "{text}");
+    let refused = step(&text, "front door");
+    assert!(refused.contains("403 SignatureDoesNotMatch"), "{text}");
+    assert!(refused.contains("AKREADER"), "{text}");
+    assert!(refused.contains("canonical request:"), "{text}");
+    assert!(refused.contains("host:127.0.0.1:8080"), "{text}");
+    assert!(refused.contains("string to sign:"), "{text}");
+    assert!(
+        refused.contains(
+            r#"line 4: the proxy has "host:127.0.0.1:8080", the client has "host:example.com""#
+        ),
+        "{text}"
+    );
+    let signature = request.headers()["authorization"].to_str().unwrap();
+    let signature = signature.rsplit_once("Signature=").unwrap().1;
+    assert!(!text.contains(signature), "the signature is in the output");
+    assert!(!text.contains(CLIENT_SECRET), "the secret is in the output");
+}
+
+/// The admin listener's `POST /explain`, with `send`: the request goes through the proxy to a
+/// real store, whose answer is shown; the public listener knows no such path.
+#[tokio::test]
+async fn admin_explain_sends_the_request_and_shows_the_stores_answer() {
+    let dir = TempDir::new("cli-explain-admin");
+    let root = dir.0.join("store");
+    std::fs::create_dir_all(root.join("media/tenant-a")).unwrap();
+    std::fs::write(root.join("media/tenant-a/hello.txt"), b"hello\n").unwrap();
+    let store = s3_signing_proxy::demo::EmbeddedStore::start(&root, None, None)
+        .await
+        .unwrap();
+    let config = EXPLAINED
+        .replace("ENDPOINT", &format!("http://{}", store.address))
+        .replace("STOREKEY", &store.access_key_id);
+    let proxy = ProxyProcess::spawn(
+        &dir.0,
+        &config,
+        &[
+            ("EXPLAIN_STORE_SECRET", store.secret_access_key.as_str()),
+            ("EXPLAIN_CLIENT_SECRET", CLIENT_SECRET),
+        ],
+    )
+    .await;
+    let ask = |url: &str| {
+        serde_json::json!({"method": "GET", "url": url, "client": "AKREADER", "send": true})
+            .to_string()
+    };
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let mut answers = Vec::new();
+    for url in ["/acme/hello.txt", "/acme/missing.txt"] {
+        let response = client
+            .request(
+                http::Request::post(proxy.admin_url("/explain?json"))
+                    .body(http_body_util::Full::from(ask(url)))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let sent = json["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == "sent")
+            .cloned()
+            .unwrap_or_else(|| panic!("no sent step: {json:#}"));
+        answers.push((
+            sent["facts"]["status"].clone(),
+            sent["facts"]["error"].clone(),
+        ));
+        assert!(
+            !body
+                .windows(CLIENT_SECRET.len())
+                .any(|w| w == CLIENT_SECRET.as_bytes())
+        );
+        let store_secret = store.secret_access_key.as_bytes();
+        assert!(!body.windows(store_secret.len()).any(|w| w == store_secret));
+    }
+    assert_eq!(
+        answers[0],
+        (serde_json::json!("200"), serde_json::Value::Null)
+    );
+    assert_eq!(
+        answers[1],
+        (serde_json::json!("404"), serde_json::json!("NoSuchKey"))
+    );
+    let public = request(http::Method::POST, &proxy.url("/explain"), &[]).await;
+    assert_ne!(public.status, 200, "the public listener must not explain");
 }

@@ -271,6 +271,18 @@ pub enum CredentialSource {
     DefaultChain,
 }
 
+impl CredentialSource {
+    /// Where the credentials come from, for people: `static keys AKID…`, `assumed <the role
+    /// ARN, as built>`, or `the proxy's own identity`. Never a secret.
+    pub fn describe(&self) -> String {
+        match self {
+            CredentialSource::Static(keys) => format!("static keys {}", keys.access_key_id),
+            CredentialSource::AssumeRole { role_arn, .. } => format!("assumed {role_arn}"),
+            CredentialSource::DefaultChain => "the proxy's own identity".to_string(),
+        }
+    }
+}
+
 /// Which buckets an integration reaches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Buckets {
