@@ -404,7 +404,9 @@ access = "read-write"
         ("WRITER_SECRET".to_string(), "writer-secret".to_string()),
     ]);
     let proxy = start_proxy(&config, &secrets).await;
-    let size = 4 << 20;
+    // More than loopback's socket buffers (4 MiB to send, 6 MiB to receive) and the proxy's
+    // body buffers hold together: the upload cannot all be sent before the sink reads.
+    let size = 32 << 20;
     let mut request = http::Request::builder()
         .method(Method::PUT)
         .uri(proxy.url("/sink/big.bin"))
@@ -439,10 +441,6 @@ access = "read-write"
         .and_then(|ms| ms.parse().ok())
         .unwrap();
     assert!(duration >= 400, "the line ended before the upload: {line}");
-    assert_eq!(
-        received.load(Ordering::SeqCst) + 1,
-        received.load(Ordering::SeqCst) + 1
-    );
     assert!(
         received.load(Ordering::SeqCst) >= size - 64 * 1024,
         "the sink read the body"
