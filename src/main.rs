@@ -115,8 +115,11 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    s3_signing_proxy::logging::init(cli.log_format);
-    match run(cli.command) {
+    let log = s3_signing_proxy::logging::init(cli.log_format);
+    let result = run(cli.command);
+    // Buffered log lines are written before anything else is.
+    drop(log);
+    match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
