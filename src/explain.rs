@@ -405,8 +405,11 @@ fn rule(caller: &Caller, route: &Route, integration: &Arc<Integration>) -> Strin
             )
         }
         Caller::Client(client) => format!(
-            "{what} by client {}, which is bound to integration {} ({:?} for the client, {:?} for the integration)",
-            client.access_key_id, integration.name, client.access, integration.access
+            "{what} by client {}, which is bound to integration {} ({} for the client, {} for the integration)",
+            client.access_key_id,
+            integration.name,
+            client.access.as_str(),
+            integration.access.as_str()
         ),
     }
 }

@@ -311,6 +311,16 @@ pub enum Access {
     ReadWrite,
 }
 
+impl Access {
+    /// As the config spells it: `read-only` or `read-write`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::ReadOnly => "read-only",
+            Access::ReadWrite => "read-write",
+        }
+    }
+}
+
 /// An endpoint's scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
