@@ -58,7 +58,8 @@ pub enum Outcome {
 /// One step: its name, outcome and what it found, in order.
 #[derive(Debug, Clone)]
 pub struct Step {
-    /// `route`, `front door`, `integration`, `authorisation`, `guard`, `credentials`,
+    /// `shape`, `route`, `cors`, `front door`, `service`, `integration`, `authorisation`,
+    /// `config`, `guard`, `credentials`, `region`,
     /// `upstream request`, `sent`.
     pub name: &'static str,
     /// What the step decided.
@@ -83,6 +84,12 @@ impl Explanation {
             outcome,
             facts,
         });
+    }
+
+    /// The proxy answers at `name` itself, with `what`; the store is never asked.
+    fn answered(&mut self, name: &'static str, what: &str) {
+        self.step(name, Outcome::Answered, vec![("answer", what.to_string())]);
+        self.answer = "answered by the proxy".to_string();
     }
 
     /// A refusal at `name`: the error's code, status and message, and the answer.
@@ -192,12 +199,7 @@ fn request_phase(
     };
     explanation.step("route", Outcome::Passed, route_facts(&route));
     if route.operation == Operation::Preflight {
-        let facts = vec![(
-            "answer",
-            "a CORS preflight, answered from the config".into(),
-        )];
-        explanation.step("cors", Outcome::Answered, facts);
-        explanation.answer = "answered by the proxy".to_string();
+        explanation.answered("cors", "a CORS preflight, answered from the config");
         return None;
     }
     let verified = front_door(
@@ -216,22 +218,23 @@ fn request_phase(
         .with_copy_source(verified.signed("x-amz-copy-source"));
     let target = authorise(proxy, state, &route, &verified, explanation)?;
     let integration = target.integration.clone();
-    let guard = crate::admit::answer_from_the_config(&route, &integration).and_then(|answer| {
-        crate::admit::check_headers(&request, &route, &verified, &integration).map(|()| answer)
-    });
-    match guard {
+    // As `admit`: what the config answers first, and only then the header checks.
+    match crate::admit::answer_from_the_config(&route, &integration) {
         Err(error) => {
-            explanation.refuse("guard", &error);
+            explanation.refuse("config", &error);
             return None;
         }
         Ok(Some(_)) => {
-            let facts = vec![("answer", "from the integration's config".into())];
-            explanation.step("guard", Outcome::Answered, facts);
-            explanation.answer = "answered by the proxy".to_string();
+            explanation.answered("config", "from the integration's config");
             return None;
         }
-        Ok(None) => explanation.step("guard", Outcome::Passed, Vec::new()),
+        Ok(None) => {}
     }
+    if let Err(error) = crate::admit::check_headers(&request, &route, &verified, &integration) {
+        explanation.refuse("guard", &error);
+        return None;
+    }
+    explanation.step("guard", Outcome::Passed, Vec::new());
     Some(Admitted {
         request,
         route,
@@ -349,9 +352,7 @@ fn authorise(
             return None;
         }
         Ok(Some(_)) => {
-            let facts = vec![("answer", "the buckets this caller reaches".into())];
-            explanation.step("service", Outcome::Answered, facts);
-            explanation.answer = "answered by the proxy".to_string();
+            explanation.answered("service", "the buckets this caller reaches");
             return None;
         }
         Ok(None) => {}

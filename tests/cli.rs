@@ -294,6 +294,26 @@ fn explain_names_the_step_and_rule_of_each_refusal() {
         outputs.push_str(&text);
     }
 
+    // What the config answers itself, as `admit` does, before any header check: HeadBucket,
+    // and CreateBucket from a client that may write there.
+    let (_, text) = explain(
+        &path,
+        store_secret,
+        &["--offline", "--client", "AKREADER", "HEAD", "/acme"],
+    );
+    assert!(step(&text, "config").contains("answered"), "{text}");
+    assert!(text.contains("answer: answered by the proxy"), "{text}");
+    let (_, text) = explain(
+        &path,
+        store_secret,
+        &["--offline", "--client", "AKWRITER", "PUT", "/acme"],
+    );
+    assert!(
+        step(&text, "config").contains("409 BucketAlreadyOwnedByYou"),
+        "{text}"
+    );
+    outputs.push_str(&text);
+
     // An allowed read: the integration, the rule, and the upstream request as it would be sent.
     let (code, text) = explain(
         &path,
