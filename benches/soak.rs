@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a load test fails loudly
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +22,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+// The e2e bench's processes: nginx, the child handle, ports. Soak uses some of them.
+#[allow(dead_code)]
+#[path = "e2e/processes.rs"]
+mod processes;
+
+use processes::{Killed, free_port, start_nginx, wait_for};
+
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
 fn setting(name: &str, default: u64) -> u64 {
@@ -29,53 +36,6 @@ fn setting(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_nginx(root: &Path, work: &Path, port: u16) -> Killed {
-    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("nginx is not installed: run scripts/soak, which installs it");
-    let config = format!(
-        "daemon off;\nworker_processes 1;\nworker_rlimit_nofile 16384;\npid {work}/nginx.pid;\n\
-         error_log {work}/nginx-error.log;\nevents {{ worker_connections 8192; }}\n\
-         http {{\n  access_log off;\n  sendfile on;\n  keepalive_requests 1000000;\n\
-           client_body_temp_path {work}/body;\n  proxy_temp_path {work}/proxy;\n  fastcgi_temp_path {work}/fastcgi;\n\
-           uwsgi_temp_path {work}/uwsgi;\n  scgi_temp_path {work}/scgi;\n\
-           server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n",
-        work = work.display(),
-        root = root.display(),
-    );
-    let config_path = work.join("nginx.conf");
-    std::fs::write(&config_path, config).unwrap();
-    Killed(
-        Command::new(nginx)
-            .arg("-c")
-            .arg(&config_path)
-            .arg("-e")
-            .arg(work.join("nginx-error.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx"),
-    )
 }
 
 fn start_proxy(work: &Path, store_port: u16, port: u16) -> Killed {
@@ -111,19 +71,6 @@ secret_access_key_env = "SOAK_STORE_SECRET"
             .spawn()
             .expect("start the proxy"),
     )
-}
-
-async fn wait_for(port: u16) {
-    for _ in 0..400 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("nothing listens on {port}");
 }
 
 #[derive(Default)]
@@ -181,7 +128,7 @@ async fn main() {
     wait_for(store_port).await;
     let proxy_port = free_port();
     let proxy = start_proxy(&work, store_port, proxy_port);
-    let pid = proxy.0.id();
+    let pid = proxy.pid();
     wait_for(proxy_port).await;
     println!(
         "soak: {seconds}s, {clients} keep-alive clients on 1 KiB objects, {downloads} slow \

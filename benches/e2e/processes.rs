@@ -38,14 +38,15 @@ fn nginx_binary() -> PathBuf {
             return PathBuf::from(candidate);
         }
     }
-    panic!("nginx is not installed: run scripts/bench, which installs it");
+    panic!("nginx is not installed: run scripts/bench or scripts/soak, which install it");
 }
 
-/// nginx serving `root` as `/{bucket}/{key}`, one worker.
+/// nginx serving `root` as `/{bucket}/{key}`, one worker with room for the soak's thousands of
+/// connections.
 pub fn start_nginx(root: &Path, work: &Path, port: u16) -> Killed {
     let config = format!(
-        "daemon off;\nworker_processes 1;\npid {work}/nginx.pid;\nerror_log {work}/nginx-error.log;\n\
-         events {{ worker_connections 4096; }}\n\
+        "daemon off;\nworker_processes 1;\nworker_rlimit_nofile 16384;\npid {work}/nginx.pid;\n\
+         error_log {work}/nginx-error.log;\nevents {{ worker_connections 8192; }}\n\
          http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 1000000;\n\
            client_body_temp_path {work}/body;\n  proxy_temp_path {work}/proxy;\n  fastcgi_temp_path {work}/fastcgi;\n\
            uwsgi_temp_path {work}/uwsgi;\n  scgi_temp_path {work}/scgi;\n\
