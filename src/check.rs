@@ -164,20 +164,21 @@ struct Report<'a> {
 
 impl Report<'_> {
     fn push(&mut self, step: &'static str, ok: Option<bool>, detail: String) {
+        self.row(step, ok, detail, None);
+    }
+
+    fn fail(&mut self, step: &'static str, failure: Failure) {
+        self.row(step, Some(false), failure.detail, Some(failure.hint));
+    }
+
+    fn row(&mut self, step: &'static str, ok: Option<bool>, detail: String, hint: Option<Hint>) {
         self.rows.push(Row {
             integration: self.integration.to_string(),
             step,
             ok,
             detail,
-            hint: None,
+            hint,
         });
-    }
-
-    fn fail(&mut self, step: &'static str, failure: Failure) {
-        self.push(step, Some(false), failure.detail);
-        if let Some(row) = self.rows.last_mut() {
-            row.hint = Some(failure.hint);
-        }
     }
 
     /// A passed step with what was found, or a failed one with its hint.

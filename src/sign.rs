@@ -293,7 +293,7 @@ fn sign_in_headers<B>(
     payload_hash: &str,
 ) -> Result<(), Error> {
     let date_time = crate::sigv4::format_amz_date(now);
-    let scope = format!("{}/{region}/s3/aws4_request", &date_time[..8]);
+    let scope = s3_scope(&date_time, region);
     let headers = request.headers_mut();
     headers.insert("x-amz-date", header_value(&date_time)?);
     headers.insert("x-amz-content-sha256", header_value(payload_hash)?);
@@ -332,11 +332,16 @@ pub(crate) fn signing_view<B>(
             .to_string()
     };
     let (date_time, payload_hash) = (header("x-amz-date"), header("x-amz-content-sha256"));
-    let day = date_time.get(..8).unwrap_or_default();
-    let scope = format!("{day}/{region}/s3/aws4_request");
+    let scope = s3_scope(&date_time, region);
     let (canonical, _) = canonical_request(request, &payload_hash)?;
     let string_to_sign = crate::sigv4::string_to_sign(&date_time, &scope, &canonical);
     Ok((canonical, string_to_sign))
+}
+
+/// The credential scope of an S3 signature made at `date_time` (`YYYYMMDDTHHMMSSZ`) in `region`.
+fn s3_scope(date_time: &str, region: &str) -> String {
+    let day = date_time.get(..8).unwrap_or_default();
+    format!("{day}/{region}/s3/aws4_request")
 }
 
 fn header_value(text: &str) -> Result<HeaderValue, Error> {
