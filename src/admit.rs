@@ -77,10 +77,12 @@ pub fn admit<B>(
         SystemTime::now(),
         virtual_bucket.as_deref(),
     )?;
-    if verified.authentication == Authentication::Anonymous {
-        // Nobody vouches for an anonymous caller's `x-amz-*` headers: none goes further.
+    if !verified.vouches_for_headers() {
+        // Nobody vouches for an anonymous or policy caller's `x-amz-*` headers: none goes
+        // further.
         strip_amz_headers(request.headers_mut());
     }
+    check_grant(&verified, &route, client_ip)?;
     route.operation = route
         .operation
         .with_copy_source(verified.signed("x-amz-copy-source"));
@@ -95,6 +97,18 @@ pub fn admit<B>(
     if let Some(answer) = answer_from_the_config(&route, &target.integration)? {
         return Ok(Admission::Answered(answer));
     }
+    if route.operation == Operation::StartSession {
+        let scope = crate::session::CookieScope {
+            path: match virtual_bucket {
+                Some(_) => "/".to_string(),
+                None => format!("/{}/", route.name),
+            },
+            secure: state.config.server.cookies_are_secure(),
+            same_site: state.config.server.cookie_same_site,
+        };
+        return crate::session::answer(&route, &verified, &request, &scope, SystemTime::now())
+            .map(Admission::Answered);
+    }
     check_headers(&request, &route, &verified, &target.integration)?;
     Ok(Admission::Forward(Box::new(Admitted {
         route,
@@ -102,6 +116,27 @@ pub fn admit<B>(
         target,
         request,
     })))
+}
+
+/// What a signed policy allows: checked against the route, and the caller's address.
+pub(crate) fn check_grant(
+    verified: &Verified,
+    route: &Route,
+    client_ip: Option<IpAddr>,
+) -> Result<(), Error> {
+    match &verified.grant {
+        Some(grant) => grant.policy.check_request(route, client_ip),
+        None if route.operation == Operation::StartSession => Err(Error::AccessDenied {
+            reason: format!(
+                "`{}` takes a signed policy in the {}, {} and {} query parameters",
+                crate::route::SESSION_KEY,
+                crate::policy::POLICY,
+                crate::policy::SIGNATURE,
+                crate::policy::KEY_ID
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The route, from the absolute-form authority or `Host`, and the bucket a virtual-host
@@ -179,7 +214,7 @@ pub(crate) fn check_headers<B>(
         // A link a browser can follow: no header of the caller's own is needed.
         let browser_reachable = matches!(
             verified.authentication,
-            Authentication::Anonymous | Authentication::Presigned
+            Authentication::Anonymous | Authentication::Presigned | Authentication::Policy
         );
         crate::guard::check_type_override(&route.query, browser_reachable, integration)?;
     }

@@ -209,8 +209,13 @@ fn request_phase(
         options,
         explanation,
     )?;
-    if verified.authentication == Authentication::Anonymous {
+    if !verified.vouches_for_headers() {
         crate::admit::strip_amz_headers(request.headers_mut());
+    }
+    // `explain` has no client address: a policy limited to a range is refused here.
+    if let Err(error) = crate::admit::check_grant(&verified, &route, None) {
+        explanation.refuse("policy", &error);
+        return None;
     }
     let mut route = route;
     route.operation = route
@@ -308,6 +313,7 @@ fn describe_caller(verified: &Verified) -> String {
         Authentication::Anonymous => return "anonymous: no signature".to_string(),
         Authentication::Header => "a signature in the Authorization header",
         Authentication::Presigned => "a presigned URL",
+        Authentication::Policy => "a signed policy",
     };
     format!("client {} by {how}", verified.caller.key_id())
 }

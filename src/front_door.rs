@@ -37,6 +37,8 @@ pub struct Client {
     pub bindings: Vec<(String, Option<String>)>,
     /// Whether the client may write.
     pub access: Access,
+    /// The key this client's signed policies are verified with ([`crate::policy::policy_key`]).
+    policy_key: Vec<u8>,
     /// The signing keys last derived from the secret, by scope (`date/region/service/…`): a
     /// key changes once a day per region, and deriving it is four HMACs.
     keys: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
@@ -99,6 +101,21 @@ pub enum Authentication {
     Header,
     /// SigV4 in a presigned URL's `X-Amz-*` query parameters: a link a browser may follow.
     Presigned,
+    /// A signed policy ([`crate::policy`]) in cookies or query parameters: reads only, of the
+    /// keys the policy names.
+    Policy,
+}
+
+/// A signed policy that verified, with what the request presented (the session answer writes
+/// it back as cookies).
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// What the policy allows.
+    pub policy: crate::policy::Policy,
+    /// The encoded policy and its signature, as verified.
+    pub presented: crate::policy::Presented,
+    /// Whether it came in the query (rather than in cookies).
+    pub in_query: bool,
 }
 
 /// What the front door verified: who called, how, and which headers the signature covers.
@@ -113,6 +130,8 @@ pub struct Verified {
     pub signed_headers: Vec<String>,
     /// What a header-signed request's aws-chunked body signatures chain from.
     pub chunk_signing: Option<ChunkSigning>,
+    /// The signed policy a [`Authentication::Policy`] caller presented.
+    pub grant: Option<Arc<Grant>>,
 }
 
 impl Verified {
@@ -122,7 +141,17 @@ impl Verified {
             authentication: Authentication::Anonymous,
             signed_headers: Vec::new(),
             chunk_signing: None,
+            grant: None,
         }
+    }
+
+    /// Whether the caller's signature covers its `x-amz-*` headers (an anonymous or policy
+    /// caller's are nobody's word, and are dropped).
+    pub fn vouches_for_headers(&self) -> bool {
+        matches!(
+            self.authentication,
+            Authentication::Header | Authentication::Presigned
+        )
     }
 
     /// Whether the caller signed this header.
@@ -150,6 +179,7 @@ impl Clients {
                     secret_access_key: c.secret_access_key.clone(),
                     bindings: c.bindings.clone(),
                     access: c.access,
+                    policy_key: crate::policy::policy_key(c.secret_access_key.expose()),
                     keys: std::sync::Mutex::default(),
                 };
                 (c.access_key_id.clone(), Arc::new(client))
@@ -184,9 +214,11 @@ impl Clients {
         let presigned = query.iter().any(|(name, _)| name.starts_with("X-Amz-"));
         let authorization = headers.get(header::AUTHORIZATION);
         let sigv2 = crate::sigv2::form(headers, &query);
+        let policy_in_query = crate::policy::in_query(&query)?;
         let mechanisms = usize::from(authorization.is_some())
             + usize::from(presigned)
-            + usize::from(crate::sigv2::in_query(&query));
+            + usize::from(crate::sigv2::in_query(&query))
+            + usize::from(policy_in_query.is_some());
         if mechanisms > 1 {
             return Err(Error::InvalidArgument {
                 reason: "Only one auth mechanism allowed; only the X-Amz-Algorithm query \
@@ -206,7 +238,15 @@ impl Clients {
             return self.identify_v2(form, &request, now);
         }
         let (signed, authentication) = match (authorization, presigned) {
-            (None, false) => return Ok(Verified::anonymous()),
+            // Cookies are sent with every request to their path, so they count only when the
+            // request carries no signature of its own.
+            (None, false) => match policy_in_query {
+                Some(presented) => return self.identify_policy(presented, true, now),
+                None => match crate::policy::in_cookies(headers)? {
+                    Some(presented) => return self.identify_policy(presented, false, now),
+                    None => return Ok(Verified::anonymous()),
+                },
+            },
             (Some(_), true) => unreachable!("refused above as two mechanisms"),
             (Some(value), false) => {
                 let value = value.to_str().map_err(|_| malformed("is not ASCII"))?;
@@ -239,6 +279,7 @@ impl Clients {
             authentication,
             signed_headers: signed.signed_headers,
             chunk_signing,
+            grant: None,
         })
     }
 }
@@ -291,6 +332,37 @@ impl Clients {
 }
 
 impl Clients {
+    /// Verifies a signed policy: the key id, the signature (constant time) and the policy's
+    /// times. What it grants is checked against the route in the request phase.
+    fn identify_policy(
+        &self,
+        presented: crate::policy::Presented,
+        in_query: bool,
+        now: SystemTime,
+    ) -> Result<Verified, Error> {
+        let client = self
+            .by_key
+            .get(&presented.key_id)
+            .ok_or(Error::InvalidAccessKeyId)?;
+        let expected = crate::policy::signature(&client.policy_key, &presented.policy);
+        if !constant_time_eq(expected.as_bytes(), presented.signature.as_bytes()) {
+            return Err(Error::SignatureDoesNotMatch);
+        }
+        let policy = crate::policy::parse(&presented.policy)?;
+        policy.check_time(now)?;
+        Ok(Verified {
+            caller: Caller::Client(client.clone()),
+            authentication: Authentication::Policy,
+            signed_headers: Vec::new(),
+            chunk_signing: None,
+            grant: Some(Arc::new(Grant {
+                policy,
+                presented,
+                in_query,
+            })),
+        })
+    }
+
     /// Verifies a SigV2 signature: the same key table, bindings and constant-time comparison
     /// as SigV4, and every `x-amz-*` header signed by construction.
     fn identify_v2(
@@ -336,6 +408,7 @@ impl Clients {
             authentication,
             signed_headers,
             chunk_signing: None,
+            grant: None,
         })
     }
 }
@@ -650,6 +723,7 @@ mod tests {
             secret_access_key: Secret::new(VECTOR_SECRET),
             bindings: Vec::new(),
             access: Access::ReadOnly,
+            policy_key: Vec::new(),
             keys: std::sync::Mutex::default(),
         };
         let scopes: Vec<String> = ["20150830", "20150831", "20240229"]

@@ -386,3 +386,89 @@ pub fn client_complete(data: &[u8]) -> bool {
     assert!(second_parser_texts(&upstream, "Key").is_empty());
     true
 }
+
+/// The moment the policy harness runs at (policies in its corpus expire after it).
+const POLICY_NOW: u64 = 1_700_000_000;
+
+/// Signed policies: `policy JSON \n method \n path?query \n signature tweak`. The JSON is
+/// signed with the client's real secret and sent as cookies; a non-empty fourth field is
+/// appended to the signature, which must then be refused. Whatever a policy lets through must
+/// be a read of an object it names, in its bucket, whose upstream key lies under the
+/// integration's prefix and the policy's own, with no `.` or `..` segment. Returns whether the
+/// request was let through.
+pub fn policy_grant(data: &[u8]) -> bool {
+    let parts = fields(data, 4);
+    let method = Method::from_bytes(parts[1].as_bytes()).unwrap_or(Method::GET);
+    let Ok(uri) = format!("http://proxy.example{}", parts[2]).parse::<http::Uri>() else {
+        return false;
+    };
+    let Ok((text, mut signature)) = crate::policy::sign(CLIENT_SECRET, &parts[0]) else {
+        return false;
+    };
+    signature.push_str(&parts[3]);
+    let cookie = format!(
+        "{}={text}; other=1; {}={signature}; {}={CLIENT_KEY}",
+        crate::policy::POLICY,
+        crate::policy::SIGNATURE,
+        crate::policy::KEY_ID
+    );
+    let mut headers = HeaderMap::new();
+    let Ok(value) = HeaderValue::from_str(&cookie) else {
+        return false;
+    };
+    headers.insert(http::header::COOKIE, value);
+    let clients = Clients::new(&[ClientConfig {
+        access_key_id: CLIENT_KEY.to_string(),
+        secret_access_key: Secret::new(CLIENT_SECRET),
+        bindings: vec![("acme".to_string(), None)],
+        access: Access::ReadWrite,
+    }]);
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(POLICY_NOW);
+    let Ok(verified) = clients.identify(&method, &uri, &headers, now, None) else {
+        return false;
+    };
+    assert!(parts[3].is_empty(), "a tampered signature was accepted");
+    let Ok(route) = crate::route::route(&method, None, uri.path(), uri.query(), None) else {
+        return false;
+    };
+    if crate::admit::check_grant(&verified, &route, None).is_err() {
+        return false;
+    }
+    let Some(grant) = &verified.grant else {
+        panic!("cookies let {} through without a policy", verified.caller.key_id());
+    };
+    check_granted_read(&grant.policy, &route);
+    true
+}
+
+/// What a let-through policy request must be: see [`policy_grant`].
+fn check_granted_read(policy: &crate::policy::Policy, route: &crate::route::Route) {
+    use crate::route::Operation;
+    assert_eq!(route.name, policy.name, "a policy reached another bucket");
+    if route.operation == Operation::StartSession {
+        return;
+    }
+    assert!(
+        matches!(
+            route.operation,
+            Operation::GetObject | Operation::HeadObject
+        ),
+        "a policy let {:?} through",
+        route.operation
+    );
+    let Ok(upstream) = Integrations::new(&[integration()]).upstream_key(&integration(), &route.key)
+    else {
+        return;
+    };
+    let allowed = match &policy.keys {
+        crate::policy::Keys::Exact(key) | crate::policy::Keys::Prefix(key) => key,
+    };
+    assert!(
+        upstream.starts_with(&format!("{PREFIX}{allowed}")),
+        "upstream key {upstream:?} is outside the policy's {allowed:?}"
+    );
+    assert!(
+        !upstream.split('/').any(|s| s == "." || s == ".."),
+        "a dot segment reached the store: {upstream:?}"
+    );
+}

@@ -68,6 +68,9 @@ pub enum Operation {
     Preflight,
     /// `GET /`: answered by the proxy with the logical buckets the caller may reach.
     ListBuckets,
+    /// `GET /{name}/_session?S3SP-Policy=…`: answered by the proxy, which sets a signed
+    /// policy's cookies and redirects ([`crate::session`]).
+    StartSession,
     /// `PUT /{name}`: the bucket exists (the config made it), so the proxy answers what S3
     /// answers its owner, `409 BucketAlreadyOwnedByYou`, to a caller that may write there.
     CreateBucket,
@@ -84,6 +87,7 @@ impl Operation {
             | Operation::ListObjectsV2
             | Operation::ListMultipartUploads
             | Operation::GetBucketLocation
+            | Operation::StartSession
             | Operation::ListBuckets => Method::GET,
             Operation::HeadObject | Operation::HeadBucket => Method::HEAD,
             Operation::DeleteObjects => Method::POST,
@@ -113,6 +117,7 @@ impl Operation {
                 | Operation::GetBucketLocation
                 | Operation::Preflight
                 | Operation::ListBuckets
+                | Operation::StartSession
         )
     }
 
@@ -201,6 +206,7 @@ impl Operation {
             | Operation::GetBucketLocation
             | Operation::Preflight
             | Operation::ListBuckets
+            | Operation::StartSession
             | Operation::CreateBucket => &[],
         }
     }
@@ -271,12 +277,30 @@ pub fn route(
     };
 
     let key = percent_decode(raw_key)?;
+    let operation = session_operation(&key, operation)?;
     let query = forwarded_query(pairs, operation)?;
     Ok(Route {
         name,
         key,
         operation,
         query,
+    })
+}
+
+/// The key the proxy reserves in every bucket for setting a signed policy's cookies.
+pub const SESSION_KEY: &str = "_session";
+
+/// `GET /{name}/_session` starts a session; any other request for that key is refused, so no
+/// client can write an object the proxy would shadow.
+fn session_operation(key: &str, operation: Operation) -> Result<Operation, Error> {
+    if key != SESSION_KEY || operation == Operation::Preflight {
+        return Ok(operation);
+    }
+    if operation == Operation::GetObject {
+        return Ok(Operation::StartSession);
+    }
+    Err(Error::InvalidKey {
+        reason: format!("`{SESSION_KEY}` is reserved by the proxy for signed-policy sessions"),
     })
 }
 

@@ -15,7 +15,7 @@ use super::raw::{RawClient, RawConfig, RawLimits, RawServer, RawSts};
 use super::secret::{SecretLookup, read_secret};
 use super::{
     Access, BaseCredentials, Buckets, ClientConfig, Config, CredentialSource, ForwardedHeader,
-    FrontProxies, Integration, Limits, RateLimit, ServerConfig, StsConfig,
+    FrontProxies, Integration, Limits, RateLimit, SameSite, ServerConfig, StsConfig,
 };
 use crate::tls::TlsFiles;
 
@@ -119,12 +119,30 @@ fn build_server(raw: RawServer, problems: &mut Problems<'_>) -> ServerConfig {
         tls,
         limits: build_limits(raw.limits.unwrap_or_default(), problems),
         sigv2: raw.sigv2.unwrap_or(true),
+        cookie_same_site: build_same_site(raw.cookie_same_site, problems),
         front: build_front(
             raw.trusted_proxies,
             raw.client_ip_header,
             raw.proxy_protocol,
             problems,
         ),
+    }
+}
+
+/// `cookie_same_site`: `lax` (the default), `strict` or `none`.
+fn build_same_site(text: Option<String>, problems: &mut Problems<'_>) -> SameSite {
+    match text.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("lax") => SameSite::Lax,
+        Some("strict") => SameSite::Strict,
+        Some("none") => SameSite::None,
+        Some(_) => {
+            problems.add(
+                "[server]",
+                "cookie_same_site",
+                "must be \"lax\", \"strict\" or \"none\"",
+            );
+            SameSite::Lax
+        }
     }
 }
 

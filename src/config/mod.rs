@@ -83,8 +83,43 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Whether clients may sign with SigV2 (on by default; off answers S3's 400).
     pub sigv2: bool,
+    /// The `SameSite` attribute of signed-policy cookies (`cookie_same_site`).
+    pub cookie_same_site: SameSite,
     /// Where the client's own address comes from behind load balancers.
     pub front: FrontProxies,
+}
+
+/// A cookie's `SameSite` attribute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SameSite {
+    /// Sent on same-site requests and top-level navigations: pages on the platform's own
+    /// domain load images with it, another site's page does not.
+    #[default]
+    Lax,
+    /// Sent only on requests from the proxy's own site.
+    Strict,
+    /// Sent on cross-site requests too (browsers then require `Secure`).
+    None,
+}
+
+impl SameSite {
+    /// The attribute's value as `Set-Cookie` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Lax => "Lax",
+            SameSite::Strict => "Strict",
+            SameSite::None => "None",
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Whether cookies the proxy sets are `Secure`: always, unless the listener is plain HTTP
+    /// on a loopback address (a developer's machine; behind a TLS-terminating balancer the
+    /// browser speaks HTTPS, so they are).
+    pub fn cookies_are_secure(&self) -> bool {
+        self.tls.is_some() || !self.listen.ip().is_loopback()
+    }
 }
 
 /// Load balancers and proxies in front of the public listener. The client address they report
@@ -120,6 +155,11 @@ pub struct IpNet {
 }
 
 impl IpNet {
+    /// Parses `address/prefix` (or one address), as the config writes ranges.
+    pub fn parse(text: &str) -> Result<IpNet, String> {
+        fields::parse_ip_net(text)
+    }
+
     /// Whether `address` is in the range (an IPv4-mapped IPv6 address is not an IPv4 one).
     pub fn contains(&self, address: std::net::IpAddr) -> bool {
         use std::net::IpAddr;

@@ -38,6 +38,7 @@ pub(super) struct RawServer {
     pub(super) client_ip_header: Option<String>,
     #[serde(default)]
     pub(super) proxy_protocol: bool,
+    pub(super) cookie_same_site: Option<String>,
 }
 
 #[derive(Deserialize)]
