@@ -49,6 +49,17 @@ fn allow_origin(integration: &Integration, origin: &HeaderValue) -> Option<Heade
     })
 }
 
+/// A listed origin's pages may send cookies (a signed policy's) with their fetches; a
+/// wildcard origin never: `*` with credentials would let any site read with a user's cookies.
+fn allow_credentials(headers: &mut HeaderMap, allowed_origin: &HeaderValue) {
+    if allowed_origin != "*" {
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+}
+
 /// Headers added to an actual response for a request from `origin`. `Vary: Origin` is always
 /// there, so a shared cache never serves one origin's answer to another.
 pub fn response_headers(integration: &Integration, origin: Option<&HeaderValue>) -> HeaderMap {
@@ -58,6 +69,7 @@ pub fn response_headers(integration: &Integration, origin: Option<&HeaderValue>)
     }
     headers.insert(header::VARY, HeaderValue::from_static("Origin"));
     if let Some(allowed) = origin.and_then(|origin| allow_origin(integration, origin)) {
+        allow_credentials(&mut headers, &allowed);
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
         headers.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
@@ -107,6 +119,7 @@ pub fn preflight(
     let mut response = Response::new(body::empty());
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
+    allow_credentials(headers, &allowed_origin);
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed_origin);
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -188,6 +201,10 @@ mod tests {
             "GET, HEAD"
         );
         assert_eq!(
+            ok.headers()[header::ACCESS_CONTROL_ALLOW_CREDENTIALS],
+            "true"
+        );
+        assert_eq!(
             ok.headers()[header::ACCESS_CONTROL_ALLOW_HEADERS],
             "range, if-none-match"
         );
@@ -244,5 +261,33 @@ mod tests {
         assert_eq!(other[header::VARY], "Origin");
         let no_cors = response_headers(&integration(&[], Access::ReadOnly), None);
         assert!(no_cors.is_empty());
+    }
+
+    #[test]
+    fn credentials_are_allowed_for_listed_origins_never_with_a_wildcard() {
+        let origin = HeaderValue::from_static("https://app.example.com");
+        let listed = integration(&["https://app.example.com"], Access::ReadOnly);
+        let headers = response_headers(&listed, Some(&origin));
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+        let mut public = integration(&["*"], Access::ReadOnly);
+        public.public = true;
+        let headers = response_headers(&public, Some(&origin));
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        assert!(
+            headers
+                .get(header::ACCESS_CONTROL_ALLOW_CREDENTIALS)
+                .is_none()
+        );
+        let preflight_answer = preflight(
+            &public,
+            &preflight_headers("https://x.example", "GET", None),
+        )
+        .expect("allowed");
+        assert!(
+            preflight_answer
+                .headers()
+                .get(header::ACCESS_CONTROL_ALLOW_CREDENTIALS)
+                .is_none()
+        );
     }
 }

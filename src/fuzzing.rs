@@ -435,7 +435,10 @@ pub fn policy_grant(data: &[u8]) -> bool {
         return false;
     }
     let Some(grant) = &verified.grant else {
-        panic!("cookies let {} through without a policy", verified.caller.key_id());
+        panic!(
+            "cookies let {} through without a policy",
+            verified.caller.key_id()
+        );
     };
     check_granted_read(&grant.policy, &route);
     true
