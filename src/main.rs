@@ -59,6 +59,9 @@ enum Command {
     /// Explain how the proxy would handle one request: its route, caller, integration,
     /// authorisation, credentials and the upstream request, step by step. Shows no secret.
     Explain(ExplainArgs),
+    /// Sign a policy that lets a browser read every key under a prefix, as cookies or query
+    /// parameters; prints the three values and the `_session` URL that sets them.
+    SignPolicy(SignPolicyArgs),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -105,6 +108,31 @@ struct ExplainArgs {
     /// The URL as the client sends it: `http://proxy/acme/key`, or a path (`/acme/key`)
     /// for the config's listen address.
     url: String,
+}
+
+/// `sign-policy`'s arguments.
+#[derive(clap::Args)]
+struct SignPolicyArgs {
+    #[arg(long, short, env = "S3SP_CONFIG")]
+    config: PathBuf,
+    /// The issued client key that signs (its secret comes from the config).
+    #[arg(long)]
+    client: String,
+    /// `/{name}/{prefix}*`, or `/{name}/{key}` for one object.
+    #[arg(long)]
+    resource: String,
+    /// How long the policy is valid: `90s`, `30m`, `12h` (at most 7 days).
+    #[arg(long, default_value = "1h")]
+    expires_in: String,
+    /// Only clients in this address range (`192.0.2.0/24`).
+    #[arg(long)]
+    ip: Option<String>,
+    /// Where the browser goes once the cookies are set (a path on the proxy's origin).
+    #[arg(long)]
+    next: Option<String>,
+    /// The proxy's origin as browsers reach it; by default the config's listen address.
+    #[arg(long)]
+    origin: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -163,6 +191,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Explain(args) => explain(args).await?,
+        Command::SignPolicy(args) => sign_policy(args)?,
         Command::Config(ConfigCommand::Check { config: path })
         | Command::CheckConfig { config: path } => {
             let config = Config::load(&path)?;
@@ -219,6 +248,51 @@ async fn explain(args: ExplainArgs) -> anyhow::Result<()> {
         s3_signing_proxy::explain::render
     };
     print!("{}", render(&explanation));
+    Ok(())
+}
+
+/// `sign-policy`: a signed policy, and the `_session` URL that sets it as cookies.
+fn sign_policy(args: SignPolicyArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    let client = config
+        .clients
+        .iter()
+        .find(|client| client.access_key_id == args.client)
+        .ok_or_else(|| anyhow::anyhow!("no client {} in the config", args.client))?;
+    let lifetime = s3_signing_proxy::config::parse_duration(&args.expires_in).ok_or_else(|| {
+        anyhow::anyhow!("--expires-in {}: write 90s, 30m or 12h", args.expires_in)
+    })?;
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .saturating_add(lifetime)
+        .as_secs();
+    let mut document = serde_json::json!({ "resource": args.resource, "expires": expires });
+    if let Some(ip) = &args.ip {
+        document["ip"] = serde_json::Value::from(ip.as_str());
+    }
+    let (text, signature) =
+        s3_signing_proxy::policy::sign(client.secret_access_key.expose(), &document.to_string())?;
+    let policy = s3_signing_proxy::policy::parse(&text)?;
+    policy.check_time(std::time::SystemTime::now())?;
+    let origin = args
+        .origin
+        .unwrap_or_else(|| format!("http://{}", config.server.listen));
+    let encode = |text: &str| {
+        percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let mut url = format!(
+        "{}/{}/_session?S3SP-Policy={text}&S3SP-Signature={signature}&S3SP-Key-Id={}",
+        origin.trim_end_matches('/'),
+        policy.name,
+        encode(&client.access_key_id)
+    );
+    if let Some(next) = &args.next {
+        url.push_str(&format!("&next={}", encode(next)));
+    }
+    println!("S3SP-Policy={text}");
+    println!("S3SP-Signature={signature}");
+    println!("S3SP-Key-Id={}", client.access_key_id);
+    println!("session: {url}");
     Ok(())
 }
 

@@ -1,12 +1,15 @@
 //! A real browser against the demo: headless Chromium loads the page from the proxy, the image
 //! (a private object behind a presigned proxy URL) renders, the video seeks to its middle
-//! through Range requests, and CORS lets an allowed origin fetch while blocking another.
+//! through Range requests, and CORS lets an allowed origin fetch while blocking another. And
+//! signed policies: a gallery page reads a prefix with cookies only, its second load comes
+//! from the browser's cache, and everything outside the policy is refused.
 // Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 mod support;
 
+use http::{Method, StatusCode};
 use std::process::{Command, Stdio};
 
 use support::*;
@@ -122,4 +125,407 @@ async fn the_demo_page_renders_plays_seeks_and_enforces_cors_in_chromium() {
     assert_eq!(seen["allowed"]["status"], 206, "{seen}");
     assert_eq!(seen["allowed"]["bytes"], 4, "{seen}");
     assert_eq!(seen["blocked"]["blocked"], true, "{seen}");
+}
+
+/// A 1×1 GIF.
+const GIF: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xFF, 0xFF, 0xFF, 0x21, 0xF9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2C, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3B,
+];
+const APP_KEY: &str = "AKGALLERYAPP";
+const APP_SECRET: &str = "gallery-app-secret-0123456789";
+const PHOTOS: usize = 20;
+
+/// A private integration `gallery` on s3s-fs, a read-write client key for the application,
+/// and the gallery's images uploaded through the proxy with that key (cacheable for an hour).
+struct Gallery {
+    /// The integration's name (each test its own, as they share one log).
+    name: &'static str,
+    _dir: TempDir,
+    store: s3_signing_proxy::demo::EmbeddedStore,
+    proxy: RunningProxy,
+}
+
+async fn gallery(name: &'static str, app_origin: &str) -> Gallery {
+    let dir = TempDir::new("gallery");
+    let store = s3_signing_proxy::demo::EmbeddedStore::start(&dir.0, None, None)
+        .await
+        .unwrap();
+    store.create_bucket("gallery-bucket").unwrap();
+    let config = format!(
+        r#"
+[[integration]]
+name = "{name}"
+bucket = "gallery-bucket"
+region = "us-east-1"
+endpoint = "{endpoint}"
+access = "read-write"
+cors_origins = ["{app_origin}"]
+[integration.credentials]
+access_key_id = "{key}"
+secret_access_key_env = "STORE_SECRET"
+
+[[client]]
+access_key_id = "{APP_KEY}"
+secret_access_key_env = "APP_SECRET"
+integrations = ["{name}"]
+access = "read-write"
+"#,
+        endpoint = store.endpoint(),
+        key = store.access_key_id,
+    );
+    let secrets = std::collections::BTreeMap::from([
+        ("STORE_SECRET".to_string(), store.secret_access_key.clone()),
+        ("APP_SECRET".to_string(), APP_SECRET.to_string()),
+    ]);
+    let gallery = Gallery {
+        name,
+        _dir: dir,
+        store,
+        proxy: start_proxy(&config, &secrets).await,
+    };
+    let keys = (0..PHOTOS)
+        .map(|i| format!("photos/img-{i}.gif"))
+        .chain(["private/secret.gif".to_string()]);
+    for key in keys {
+        let put = client_put(&gallery, &key, GIF).await;
+        assert_eq!(put.status, StatusCode::OK, "{key}: {}", put.text());
+    }
+    gallery
+}
+
+/// A PutObject through the proxy, signed with the application's key.
+async fn client_put(gallery: &Gallery, key: &str, body: &[u8]) -> Fetched {
+    let mut put = http::Request::builder()
+        .method(Method::PUT)
+        .uri(gallery.proxy.url(&format!("/{}/{key}", gallery.name)))
+        .header("content-type", "image/gif")
+        .header("cache-control", "max-age=3600")
+        .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
+            body,
+        )))
+        .unwrap();
+    sign_as_client(&mut put, APP_KEY, APP_SECRET);
+    send(put).await
+}
+
+/// A signed policy for `document`, as `S3SP-*` cookies.
+fn policy_cookie(document: &str, secret: &str, key_id: &str) -> String {
+    let (text, signature) = s3_signing_proxy::policy::sign(secret, document).unwrap();
+    register_secrets([&signature]);
+    format!("S3SP-Policy={text}; S3SP-Signature={signature}; S3SP-Key-Id={key_id}")
+}
+
+fn expires_in(seconds: u64) -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + seconds
+}
+
+/// The number of access lines of successful gallery requests so far.
+fn gallery_reads() -> usize {
+    let path = test_logs().join(format!(
+        "{}-{}.log",
+        std::env::current_exe()
+            .unwrap()
+            .file_stem()
+            .unwrap()
+            .to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| {
+            line.contains(" access: ")
+                && line.contains("bucket=gallery ")
+                && line.contains("method=\"GET\"")
+                && line.contains("status=200 ")
+        })
+        .count()
+}
+
+/// Serves `html` at every path but `/`, which is blank: another application's origin.
+async fn serve_app(listener: tokio::net::TcpListener, html: String) {
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let html = html.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut request = [0u8; 4096];
+                let read = stream.read(&mut request).await.unwrap_or(0);
+                let blank = request[..read].starts_with(b"GET / ");
+                let page = if blank {
+                    "<!doctype html><title>app</title>".to_string()
+                } else {
+                    html
+                };
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                    page.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_cookies_load_a_gallery_in_chromium_and_the_second_load_is_cached() {
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "Chromium is missing: run scripts/test, which installs it"
+    );
+    let app = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_origin = format!("http://{}", app.local_addr().unwrap());
+    let gallery = gallery("gallery", &app_origin).await;
+    let proxy_origin = gallery.proxy.url("");
+    let images: String = (0..PHOTOS)
+        .map(|i| format!("<img id=\"img-{i}\" src=\"{proxy_origin}/gallery/photos/img-{i}.gif\">"))
+        .collect();
+    let html = format!(
+        "<!doctype html><title>gallery</title>{images}<img id=\"outside\" src=\"{proxy_origin}/gallery/private/secret.gif\">"
+    );
+    serve_app(app, html).await;
+    let (text, signature) = s3_signing_proxy::policy::sign(
+        APP_SECRET,
+        &format!(
+            r#"{{"resource":"/gallery/photos/*","expires":{}}}"#,
+            expires_in(600)
+        ),
+    )
+    .unwrap();
+    register_secrets([&signature]);
+    let session_url = format!(
+        "{proxy_origin}/gallery/_session?S3SP-Policy={text}&S3SP-Signature={signature}&S3SP-Key-Id={APP_KEY}"
+    );
+    let reads_before = gallery_reads();
+
+    let output = tokio::process::Command::new("node")
+        .arg(repo_root().join("tests/support/cookie_gallery.js"))
+        .args([&app_origin, &proxy_origin, &session_url])
+        .env("NODE_PATH", repo_root().join(".browser/node_modules"))
+        .output()
+        .await
+        .expect("run node");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    assert_eq!(seen["session"]["status"], 204, "{seen}");
+    let cookies = seen["cookies"].as_array().unwrap();
+    assert_eq!(cookies.len(), 3, "{seen}");
+    for cookie in cookies {
+        assert_eq!(cookie["path"], "/gallery/", "{seen}");
+        assert_eq!(cookie["httpOnly"], true, "{seen}");
+        assert_eq!(cookie["sameSite"], "Lax", "{seen}");
+    }
+    for load in ["first", "second"] {
+        for image in seen[load]["images"].as_array().unwrap() {
+            let width = image["width"].as_u64().unwrap();
+            if image["id"] == "outside" {
+                assert_eq!(
+                    width, 0,
+                    "{load}: the image outside the policy rendered: {seen}"
+                );
+            } else {
+                assert_eq!(width, 1, "{load}: {image} did not render: {seen}");
+            }
+        }
+    }
+    let from_network = |load: &str| {
+        seen[load]["responses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == 200 && r["cached"] == false)
+            .count()
+    };
+    assert_eq!(from_network("first"), PHOTOS, "{seen}");
+    assert_eq!(from_network("second"), 0, "{seen}");
+    // The proxy agrees: each image was read through it once, on the first load.
+    assert_eq!(gallery_reads() - reads_before, PHOTOS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_policies_read_only_what_they_name_and_nothing_else() {
+    let gallery = gallery("album", "https://app.example.com").await;
+    let url = |path: &str| gallery.proxy.url(path);
+    let inside = url("/album/photos/img-1.gif");
+    let policy = format!(
+        r#"{{"resource":"/album/photos/*","expires":{}}}"#,
+        expires_in(600)
+    );
+    let cookie = policy_cookie(&policy, APP_SECRET, APP_KEY);
+
+    let read = request(Method::GET, &inside, &[("cookie", &cookie)]).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.text());
+    assert_eq!(read.body.as_ref(), GIF);
+    let head = request(Method::HEAD, &inside, &[("cookie", &cookie)]).await;
+    assert_eq!(head.status, StatusCode::OK);
+    // The same three values as query parameters.
+    let query = cookie.replace("; ", "&");
+    let by_query = get(&format!("{inside}?{query}")).await;
+    assert_eq!(by_query.status, StatusCode::OK, "{}", by_query.text());
+
+    let refusals = [
+        (
+            url("/album/private/secret.gif"),
+            cookie.clone(),
+            "AccessDenied",
+        ),
+        (
+            url("/album/photos%2F..%2Fprivate%2Fsecret.gif"),
+            cookie.clone(),
+            "AccessDenied",
+        ),
+        (
+            url("/album?list-type=2&prefix=photos/"),
+            cookie.clone(),
+            "AccessDenied",
+        ),
+        (
+            inside.clone(),
+            policy_cookie(
+                &format!(
+                    r#"{{"resource":"/album/photos/*","expires":{}}}"#,
+                    expires_in(0) - 5
+                ),
+                APP_SECRET,
+                APP_KEY,
+            ),
+            "AccessDenied",
+        ),
+        (
+            inside.clone(),
+            policy_cookie(&policy, "another-secret-0123456789", APP_KEY),
+            "SignatureDoesNotMatch",
+        ),
+        (
+            inside.clone(),
+            policy_cookie(&policy, APP_SECRET, "AKNOBODY"),
+            "InvalidAccessKeyId",
+        ),
+        (
+            inside.clone(),
+            {
+                // The policy widened after signing: its signature no longer matches.
+                let wide = policy_cookie(&policy.replace("photos/*", "*"), APP_SECRET, APP_KEY);
+                let signature = cookie.split("; ").nth(1).unwrap();
+                let mut parts: Vec<&str> = wide.split("; ").collect();
+                parts[1] = signature;
+                parts.join("; ")
+            },
+            "SignatureDoesNotMatch",
+        ),
+    ];
+    for (target, cookie, code) in refusals {
+        let refused = request(Method::GET, &target, &[("cookie", &cookie)]).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{target}: {}",
+            refused.text()
+        );
+        assert_eq!(refused.error_code(), code, "{target}: {}", refused.text());
+        let id = refused.headers["x-amz-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let line = access_line(&id).unwrap_or_default();
+        assert!(
+            line.contains("upstream_status=-1"),
+            "{target} reached the store: {line}"
+        );
+    }
+
+    // A cookie never authorises a write: the object on the store is unchanged.
+    let put = request(Method::PUT, &inside, &[("cookie", &cookie)]).await;
+    assert_eq!(put.status, StatusCode::FORBIDDEN, "{}", put.text());
+    assert_eq!(put.error_code(), "AccessDenied");
+    let delete = request(Method::DELETE, &inside, &[("cookie", &cookie)]).await;
+    assert_eq!(delete.status, StatusCode::FORBIDDEN, "{}", delete.text());
+    let stored = gallery.store.root.join("gallery-bucket/photos/img-1.gif");
+    assert_eq!(std::fs::read(stored).unwrap(), GIF);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_path_sets_scoped_cookies_and_redirects_on_this_origin_only() {
+    let gallery = gallery("shelf", "https://app.example.com").await;
+    let (text, signature) = s3_signing_proxy::policy::sign(
+        APP_SECRET,
+        &format!(
+            r#"{{"resource":"/shelf/photos/*","expires":{}}}"#,
+            expires_in(600)
+        ),
+    )
+    .unwrap();
+    register_secrets([&signature]);
+    let session = gallery.proxy.url(&format!(
+        "/shelf/_session?S3SP-Policy={text}&S3SP-Signature={signature}&S3SP-Key-Id={APP_KEY}"
+    ));
+    let answer = get(&format!("{session}&next=%2Fshelf%2Fphotos%2Fimg-1.gif")).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text());
+    assert_eq!(answer.headers["location"], "/shelf/photos/img-1.gif");
+    assert_eq!(answer.headers["cache-control"], "no-store");
+    let cookies: Vec<&str> = answer
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|value| value.to_str().unwrap())
+        .collect();
+    assert_eq!(cookies.len(), 3, "{cookies:?}");
+    let (policy_cookie, attributes) = cookies[0].split_once("; Max-Age=").unwrap();
+    assert_eq!(policy_cookie, format!("S3SP-Policy={text}; Path=/shelf/"));
+    let (max_age, attributes) = attributes.split_once("; ").unwrap();
+    assert_eq!(attributes, "HttpOnly; SameSite=Lax");
+    let max_age: u64 = max_age.parse().unwrap();
+    assert!((590..=600).contains(&max_age), "{max_age}");
+    assert!(cookies[1].starts_with(&format!("S3SP-Signature={signature}; Path=/shelf/;")));
+    assert!(cookies[2].starts_with(&format!("S3SP-Key-Id={APP_KEY}; Path=/shelf/;")));
+    // Plain HTTP on loopback: not `Secure`, so a developer's browser keeps them.
+    assert!(cookies.iter().all(|c| !c.contains("Secure")), "{cookies:?}");
+    // The cookies it set read the object `next` names.
+    let cookie_header = cookies
+        .iter()
+        .map(|c| c.split(';').next().unwrap())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let read = request(
+        Method::GET,
+        &gallery.proxy.url("/shelf/photos/img-1.gif"),
+        &[("cookie", &cookie_header)],
+    )
+    .await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.text());
+
+    for next in [
+        "https%3A%2F%2Fevil.example%2F",
+        "%2F%2Fevil.example",
+        "%2F%5Cevil.example",
+    ] {
+        let refused = get(&format!("{session}&next={next}")).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{next}");
+        assert!(refused.headers.get("set-cookie").is_none());
+    }
+    // Without a policy in the query (cookies are not enough) there is no session.
+    let cookies_only = request(
+        Method::GET,
+        &gallery.proxy.url("/shelf/_session"),
+        &[("cookie", &cookie_header)],
+    )
+    .await;
+    assert_eq!(cookies_only.status, StatusCode::FORBIDDEN);
+    // `_session` is reserved: no client may write an object there.
+    let put = client_put(&gallery, "_session", b"shadow").await;
+    assert_eq!(put.status, StatusCode::BAD_REQUEST, "{}", put.text());
+    assert_eq!(put.error_code(), "InvalidArgument");
+    assert!(put.text().contains("reserved"), "{}", put.text());
+    assert!(!gallery.store.root.join("gallery-bucket/_session").exists());
 }
