@@ -529,3 +529,79 @@ async fn the_session_path_sets_scoped_cookies_and_redirects_on_this_origin_only(
     assert!(put.text().contains("reserved"), "{}", put.text());
     assert!(!gallery.store.root.join("gallery-bucket/_session").exists());
 }
+
+/// A fenced block of README.md that contains `marker`.
+fn readme_block(language: &str, marker: &str) -> String {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    readme
+        .split(&format!("```{language}\n"))
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap().to_string())
+        .find(|block| block.contains(marker))
+        .unwrap_or_else(|| panic!("README has no {language} block with {marker}"))
+}
+
+/// README's Python and JavaScript signers, as written, mint cookies the proxy accepts for
+/// the prefix and refuses outside it; `sign-policy`'s example runs too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readmes_policy_signers_mint_cookies_the_proxy_accepts() {
+    let gallery = gallery("readme", "https://app.example.com").await;
+    let python = format!(
+        "{}\nimport sys\nc = sign_policy(sys.argv[1], sys.argv[2], '/readme/photos/*')\nprint('; '.join(f'{{k}}={{v}}' for k, v in c.items()))\n",
+        readme_block("python", "def sign_policy")
+    );
+    let js = format!(
+        "{}\nconst [k, s] = process.argv.slice(-2);\nconst c = signPolicy(k, s, '/readme/photos/*');\nconsole.log(Object.entries(c).map(([k, v]) => `${{k}}=${{v}}`).join('; '));\n",
+        readme_block("js", "function signPolicy")
+    );
+    for (program, flag, source) in [("python3", "-c", python), ("node", "-e", js)] {
+        let output = tokio::process::Command::new(program)
+            .args([flag, &source, APP_KEY, APP_SECRET])
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        assert!(
+            output.status.success(),
+            "{program}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let cookie = String::from_utf8(output.stdout).unwrap().trim().to_string();
+        let inside = gallery.proxy.url("/readme/photos/img-3.gif");
+        let read = request(Method::GET, &inside, &[("cookie", &cookie)]).await;
+        assert_eq!(read.status, StatusCode::OK, "{program}: {}", read.text());
+        assert_eq!(read.body.as_ref(), GIF);
+        let outside = gallery.proxy.url("/readme/private/secret.gif");
+        let refused = request(Method::GET, &outside, &[("cookie", &cookie)]).await;
+        assert_eq!(refused.error_code(), "AccessDenied", "{program}");
+    }
+
+    let example = std::fs::read_to_string(repo_root().join("README.md"))
+        .unwrap()
+        .lines()
+        .find(|line| line.starts_with("s3-signing-proxy sign-policy "))
+        .expect("README has a sign-policy example")
+        .to_string();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_s3-signing-proxy"))
+        .args(example.split_whitespace().skip(1))
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let policy = text
+        .lines()
+        .find_map(|line| line.strip_prefix("S3SP-Policy="))
+        .expect("a policy line");
+    let parsed = s3_signing_proxy::policy::parse(policy).unwrap();
+    assert_eq!(parsed.name, "acme-media");
+    assert!(parsed.covers("labelling/a.png") && !parsed.covers("other/a.png"));
+    assert!(
+        text.contains("/acme-media/_session?S3SP-Policy=")
+            && text.contains("&next=%2Facme%2Dmedia%2Flabelling%2Findex%2Ehtml"),
+        "{text}"
+    );
+}
