@@ -69,7 +69,7 @@ pub enum Operation {
     /// `GET /`: answered by the proxy with the logical buckets the caller may reach.
     ListBuckets,
     /// `GET /{name}/_session?S3SP-Policy=…`: answered by the proxy, which sets a signed
-    /// policy's cookies and redirects ([`crate::session`]).
+    /// policy's cookies and redirects.
     StartSession,
     /// `PUT /{name}`: the bucket exists (the config made it), so the proxy answers what S3
     /// answers its owner, `409 BucketAlreadyOwnedByYou`, to a caller that may write there.

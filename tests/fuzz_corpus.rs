@@ -77,8 +77,8 @@ fn complete_corpus() {
     replay_accepting("complete", s3_signing_proxy::fuzzing::client_complete, 2);
 }
 
-/// Signed policies: exactly the corpus entries named `allowed-*` are let through (reads of
-/// keys the policy names); every trick, write, listing, expired or tampered one is refused.
+/// Signed policies: of the named seeds, exactly those named `allowed-*` are let through (reads
+/// of keys the policy names); every trick, write, listing, expired or tampered one is refused.
 #[test]
 fn policy_corpus() {
     replay_accepting("policy", s3_signing_proxy::fuzzing::policy_grant, 5);
@@ -86,6 +86,10 @@ fn policy_corpus() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
+        // Inputs a fuzzing run kept are named by their hash: only the seeds say what they are.
+        if name.len() == 40 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
         let accepted = s3_signing_proxy::fuzzing::policy_grant(&std::fs::read(&path).unwrap());
         assert_eq!(accepted, name.starts_with("allowed-"), "{name}");
     }
