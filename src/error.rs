@@ -112,6 +112,21 @@ pub enum Error {
     #[error("You did not provide the number of bytes specified by the Content-Length HTTP header.")]
     IncompleteBody,
 
+    /// A form upload whose body is not well-formed multipart/form-data.
+    #[error("The body of your POST request is not well-formed multipart/form-data: {reason}")]
+    MalformedPostRequest {
+        /// What is wrong, in words the caller may see.
+        reason: String,
+    },
+
+    /// An upload larger than its policy's `content-length-range` allows.
+    #[error("Your proposed upload exceeds the maximum allowed size")]
+    EntityTooLarge,
+
+    /// An upload smaller than its policy's `content-length-range` allows.
+    #[error("Your proposed upload is smaller than the minimum allowed size")]
+    EntityTooSmall,
+
     /// A body-carrying request without `Content-Length`.
     #[error("You must provide the Content-Length HTTP header.")]
     MissingContentLength,
@@ -221,6 +236,9 @@ impl Error {
             Error::MalformedXML { .. } => "MalformedXML",
             Error::BadDigest => "BadDigest",
             Error::IncompleteBody => "IncompleteBody",
+            Error::MalformedPostRequest { .. } => "MalformedPOSTRequest",
+            Error::EntityTooLarge => "EntityTooLarge",
+            Error::EntityTooSmall => "EntityTooSmall",
             Error::MethodNotAllowed { .. } => "MethodNotAllowed",
             Error::NotImplemented { .. } => "NotImplemented",
             Error::CredentialsUnavailable { .. } => "ServiceUnavailable",
@@ -246,6 +264,9 @@ impl Error {
             | Error::MalformedXML { .. }
             | Error::BadDigest
             | Error::IncompleteBody
+            | Error::MalformedPostRequest { .. }
+            | Error::EntityTooLarge
+            | Error::EntityTooSmall
             | Error::KeyTooLong { .. }
             | Error::SignatureVersionNotSupported
             | Error::InvalidRequest { .. } => StatusCode::BAD_REQUEST,

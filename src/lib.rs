@@ -58,6 +58,7 @@ mod documents;
 mod error;
 mod exchange;
 pub mod explain;
+pub mod form;
 mod forward;
 pub mod front_door;
 #[cfg(feature = "fuzzing")]

@@ -1,0 +1,3 @@
+//! Form uploads: S3's POST Object, a browser posting a file with a signed policy.
+
+pub mod multipart;
