@@ -427,6 +427,10 @@ pub fn policy_grant(data: &[u8]) -> bool {
     let Ok(verified) = clients.identify(&method, &uri, &headers, now, None) else {
         return false;
     };
+    // A Cookie header that is not visible ASCII is no cookie at all: the caller is anonymous.
+    if verified.grant.is_none() {
+        return false;
+    }
     assert!(parts[3].is_empty(), "a tampered signature was accepted");
     let Ok(route) = crate::route::route(&method, None, uri.path(), uri.query(), None) else {
         return false;
