@@ -39,6 +39,8 @@ pub struct Admitted<B> {
 pub enum Admission<B> {
     /// The proxy answers itself; the store is never contacted.
     Answered(Response<ProxyBody>),
+    /// A form upload: its caller and object are in its body, read by [`crate::form`].
+    Form(Box<(Route, Request<B>)>),
     Forward(Box<Admitted<B>>),
 }
 
@@ -68,6 +70,11 @@ pub fn admit<B>(
             name: route.name.clone(),
         })?;
         return crate::cors::preflight(integration, request.headers()).map(Admission::Answered);
+    }
+    if route.operation == Operation::PostObject {
+        // Who posts is proven by the form's fields; until then, the caller's address.
+        check_rate(state, &Caller::Anonymous, client_ip, gate)?;
+        return Ok(Admission::Form(Box::new((route, request))));
     }
 
     let verified = state.clients.identify(

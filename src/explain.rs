@@ -202,6 +202,14 @@ fn request_phase(
         explanation.answered("cors", "a CORS preflight, answered from the config");
         return None;
     }
+    if route.operation == Operation::PostObject {
+        // As `admit`: the caller, policy and key are in the form, which explain does not read.
+        explanation.answered(
+            "form",
+            "a form upload, verified from the fields in its body",
+        );
+        return None;
+    }
     let verified = front_door(
         state,
         &request,
@@ -318,6 +326,7 @@ fn describe_caller(verified: &Verified) -> String {
         Authentication::Header => "a signature in the Authorization header",
         Authentication::Presigned => "a presigned URL",
         Authentication::Policy => "a signed policy",
+        Authentication::Form => "a form upload's policy",
     };
     format!("client {} by {how}", verified.caller.key_id())
 }

@@ -190,6 +190,11 @@ impl Proxy {
         let gate = self.gate();
         let mut admitted = match crate::admit::admit(state, request, client_ip, &gate, seen)? {
             Admission::Answered(response) => return Ok(response),
+            Admission::Form(form) => {
+                let (route, request) = *form;
+                let request = request.map(crate::body::stream);
+                return crate::form::post_object(state, &self.regions, route, request, seen).await;
+            }
             Admission::Forward(admitted) => admitted,
         };
 

@@ -71,6 +71,9 @@ pub enum Operation {
     /// `GET /{name}/_session?S3SP-Policy=…`: answered by the proxy, which sets a signed
     /// policy's cookies and redirects.
     StartSession,
+    /// `POST /{name}` with a `multipart/form-data` body: a browser's form upload (S3's POST
+    /// Object), its policy and signature in the form.
+    PostObject,
     /// `PUT /{name}`: the bucket exists (the config made it), so the proxy answers what S3
     /// answers its owner, `409 BucketAlreadyOwnedByYou`, to a caller that may write there.
     CreateBucket,
@@ -90,7 +93,7 @@ impl Operation {
             | Operation::StartSession
             | Operation::ListBuckets => Method::GET,
             Operation::HeadObject | Operation::HeadBucket => Method::HEAD,
-            Operation::DeleteObjects => Method::POST,
+            Operation::DeleteObjects | Operation::PostObject => Method::POST,
             Operation::PutObject
             | Operation::CopyObject
             | Operation::UploadPart
@@ -129,6 +132,7 @@ impl Operation {
                 | Operation::ListObjectsV2
                 | Operation::ListMultipartUploads
                 | Operation::DeleteObjects
+                | Operation::PostObject
                 | Operation::HeadBucket
                 | Operation::GetBucketLocation
                 | Operation::CreateBucket
@@ -207,6 +211,7 @@ impl Operation {
             | Operation::Preflight
             | Operation::ListBuckets
             | Operation::StartSession
+            | Operation::PostObject
             | Operation::CreateBucket => &[],
         }
     }
@@ -314,6 +319,7 @@ fn bucket_operation(method: &Method, pairs: &[(String, String)]) -> Result<Opera
         Method::GET => Operation::ListObjects,
         Method::HEAD => Operation::HeadBucket,
         Method::POST if has("delete") => Operation::DeleteObjects,
+        Method::POST if pairs.is_empty() => Operation::PostObject,
         // Sub-resources the proxy serves are all GETs or POSTs: a PUT with any query
         // (`?acl`, `?policy`, …) configures the bucket and stays refused.
         Method::PUT if pairs.is_empty() => Operation::CreateBucket,

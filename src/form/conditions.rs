@@ -120,10 +120,21 @@ fn parse_expiration(text: &str) -> Option<SystemTime> {
     let text = text.strip_suffix('Z')?;
     let (seconds, _fraction) = text.split_once('.').unwrap_or((text, ""));
     let (date, time) = seconds.split_once('T')?;
-    if date.len() != 10 || time.len() != 8 {
-        return None;
-    }
-    let compact: String = format!("{}T{}Z", date.replace('-', ""), time.replace(':', ""));
+    let numbers = |text: &str, separator: char, widths: [usize; 3]| -> Option<[u32; 3]> {
+        let parts: Vec<&str> = text.split(separator).collect();
+        let [a, b, c] = parts[..] else { return None };
+        let mut out = [0; 3];
+        for ((slot, part), width) in out.iter_mut().zip([a, b, c]).zip(widths) {
+            if part.len() != width || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            *slot = part.parse().ok()?;
+        }
+        Some(out)
+    };
+    let [year, month, day] = numbers(date, '-', [4, 2, 2])?;
+    let [hour, minute, second] = numbers(time, ':', [2, 2, 2])?;
+    let compact = format!("{year:04}{month:02}{day:02}T{hour:02}{minute:02}{second:02}Z");
     crate::sigv4::parse_amz_date(&compact)
 }
 

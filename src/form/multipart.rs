@@ -325,8 +325,8 @@ fn parameter_value(text: &str) -> Result<(String, &str), Error> {
             "a quoted Content-Disposition value is not closed",
         ));
     }
-    let end = text.find(';').unwrap_or(text.len());
-    Ok((text[..end].trim().to_string(), &text[end..]))
+    let value = text.split(';').next().unwrap_or("");
+    Ok((value.trim().to_string(), &text[value.len()..]))
 }
 
 #[cfg(test)]

@@ -1,0 +1,275 @@
+//! Storing a form's file: its length is known only at its closing boundary, so the file is
+//! read into one part buffer at a time. A file that fits one buffer is a PutObject; a larger
+//! one a multipart upload of buffer-sized parts, aborted if the client goes away or the size
+//! leaves the policy's range. Memory stays one buffer per upload, whatever the file's size.
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, header};
+
+use crate::body;
+use crate::documents::{CompleteRequest, CompletedPart};
+use crate::error::Error;
+use crate::exchange::{Signing, send_signed};
+use crate::form::reader::FormReader;
+use crate::integration::Target;
+use crate::route::Operation;
+use crate::sign::Payload;
+use crate::state::State;
+
+/// The size of a part buffer: above S3's 5 MiB smallest part.
+pub const PART_BYTES: usize = 8 * 1024 * 1024;
+
+/// Where a file goes and what it must be.
+pub struct Destination<'a> {
+    pub state: &'a State,
+    pub target: &'a Target,
+    /// The object's headers (type, metadata, caching) for PutObject or CreateMultipartUpload.
+    pub headers: HeaderMap,
+    /// The policy's `content-length-range`.
+    pub range: (u64, u64),
+}
+
+/// Stores the file the reader is at; returns its ETag.
+pub async fn store(
+    destination: &Destination<'_>,
+    reader: &mut FormReader,
+) -> Result<String, Error> {
+    let mut received = 0u64;
+    let first = fill(reader, &mut received, destination.range.1).await?;
+    if first.len() < PART_BYTES {
+        check_minimum(received, destination.range)?;
+        return put_object(destination, first.freeze()).await;
+    }
+    let upload_id = create(destination).await?;
+    let parts = upload_parts(destination, reader, &upload_id, first, &mut received).await;
+    let outcome = match parts {
+        Ok(parts) => match check_minimum(received, destination.range) {
+            Ok(()) => complete(destination, &upload_id, parts).await,
+            Err(error) => Err(error),
+        },
+        Err(error) => Err(error),
+    };
+    if outcome.is_err() {
+        abort(destination, &upload_id).await;
+    }
+    outcome
+}
+
+/// Reads up to one part buffer of the file.
+async fn fill(reader: &mut FormReader, received: &mut u64, max: u64) -> Result<BytesMut, Error> {
+    let mut buffer = BytesMut::new();
+    while buffer.len() < PART_BYTES {
+        let Some(piece) = reader.file_piece().await? else {
+            break;
+        };
+        *received += piece.len() as u64;
+        if *received > max {
+            return Err(Error::EntityTooLarge);
+        }
+        buffer.extend_from_slice(&piece);
+    }
+    Ok(buffer)
+}
+
+fn check_minimum(received: u64, range: (u64, u64)) -> Result<(), Error> {
+    if received < range.0 {
+        return Err(Error::EntityTooSmall);
+    }
+    Ok(())
+}
+
+/// The parts after the first, each uploaded as soon as its buffer is full.
+async fn upload_parts(
+    destination: &Destination<'_>,
+    reader: &mut FormReader,
+    upload_id: &str,
+    first: BytesMut,
+    received: &mut u64,
+) -> Result<Vec<CompletedPart>, Error> {
+    let mut parts = Vec::new();
+    let mut buffer = first;
+    loop {
+        let part_number = parts.len() as u32 + 1;
+        let etag = upload_part(destination, upload_id, part_number, buffer.freeze()).await?;
+        parts.push(CompletedPart {
+            part_number,
+            etag,
+            checksums: Vec::new(),
+        });
+        buffer = fill(reader, received, destination.range.1).await?;
+        if buffer.is_empty() {
+            return Ok(parts);
+        }
+    }
+}
+
+fn length_headers(mut headers: HeaderMap, length: usize) -> HeaderMap {
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    headers
+}
+
+async fn put_object(destination: &Destination<'_>, bytes: Bytes) -> Result<String, Error> {
+    let headers = length_headers(destination.headers.clone(), bytes.len());
+    let answer = send(destination, Operation::PutObject, &[], headers, bytes).await?;
+    etag_of(answer.headers())
+}
+
+async fn create(destination: &Destination<'_>) -> Result<String, Error> {
+    let query = [("uploads".to_string(), String::new())];
+    let headers = destination.headers.clone();
+    let answer = send(
+        destination,
+        Operation::CreateMultipartUpload,
+        &query,
+        headers,
+        Bytes::new(),
+    )
+    .await?;
+    let document = read_document(answer).await?;
+    child_text(&document, "InitiateMultipartUploadResult", "UploadId")
+}
+
+async fn upload_part(
+    destination: &Destination<'_>,
+    upload_id: &str,
+    part_number: u32,
+    bytes: Bytes,
+) -> Result<String, Error> {
+    let query = [
+        ("partNumber".to_string(), part_number.to_string()),
+        ("uploadId".to_string(), upload_id.to_string()),
+    ];
+    let headers = length_headers(HeaderMap::new(), bytes.len());
+    let answer = send(destination, Operation::UploadPart, &query, headers, bytes).await?;
+    etag_of(answer.headers())
+}
+
+async fn complete(
+    destination: &Destination<'_>,
+    upload_id: &str,
+    parts: Vec<CompletedPart>,
+) -> Result<String, Error> {
+    let query = [("uploadId".to_string(), upload_id.to_string())];
+    let document = Bytes::from(CompleteRequest { parts }.to_xml());
+    let mut headers = length_headers(HeaderMap::new(), document.len());
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    let answer = send(
+        destination,
+        Operation::CompleteMultipartUpload,
+        &query,
+        headers,
+        document,
+    )
+    .await?;
+    // S3 may answer 200 and still fail, with an `<Error>` document.
+    let document = read_document(answer).await?;
+    child_text(&document, "CompleteMultipartUploadResult", "ETag")
+}
+
+/// Aborts a multipart upload the form could not finish; a failure is logged, as the store's
+/// lifecycle rules are the last resort for it.
+async fn abort(destination: &Destination<'_>, upload_id: &str) {
+    let query = [("uploadId".to_string(), upload_id.to_string())];
+    let sent = send(
+        destination,
+        Operation::AbortMultipartUpload,
+        &query,
+        HeaderMap::new(),
+        Bytes::new(),
+    )
+    .await;
+    if let Err(error) = sent {
+        tracing::warn!(%error, "aborting a form upload's multipart upload failed");
+    }
+}
+
+/// Sends one request of the upload; a store's refusal becomes an error.
+async fn send(
+    destination: &Destination<'_>,
+    operation: Operation,
+    query: &[(String, String)],
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<http::Response<body::ProxyBody>, Error> {
+    let signing = Signing {
+        operation,
+        query,
+        headers,
+        body: body::full(bytes),
+        payload: Payload::Unsigned,
+    };
+    let answer = send_signed(destination.state, destination.target, signing).await?;
+    let response = answer.response;
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status();
+    let code = read_document(response)
+        .await
+        .ok()
+        .and_then(|document| {
+            document
+                .children
+                .iter()
+                .find(|child| child.name == "Code")
+                .map(|code| code.text.clone())
+        })
+        .unwrap_or_default();
+    Err(refused_by_store(status, &code))
+}
+
+fn refused_by_store(status: http::StatusCode, code: &str) -> Error {
+    match status {
+        http::StatusCode::FORBIDDEN => Error::AccessDenied {
+            reason: format!("The store refused the upload ({code})"),
+        },
+        _ => Error::Internal {
+            detail: format!("the store answered a form upload step with {status} {code}"),
+        },
+    }
+}
+
+async fn read_document(
+    response: http::Response<body::ProxyBody>,
+) -> Result<crate::xml::Element, Error> {
+    let bytes = body::collect_capped(response.into_body(), crate::xml::MAX_DOCUMENT)
+        .await
+        .map_err(|error| Error::Internal {
+            detail: format!("reading the store's answer to a form upload: {error}"),
+        })?;
+    crate::xml::parse(&bytes).map_err(|error| Error::Internal {
+        detail: format!("the store's answer to a form upload is not XML: {error:?}"),
+    })
+}
+
+fn child_text(document: &crate::xml::Element, root: &str, child: &str) -> Result<String, Error> {
+    if document.name != root {
+        return Err(Error::Internal {
+            detail: format!(
+                "the store answered <{}> where <{root}> was due",
+                document.name
+            ),
+        });
+    }
+    document
+        .children
+        .iter()
+        .find(|element| element.name == child)
+        .map(|element| element.text.clone())
+        .ok_or_else(|| Error::Internal {
+            detail: format!("the store's <{root}> has no <{child}>"),
+        })
+}
+
+fn etag_of(headers: &HeaderMap) -> Result<String, Error> {
+    headers
+        .get(header::ETAG)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string)
+        .ok_or_else(|| Error::Internal {
+            detail: "the store's answer to a form upload has no ETag".to_string(),
+        })
+}
