@@ -605,3 +605,342 @@ async fn readmes_policy_signers_mint_cookies_the_proxy_accepts() {
         "{text}"
     );
 }
+
+/// boto3's `generate_presigned_post` for `key` in the logical bucket `bucket`, through the
+/// proxy with the application's key.
+async fn boto3_post(
+    proxy: &RunningProxy,
+    bucket: &str,
+    key: &str,
+    expires_in: i64,
+    fields: serde_json::Value,
+    conditions: serde_json::Value,
+) -> serde_json::Value {
+    let output = tokio::process::Command::new(repo_root().join(".clients/venv/bin/python"))
+        .arg(repo_root().join("tests/support/presigned_post.py"))
+        .args([
+            &proxy.url(""),
+            APP_KEY,
+            APP_SECRET,
+            bucket,
+            key,
+            &expires_in.to_string(),
+            &fields.to_string(),
+            &conditions.to_string(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// A multipart/form-data body of `fields` (in order), then the file.
+fn form_body(fields: &[(String, String)], file_name: &str, file: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "----s3sp-test-boundary-7Qx";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: image/gif\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Posts a presigned POST's fields (with `extra` after them) and a file, as a browser would.
+async fn post_form(
+    post: &serde_json::Value,
+    extra: &[(&str, &str)],
+    file_name: &str,
+    file: &[u8],
+) -> Fetched {
+    let mut fields: Vec<(String, String)> = post["fields"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, value)| (name.clone(), value.as_str().unwrap().to_string()))
+        .collect();
+    fields.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+    let (content_type, body) = form_body(&fields, file_name, file);
+    let request = http::Request::builder()
+        .method(Method::POST)
+        .uri(post["url"].as_str().unwrap())
+        .header("content-type", content_type)
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    send(request).await
+}
+
+/// The files under the gallery store's bucket, relative to it.
+fn stored_files(gallery: &Gallery) -> Vec<String> {
+    fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, root, out);
+            } else {
+                out.push(
+                    path.strip_prefix(root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    let root = gallery.store.root.join("gallery-bucket");
+    let mut out = Vec::new();
+    walk(&root, &root, &mut out);
+    out.retain(|path| !path.starts_with('.') && !path.contains("/."));
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_submits_forms_from_both_sdks_and_the_files_land_under_the_prefix() {
+    let app = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_origin = format!("http://{}", app.local_addr().unwrap());
+    serve_app(app, "<!doctype html><title>done</title>".to_string()).await;
+    let gallery = gallery("forms", &app_origin).await;
+    let encoded_gif = aws_smithy_types::base64::encode(GIF);
+    let boto3 = boto3_post(
+        &gallery.proxy,
+        "forms",
+        "uploads/${filename}",
+        600,
+        serde_json::json!({ "success_action_redirect": format!("{app_origin}/done") }),
+        serde_json::json!([
+            ["starts-with", "$key", "uploads/"],
+            ["content-length-range", 1, 1048576],
+            { "success_action_redirect": format!("{app_origin}/done") }
+        ]),
+    )
+    .await;
+    let proxy_origin = gallery.proxy.url("");
+    for (file_name, mode) in [("from-js-sdk.gif", "sdk"), ("from-boto3.gif", "fields")] {
+        let mut command = tokio::process::Command::new("node");
+        command
+            .arg(repo_root().join("tests/support/form_upload.js"))
+            .args([&app_origin, file_name, &encoded_gif, mode])
+            .env(
+                "NODE_PATH",
+                format!(
+                    "{}:{}",
+                    repo_root().join(".browser/node_modules").display(),
+                    repo_root().join(".clients/node_modules").display()
+                ),
+            );
+        if mode == "sdk" {
+            command.args([proxy_origin.as_str(), "forms", APP_KEY, APP_SECRET]);
+        } else {
+            command.arg(boto3.to_string());
+        }
+        let output = command.output().await.expect("run node");
+        assert!(
+            output.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let landed = seen["landed"].as_str().unwrap();
+        assert!(
+            landed.starts_with(&format!(
+                "{app_origin}/done?bucket=forms&key=uploads%2F{file_name}&etag="
+            )),
+            "{mode}: {seen}"
+        );
+        // On the store, under the prefix the policy named, with the bytes the browser sent.
+        let stored = gallery
+            .store
+            .root
+            .join(format!("gallery-bucket/uploads/{file_name}"));
+        assert_eq!(std::fs::read(&stored).unwrap(), GIF, "{mode}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn form_uploads_meet_every_condition_or_leave_no_object() {
+    let gallery = gallery("posts", "https://app.example.com").await;
+    let before = stored_files(&gallery);
+    let conditions = serde_json::json!([
+        ["starts-with", "$key", "uploads/"],
+        ["content-length-range", 1, 100],
+        { "success_action_status": "201" }
+    ]);
+    let fields = serde_json::json!({ "success_action_status": "201" });
+    let post = boto3_post(
+        &gallery.proxy,
+        "posts",
+        "uploads/${filename}",
+        600,
+        fields.clone(),
+        conditions.clone(),
+    )
+    .await;
+
+    let stored = post_form(&post, &[], "ok.gif", GIF).await;
+    assert_eq!(stored.status, StatusCode::CREATED, "{}", stored.text());
+    let text = stored.text();
+    let document = roxmltree::Document::parse(&text).unwrap();
+    let text_of = |name: &str| {
+        document
+            .descendants()
+            .find(|node| node.has_tag_name(name))
+            .and_then(|node| node.text())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(text_of("Bucket"), "posts");
+    assert_eq!(text_of("Key"), "uploads/ok.gif");
+    assert_eq!(
+        std::fs::read(gallery.store.root.join("gallery-bucket/uploads/ok.gif")).unwrap(),
+        GIF
+    );
+    let after_success = stored_files(&gallery);
+
+    let outside = boto3_post(
+        &gallery.proxy,
+        "posts",
+        "private/${filename}",
+        600,
+        fields.clone(),
+        serde_json::json!([["starts-with", "$key", ""], { "success_action_status": "201" }]),
+    )
+    .await;
+    let climbing = boto3_post(
+        &gallery.proxy,
+        "posts",
+        "uploads/../../escape/${filename}",
+        600,
+        fields.clone(),
+        conditions.clone(),
+    )
+    .await;
+    let expired = boto3_post(
+        &gallery.proxy,
+        "posts",
+        "uploads/${filename}",
+        -60,
+        fields.clone(),
+        conditions.clone(),
+    )
+    .await;
+    let mut tampered = post.clone();
+    tampered["fields"]["key"] = serde_json::Value::from("elsewhere/${filename}");
+    let big = vec![7u8; 101];
+    let cases: Vec<(&str, &serde_json::Value, Vec<(&str, &str)>, &[u8], &str)> = vec![
+        (
+            "a key outside starts-with",
+            &tampered,
+            vec![],
+            GIF,
+            "AccessDenied",
+        ),
+        (
+            "a file over the range",
+            &post,
+            vec![],
+            &big,
+            "EntityTooLarge",
+        ),
+        ("an empty file", &post, vec![], b"", "EntityTooSmall"),
+        (
+            "a field the policy does not name",
+            &post,
+            vec![("x-amz-meta-planted", "1")],
+            GIF,
+            "AccessDenied",
+        ),
+        ("an expired policy", &expired, vec![], GIF, "AccessDenied"),
+        ("a `..` key", &climbing, vec![], GIF, "InvalidArgument"),
+    ];
+    for (what, post, extra, file, code) in cases {
+        let refused = post_form(post, &extra, "bad.gif", file).await;
+        assert!(!refused.status.is_success(), "{what}: {}", refused.text());
+        assert_eq!(refused.error_code(), code, "{what}: {}", refused.text());
+        let id = refused.headers["x-amz-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let line = access_line(&id).unwrap_or_default();
+        assert!(
+            line.contains("upstream_status=-1"),
+            "{what} reached the store: {line}"
+        );
+    }
+    // A policy signed with another secret, and one whose document was changed after signing.
+    let mut wrong_key = post.clone();
+    wrong_key["fields"]["x-amz-signature"] = serde_json::Value::from("0".repeat(64));
+    let mut widened = post.clone();
+    let policy =
+        aws_smithy_types::base64::decode(post["fields"]["policy"].as_str().unwrap()).unwrap();
+    let policy = String::from_utf8(policy)
+        .unwrap()
+        .replacen("uploads/", "", 1);
+    widened["fields"]["policy"] = serde_json::Value::from(aws_smithy_types::base64::encode(policy));
+    for (what, post) in [
+        ("a wrong signature", &wrong_key),
+        ("a widened policy", &widened),
+    ] {
+        let refused = post_form(post, &[], "bad.gif", GIF).await;
+        assert_eq!(
+            refused.error_code(),
+            "SignatureDoesNotMatch",
+            "{what}: {}",
+            refused.text()
+        );
+    }
+    // The outside key is allowed by its own policy but lands in the integration all the same:
+    // the bucket has no prefix here, so it is stored, under its own key.
+    let landed = post_form(&outside, &[], "o.gif", GIF).await;
+    assert_eq!(landed.status, StatusCode::CREATED, "{}", landed.text());
+    let mut expected = after_success.clone();
+    expected.push("private/o.gif".to_string());
+    expected.sort();
+    assert_eq!(
+        stored_files(&gallery),
+        expected,
+        "a refused form left an object"
+    );
+    assert!(before.len() < after_success.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_upload_larger_than_a_part_buffer_is_stored_whole() {
+    let gallery = gallery("large", "https://app.example.com").await;
+    let post = boto3_post(
+        &gallery.proxy,
+        "large",
+        "uploads/${filename}",
+        600,
+        serde_json::json!({}),
+        serde_json::json!([["starts-with", "$key", "uploads/"]]),
+    )
+    .await;
+    let file: Vec<u8> = (0..20 * 1024 * 1024 + 12_345u32)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let stored = post_form(&post, &[], "big.bin", &file).await;
+    assert_eq!(stored.status, StatusCode::NO_CONTENT, "{}", stored.text());
+    let etag = stored.headers["etag"].to_str().unwrap();
+    assert!(etag.ends_with("-3\""), "three parts: {etag}");
+    assert_eq!(
+        std::fs::read(gallery.store.root.join("gallery-bucket/uploads/big.bin")).unwrap(),
+        file
+    );
+}
