@@ -843,7 +843,14 @@ async fn form_uploads_meet_every_condition_or_leave_no_object() {
     let mut tampered = post.clone();
     tampered["fields"]["key"] = serde_json::Value::from("elsewhere/${filename}");
     let big = vec![7u8; 101];
-    let cases: Vec<(&str, &serde_json::Value, Vec<(&str, &str)>, &[u8], &str)> = vec![
+    type Case<'a> = (
+        &'a str,
+        &'a serde_json::Value,
+        Vec<(&'a str, &'a str)>,
+        &'a [u8],
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "a key outside starts-with",
             &tampered,
