@@ -485,3 +485,107 @@ fn check_granted_read(policy: &crate::policy::Policy, route: &crate::route::Rout
         "a dot segment reached the store: {upstream:?}"
     );
 }
+
+/// The form parser, against a second one: `step byte, boundary \n body`. The streaming parser
+/// is fed the body `step` bytes at a time; [`whole_form`] reads it all at once by splitting at
+/// every delimiter. They must agree on whether the form is well-formed, and on each part's
+/// head and bytes. Returns whether the form was accepted.
+pub fn form_parts(data: &[u8]) -> bool {
+    let Some((&step, rest)) = data.split_first() else {
+        return false;
+    };
+    let Some(newline) = rest.iter().position(|b| *b == b'\n') else {
+        return false;
+    };
+    let Ok(boundary) = std::str::from_utf8(&rest[..newline]) else {
+        return false;
+    };
+    let Ok(boundary) =
+        crate::form::multipart::boundary(&format!("multipart/form-data; boundary=\"{boundary}\""))
+    else {
+        return false;
+    };
+    let body = &rest[newline + 1..];
+    let streamed = streamed_form(body, &boundary, usize::from(step.max(1)));
+    let whole = whole_form(body, &boundary);
+    match (streamed, whole) {
+        (Ok(streamed), Some(whole)) => {
+            assert_eq!(streamed, whole, "the parsers read different parts");
+            true
+        }
+        (Err(_), None) => false,
+        (streamed, whole) => panic!("the parsers disagree: streamed {streamed:?}, whole {whole:?}"),
+    }
+}
+
+type FormParts = Vec<(crate::form::multipart::PartHead, Vec<u8>)>;
+
+fn streamed_form(
+    body: &[u8],
+    boundary: &str,
+    step: usize,
+) -> Result<FormParts, crate::error::Error> {
+    use crate::form::multipart::{Event, Parser};
+    let mut parser = Parser::new(boundary);
+    let mut parts: FormParts = Vec::new();
+    for chunk in body.chunks(step) {
+        parser.push(chunk);
+        loop {
+            match parser.next_event()? {
+                Event::Part(head) => parts.push((head, Vec::new())),
+                Event::Data(data) => match parts.last_mut() {
+                    Some((_, bytes)) => bytes.extend_from_slice(&data),
+                    None => panic!("data before any part"),
+                },
+                Event::End => return Ok(parts),
+                Event::NeedMore => break,
+            }
+        }
+    }
+    parser.finish()?;
+    Ok(parts)
+}
+
+/// The second parser: the whole body, split at each `CRLF--boundary`. Parts' heads are read
+/// with the same header parser (the framing is what is checked here).
+fn whole_form(body: &[u8], boundary: &str) -> Option<FormParts> {
+    let delimiter = format!("\r\n--{boundary}").into_bytes();
+    let mut text = b"\r\n".to_vec();
+    text.extend_from_slice(body);
+    let occurrence = |from: usize| {
+        text.get(from..)?
+            .windows(delimiter.len())
+            .position(|window| window == delimiter.as_slice())
+            .map(|at| at + from)
+    };
+    let mut at = occurrence(0)?;
+    let mut parts = Vec::new();
+    loop {
+        let after = at + delimiter.len();
+        if text.get(after..after + 2)? == b"--" {
+            return Some(parts);
+        }
+        let padding = text[after..]
+            .iter()
+            .take_while(|b| **b == b' ' || **b == b'\t')
+            .count();
+        if padding > 64 || text.get(after + padding..after + padding + 2)? != b"\r\n" {
+            return None;
+        }
+        let start = after + padding + 2;
+        let next = occurrence(start)?;
+        let part = &text[start..next];
+        let (head, bytes) = if part.starts_with(b"\r\n") {
+            (&part[..0], &part[2..])
+        } else {
+            let blank = part.windows(4).position(|w| w == b"\r\n\r\n")?;
+            (&part[..blank + 2], &part[blank + 4..])
+        };
+        if head.len() > crate::form::multipart::MAX_HEAD_BYTES {
+            return None;
+        }
+        let head = crate::form::multipart::parse_head(head).ok()?;
+        parts.push((head, bytes.to_vec()));
+        at = next;
+    }
+}

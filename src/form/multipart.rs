@@ -45,6 +45,8 @@ enum Place {
     AfterDelimiter,
     /// In a part's header lines.
     Head,
+    /// At the second line end of the blank line after a part's headers.
+    BodyStart,
     /// In a part's body.
     Body,
     /// After the last delimiter.
@@ -110,6 +112,7 @@ impl Parser {
             Place::Preamble => self.skip_preamble(),
             Place::AfterDelimiter => self.after_delimiter(),
             Place::Head => self.head(),
+            Place::BodyStart => self.body_start(),
             Place::Body => self.body(),
             Place::Done => Ok(Event::End),
         }
@@ -186,10 +189,27 @@ impl Parser {
         if end > MAX_HEAD_BYTES {
             return Err(malformed("a part's headers are too long"));
         }
+        if find(&self.buffer[..end], &self.delimiter).is_some() {
+            return Err(malformed("a part ends inside its headers"));
+        }
         let head = self.buffer.split_to(end);
+        self.place = Place::BodyStart;
+        parse_head(&head).map(Event::Part)
+    }
+
+    /// The blank line's last CRLF may begin a delimiter (`…\r\n\r\n--boundary`): then the part
+    /// ended before its headers did, and the form is refused.
+    fn body_start(&mut self) -> Result<Event, Error> {
+        if self.buffer.len() < self.delimiter.len() {
+            if self.delimiter.starts_with(&self.buffer) {
+                return Ok(Event::NeedMore);
+            }
+        } else if self.buffer.starts_with(&self.delimiter) {
+            return Err(malformed("a part ends inside its headers"));
+        }
         self.buffer.advance(2);
         self.place = Place::Body;
-        parse_head(&head).map(Event::Part)
+        self.next_event()
     }
 
     fn body(&mut self) -> Result<Event, Error> {
@@ -213,7 +233,7 @@ impl Parser {
 
     /// Whether the current part's body has ended (the parser is past its delimiter).
     pub fn part_ended(&self) -> bool {
-        self.place != Place::Body
+        !matches!(self.place, Place::Body | Place::BodyStart)
     }
 }
 
@@ -243,7 +263,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// A part's header lines: `Content-Disposition: form-data; name="…"[; filename="…"]` and an
 /// optional `Content-Type`. Other headers are ignored, as browsers send none.
-fn parse_head(head: &[u8]) -> Result<PartHead, Error> {
+pub(crate) fn parse_head(head: &[u8]) -> Result<PartHead, Error> {
     let text =
         std::str::from_utf8(head).map_err(|_| malformed("a part's headers are not UTF-8"))?;
     let mut disposition = None;
