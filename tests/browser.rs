@@ -616,50 +616,25 @@ async fn boto3_post(
     fields: serde_json::Value,
     conditions: serde_json::Value,
 ) -> serde_json::Value {
-    let output = tokio::process::Command::new(repo_root().join(".clients/venv/bin/python"))
-        .arg(repo_root().join("tests/support/presigned_post.py"))
-        .args([
-            &proxy.url(""),
-            APP_KEY,
-            APP_SECRET,
-            bucket,
-            key,
-            &expires_in.to_string(),
-            &fields.to_string(),
-            &conditions.to_string(),
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    let signer = (APP_KEY, APP_SECRET);
+    presigned_post(
+        &proxy.url(""),
+        signer,
+        bucket,
+        key,
+        expires_in,
+        fields,
+        conditions,
+    )
+    .await
 }
 
 /// A multipart/form-data body of `fields` (in order), then the file.
 fn form_body(fields: &[(String, String)], file_name: &str, file: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "----s3sp-test-boundary-7Qx";
-    let mut body = Vec::new();
-    for (name, value) in fields {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            )
-            .as_bytes(),
-        );
-    }
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: image/gif\r\n\r\n"
-        )
-        .as_bytes(),
-    );
+    let (content_type, mut body, suffix) = form_framing(fields, file_name);
     body.extend_from_slice(file);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
+    body.extend_from_slice(&suffix);
+    (content_type, body)
 }
 
 /// Posts a presigned POST's fields (with `extra` after them) and a file, as a browser would.

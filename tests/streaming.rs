@@ -228,3 +228,151 @@ access = "read-write"
         RSS_BOUND >> 20
     );
 }
+
+/// A form around `pattern` bytes: the fields and file head, the file streamed 1 MiB at a time,
+/// the closing boundary.
+struct FormPatternBody {
+    prefix: Option<Bytes>,
+    file: PatternBody,
+    suffix: Option<Bytes>,
+}
+
+impl http_body::Body for FormPatternBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if let Some(prefix) = self.prefix.take() {
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(prefix))));
+        }
+        match std::pin::Pin::new(&mut self.file).poll_frame(context) {
+            std::task::Poll::Ready(None) => std::task::Poll::Ready(
+                self.suffix
+                    .take()
+                    .map(|suffix| Ok(http_body::Frame::data(suffix))),
+            ),
+            other => other,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gigabyte_form_upload_is_stored_whole_while_proxy_memory_stays_flat() {
+    let dir = TempDir::new("form-upload");
+    let store_root = dir.0.join("store");
+    std::fs::create_dir_all(store_root.join("big-media")).unwrap();
+    let store = EmbeddedStore::start(&store_root, None, None).await.unwrap();
+    let config = format!(
+        r#"
+[server]
+listen = "LISTEN"
+[[integration]]
+name = "big"
+bucket = "big-media"
+prefix = "forms"
+region = "us-east-1"
+endpoint = "{endpoint}"
+access = "read-write"
+[integration.credentials]
+access_key_id = "{key}"
+secret_access_key_env = "BIG_STORE_SECRET"
+
+[[client]]
+access_key_id = "AKFORMPAGE"
+secret_access_key_env = "FORM_PAGE_SECRET"
+integrations = ["big"]
+access = "read-write"
+"#,
+        endpoint = store.endpoint(),
+        key = store.access_key_id,
+    );
+    let secret = "form-page-secret-0123456789";
+    let proxy = ProxyProcess::spawn(
+        &dir.0,
+        &config,
+        &[
+            ("BIG_STORE_SECRET", &store.secret_access_key),
+            ("FORM_PAGE_SECRET", secret),
+        ],
+    )
+    .await;
+    let post = presigned_post(
+        &proxy.url(""),
+        ("AKFORMPAGE", secret),
+        "big",
+        "uploads/${filename}",
+        600,
+        serde_json::json!({}),
+        serde_json::json!([
+            ["starts-with", "$key", "uploads/"],
+            ["content-length-range", 1, GIB]
+        ]),
+    )
+    .await;
+    let fields: Vec<(String, String)> = post["fields"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, value)| (name.clone(), value.as_str().unwrap().to_string()))
+        .collect();
+    let (content_type, prefix, suffix) = form_framing(&fields, "whole gigabyte.bin");
+    let request = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(post["url"].as_str().unwrap())
+        .header("content-type", content_type)
+        .body(FormPatternBody {
+            prefix: Some(Bytes::from(prefix)),
+            file: PatternBody {
+                sent: 0,
+                total: GIB,
+            },
+            suffix: Some(Bytes::from(suffix)),
+        })
+        .unwrap();
+    let client: Client<_, FormPatternBody> = Client::builder(TokioExecutor::new()).build_http();
+    let response = client.request(request).await.unwrap();
+    let status = response.status();
+    let etag = response.headers().get("etag").cloned();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&body));
+    // 1 GiB in 8 MiB parts.
+    assert_eq!(
+        etag.unwrap().to_str().unwrap().rsplit('-').next(),
+        Some("128\"")
+    );
+
+    // On the store, under the integration's prefix and the policy's, every byte as sent.
+    let stored = store_root.join("big-media/forms/uploads/whole gigabyte.bin");
+    assert_eq!(std::fs::metadata(&stored).unwrap().len(), GIB);
+    let mut file = std::fs::File::open(&stored).unwrap();
+    let mut buffer = vec![0u8; 1 << 20];
+    let (mut offset, mut mismatches) = (0u64, 0u64);
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buffer).unwrap();
+        if n == 0 {
+            break;
+        }
+        mismatches += buffer[..n]
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| **b != pattern(offset + *i as u64))
+            .count() as u64;
+        offset += n as u64;
+    }
+    assert_eq!(mismatches, 0, "every byte stored as sent");
+
+    let peak = proxy.peak_rss();
+    eprintln!(
+        "proxy RSS after a 1 GiB form upload: peak {} MiB",
+        peak >> 20
+    );
+    assert!(
+        peak < RSS_BOUND,
+        "proxy peak RSS {} MiB exceeds {} MiB",
+        peak >> 20,
+        RSS_BOUND >> 20
+    );
+}

@@ -1007,3 +1007,64 @@ impl Drop for ProxyProcess {
         let _ = self.child.wait();
     }
 }
+
+/// boto3's `generate_presigned_post` (`tests/support/presigned_post.py`) for `key` in the
+/// logical bucket `bucket` at the proxy `endpoint`, signed with `signer`'s key and secret.
+pub async fn presigned_post(
+    endpoint: &str,
+    signer: (&str, &str),
+    bucket: &str,
+    key: &str,
+    expires_in: i64,
+    fields: serde_json::Value,
+    conditions: serde_json::Value,
+) -> serde_json::Value {
+    let output = tokio::process::Command::new(repo_root().join(".clients/venv/bin/python"))
+        .arg(repo_root().join("tests/support/presigned_post.py"))
+        .args([
+            endpoint,
+            signer.0,
+            signer.1,
+            bucket,
+            key,
+            &expires_in.to_string(),
+            &fields.to_string(),
+            &conditions.to_string(),
+        ])
+        .output()
+        .await
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
+/// A multipart/form-data form around a file: its Content-Type, the bytes before the file
+/// (each field in order, then the file part's head) and the bytes after it.
+pub fn form_framing(fields: &[(String, String)], file_name: &str) -> (String, Vec<u8>, Vec<u8>) {
+    let boundary = "----s3sp-test-boundary-7Qx";
+    let mut prefix = Vec::new();
+    for (name, value) in fields {
+        prefix.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    prefix.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let suffix = format!("\r\n--{boundary}--\r\n").into_bytes();
+    (
+        format!("multipart/form-data; boundary={boundary}"),
+        prefix,
+        suffix,
+    )
+}
