@@ -18,6 +18,10 @@ use crate::state::State;
 
 /// The size of a part buffer: above S3's 5 MiB smallest part.
 pub const PART_BYTES: usize = 8 * 1024 * 1024;
+/// Files up to this size are buffered as they come; a larger one gets a whole part buffer.
+const SMALL_FILE: usize = 1024 * 1024;
+/// Room for the last piece that fills a part (a piece is at most one body frame).
+const PIECE_SLACK: usize = 1024 * 1024;
 
 /// Where a file goes and what it must be.
 pub struct Destination<'a> {
@@ -65,6 +69,12 @@ async fn fill(reader: &mut FormReader, received: &mut u64, max: u64) -> Result<B
         *received += piece.len() as u64;
         if *received > max {
             return Err(Error::EntityTooLarge);
+        }
+        let needed = buffer.len() + piece.len();
+        if needed > buffer.capacity() && needed > SMALL_FILE {
+            // Past a small file, sized once for a whole part: growing by doubling would reach
+            // twice a part.
+            buffer.reserve(PART_BYTES + PIECE_SLACK - buffer.len());
         }
         buffer.extend_from_slice(&piece);
     }
