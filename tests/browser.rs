@@ -926,3 +926,33 @@ async fn a_form_upload_larger_than_a_part_buffer_is_stored_whole() {
         file
     );
 }
+
+/// README's form-upload example, as written, with an `s3` client on the proxy: its fields
+/// post a file that lands under `uploads/`, and a file over its size range is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readmes_form_upload_example_posts_a_file() {
+    let gallery = gallery("acme-media", "https://app.example.com").await;
+    let example = readme_block("python", "generate_presigned_post");
+    let program = format!(
+        "import json, sys\nimport boto3\nfrom botocore.config import Config\ns3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3], region_name='us-east-1', config=Config(signature_version='s3v4', s3={{'addressing_style': 'path'}}))\n{example}\nprint(json.dumps(post))\n"
+    );
+    let output = tokio::process::Command::new(repo_root().join(".clients/venv/bin/python"))
+        .args(["-c", &program, &gallery.proxy.url(""), APP_KEY, APP_SECRET])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let post: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let stored = post_form(&post, &[], "readme.gif", GIF).await;
+    assert_eq!(stored.status, StatusCode::NO_CONTENT, "{}", stored.text());
+    assert_eq!(
+        std::fs::read(gallery.store.root.join("gallery-bucket/uploads/readme.gif")).unwrap(),
+        GIF
+    );
+    let empty = post_form(&post, &[], "empty.gif", b"").await;
+    assert_eq!(empty.error_code(), "EntityTooSmall", "{}", empty.text());
+}
