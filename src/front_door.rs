@@ -1,5 +1,6 @@
 //! The front door: who is calling. Anonymous, or a client holding keys the proxy issued, proven
-//! by a SigV4 signature in the `Authorization` header or in a presigned URL's query.
+//! by a SigV4 signature in the `Authorization` header or in a presigned URL's query, by a
+//! signed policy in cookies or the query, or by a form upload's policy (`policies`).
 //!
 //! Verification follows S3: the canonical request is rebuilt from what arrived (the path decoded
 //! once and re-encoded strictly, the query sorted, the signed headers trimmed), the signature is
@@ -17,6 +18,8 @@ use http::{HeaderMap, Method, Uri, header};
 use crate::chunked::ChunkSigning;
 use crate::config::{Access, ClientConfig, Secret};
 use crate::error::Error;
+mod policies;
+
 use crate::sigv4::{
     ALGORITHM, MAX_CLOCK_SKEW, MAX_PRESIGNED_EXPIRY, constant_time_eq, parse_amz_date, parse_query,
     signature, signing_key,
@@ -334,103 +337,6 @@ impl Clients {
 }
 
 impl Clients {
-    /// Verifies a form upload's policy signature (S3's POST Object): SigV4 over the encoded
-    /// policy with the signing key of `x-amz-credential`'s scope, or SigV2 (`AWSAccessKeyId`,
-    /// `signature`), compared in constant time. `field` gives a form field by its lower-case
-    /// name. What the policy allows is checked by the form upload itself.
-    pub fn identify_form<'a>(
-        &self,
-        field: impl Fn(&str) -> Option<&'a str>,
-    ) -> Result<Verified, Error> {
-        let bad = |why: &str| Error::InvalidArgument {
-            reason: format!("The form upload {why}"),
-        };
-        let policy = field("policy").ok_or_else(|| bad("has no policy"))?;
-        let (access_key_id, expected, presented) = match field("x-amz-algorithm") {
-            Some(ALGORITHM) => {
-                let (Some(credential), Some(time_text), Some(signature)) = (
-                    field("x-amz-credential"),
-                    field("x-amz-date"),
-                    field("x-amz-signature"),
-                ) else {
-                    return Err(bad(
-                        "needs x-amz-credential, x-amz-date and x-amz-signature fields",
-                    ));
-                };
-                parse_amz_date(time_text).ok_or_else(|| bad("has a bad x-amz-date"))?;
-                let (access_key_id, scope) = parse_credential(credential, time_text, |why| {
-                    bad(&format!("x-amz-credential {why}"))
-                })?;
-                let client = self
-                    .by_key
-                    .get(&access_key_id)
-                    .ok_or(Error::InvalidAccessKeyId)?;
-                let expected = crate::policy::signature(&client.signing_key(&scope), policy);
-                (access_key_id, expected, signature)
-            }
-            Some(_) => return Err(bad("signs with an algorithm other than AWS4-HMAC-SHA256")),
-            None if !self.sigv2 => return Err(Error::SignatureVersionNotSupported),
-            None => {
-                let (Some(access_key_id), Some(signature)) =
-                    (field("awsaccesskeyid"), field("signature"))
-                else {
-                    return Err(bad("is not signed"));
-                };
-                let client = self
-                    .by_key
-                    .get(access_key_id)
-                    .ok_or(Error::InvalidAccessKeyId)?;
-                let expected = crate::sigv2::signature(client.secret_access_key.expose(), policy);
-                (access_key_id.to_string(), expected, signature)
-            }
-        };
-        if !constant_time_eq(expected.as_bytes(), presented.as_bytes()) {
-            return Err(Error::SignatureDoesNotMatch);
-        }
-        let client = self
-            .by_key
-            .get(&access_key_id)
-            .ok_or(Error::InvalidAccessKeyId)?;
-        Ok(Verified {
-            caller: Caller::Client(client.clone()),
-            authentication: Authentication::Form,
-            signed_headers: Vec::new(),
-            chunk_signing: None,
-            grant: None,
-        })
-    }
-
-    /// Verifies a signed policy: the key id, the signature (constant time) and the policy's
-    /// times. What it grants is checked against the route in the request phase.
-    fn identify_policy(
-        &self,
-        presented: crate::policy::Presented,
-        in_query: bool,
-        now: SystemTime,
-    ) -> Result<Verified, Error> {
-        let client = self
-            .by_key
-            .get(&presented.key_id)
-            .ok_or(Error::InvalidAccessKeyId)?;
-        let expected = crate::policy::signature(&client.policy_key, &presented.policy);
-        if !constant_time_eq(expected.as_bytes(), presented.signature.as_bytes()) {
-            return Err(Error::SignatureDoesNotMatch);
-        }
-        let policy = crate::policy::parse(&presented.policy)?;
-        policy.check_time(now)?;
-        Ok(Verified {
-            caller: Caller::Client(client.clone()),
-            authentication: Authentication::Policy,
-            signed_headers: Vec::new(),
-            chunk_signing: None,
-            grant: Some(Arc::new(Grant {
-                policy,
-                presented,
-                in_query,
-            })),
-        })
-    }
-
     /// Verifies a SigV2 signature: the same key table, bindings and constant-time comparison
     /// as SigV4, and every `x-amz-*` header signed by construction.
     fn identify_v2(
@@ -778,146 +684,4 @@ fn push_collapsed(out: &mut String, value: &str) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use http::HeaderValue;
-
-    const VECTOR_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
-
-    #[test]
-    fn cached_signing_keys_are_the_derived_ones_for_every_scope() {
-        let client = Client {
-            access_key_id: "AKCLIENT".to_string(),
-            secret_access_key: Secret::new(VECTOR_SECRET),
-            bindings: Vec::new(),
-            access: Access::ReadOnly,
-            policy_key: Vec::new(),
-            keys: std::sync::Mutex::default(),
-        };
-        let scopes: Vec<String> = ["20150830", "20150831", "20240229"]
-            .iter()
-            .flat_map(|day| {
-                ["us-east-1", "eu-west-1", "ap-southeast-2"]
-                    .iter()
-                    .map(move |region| format!("{day}/{region}/s3/aws4_request"))
-            })
-            .collect();
-        let mut checked = 0;
-        // Twice round, so every scope is asked for both cold and (for the last few) warm,
-        // and evictions happen in between.
-        for scope in scopes
-            .iter()
-            .chain(scopes.iter())
-            .chain(scopes.iter().rev())
-        {
-            assert_eq!(
-                client.signing_key(scope),
-                signing_key(VECTOR_SECRET, scope),
-                "{scope}"
-            );
-            checked += 1;
-        }
-        assert_eq!(checked, 27);
-        assert!(client.keys.lock().expect("lock").len() <= CACHED_SCOPES);
-    }
-
-    /// AWS's published SigV4 test suite (generic service, no path normalisation): the header
-    /// form signs `host;x-amz-date` with the empty body's hash.
-    fn vector_header_signature(request_target: &str) -> String {
-        let uri: Uri = format!("http://example.amazonaws.com{request_target}")
-            .parse()
-            .unwrap();
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::HOST,
-            HeaderValue::from_static("example.amazonaws.com"),
-        );
-        headers.insert("x-amz-date", HeaderValue::from_static("20150830T123600Z"));
-        let signed = vec!["host".to_string(), "x-amz-date".to_string()];
-        let canonical = canonical_request(
-            "GET",
-            uri.path(),
-            &parse_query(uri.query().unwrap_or("")).unwrap(),
-            &signed,
-            &headers,
-            &uri,
-            EMPTY_SHA256,
-        )
-        .unwrap();
-        signature(
-            &signing_key(VECTOR_SECRET, "20150830/us-east-1/service/aws4_request"),
-            "20150830T123600Z",
-            "20150830/us-east-1/service/aws4_request",
-            &canonical,
-        )
-    }
-
-    #[test]
-    fn canonicalisation_matches_aws_published_vectors() {
-        for (target, expected) in [
-            (
-                "/",
-                "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
-            ),
-            // get-space-unnormalized: a space is %20, and nothing is normalised.
-            (
-                "/example%20space/",
-                "652487583200325589f1fba4c7e578f72c47cb61beeca81406b39ddec1366741",
-            ),
-            // get-utf8
-            (
-                "/%E1%88%B4",
-                "8318018e0b0f223aa2bbf98705b62bb787dc9c0e678f255a891fd03141be5d85",
-            ),
-            // get-slashes-unnormalized: `//` stays.
-            (
-                "//example//",
-                "87cca117541a147f6df867677d98a7d80dff226d2bfca9e4ffa899665623c7e5",
-            ),
-            // get-unreserved: unreserved characters stay literal.
-            (
-                "/-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
-                "07ef7494c76fa4850883e2b006601f940f8a34d404d0cfa977f52a65bbf5f24f",
-            ),
-            // get-vanilla-query-order-key-case: the query is sorted.
-            (
-                "/?Param2=value2&Param1=value1",
-                "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500",
-            ),
-        ] {
-            assert_eq!(vector_header_signature(target), expected, "{target}");
-        }
-    }
-
-    #[test]
-    fn presigned_canonicalisation_matches_the_published_query_vector() {
-        // get-space-unnormalized, query form (the generic service signs the empty body's hash).
-        let uri: Uri = "http://example.amazonaws.com/example%20space/?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fservice%2Faws4_request&X-Amz-Date=20150830T123600Z&X-Amz-SignedHeaders=host&X-Amz-Expires=3600&X-Amz-Signature=x"
-            .parse()
-            .unwrap();
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::HOST,
-            HeaderValue::from_static("example.amazonaws.com"),
-        );
-        let canonical = canonical_request(
-            "GET",
-            uri.path(),
-            &parse_query(uri.query().unwrap_or("")).unwrap(),
-            &["host".to_string()],
-            &headers,
-            &uri,
-            EMPTY_SHA256,
-        )
-        .unwrap();
-        assert_eq!(
-            signature(
-                &signing_key(VECTOR_SECRET, "20150830/us-east-1/service/aws4_request"),
-                "20150830T123600Z",
-                "20150830/us-east-1/service/aws4_request",
-                &canonical
-            ),
-            "7a1f416954786484c9824d93c1f26ef64acb9b1b6c9154d08c9f07d0e394abf6"
-        );
-    }
-}
+mod tests;
