@@ -29,6 +29,8 @@ pub struct Seen {
     /// The store's error code and its own request id, when it answered with an error.
     pub upstream_code: Option<String>,
     pub upstream_request_id: Option<String>,
+    /// The answer is for one browser's cookies (a signed policy): no shared cache may keep it.
+    pub private: bool,
 }
 
 /// What is known of a request by the time its response starts.

@@ -90,6 +90,7 @@ pub fn admit<B>(
         strip_amz_headers(request.headers_mut());
     }
     check_grant(&verified, &route, client_ip)?;
+    seen.private = verified.authentication == Authentication::Policy;
     route.operation = route
         .operation
         .with_copy_source(verified.signed("x-amz-copy-source"));

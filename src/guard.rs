@@ -234,6 +234,36 @@ pub fn check_type_override(
     Ok(())
 }
 
+/// Marks an answer for one browser only: `Cache-Control` rewritten from the store's directives
+/// without `public` and `s-maxage` (which would let a shared cache serve it to anyone), with
+/// `private` added. The browser's own cache still keeps it as the store's `max-age` says.
+pub fn keep_private(headers: &mut HeaderMap) {
+    let kept: Vec<String> = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|directive| !directive.is_empty())
+        .filter(|directive| {
+            let name = directive
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            !matches!(name.as_str(), "public" | "private" | "s-maxage")
+        })
+        .map(str::to_string)
+        .collect();
+    let directives = std::iter::once("private".to_string())
+        .chain(kept)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let value = HeaderValue::from_str(&directives).unwrap_or(HeaderValue::from_static("private"));
+    headers.insert(header::CACHE_CONTROL, value);
+}
+
 /// Headers every answer carries, and the integration's treatment of active content.
 pub fn protect(headers: &mut HeaderMap, integration: Option<&Integration>) {
     headers.insert(
@@ -491,5 +521,22 @@ mod tests {
             sanitize_error(response, &[], "PROXY2").await,
             Ok(UpstreamError::CredentialsRefused { code }) if code == "SignatureDoesNotMatch"
         ));
+    }
+
+    #[test]
+    fn private_answers_keep_the_browsers_directives_and_lose_the_shared_ones() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=3600, s-maxage=86400, immutable"),
+        );
+        keep_private(&mut headers);
+        assert_eq!(
+            headers[header::CACHE_CONTROL],
+            "private, max-age=3600, immutable"
+        );
+        let mut none = HeaderMap::new();
+        keep_private(&mut none);
+        assert_eq!(none[header::CACHE_CONTROL], "private");
     }
 }

@@ -257,6 +257,9 @@ fn finish_headers(
         }
     }
     crate::guard::protect(response.headers_mut(), seen.cors_for.as_deref());
+    if seen.private {
+        crate::guard::keep_private(response.headers_mut());
+    }
     let headers = response.headers_mut();
     headers.remove("x-amz-id-2");
     if let Ok(value) = http::HeaderValue::from_str(request_id) {

@@ -367,6 +367,8 @@ async fn signed_policies_read_only_what_they_name_and_nothing_else() {
     let read = request(Method::GET, &inside, &[("cookie", &cookie)]).await;
     assert_eq!(read.status, StatusCode::OK, "{}", read.text());
     assert_eq!(read.body.as_ref(), GIF);
+    // For this browser's cache only; a shared cache may not keep it.
+    assert_eq!(read.headers["cache-control"], "private, max-age=3600");
     let head = request(Method::HEAD, &inside, &[("cookie", &cookie)]).await;
     assert_eq!(head.status, StatusCode::OK);
     // The same three values as query parameters.
@@ -473,7 +475,7 @@ async fn the_session_path_sets_scoped_cookies_and_redirects_on_this_origin_only(
     let answer = get(&format!("{session}&next=%2Fshelf%2Fphotos%2Fimg-1.gif")).await;
     assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text());
     assert_eq!(answer.headers["location"], "/shelf/photos/img-1.gif");
-    assert_eq!(answer.headers["cache-control"], "no-store");
+    assert_eq!(answer.headers["cache-control"], "private, no-store");
     let cookies: Vec<&str> = answer
         .headers
         .get_all("set-cookie")
