@@ -39,7 +39,7 @@ pub struct Admitted<B> {
 pub enum Admission<B> {
     /// The proxy answers itself; the store is never contacted.
     Answered(Response<ProxyBody>),
-    /// A form upload: its caller and object are in its body, read by [`crate::form`].
+    /// A form upload: its caller and object are in its body, read by the form module.
     Form(Box<(Route, Request<B>)>),
     Forward(Box<Admitted<B>>),
 }

@@ -21,7 +21,7 @@ impl Clients {
             reason: format!("The form upload {why}"),
         };
         let policy = field("policy").ok_or_else(|| bad("has no policy"))?;
-        let (access_key_id, expected, presented) = match field("x-amz-algorithm") {
+        let (client, expected, presented) = match field("x-amz-algorithm") {
             Some(ALGORITHM) => {
                 let (Some(credential), Some(time_text), Some(signature)) = (
                     field("x-amz-credential"),
@@ -41,7 +41,7 @@ impl Clients {
                     .get(&access_key_id)
                     .ok_or(Error::InvalidAccessKeyId)?;
                 let expected = crate::policy::signature(&client.signing_key(&scope), policy);
-                (access_key_id, expected, signature)
+                (client, expected, signature)
             }
             Some(_) => return Err(bad("signs with an algorithm other than AWS4-HMAC-SHA256")),
             None if !self.sigv2 => return Err(Error::SignatureVersionNotSupported),
@@ -56,16 +56,12 @@ impl Clients {
                     .get(access_key_id)
                     .ok_or(Error::InvalidAccessKeyId)?;
                 let expected = crate::sigv2::signature(client.secret_access_key.expose(), policy);
-                (access_key_id.to_string(), expected, signature)
+                (client, expected, signature)
             }
         };
         if !constant_time_eq(expected.as_bytes(), presented.as_bytes()) {
             return Err(Error::SignatureDoesNotMatch);
         }
-        let client = self
-            .by_key
-            .get(&access_key_id)
-            .ok_or(Error::InvalidAccessKeyId)?;
         Ok(Verified {
             caller: Caller::Client(client.clone()),
             authentication: Authentication::Form,
