@@ -27,22 +27,30 @@ impl Drop for Demo {
 async fn blank_page_origin() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request).await;
-                let page = "<!doctype html><title>another app</title>";
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
-                    page.len()
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-            });
-        }
-    });
+    serve_app(listener, BLANK_PAGE.to_string()).await;
     origin
+}
+
+/// Runs a Chromium driver in `tests/support` with `args`; returns the JSON it prints.
+async fn drive_chromium(script: &str, args: &[&str]) -> serde_json::Value {
+    let node_path = format!(
+        "{}:{}",
+        repo_root().join(".browser/node_modules").display(),
+        repo_root().join(".clients/node_modules").display()
+    );
+    let output = tokio::process::Command::new("node")
+        .arg(repo_root().join("tests/support").join(script))
+        .args(args)
+        .env("NODE_PATH", node_path)
+        .output()
+        .await
+        .expect("run node");
+    assert!(
+        output.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,23 +93,12 @@ async fn the_demo_page_renders_plays_seeks_and_enforces_cors_in_chromium() {
     }
     assert!(up, "the demo did not start");
 
-    let output = tokio::process::Command::new("node")
-        .arg(repo_root().join("tests/support/browser_check.js"))
-        .args([
-            &format!("http://127.0.0.1:{port}/demo/index.html"),
-            &allowed_origin,
-            &blocked_origin,
-        ])
-        .env("NODE_PATH", repo_root().join(".browser/node_modules"))
-        .output()
-        .await
-        .expect("run node");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let page = format!("http://127.0.0.1:{port}/demo/index.html");
+    let seen = drive_chromium(
+        "browser_check.js",
+        &[&page, &allowed_origin, &blocked_origin],
+    )
+    .await;
 
     assert!(
         seen["image"]["naturalWidth"].as_f64().unwrap() > 0.0,
@@ -126,6 +123,9 @@ async fn the_demo_page_renders_plays_seeks_and_enforces_cors_in_chromium() {
     assert_eq!(seen["allowed"]["bytes"], 4, "{seen}");
     assert_eq!(seen["blocked"]["blocked"], true, "{seen}");
 }
+
+/// What another application's origin serves at `/`.
+const BLANK_PAGE: &str = "<!doctype html><title>another app</title>";
 
 /// A 1×1 GIF.
 const GIF: &[u8] = &[
@@ -227,15 +227,7 @@ fn expires_in(seconds: u64) -> u64 {
 
 /// The number of access lines of successful gallery requests so far.
 fn gallery_reads() -> usize {
-    let path = test_logs().join(format!(
-        "{}-{}.log",
-        std::env::current_exe()
-            .unwrap()
-            .file_stem()
-            .unwrap()
-            .to_string_lossy(),
-        std::process::id()
-    ));
+    let path = test_log();
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -258,11 +250,7 @@ async fn serve_app(listener: tokio::net::TcpListener, html: String) {
                 let mut request = [0u8; 4096];
                 let read = stream.read(&mut request).await.unwrap_or(0);
                 let blank = request[..read].starts_with(b"GET / ");
-                let page = if blank {
-                    "<!doctype html><title>app</title>".to_string()
-                } else {
-                    html
-                };
+                let page = if blank { BLANK_PAGE.to_string() } else { html };
                 let response = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
                     page.len()
@@ -304,19 +292,11 @@ async fn signed_cookies_load_a_gallery_in_chromium_and_the_second_load_is_cached
     );
     let reads_before = gallery_reads();
 
-    let output = tokio::process::Command::new("node")
-        .arg(repo_root().join("tests/support/cookie_gallery.js"))
-        .args([&app_origin, &proxy_origin, &session_url])
-        .env("NODE_PATH", repo_root().join(".browser/node_modules"))
-        .output()
-        .await
-        .expect("run node");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let seen = drive_chromium(
+        "cookie_gallery.js",
+        &[&app_origin, &proxy_origin, &session_url],
+    )
+    .await;
 
     assert_eq!(seen["session"]["status"], 204, "{seen}");
     let cookies = seen["cookies"].as_array().unwrap();
@@ -710,30 +690,14 @@ async fn chromium_submits_forms_from_both_sdks_and_the_files_land_under_the_pref
     .await;
     let proxy_origin = gallery.proxy.url("");
     for (file_name, mode) in [("from-js-sdk.gif", "sdk"), ("from-boto3.gif", "fields")] {
-        let mut command = tokio::process::Command::new("node");
-        command
-            .arg(repo_root().join("tests/support/form_upload.js"))
-            .args([&app_origin, file_name, &encoded_gif, mode])
-            .env(
-                "NODE_PATH",
-                format!(
-                    "{}:{}",
-                    repo_root().join(".browser/node_modules").display(),
-                    repo_root().join(".clients/node_modules").display()
-                ),
-            );
+        let mut args = vec![app_origin.as_str(), file_name, &encoded_gif, mode];
+        let boto3_fields = boto3.to_string();
         if mode == "sdk" {
-            command.args([proxy_origin.as_str(), "forms", APP_KEY, APP_SECRET]);
+            args.extend([proxy_origin.as_str(), "forms", APP_KEY, APP_SECRET]);
         } else {
-            command.arg(boto3.to_string());
+            args.push(&boto3_fields);
         }
-        let output = command.output().await.expect("run node");
-        assert!(
-            output.status.success(),
-            "{mode}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let seen = drive_chromium("form_upload.js", &args).await;
         let landed = seen["landed"].as_str().unwrap();
         assert!(
             landed.starts_with(&format!(

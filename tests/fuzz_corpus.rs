@@ -95,6 +95,16 @@ fn policy_corpus() {
     }
 }
 
+/// A xorshift generator from `seed`: each call gives a number below its argument.
+fn below(mut state: u64) -> impl FnMut(usize) -> usize {
+    move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    }
+}
+
 #[test]
 fn form_corpus() {
     replay_accepting("form", s3_signing_proxy::fuzzing::form_parts, 3);
@@ -122,13 +132,7 @@ fn generated_forms_are_read_alike_by_both_parsers() {
         b";",
         b"name=\"b\"",
     ];
-    let mut state: u64 = 0xD1B5_4A32_D192_ED03;
-    let mut next = |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n as u64) as usize
-    };
+    let mut next = below(0xD1B5_4A32_D192_ED03);
     let (mut accepted, mut refused) = (0, 0);
     for _ in 0..20_000 {
         let mut body = BASE.to_vec();
@@ -176,13 +180,7 @@ fn generated_paths_never_read_outside_a_policy() {
         "private/",
     ];
     const METHODS: &[&str] = &["GET", "HEAD", "GET", "PUT", "DELETE", "POST"];
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n as u64) as usize
-    };
+    let mut next = below(0x9E37_79B9_7F4A_7C15);
     let (mut accepted, mut refused) = (0, 0);
     for _ in 0..20_000 {
         let path: String = (0..=next(4)).map(|_| PARTS[next(PARTS.len())]).collect();
@@ -266,13 +264,7 @@ fn generated_delete_documents_never_name_a_key_outside_the_prefix() {
         "<Delete xmlns=\"urn:other\">",
         "<Delete xmlns:s3=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
     ];
-    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut next = |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n as u64) as usize
-    };
+    let mut next = below(0x2545_F491_4F6C_DD1D);
     fn pick<'a, T: Copy>(
         next: &mut impl FnMut(usize) -> usize,
         usual: &'a [T],

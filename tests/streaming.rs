@@ -137,43 +137,8 @@ impl http_body::Body for PatternBody {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gigabyte_upload_streams_through_while_proxy_memory_stays_flat() {
-    let dir = TempDir::new("upload");
-    let store_root = dir.0.join("store");
-    std::fs::create_dir_all(store_root.join("big-media")).unwrap();
-    let store = EmbeddedStore::start(&store_root, None, None).await.unwrap();
-    let config = format!(
-        r#"
-[server]
-listen = "LISTEN"
-[[integration]]
-name = "big"
-bucket = "big-media"
-prefix = "uploads"
-region = "us-east-1"
-endpoint = "{endpoint}"
-access = "read-write"
-[integration.credentials]
-access_key_id = "{key}"
-secret_access_key_env = "BIG_STORE_SECRET"
-
-[[client]]
-access_key_id = "AKUPLOADER"
-secret_access_key_env = "UPLOADER_SECRET"
-integrations = ["big"]
-access = "read-write"
-"#,
-        endpoint = store.endpoint(),
-        key = store.access_key_id,
-    );
-    let proxy = ProxyProcess::spawn(
-        &dir.0,
-        &config,
-        &[
-            ("BIG_STORE_SECRET", &store.secret_access_key),
-            ("UPLOADER_SECRET", "uploader-secret"),
-        ],
-    )
-    .await;
+    let (_dir, store_root, _store, proxy) =
+        uploads_proxy("upload", "uploads", ("AKUPLOADER", "uploader-secret")).await;
 
     // Signed as an SDK signs a streamed upload: UNSIGNED-PAYLOAD with its Content-Length.
     let mut request = http::Request::new(());
@@ -200,24 +165,7 @@ access = "read-write"
 
     // The object landed under the prefix, whole.
     let stored = store_root.join("big-media/uploads/large upload.bin");
-    assert_eq!(std::fs::metadata(&stored).unwrap().len(), GIB);
-    let mut file = std::fs::File::open(&stored).unwrap();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut offset = 0u64;
-    let mut mismatches = 0u64;
-    loop {
-        let n = std::io::Read::read(&mut file, &mut buffer).unwrap();
-        if n == 0 {
-            break;
-        }
-        mismatches += buffer[..n]
-            .iter()
-            .enumerate()
-            .filter(|(i, b)| **b != pattern(offset + *i as u64))
-            .count() as u64;
-        offset += n as u64;
-    }
-    assert_eq!(mismatches, 0, "every byte stored as sent");
+    assert_stored_pattern(&stored);
 
     let peak = proxy.peak_rss();
     eprintln!("proxy RSS after a 1 GiB upload: peak {} MiB", peak >> 20);
@@ -261,44 +209,9 @@ impl http_body::Body for FormPatternBody {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gigabyte_form_upload_is_stored_whole_while_proxy_memory_stays_flat() {
-    let dir = TempDir::new("form-upload");
-    let store_root = dir.0.join("store");
-    std::fs::create_dir_all(store_root.join("big-media")).unwrap();
-    let store = EmbeddedStore::start(&store_root, None, None).await.unwrap();
-    let config = format!(
-        r#"
-[server]
-listen = "LISTEN"
-[[integration]]
-name = "big"
-bucket = "big-media"
-prefix = "forms"
-region = "us-east-1"
-endpoint = "{endpoint}"
-access = "read-write"
-[integration.credentials]
-access_key_id = "{key}"
-secret_access_key_env = "BIG_STORE_SECRET"
-
-[[client]]
-access_key_id = "AKFORMPAGE"
-secret_access_key_env = "FORM_PAGE_SECRET"
-integrations = ["big"]
-access = "read-write"
-"#,
-        endpoint = store.endpoint(),
-        key = store.access_key_id,
-    );
     let secret = "form-page-secret-0123456789";
-    let proxy = ProxyProcess::spawn(
-        &dir.0,
-        &config,
-        &[
-            ("BIG_STORE_SECRET", &store.secret_access_key),
-            ("FORM_PAGE_SECRET", secret),
-        ],
-    )
-    .await;
+    let (_dir, store_root, _store, proxy) =
+        uploads_proxy("form-upload", "forms", ("AKFORMPAGE", secret)).await;
     let post = presigned_post(
         &proxy.url(""),
         ("AKFORMPAGE", secret),
@@ -346,8 +259,74 @@ access = "read-write"
 
     // On the store, under the integration's prefix and the policy's, every byte as sent.
     let stored = store_root.join("big-media/forms/uploads/whole gigabyte.bin");
-    assert_eq!(std::fs::metadata(&stored).unwrap().len(), GIB);
-    let mut file = std::fs::File::open(&stored).unwrap();
+    assert_stored_pattern(&stored);
+
+    let peak = proxy.peak_rss();
+    eprintln!(
+        "proxy RSS after a 1 GiB form upload: peak {} MiB",
+        peak >> 20
+    );
+    assert!(
+        peak < RSS_BOUND,
+        "proxy peak RSS {} MiB exceeds {} MiB",
+        peak >> 20,
+        RSS_BOUND >> 20
+    );
+}
+
+/// A proxy process in front of s3s-fs: integration `big` (bucket `big-media`, `prefix`,
+/// read-write) and one read-write client with `client`'s key and secret. Returns the temporary
+/// directory, the store's root, the store and the proxy.
+async fn uploads_proxy(
+    label: &str,
+    prefix: &str,
+    client: (&str, &str),
+) -> (TempDir, std::path::PathBuf, EmbeddedStore, ProxyProcess) {
+    let dir = TempDir::new(label);
+    let store_root = dir.0.join("store");
+    std::fs::create_dir_all(store_root.join("big-media")).unwrap();
+    let store = EmbeddedStore::start(&store_root, None, None).await.unwrap();
+    let config = format!(
+        r#"
+[server]
+listen = "LISTEN"
+[[integration]]
+name = "big"
+bucket = "big-media"
+prefix = "{prefix}"
+region = "us-east-1"
+endpoint = "{endpoint}"
+access = "read-write"
+[integration.credentials]
+access_key_id = "{key}"
+secret_access_key_env = "BIG_STORE_SECRET"
+
+[[client]]
+access_key_id = "{client_key}"
+secret_access_key_env = "CLIENT_SECRET"
+integrations = ["big"]
+access = "read-write"
+"#,
+        endpoint = store.endpoint(),
+        key = store.access_key_id,
+        client_key = client.0,
+    );
+    let proxy = ProxyProcess::spawn(
+        &dir.0,
+        &config,
+        &[
+            ("BIG_STORE_SECRET", &store.secret_access_key),
+            ("CLIENT_SECRET", client.1),
+        ],
+    )
+    .await;
+    (dir, store_root, store, proxy)
+}
+
+/// The stored file is `GIB` pattern bytes, every one as sent.
+fn assert_stored_pattern(stored: &std::path::Path) {
+    assert_eq!(std::fs::metadata(stored).unwrap().len(), GIB);
+    let mut file = std::fs::File::open(stored).unwrap();
     let mut buffer = vec![0u8; 1 << 20];
     let (mut offset, mut mismatches) = (0u64, 0u64);
     loop {
@@ -363,16 +342,4 @@ access = "read-write"
         offset += n as u64;
     }
     assert_eq!(mismatches, 0, "every byte stored as sent");
-
-    let peak = proxy.peak_rss();
-    eprintln!(
-        "proxy RSS after a 1 GiB form upload: peak {} MiB",
-        peak >> 20
-    );
-    assert!(
-        peak < RSS_BOUND,
-        "proxy peak RSS {} MiB exceeds {} MiB",
-        peak >> 20,
-        RSS_BOUND >> 20
-    );
 }

@@ -3,7 +3,7 @@
 // CORS let an allowed origin fetch a private object while blocking another origin.
 //
 // Usage: node browser_check.js PAGE_URL ALLOWED_ORIGIN BLOCKED_ORIGIN
-const { chromium } = require("playwright-core");
+const { launch } = require("./chromium.js");
 
 const [pageUrl, allowedOrigin, blockedOrigin] = process.argv.slice(2);
 
@@ -24,14 +24,7 @@ async function fetchFrom(browser, origin, url) {
 }
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: [
-      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      "--autoplay-policy=no-user-gesture-required",
-    ],
-  });
+  const browser = await launch(["--autoplay-policy=no-user-gesture-required"]);
   const page = await browser.newPage();
   await page.goto(pageUrl);
   await page.waitForFunction(() => document.getElementById("image").complete, null, { timeout: 15000 });

@@ -4,7 +4,7 @@
 // width, and every proxy response Chromium saw (from the network or from its cache).
 //
 // Usage: node cookie_gallery.js APP_ORIGIN PROXY_ORIGIN SESSION_URL
-const { chromium } = require("playwright-core");
+const { launch } = require("./chromium.js");
 
 const [appOrigin, proxyOrigin, sessionUrl] = process.argv.slice(2);
 
@@ -33,13 +33,7 @@ async function loadGallery(context) {
 }
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: [
-      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-  });
+  const browser = await launch();
   const context = await browser.newContext();
   const page = await context.newPage();
   await page.goto(`${appOrigin}/`);

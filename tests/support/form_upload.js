@@ -5,7 +5,7 @@
 // Usage: node form_upload.js APP_ORIGIN FILE_NAME FILE_BYTES (sdk PROXY_ORIGIN BUCKET KEY_ID SECRET | fields JSON)
 // With `sdk`, the fields come from @aws-sdk/s3-presigned-post's createPresignedPost.
 // Prints JSON: the URL the browser landed on, and the form's action.
-const { chromium } = require("playwright-core");
+const { launch } = require("./chromium.js");
 
 async function sdkPost(proxyOrigin, bucket, keyId, secret, appOrigin) {
   const { S3Client } = require("@aws-sdk/client-s3");
@@ -30,13 +30,7 @@ async function sdkPost(proxyOrigin, bucket, keyId, secret, appOrigin) {
   const post = mode === "sdk"
     ? await sdkPost(rest[0], rest[1], rest[2], rest[3], appOrigin)
     : JSON.parse(rest[0]);
-  const browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: [
-      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-  });
+  const browser = await launch();
   const page = await browser.newPage();
   await page.goto(`${appOrigin}/`);
   await page.evaluate((post) => {

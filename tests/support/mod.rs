@@ -328,10 +328,14 @@ pub fn test_logs() -> PathBuf {
     dir
 }
 
+/// The file this test binary's in-process proxies log to.
+pub fn test_log() -> PathBuf {
+    test_logs().join(format!("{}-{}.log", test_binary(), std::process::id()))
+}
+
 /// The in-process proxy's access line for `request_id`, once written.
 pub fn access_line(request_id: &str) -> Option<String> {
-    let path = test_logs().join(format!("{}-{}.log", test_binary(), std::process::id()));
-    let log = std::fs::read_to_string(path).ok()?;
+    let log = std::fs::read_to_string(test_log()).ok()?;
     log.lines()
         .find(|line| {
             line.contains(" access: ") && line.contains(&format!("request_id={request_id} "))
@@ -389,8 +393,7 @@ pub fn register_secrets<'a>(secrets: impl IntoIterator<Item = &'a String>) {
 fn trace_to_file() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        let path = test_logs().join(format!("{}-{}.log", test_binary(), std::process::id()));
-        let file = std::fs::File::create(path).expect("log file");
+        let file = std::fs::File::create(test_log()).expect("log file");
         let filter = tracing_subscriber::EnvFilter::new(
             "trace,hyper=info,hyper_util=info,h2=info,rustls=info,tokio=info,runtime=info,moka=info",
         );
