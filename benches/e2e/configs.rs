@@ -10,6 +10,11 @@ use crate::processes::Killed;
 /// `bench` (anonymous reads from nginx, client writes), `sink` (uploads to the discarding
 /// sink), and `extra` more integrations on their own prefixes of the same bucket.
 pub fn proxy(port: u16, store: u16, sink: u16, extra: usize) -> String {
+    // `BENCH_BODY_BUFFER` sets `[server.limits] body_buffer_bytes`, to weigh throughput
+    // against memory; unset, the proxy's default.
+    let buffer = std::env::var("BENCH_BODY_BUFFER")
+        .map(|bytes| format!("body_buffer_bytes = {bytes}"))
+        .unwrap_or_default();
     let mut config = format!(
         r#"
 [server]
@@ -17,6 +22,7 @@ listen = "127.0.0.1:{port}"
 [server.limits]
 # One client hammering on purpose: no rate limit here.
 rate_limit = 0
+{buffer}
 
 [[integration]]
 name = "bench"

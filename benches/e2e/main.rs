@@ -10,8 +10,10 @@
 //!
 //! Environment: `BENCH_LARGE_MIB` (default 1024), `BENCH_ROUNDS` (5), `BENCH_SMALL_OBJECTS`
 //! (1000), `BENCH_SMALL_REQUESTS` (40000), `BENCH_CONNECTIONS` (64), `BENCH_INTEGRATIONS`
-//! (10000), `BENCH_CLIENTS` (2000), `BENCH_RSS_STREAMS` (64); `BENCH_PROXY` runs another build of
-//! the proxy than this tree's.
+//! (10000), `BENCH_CLIENTS` (2000), `BENCH_RSS_STREAMS` (64), `BENCH_BODY_BUFFER` (the proxy's
+//! `body_buffer_bytes`). `BENCH_PROXY` runs another build of the proxy than this tree's;
+//! `BENCH_ONLY` (`small`, `large` or `rss`, comma-separated) runs only those parts, to profile
+//! one of them.
 // Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly
@@ -62,6 +64,11 @@ impl Row {
             unit = self.unit,
         );
     }
+}
+
+/// Whether `BENCH_ONLY` (unset: everything) names this part of the bench.
+fn part(name: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|p| p.trim() == name))
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -256,13 +263,19 @@ async fn main() {
         integrations,
     };
     let big_base = format!("http://127.0.0.1:{big_port}/bench");
-    bench
-        .small_requests(nginx_worker, &proxy, (&big, &big_base))
-        .await;
-    bench.large_bodies().await;
-    let streams = setting("BENCH_RSS_STREAMS", 64);
-    let rss = peak_rss_under_downloads(&proxy, &bench.proxied, streams).await;
-    println!("| peak RSS, {streams} concurrent {large_mib} MiB GETs | — | {rss:.1} MiB | — |");
+    if part("small") {
+        bench
+            .small_requests(nginx_worker, &proxy, (&big, &big_base))
+            .await;
+    }
+    if part("large") {
+        bench.large_bodies().await;
+    }
+    if part("rss") {
+        let streams = setting("BENCH_RSS_STREAMS", 64);
+        let rss = peak_rss_under_downloads(&proxy, &bench.proxied, streams).await;
+        println!("| peak RSS, {streams} concurrent {large_mib} MiB GETs | — | {rss:.1} MiB | — |");
+    }
     println!(
         "| config load to listening, {integrations} integrations + {clients} clients vs 1 | {:.0} ms | {:.0} ms | {:.2} |",
         one_load.as_secs_f64() * 1e3,
