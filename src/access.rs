@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use crate::body::BoxError;
+use crate::logging::line::Value;
 use crate::metrics::{Metrics, NO_INTEGRATION};
 
 /// What the phases learn of a request as it goes, for its log line and its answer's headers.
@@ -177,27 +178,38 @@ impl Finished {
         let integration = log.integration.as_deref().unwrap_or(NO_INTEGRATION);
         log.metrics
             .request(integration, log.method, log.status, bytes_in, bytes_out);
+        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+            return;
+        }
         let upstream_status = log.upstream_status.map(i64::from).unwrap_or(-1);
-        tracing::info!(
-            target: "access",
-            request_id = %log.request_id,
-            method = log.method,
-            client = %log.client,
-            client_ip = %ClientIp(log.client_ip),
-            bucket = %log.bucket,
-            integration,
-            status = log.status,
-            code = log.code.unwrap_or("-"),
-            upstream_status,
-            upstream_code = log.upstream_code.as_deref().unwrap_or("-"),
-            upstream_request_id = log.upstream_request_id.as_deref().unwrap_or("-"),
-            bytes_in,
-            bytes_out,
-            duration_ms = log.started.elapsed().as_millis() as u64,
-            complete,
-            "request"
-        );
+        let duration_ms = log.started.elapsed().as_millis() as u64;
+        let client_ip = ClientIp(log.client_ip);
+        crate::logging::line::access(&[
+            ("request_id", Value::Shown(&log.request_id)),
+            ("method", Value::Text(log.method)),
+            ("client", Value::Shown(&log.client)),
+            ("client_ip", Value::Shown(&client_ip)),
+            ("bucket", Value::Shown(&log.bucket)),
+            ("integration", Value::Text(integration)),
+            ("status", Value::Unsigned(log.status.into())),
+            ("code", Value::Text(log.code.unwrap_or("-"))),
+            ("upstream_status", Value::Signed(upstream_status)),
+            ("upstream_code", Value::Text(or_dash(&log.upstream_code))),
+            (
+                "upstream_request_id",
+                Value::Text(or_dash(&log.upstream_request_id)),
+            ),
+            ("bytes_in", Value::Unsigned(bytes_in)),
+            ("bytes_out", Value::Unsigned(bytes_out)),
+            ("duration_ms", Value::Unsigned(duration_ms)),
+            ("complete", Value::Flag(complete)),
+        ]);
     }
+}
+
+/// An optional field's text, or `-`.
+fn or_dash(text: &Option<String>) -> &str {
+    text.as_deref().unwrap_or("-")
 }
 
 /// The access line's `client_ip`: the address, or `-` for a request with no peer.

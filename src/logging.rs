@@ -1,7 +1,10 @@
 //! Log output: human text (the default on a terminal), JSON lines, or logfmt, to stderr.
 //! `RUST_LOG` filters as usual (`RUST_LOG=access=info,s3_signing_proxy=debug`). Every request
 //! writes one line with target `access` when its response is done (see [`crate::access`]).
-//! Lines are buffered and written in batches, within 50 ms ([`Buffered`]).
+//! Lines are buffered and written in batches, within 50 ms ([`Buffered`]). The access line is
+//! written by [`line::access`], in the same format, without tracing's formatter.
+
+pub mod line;
 
 use std::fmt;
 
@@ -31,22 +34,44 @@ pub fn init(format: LogFormat) -> LogGuard {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let writer = Buffered::to_stderr();
     let guard = LogGuard(writer.clone());
+    let ansi = format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let layout = line::Layout { format, ansi };
+    line::set_output(writer.clone(), layout);
+    // `try_init` also routes the `log` crate's records (rustls's) through the subscriber.
+    if let Err(error) =
+        tracing_subscriber::util::SubscriberInitExt::try_init(subscriber(layout, filter, writer))
+    {
+        eprintln!("warning: logging was set up already ({error})");
+    }
+    guard
+}
+
+/// The subscriber that writes every line but the access line, in `layout`.
+fn subscriber(
+    layout: line::Layout,
+    filter: tracing_subscriber::EnvFilter,
+    writer: Buffered,
+) -> Box<dyn Subscriber + Send + Sync> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
-    match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .init(),
-        LogFormat::Logfmt => builder.fmt_fields(LogfmtFields).event_format(Logfmt).init(),
+    match layout.format {
+        LogFormat::Text => Box::new(builder.with_ansi(layout.ansi).finish()),
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .finish(),
+        ),
+        LogFormat::Logfmt => Box::new(
+            builder
+                .fmt_fields(LogfmtFields)
+                .event_format(Logfmt)
+                .finish(),
+        ),
     }
-    guard
 }
 
 /// Lines gathered before they are written in one `write`.
@@ -103,6 +128,18 @@ impl Buffered {
                 text: Vec::with_capacity(BUFFER_BYTES),
                 out,
             })),
+        }
+    }
+
+    /// Adds one whole line, written out once 32 KiB are waiting.
+    fn append(&self, line: &[u8]) {
+        let mut pending = self
+            .shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pending.text.extend_from_slice(line);
+        if pending.text.len() >= BUFFER_BYTES {
+            pending.flush();
         }
     }
 
