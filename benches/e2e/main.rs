@@ -12,8 +12,9 @@
 //! (1000), `BENCH_SMALL_REQUESTS` (40000), `BENCH_CONNECTIONS` (64), `BENCH_INTEGRATIONS`
 //! (10000), `BENCH_CLIENTS` (2000), `BENCH_RSS_STREAMS` (64), `BENCH_BODY_BUFFER` (the proxy's
 //! `body_buffer_bytes`). `BENCH_PROXY` runs another build of the proxy than this tree's;
-//! `BENCH_ONLY` (`small`, `large` or `rss`, comma-separated) runs only those parts, to profile
-//! one of them.
+//! `BENCH_ONLY` (`small`, `large` or `rss`, comma-separated) runs only those parts, and
+//! `BENCH_PROFILE` (`anonymous` or `presigned`) only proxied small GETs of that kind, round
+//! after round, to profile one of them.
 // Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly
@@ -142,21 +143,46 @@ impl Bench {
             "req/s",
         );
         let (n, c) = (self.requests, self.connections);
-        for _ in 0..self.rounds {
+        if let Ok(which) = std::env::var("BENCH_PROFILE") {
+            // One kind of request, round after round, for a profiler attached to the proxy.
+            let urls = if which == "presigned" {
+                &presigned
+            } else {
+                &proxied
+            };
+            for _ in 0..self.rounds {
+                let (run, spent) = small_run(&client, urls, n, c, proxy.pid()).await;
+                println!(
+                    "{which}: {:.0} req/s, {spent:.1} µs CPU each",
+                    run.per_second
+                );
+            }
+            return;
+        }
+        for round in 0..self.rounds {
             let (run, spent) = small_run(&client, &direct, n, c, nginx_worker).await;
             rate.baseline.push(run.per_second);
             p99.baseline.push(run.p99.as_secs_f64() * 1e3);
             cpu.baseline.push(spent);
+            // The large config runs before the small one in every other round, so that
+            // neither gains from its place in the round.
+            let many_first = round % 2 == 1;
+            if many_first {
+                let (run, _) = small_run(&client, &big_urls, n, c, big.0.pid()).await;
+                many.proxied.push(run.per_second);
+            }
             let (run, spent) = small_run(&client, &proxied, n, c, proxy.pid()).await;
             rate.proxied.push(run.per_second);
             many.baseline.push(run.per_second);
             p99.proxied.push(run.p99.as_secs_f64() * 1e3);
             cpu.proxied.push(spent);
             signed.baseline.push(spent);
+            if !many_first {
+                let (run, _) = small_run(&client, &big_urls, n, c, big.0.pid()).await;
+                many.proxied.push(run.per_second);
+            }
             let (_, spent) = small_run(&client, &presigned, n, c, proxy.pid()).await;
             signed.proxied.push(spent);
-            let (run, _) = small_run(&client, &big_urls, n, c, big.0.pid()).await;
-            many.proxied.push(run.per_second);
         }
         for row in [rate, cpu, p99, signed, many] {
             row.print();
