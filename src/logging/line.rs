@@ -41,11 +41,12 @@ pub(super) fn set_output(out: Buffered, layout: Layout) {
 
 /// Writes one access line: INFO, target `access`, message `request`, then `fields` in order.
 /// The caller checks that the target is enabled at INFO. Without [`super::init`] (the library
-/// in another program), the line goes to whatever tracing subscriber there is, as one message.
+/// in another program, or the tests' in-process proxies), the line goes to whatever tracing
+/// subscriber there is, its fields in the message as the text format writes them.
 pub fn access(fields: &[(&'static str, Value<'_>)]) {
     let Some((out, layout)) = OUTPUT.get() else {
         let mut text = String::new();
-        logfmt_fields(&mut text, fields);
+        text_fields(&mut text, false, fields);
         tracing::info!(target: "access", "request{text}");
         return;
     };
@@ -96,15 +97,6 @@ fn text_line(
     message: &str,
     fields: &[(&'static str, Value<'_>)],
 ) {
-    let paint = |line: &mut String, style: &str, text: &str| {
-        if ansi {
-            line.push_str(style);
-            line.push_str(text);
-            line.push_str(RESET);
-        } else {
-            line.push_str(text);
-        }
-    };
     if ansi {
         line.push_str(DIM);
     }
@@ -113,16 +105,21 @@ fn text_line(
         line.push_str(RESET);
     }
     line.push(' ');
-    paint(line, GREEN, " INFO");
+    paint(line, ansi, GREEN, " INFO");
     line.push(' ');
-    paint(line, DIM, target);
-    paint(line, DIM, ":");
+    paint(line, ansi, DIM, target);
+    paint(line, ansi, DIM, ":");
     line.push(' ');
     line.push_str(message);
+    text_fields(line, ansi, fields);
+}
+
+/// ` name=value …`: strings quoted and escaped as `Debug` writes them, other values bare.
+fn text_fields(line: &mut String, ansi: bool, fields: &[(&'static str, Value<'_>)]) {
     for (name, value) in fields {
         line.push(' ');
-        paint(line, ITALIC, name);
-        paint(line, DIM, "=");
+        paint(line, ansi, ITALIC, name);
+        paint(line, ansi, DIM, "=");
         // Writing to a String cannot fail.
         let _ = match value {
             Value::Text(text) => write!(line, "{text:?}"),
@@ -131,6 +128,17 @@ fn text_line(
             Value::Signed(number) => write!(line, "{number}"),
             Value::Flag(flag) => write!(line, "{flag}"),
         };
+    }
+}
+
+/// `text`, in `style` when the line is coloured.
+fn paint(line: &mut String, ansi: bool, style: &str, text: &str) {
+    if ansi {
+        line.push_str(style);
+        line.push_str(text);
+        line.push_str(RESET);
+    } else {
+        line.push_str(text);
     }
 }
 
@@ -323,6 +331,48 @@ mod tests {
             }
         }
         assert_eq!(compared, 36);
+    }
+
+    /// Without `init` (the tests' in-process proxies), the line goes through the subscriber
+    /// there is, and a text subscriber writes it as the text format would; only control
+    /// characters in a bare (`Display`) value come out escaped, as in any message.
+    #[test]
+    fn without_init_a_text_subscriber_writes_the_same_line() {
+        assert!(OUTPUT.get().is_none(), "no unit test calls init");
+        let mut compared = 0;
+        let layout = Layout {
+            format: LogFormat::Text,
+            ansi: false,
+        };
+        for (n, text) in AWKWARD.iter().enumerate() {
+            let texts = [*text, AWKWARD[(n + 3) % 9], AWKWARD[(n + 5) % 9]];
+            let numbers = (n as u64, -(n as i64), n % 3 == 0);
+            let expected = written_here(layout, texts, numbers);
+            let sink = Sink::default();
+            let writer = Buffered::new(Box::new(sink.clone()));
+            let filter = tracing_subscriber::EnvFilter::new("info");
+            let subscriber = super::super::subscriber(layout, filter, writer.clone());
+            tracing::subscriber::with_default(subscriber, || {
+                let [text, shown, other] = texts;
+                access(&[
+                    ("request_id", Value::Shown(&shown)),
+                    ("method", Value::Text(text)),
+                    ("status", Value::Unsigned(numbers.0)),
+                    ("upstream_status", Value::Signed(numbers.1)),
+                    ("code", Value::Text(other)),
+                    ("client", Value::Shown(&other)),
+                    ("complete", Value::Flag(numbers.2)),
+                ]);
+            });
+            writer.flush();
+            let written = String::from_utf8(sink.0.lock().expect("sink").clone()).expect("UTF-8");
+            assert!(!written.contains('\u{1b}'), "{written:?}");
+            if !texts[1..].iter().any(|t| t.contains(char::is_control)) {
+                assert_eq!(masked(&written), masked(&expected));
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 5);
     }
 
     #[test]
