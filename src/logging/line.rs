@@ -34,8 +34,9 @@ pub(super) struct Layout {
 /// Where the process's lines go, set once by [`super::init`].
 static OUTPUT: OnceLock<(Buffered, Layout)> = OnceLock::new();
 
+/// Sends access lines to `out`, in `layout`, from now on.
 pub(super) fn set_output(out: Buffered, layout: Layout) {
-    // `init` runs once; a second call would have failed to install its subscriber first.
+    // `init` runs once per process; were it called again, the first output would stay.
     let _ = OUTPUT.set((out, layout));
 }
 
