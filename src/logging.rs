@@ -1,6 +1,6 @@
 //! Log output: human text (the default on a terminal), JSON lines, or logfmt, to stderr.
 //! `RUST_LOG` filters as usual (`RUST_LOG=access=info,s3_signing_proxy=debug`). Every request
-//! writes one line with target `access` when its response is done (see [`crate::access`]).
+//! writes one line with target `access` when its response is done (see the `access` module).
 //! Lines are buffered and written in batches, within 50 ms ([`Buffered`]). The access line is
 //! written by [`line::access`], in the same format, without tracing's formatter.
 

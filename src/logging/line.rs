@@ -248,14 +248,21 @@ mod tests {
         "café ☃",
     ];
 
-    /// What the tracing macro records for the same fields, emitted through the process's own
-    /// subscriber for `layout`.
-    fn through_tracing(layout: Layout, texts: [&str; 3], numbers: (u64, i64, bool)) -> String {
+    /// What `emit` writes through the process's own subscriber for `layout`.
+    fn through_subscriber(layout: Layout, emit: impl FnOnce()) -> String {
         let sink = Sink::default();
         let writer = Buffered::new(Box::new(sink.clone()));
         let filter = tracing_subscriber::EnvFilter::new("info");
         let subscriber = super::super::subscriber(layout, filter, writer.clone());
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, emit);
+        writer.flush();
+        let written = sink.0.lock().expect("sink").clone();
+        String::from_utf8(written).expect("UTF-8")
+    }
+
+    /// What the tracing macro records for the same fields.
+    fn through_tracing(layout: Layout, texts: [&str; 3], numbers: (u64, i64, bool)) -> String {
+        through_subscriber(layout, || {
             let [text, shown, other] = texts;
             tracing::info!(
                 target: "access",
@@ -268,30 +275,30 @@ mod tests {
                 complete = numbers.2,
                 "request"
             );
-        });
-        writer.flush();
-        let written = sink.0.lock().expect("sink").clone();
-        String::from_utf8(written).expect("UTF-8")
+        })
+    }
+
+    /// The fields `through_tracing` records, as `Value`s.
+    fn sample<'a>(
+        texts: &'a [&'a str; 3],
+        numbers: (u64, i64, bool),
+    ) -> [(&'static str, Value<'a>); 7] {
+        let [text, shown, other] = texts;
+        [
+            ("request_id", Value::Shown(shown)),
+            ("method", Value::Text(text)),
+            ("status", Value::Unsigned(numbers.0)),
+            ("upstream_status", Value::Signed(numbers.1)),
+            ("code", Value::Text(other)),
+            ("client", Value::Shown(other)),
+            ("complete", Value::Flag(numbers.2)),
+        ]
     }
 
     fn written_here(layout: Layout, texts: [&str; 3], numbers: (u64, i64, bool)) -> String {
-        let [text, shown, other] = texts;
         let mut line = String::new();
-        layout.write(
-            &mut line,
-            SystemTime::now(),
-            "access",
-            "request",
-            &[
-                ("request_id", Value::Shown(&shown)),
-                ("method", Value::Text(text)),
-                ("status", Value::Unsigned(numbers.0)),
-                ("upstream_status", Value::Signed(numbers.1)),
-                ("code", Value::Text(other)),
-                ("client", Value::Shown(&other)),
-                ("complete", Value::Flag(numbers.2)),
-            ],
-        );
+        let fields = sample(&texts, numbers);
+        layout.write(&mut line, SystemTime::now(), "access", "request", &fields);
         line
     }
 
@@ -349,24 +356,7 @@ mod tests {
             let texts = [*text, AWKWARD[(n + 3) % 9], AWKWARD[(n + 5) % 9]];
             let numbers = (n as u64, -(n as i64), n % 3 == 0);
             let expected = written_here(layout, texts, numbers);
-            let sink = Sink::default();
-            let writer = Buffered::new(Box::new(sink.clone()));
-            let filter = tracing_subscriber::EnvFilter::new("info");
-            let subscriber = super::super::subscriber(layout, filter, writer.clone());
-            tracing::subscriber::with_default(subscriber, || {
-                let [text, shown, other] = texts;
-                access(&[
-                    ("request_id", Value::Shown(&shown)),
-                    ("method", Value::Text(text)),
-                    ("status", Value::Unsigned(numbers.0)),
-                    ("upstream_status", Value::Signed(numbers.1)),
-                    ("code", Value::Text(other)),
-                    ("client", Value::Shown(&other)),
-                    ("complete", Value::Flag(numbers.2)),
-                ]);
-            });
-            writer.flush();
-            let written = String::from_utf8(sink.0.lock().expect("sink").clone()).expect("UTF-8");
+            let written = through_subscriber(layout, || access(&sample(&texts, numbers)));
             assert!(!written.contains('\u{1b}'), "{written:?}");
             if !texts[1..].iter().any(|t| t.contains(char::is_control)) {
                 assert_eq!(masked(&written), masked(&expected));
