@@ -6,13 +6,15 @@
 //! GB/s on loopback, so the proxy, not the store, is what the ratios measure (nginx ignores the
 //! signatures, which is fine for a speed figure). Uploads go to a sink that reads and discards.
 //! A second proxy serves 10,000 integrations and 2,000 clients, to show what a large config
-//! costs. `scripts/bench` installs nginx and runs this.
+//! costs. A second nginx relays to the store, neither checking nor signing: the proxy against it
+//! shows what the proxy adds to what relaying alone costs on this machine. `scripts/bench`
+//! installs nginx and runs this.
 //!
 //! Environment: `BENCH_LARGE_MIB` (default 1024), `BENCH_ROUNDS` (5), `BENCH_SMALL_OBJECTS`
 //! (1000), `BENCH_SMALL_REQUESTS` (40000), `BENCH_CONNECTIONS` (64), `BENCH_INTEGRATIONS`
 //! (10000), `BENCH_CLIENTS` (2000), `BENCH_RSS_STREAMS` (64), `BENCH_BODY_BUFFER` (the proxy's
 //! `body_buffer_bytes`). `BENCH_PROXY` runs another build of the proxy than this tree's;
-//! `BENCH_ONLY` (`small`, `large` or `rss`, comma-separated) runs only those parts, and
+//! `BENCH_ONLY` (`small`, `large`, `relay` or `rss`, comma-separated) runs only those parts, and
 //! `BENCH_PROFILE` (`anonymous` or `presigned`) only proxied small GETs of that kind, round
 //! after round, to profile one of them.
 // Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
@@ -123,6 +125,7 @@ struct Bench {
     proxied: String,
     sink: String,
     proxied_sink: String,
+    relay: String,
     objects: usize,
     integrations: usize,
 }
@@ -185,6 +188,46 @@ impl Bench {
             signed.proxied.push(spent);
         }
         for row in [rate, cpu, p99, signed, many] {
+            row.print();
+        }
+    }
+
+    /// The proxy against nginx relaying the same requests to the same store: how far the proxy
+    /// is from what relaying alone costs here.
+    async fn against_relay(&self, relay_worker: u32, proxy: &Killed) {
+        let client = load::http_client(self.connections);
+        let relayed = small_urls(&self.relay, self.objects);
+        let proxied = small_urls(&self.proxied, self.objects);
+        let mut rate = Row::new("1 KiB GET, nginx relay / proxy", "req/s");
+        let mut cpu = Row::new("CPU per 1 KiB GET, nginx relay worker / proxy", "µs");
+        let mut large = Row::new(
+            format!(
+                "{} MiB GET, one stream, nginx relay / proxy",
+                self.large_mib
+            ),
+            "MiB/s",
+        );
+        let (n, c) = (self.requests, self.connections);
+        let (relayed_large, proxied_large) = (
+            format!("{}/large.bin", self.relay),
+            format!("{}/large.bin", self.proxied),
+        );
+        let large_client = load::http_client(8);
+        for _ in 0..self.rounds {
+            let (run, spent) = small_run(&client, &relayed, n, c, relay_worker).await;
+            rate.baseline.push(run.per_second);
+            cpu.baseline.push(spent);
+            let (run, spent) = small_run(&client, &proxied, n, c, proxy.pid()).await;
+            rate.proxied.push(run.per_second);
+            cpu.proxied.push(spent);
+            large
+                .baseline
+                .push(load::downloads(&large_client, &relayed_large, 1).await);
+            large
+                .proxied
+                .push(load::downloads(&large_client, &proxied_large, 1).await);
+        }
+        for row in [rate, cpu, large] {
             row.print();
         }
     }
@@ -253,12 +296,15 @@ async fn main() {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
 
-    let [store, sink, proxy_port, big_port] = [(); 4].map(|()| processes::free_port());
+    let [store, sink, proxy_port, big_port, relay] = [(); 5].map(|()| processes::free_port());
     let nginx = processes::start_nginx(&root, &work, store);
+    let nginx_relay = processes::start_nginx_relay(&work, relay, store);
     processes::start_sink(sink);
-    processes::wait_for(store).await;
-    processes::wait_for(sink).await;
+    for port in [store, sink, relay] {
+        processes::wait_for(port).await;
+    }
     let nginx_worker = processes::nginx_worker(nginx.pid());
+    let relay_worker = processes::nginx_worker(nginx_relay.pid());
 
     let small = configs::proxy(proxy_port, store, sink, 0);
     let large = configs::proxy(big_port, store, sink, integrations - 1)
@@ -285,6 +331,7 @@ async fn main() {
         proxied: format!("http://127.0.0.1:{proxy_port}/bench"),
         sink: format!("http://127.0.0.1:{sink}/bench-bucket"),
         proxied_sink: format!("http://127.0.0.1:{proxy_port}/sink"),
+        relay: format!("http://127.0.0.1:{relay}/bench-bucket"),
         objects,
         integrations,
     };
@@ -296,6 +343,9 @@ async fn main() {
     }
     if part("large") {
         bench.large_bodies().await;
+    }
+    if part("relay") {
+        bench.against_relay(relay_worker, &proxy).await;
     }
     if part("rss") {
         let streams = setting("BENCH_RSS_STREAMS", 64);
@@ -315,6 +365,6 @@ async fn main() {
     println!(
         "| RSS with {integrations} integrations: loaded / after one reload | {big_rss:.1} MiB | {big_rss_reloaded:.1} MiB | — |"
     );
-    drop((proxy, big, nginx));
+    drop((proxy, big, nginx, nginx_relay));
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -13,6 +13,17 @@ pub struct Killed(pub Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        // SIGTERM first: nginx's master then stops its worker, which a SIGKILL would orphan.
+        let terminated = Command::new("kill")
+            .arg(self.0.id().to_string())
+            .status()
+            .is_ok_and(|status| status.success());
+        for _ in 0..200 {
+            if !terminated || matches!(self.0.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -44,24 +55,47 @@ fn nginx_binary() -> PathBuf {
 /// nginx serving `root` as `/{bucket}/{key}`, one worker with room for the soak's thousands of
 /// connections.
 pub fn start_nginx(root: &Path, work: &Path, port: u16) -> Killed {
-    let config = format!(
-        "daemon off;\nworker_processes 1;\nworker_rlimit_nofile 16384;\npid {work}/nginx.pid;\n\
-         error_log {work}/nginx-error.log;\nevents {{ worker_connections 8192; }}\n\
-         http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 1000000;\n\
-           client_body_temp_path {work}/body;\n  proxy_temp_path {work}/proxy;\n  fastcgi_temp_path {work}/fastcgi;\n\
-           uwsgi_temp_path {work}/uwsgi;\n  scgi_temp_path {work}/scgi;\n\
-           client_max_body_size 0;\n\
-           server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n",
-        work = work.display(),
-        root = root.display(),
+    let server = format!(
+        "server {{ listen 127.0.0.1:{port}; root {root}; }}",
+        root = root.display()
     );
-    let config_path = work.join("nginx.conf");
+    nginx(work, "nginx", &server)
+}
+
+/// nginx as a reverse proxy in front of the store on `store`: it relays requests and bodies as
+/// the proxy does, with kept-alive store connections, but neither checks nor signs anything. What
+/// it costs is what relaying alone costs on this machine, a reference for the proxy's figures.
+pub fn start_nginx_relay(work: &Path, port: u16, store: u16) -> Killed {
+    let server = format!(
+        "upstream store {{ server 127.0.0.1:{store}; keepalive 128; }}\n  \
+         server {{ listen 127.0.0.1:{port};\n    location / {{ proxy_pass http://store;\n      \
+         proxy_http_version 1.1; proxy_set_header Connection \"\";\n      \
+         proxy_buffering off; proxy_request_buffering off;\n      \
+         proxy_buffer_size 256k; proxy_buffers 4 256k; proxy_busy_buffers_size 512k; }} }}"
+    );
+    nginx(work, "relay", &server)
+}
+
+/// An nginx with one worker and `server` in its `http` block, its files named `name` in `work`.
+fn nginx(work: &Path, name: &str, server: &str) -> Killed {
+    let files = work.join(name);
+    std::fs::create_dir_all(&files).unwrap();
+    let config = format!(
+        "daemon off;\nworker_processes 1;\nworker_rlimit_nofile 16384;\npid {files}/nginx.pid;\n\
+         error_log {files}/error.log;\nevents {{ worker_connections 8192; }}\n\
+         http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 1000000;\n\
+           client_body_temp_path {files}/body;\n  proxy_temp_path {files}/proxy;\n  fastcgi_temp_path {files}/fastcgi;\n\
+           uwsgi_temp_path {files}/uwsgi;\n  scgi_temp_path {files}/scgi;\n\
+           client_max_body_size 0;\n  {server}\n}}\n",
+        files = files.display(),
+    );
+    let config_path = files.join("nginx.conf");
     std::fs::write(&config_path, config).unwrap();
     let child = Command::new(nginx_binary())
         .arg("-c")
         .arg(&config_path)
         .arg("-e")
-        .arg(work.join("nginx-error.log"))
+        .arg(files.join("error.log"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
