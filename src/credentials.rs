@@ -374,10 +374,11 @@ impl CredentialCache {
         if let Some(reason) = self.recent_cold_failure(&key) {
             return Err(unavailable(reason));
         }
-        // Cold or expired: this request waits, and concurrent ones share the call.
+        // Cold or expired: this request waits, and concurrent ones share the call. The STS
+        // call's future is large and rare: boxed, it does not size every request's future.
         match self
             .fresh
-            .try_get_with(key.clone(), self.fetch_and_remember(&key))
+            .try_get_with(key.clone(), Box::pin(self.fetch_and_remember(&key)))
             .await
         {
             Ok(credentials) => Ok(credentials),

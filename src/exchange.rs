@@ -209,8 +209,8 @@ where
     B::Error: Into<BoxError>,
 {
     if operation.has_client_document() {
-        let (document, headers, payload) =
-            client_document(operation, client_body, &headers, integrations, integration).await?;
+        let document = client_document(operation, client_body, &headers, integrations, integration);
+        let (document, headers, payload) = Box::pin(document).await?;
         return Ok((body::full(document), headers, payload));
     }
     if !operation.has_body() {

@@ -34,7 +34,8 @@ impl Regions {
         let region = match known {
             Some(region) => region,
             None => {
-                let region = discover(state, &target).await?;
+                // Boxed: discovery is rare, and its future would size every request's.
+                let region = Box::pin(discover(state, &target)).await?;
                 tracing::info!(integration = %target.integration.name, bucket = %target.bucket,
                     %region, "discovered the bucket's region");
                 if let Ok(mut known) = self.known.lock() {

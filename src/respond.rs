@@ -41,10 +41,11 @@ pub async fn answer(
             && status != http::StatusCode::NOT_MODIFIED
             && answered.route.operation != Operation::HeadObject;
     if is_error {
-        return upstream_error(state, answered, request_id, seen).await;
+        // Boxed, as the error path's future (it may fetch credentials again) is large.
+        return Box::pin(upstream_error(state, answered, request_id, seen)).await;
     }
     if status.is_success() && answers_with_document(answered.route.operation) {
-        return rewrite_document(answered, request_id).await;
+        return Box::pin(rewrite_document(answered, request_id)).await;
     }
     Ok(answered.response)
 }
