@@ -197,15 +197,7 @@ pub fn signature(
 /// request's hash.
 pub fn string_to_sign(time_text: &str, scope: &str, canonical_request: &str) -> String {
     let hash = hex::encode(Sha256::digest(canonical_request.as_bytes()));
-    let mut out =
-        String::with_capacity(ALGORITHM.len() + time_text.len() + scope.len() + hash.len() + 3);
-    for (at, part) in [ALGORITHM, time_text, scope, &hash].into_iter().enumerate() {
-        if at > 0 {
-            out.push('\n');
-        }
-        out.push_str(part);
-    }
-    out
+    [ALGORITHM, time_text, scope, &hash].join("\n")
 }
 
 /// Compares without stopping at the first difference, so timing tells nothing.
