@@ -22,7 +22,9 @@ use crate::front_door::{Authentication, Caller, Verified};
 use crate::integration::Target;
 use crate::limits::{CallerKey, RateLimiter};
 use crate::metrics::Metrics;
-use crate::route::{Operation, Route, route};
+use crate::route::{Operation, Route, route_parsed};
+use crate::sigv2::SignedRequest;
+use crate::sigv4::parse_query;
 use crate::state::State;
 
 /// A request the proxy will send on: what it asks, who asks, and where it goes.
@@ -62,7 +64,9 @@ pub fn admit<B>(
     seen: &mut Seen,
 ) -> Result<Admission<B>, Error> {
     check_shape(state, &request)?;
-    let (mut route, virtual_bucket) = route_request(state, &request)?;
+    // One parse of the query, for the route and the front door alike.
+    let query = parse_query(request.uri().query().unwrap_or(""))?;
+    let (mut route, virtual_bucket) = route_request(state, &request, &query)?;
     seen.bucket = Some(route.name.clone());
     seen.cors_for = state.integrations.integration(&route.name).cloned();
     if route.operation == Operation::Preflight {
@@ -77,13 +81,14 @@ pub fn admit<B>(
         return Ok(Admission::Form(Box::new((route, request))));
     }
 
-    let verified = state.clients.identify(
-        request.method(),
-        request.uri(),
-        request.headers(),
-        SystemTime::now(),
-        virtual_bucket.as_deref(),
-    )?;
+    let signed = SignedRequest {
+        method: request.method(),
+        uri: request.uri(),
+        headers: request.headers(),
+        query: &query,
+        virtual_bucket: virtual_bucket.as_deref(),
+    };
+    let verified = state.clients.identify_parsed(&signed, SystemTime::now())?;
     if !verified.vouches_for_headers() {
         // Nobody vouches for an anonymous or policy caller's `x-amz-*` headers: none goes
         // further.
@@ -152,6 +157,7 @@ pub(crate) fn check_grant(
 pub(crate) fn route_request<B>(
     state: &State,
     request: &Request<B>,
+    query: &[(String, String)],
 ) -> Result<(Route, Option<String>), Error> {
     let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
         request
@@ -160,11 +166,11 @@ pub(crate) fn route_request<B>(
             .and_then(|h| h.to_str().ok())
     });
     let base_domain = state.config.server.base_domain.as_deref();
-    let route = route(
+    let route = route_parsed(
         request.method(),
         host,
         request.uri().path(),
-        request.uri().query(),
+        query,
         base_domain,
     )?;
     Ok((route, crate::route::name_from_host(host, base_domain)))

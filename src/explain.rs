@@ -190,7 +190,9 @@ fn request_phase(
         explanation.refuse("shape", &error);
         return None;
     }
-    let (route, virtual_bucket) = match crate::admit::route_request(state, &request) {
+    let query = crate::sigv4::parse_query(request.uri().query().unwrap_or(""));
+    let routed = query.and_then(|query| crate::admit::route_request(state, &request, &query));
+    let (route, virtual_bucket) = match routed {
         Ok(found) => found,
         Err(error) => {
             explanation.refuse("route", &error);

@@ -20,6 +20,7 @@ use crate::config::{Access, ClientConfig, Secret};
 use crate::error::Error;
 mod policies;
 
+use crate::sigv2::SignedRequest;
 use crate::sigv4::{
     ALGORITHM, MAX_CLOCK_SKEW, MAX_PRESIGNED_EXPIRY, constant_time_eq, parse_amz_date, parse_query,
     signature, signing_key,
@@ -216,13 +217,36 @@ impl Clients {
         virtual_bucket: Option<&str>,
     ) -> Result<Verified, Error> {
         let query = parse_query(uri.query().unwrap_or(""))?;
+        let request = SignedRequest {
+            method,
+            uri,
+            headers,
+            query: &query,
+            virtual_bucket,
+        };
+        self.identify_parsed(&request, now)
+    }
+
+    /// [`Clients::identify`] with the request's query already parsed ([`parse_query`]).
+    pub fn identify_parsed(
+        &self,
+        request: &SignedRequest<'_>,
+        now: SystemTime,
+    ) -> Result<Verified, Error> {
+        let &SignedRequest {
+            method,
+            uri,
+            headers,
+            query,
+            ..
+        } = request;
         let presigned = query.iter().any(|(name, _)| name.starts_with("X-Amz-"));
         let authorization = headers.get(header::AUTHORIZATION);
-        let sigv2 = crate::sigv2::form(headers, &query);
-        let policy_in_query = crate::policy::in_query(&query)?;
+        let sigv2 = crate::sigv2::form(headers, query);
+        let policy_in_query = crate::policy::in_query(query)?;
         let mechanisms = usize::from(authorization.is_some())
             + usize::from(presigned)
-            + usize::from(crate::sigv2::in_query(&query))
+            + usize::from(crate::sigv2::in_query(query))
             + usize::from(policy_in_query.is_some());
         if mechanisms > 1 {
             return Err(Error::InvalidArgument {
@@ -233,14 +257,7 @@ impl Clients {
             });
         }
         if let Some(form) = sigv2 {
-            let request = crate::sigv2::SignedRequest {
-                method,
-                uri,
-                headers,
-                query: &query,
-                virtual_bucket,
-            };
-            return self.identify_v2(form, &request, now);
+            return self.identify_v2(form, request, now);
         }
         let (signed, authentication) = match (authorization, presigned) {
             // Cookies are sent with every request to their path, so they count only when the
@@ -260,14 +277,14 @@ impl Clients {
                     Authentication::Header,
                 )
             }
-            (None, true) => (from_query(&query, now)?, Authentication::Presigned),
+            (None, true) => (from_query(query, now)?, Authentication::Presigned),
         };
         check_amz_headers_signed(headers, &signed.signed_headers)?;
         let client = self
             .by_key
             .get(&signed.access_key_id)
             .ok_or(Error::InvalidAccessKeyId)?;
-        let canonical = claimed_canonical_request(&signed, method, uri, &query, headers)?;
+        let canonical = claimed_canonical_request(&signed, method, uri, query, headers)?;
         let signing_key = client.signing_key(&signed.scope);
         let expected = signature(&signing_key, &signed.time_text, &signed.scope, &canonical);
         if !constant_time_eq(expected.as_bytes(), signed.signature.as_bytes()) {
@@ -342,7 +359,7 @@ impl Clients {
     fn identify_v2(
         &self,
         form: crate::sigv2::Form,
-        request: &crate::sigv2::SignedRequest<'_>,
+        request: &SignedRequest<'_>,
         now: SystemTime,
     ) -> Result<Verified, Error> {
         if !self.sigv2 {

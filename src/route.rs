@@ -247,6 +247,19 @@ pub fn route(
     query: Option<&str>,
     base_domain: Option<&str>,
 ) -> Result<Route, Error> {
+    let pairs = parse_query(query.unwrap_or(""))?;
+    route_parsed(method, host, path, &pairs, base_domain)
+}
+
+/// [`route`] over a query already split and decoded by [`parse_query`]: the request phase
+/// parses it once, for the route and the front door alike.
+pub fn route_parsed(
+    method: &Method,
+    host: Option<&str>,
+    path: &str,
+    pairs: &[(String, String)],
+    base_domain: Option<&str>,
+) -> Result<Route, Error> {
     let (name, raw_key) = match name_from_host(host, base_domain) {
         Some(name) => (name, path.strip_prefix('/').unwrap_or(path)),
         None => {
@@ -262,7 +275,6 @@ pub fn route(
             (decode_bucket_name(raw_name)?, raw_key)
         }
     };
-    let pairs = parse_query(query.unwrap_or(""))?;
     if let Some((name, _)) = pairs
         .iter()
         .find(|(n, _)| UNSERVED_SUBRESOURCES.contains(&n.as_str()))
@@ -276,9 +288,9 @@ pub fn route(
         // A preflight may be for any path of a bucket, its listing included.
         Operation::Preflight
     } else if raw_key.is_empty() {
-        bucket_operation(method, &pairs)?
+        bucket_operation(method, pairs)?
     } else {
-        object_operation(method, &pairs)?
+        object_operation(method, pairs)?
     };
 
     let key = percent_decode(raw_key)?;
@@ -448,19 +460,19 @@ pub fn check_key(key: &str, allow_unusual: bool) -> Result<(), Error> {
 /// Keeps the operation's own parameters (once each) and drops the rest: cache busters like
 /// `?v=3`, and any `X-Amz-*` signing parameters, which are never forwarded.
 fn forwarded_query(
-    pairs: Vec<(String, String)>,
+    pairs: &[(String, String)],
     operation: Operation,
 ) -> Result<Vec<(String, String)>, Error> {
     let allowed = operation.query_parameters();
     let mut kept: Vec<(String, String)> = Vec::new();
     for (name, value) in pairs {
         if allowed.contains(&name.as_str()) {
-            if kept.iter().any(|(seen, _)| *seen == name) {
+            if kept.iter().any(|(seen, _)| seen == name) {
                 return Err(Error::InvalidRequest {
                     reason: format!("The query parameter `{name}` is given twice"),
                 });
             }
-            kept.push((name, value));
+            kept.push((name.clone(), value.clone()));
         }
     }
     kept.sort();

@@ -373,7 +373,12 @@ fn canonical_request<B>(
 ) -> Result<(String, String), Error> {
     let uri = request.uri();
     let pairs = form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
-        .map(|(name, value)| (encode_query(&name), encode_query(&value)))
+        .map(|(name, value)| {
+            (
+                encode_query(&name).into_owned(),
+                encode_query(&value).into_owned(),
+            )
+        })
         .collect();
     let mut out =
         crate::sigv4::start_canonical_request(request.method().as_str(), uri.path(), pairs);

@@ -39,17 +39,19 @@ pub fn encode_path(bytes: &[u8]) -> String {
 }
 
 /// A query name or value, canonical: every byte but `A-Z a-z 0-9 - _ . ~` as `%XX`.
-pub fn encode_query(text: &str) -> String {
+///
+/// Borrowed when nothing needs encoding, as most names and values of a signed query.
+pub fn encode_query(text: &str) -> Cow<'_, str> {
     // Through `Cow`, not `Display`: the formatter's per-piece calls cost more than the encoding.
-    Cow::from(utf8_percent_encode(text, QUERY)).into_owned()
+    Cow::from(utf8_percent_encode(text, QUERY))
 }
 
 /// The start of a canonical request: the method, the canonical path and the query, its
 /// `(name, value)` pairs encoded ([`encode_query`]) and sorted, each line ended.
-pub fn start_canonical_request(
+pub fn start_canonical_request<S: AsRef<str> + Ord>(
     method: &str,
     path: &str,
-    mut pairs: Vec<(String, String)>,
+    mut pairs: Vec<(S, S)>,
 ) -> String {
     pairs.sort_unstable();
     let mut out = String::with_capacity(512 + path.len());
@@ -61,9 +63,9 @@ pub fn start_canonical_request(
         if at > 0 {
             out.push('&');
         }
-        out.push_str(name);
+        out.push_str(name.as_ref());
         out.push('=');
-        out.push_str(value);
+        out.push_str(value.as_ref());
     }
     out.push('\n');
     out
@@ -102,19 +104,18 @@ pub fn percent_decode(raw: &str) -> Result<String, Error> {
     if !bytes.contains(&b'%') {
         return Ok(raw.to_owned());
     }
+    let stray = || Error::InvalidKey {
+        reason: "a `%` must start a %XX escape".to_string(),
+    };
+    // Every piece after a `%` starts with the escape's two hex digits; the text between
+    // escapes is copied in one go.
+    let mut pieces = bytes.split(|&byte| byte == b'%');
     let mut decoded = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while let Some(&byte) = bytes.get(at) {
-        if byte == b'%' {
-            let escaped = bytes.get(at + 1..at + 3).and_then(hex_byte);
-            decoded.push(escaped.ok_or_else(|| Error::InvalidKey {
-                reason: "a `%` must start a %XX escape".to_string(),
-            })?);
-            at += 3;
-        } else {
-            decoded.push(byte);
-            at += 1;
-        }
+    decoded.extend_from_slice(pieces.next().unwrap_or_default());
+    for piece in pieces {
+        let (digits, rest) = piece.split_at_checked(2).ok_or_else(stray)?;
+        decoded.push(hex_byte(digits).ok_or_else(stray)?);
+        decoded.extend_from_slice(rest);
     }
     String::from_utf8(decoded).map_err(|_| Error::InvalidKey {
         reason: "keys must be UTF-8 once percent-decoded".to_string(),
