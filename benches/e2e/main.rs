@@ -21,6 +21,7 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly
 
+mod bare;
 mod configs;
 mod load;
 mod processes;
@@ -246,6 +247,46 @@ impl Bench {
         }
     }
 
+    /// CPU per small GET of the nginx relay, the two bare hyper relays ([`bare`]) and the
+    /// proxy, interleaved: what relaying costs with the proxy's parts, before its own work.
+    async fn against_bare(&self, relay_worker: u32, proxy: &Killed, store: u16) {
+        let relays = ["pooled", "paired"].map(|kind| {
+            let port = processes::free_port();
+            (kind, port, bare::start(kind, port, store))
+        });
+        for (_, port, _) in &relays {
+            processes::wait_for(*port).await;
+        }
+        let client = load::http_client(self.connections);
+        let (n, c) = (self.requests, self.connections);
+        let nginx = small_urls(&self.relay, self.objects);
+        let proxied = small_urls(&self.proxied, self.objects);
+        let mut rows = relays.each_ref().map(|(kind, port, relay)| {
+            let urls = small_urls(
+                &format!("http://127.0.0.1:{port}/bench-bucket"),
+                self.objects,
+            );
+            let name = format!("CPU per 1 KiB GET, nginx relay / hyper relay ({kind})");
+            (relay.pid(), urls, Row::new(name, "µs"))
+        });
+        let mut own = Row::new("CPU per 1 KiB GET, nginx relay / proxy", "µs");
+        for _ in 0..self.rounds {
+            let (_, spent) = small_run(&client, &nginx, n, c, relay_worker).await;
+            own.baseline.push(spent);
+            for (pid, urls, row) in &mut rows {
+                row.baseline.push(spent);
+                row.proxied
+                    .push(small_run(&client, urls, n, c, *pid).await.1);
+            }
+            own.proxied
+                .push(small_run(&client, &proxied, n, c, proxy.pid()).await.1);
+        }
+        for (_, _, row) in &rows {
+            row.print();
+        }
+        own.print();
+    }
+
     async fn large_bodies(&self) {
         let client = load::http_client(8);
         let (direct, proxied) = (
@@ -292,11 +333,20 @@ async fn peak_rss_under_downloads(proxy: &Killed, proxied: &str, streams: usize)
     processes::peak_rss_mib(proxy.pid())
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` and test harness probes
     }
+    bare::serve_if_asked();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(bench());
+}
+
+async fn bench() {
     let large_mib = setting("BENCH_LARGE_MIB", 1024);
     let objects = setting("BENCH_SMALL_OBJECTS", 1000);
     let integrations = setting("BENCH_INTEGRATIONS", 10_000);
@@ -360,6 +410,9 @@ async fn main() {
     }
     if part("relay") {
         bench.against_relay(relay_worker, &proxy).await;
+    }
+    if part("bare") {
+        bench.against_bare(relay_worker, &proxy, store).await;
     }
     if part("rss") {
         let streams = setting("BENCH_RSS_STREAMS", 64);
