@@ -190,16 +190,15 @@ impl Body for Paired {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<bytes::Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        if let Some(upstream) = &mut this.upstream {
-            if !upstream.drive(cx) {
-                this.upstream = None;
-            }
+        if let Some(upstream) = &mut this.upstream
+            && !upstream.drive(cx)
+        {
+            this.upstream = None;
         }
         let frame = Pin::new(&mut this.body).poll_frame(cx);
-        if matches!(frame, Poll::Ready(None)) || this.body.is_end_stream() {
-            if let Some(upstream) = this.upstream.take() {
-                *this.slot.lock().unwrap() = Some(upstream);
-            }
+        let ended = matches!(frame, Poll::Ready(None)) || this.body.is_end_stream();
+        if ended && this.upstream.is_some() {
+            *this.slot.lock().unwrap() = this.upstream.take();
         }
         frame
     }
