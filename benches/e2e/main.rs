@@ -249,7 +249,10 @@ impl Bench {
 
     /// CPU per small GET of the nginx relay, the two bare hyper relays ([`bare`]) and the
     /// proxy, interleaved: what relaying costs with the proxy's parts, before its own work.
-    async fn against_bare(&self, relay_worker: u32, proxy: &Killed, store: u16) {
+    ///
+    /// With `BENCH_PROXY_B` set to another build of the proxy, that build runs in the same
+    /// rounds too, and a row compares the two: an A/B in one run, against the same noise.
+    async fn against_bare(&self, relay_worker: u32, proxy: &Killed, (store, sink): (u16, u16)) {
         let relays = ["pooled", "paired"].map(|kind| {
             let port = processes::free_port();
             (kind, port, bare::start(kind, port, store))
@@ -257,6 +260,25 @@ impl Bench {
         for (_, port, _) in &relays {
             processes::wait_for(*port).await;
         }
+        let other = std::env::var_os("BENCH_PROXY_B").map(|binary| {
+            let port = processes::free_port();
+            let config = configs::proxy(port, store, sink, 0);
+            let work = std::env::temp_dir().join(format!("s3sp-bench-{}", std::process::id()));
+            let started =
+                processes::start_proxy_build(&work, "b", &config, load::CLIENT_SECRET, &binary);
+            (port, started)
+        });
+        if let Some((port, _)) = &other {
+            processes::wait_for(*port).await;
+        }
+        let mut versus = other.as_ref().map(|(port, b)| {
+            let urls = small_urls(&format!("http://127.0.0.1:{port}/bench"), self.objects);
+            (
+                b.pid(),
+                urls,
+                Row::new("CPU per 1 KiB GET, proxy B / proxy", "µs"),
+            )
+        });
         let client = load::http_client(self.connections);
         let (n, c) = (self.requests, self.connections);
         let nginx = small_urls(&self.relay, self.objects);
@@ -278,13 +300,21 @@ impl Bench {
                 row.proxied
                     .push(small_run(&client, urls, n, c, *pid).await.1);
             }
-            own.proxied
-                .push(small_run(&client, &proxied, n, c, proxy.pid()).await.1);
+            let spent = small_run(&client, &proxied, n, c, proxy.pid()).await.1;
+            own.proxied.push(spent);
+            if let Some((pid, urls, row)) = &mut versus {
+                row.proxied.push(spent);
+                row.baseline
+                    .push(small_run(&client, urls, n, c, *pid).await.1);
+            }
         }
         for (_, _, row) in &rows {
             row.print();
         }
         own.print();
+        if let Some((_, _, row)) = &versus {
+            row.print();
+        }
     }
 
     async fn large_bodies(&self) {
@@ -412,7 +442,9 @@ async fn bench() {
         bench.against_relay(relay_worker, &proxy).await;
     }
     if part("bare") {
-        bench.against_bare(relay_worker, &proxy, store).await;
+        bench
+            .against_bare(relay_worker, &proxy, (store, sink))
+            .await;
     }
     if part("rss") {
         let streams = setting("BENCH_RSS_STREAMS", 64);

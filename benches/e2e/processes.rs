@@ -162,12 +162,23 @@ pub fn start_sink(port: u16) {
 
 /// The proxy serving `config`, with its stderr in `work/{name}.log`.
 pub fn start_proxy(work: &Path, name: &str, config: &str, client_secret: &str) -> Killed {
-    let config_path = work.join(format!("{name}.toml"));
-    std::fs::write(&config_path, config).unwrap();
-    let log = std::fs::File::create(work.join(format!("{name}.log"))).unwrap();
     // `BENCH_PROXY` runs another build, to compare two against the same baseline.
     let binary = std::env::var_os("BENCH_PROXY")
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_s3-signing-proxy").into());
+    start_proxy_build(work, name, config, client_secret, &binary)
+}
+
+/// [`start_proxy`] with the proxy binary at `binary`.
+pub fn start_proxy_build(
+    work: &Path,
+    name: &str,
+    config: &str,
+    client_secret: &str,
+    binary: &std::ffi::OsStr,
+) -> Killed {
+    let config_path = work.join(format!("{name}.toml"));
+    std::fs::write(&config_path, config).unwrap();
+    let log = std::fs::File::create(work.join(format!("{name}.log"))).unwrap();
     let child = Command::new(binary)
         .args(["serve", "--config"])
         .arg(&config_path)
