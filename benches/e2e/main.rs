@@ -7,14 +7,17 @@
 //! signatures, which is fine for a speed figure). Uploads go to a sink that reads and discards.
 //! A second proxy serves 10,000 integrations and 2,000 clients, to show what a large config
 //! costs. A second nginx relays to the store, neither checking nor signing: the proxy against it
-//! shows what the proxy adds to what relaying alone costs on this machine. `scripts/bench`
+//! shows what the proxy adds to what relaying alone costs on this machine, and two bare hyper
+//! relays ([`bare`]) what relaying costs with the proxy's own parts. `scripts/bench`
 //! installs nginx and runs this.
 //!
 //! Environment: `BENCH_LARGE_MIB` (default 1024), `BENCH_ROUNDS` (5), `BENCH_SMALL_OBJECTS`
 //! (1000), `BENCH_SMALL_REQUESTS` (40000), `BENCH_CONNECTIONS` (64), `BENCH_INTEGRATIONS`
 //! (10000), `BENCH_CLIENTS` (2000), `BENCH_RSS_STREAMS` (64), `BENCH_BODY_BUFFER` (the proxy's
-//! `body_buffer_bytes`). `BENCH_PROXY` runs another build of the proxy than this tree's;
-//! `BENCH_ONLY` (`small`, `large`, `relay` or `rss`, comma-separated) runs only those parts, and
+//! `body_buffer_bytes`). `BENCH_PROXY` runs another build of the proxy than this tree's, and
+//! `BENCH_PROXY_B` a second build beside it in the `bare` rounds, for an A/B in one run;
+//! `BENCH_ONLY` (`small`, `large`, `relay`, `bare` or `rss`, comma-separated) runs only those
+//! parts, and
 //! `BENCH_PROFILE` (`anonymous` or `presigned`) only proxied small GETs of that kind, round
 //! after round, to profile one of them.
 // Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
