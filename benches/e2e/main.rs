@@ -62,6 +62,23 @@ impl Row {
         }
     }
 
+    /// As [`Row::print`], with the median of the rounds' own ratios as well: each round runs
+    /// the two back to back, so that median shrugs off drift between rounds.
+    fn print_paired(&self) {
+        let ratios: Vec<f64> = self
+            .proxied
+            .iter()
+            .zip(&self.baseline)
+            .map(|(proxied, baseline)| proxied / baseline)
+            .collect();
+        self.print();
+        println!(
+            "| {}, median of per-round ratios | — | — | {:.3} |",
+            self.name,
+            median(&ratios)
+        );
+    }
+
     fn print(&self) {
         let (baseline, proxied) = (median(&self.baseline), median(&self.proxied));
         println!(
@@ -303,12 +320,21 @@ impl Bench {
                 row.proxied
                     .push(small_run(&client, urls, n, c, *pid).await.1);
             }
+            // Build B goes before the proxy in odd rounds, after it in even ones.
+            let b_first = own.proxied.len() % 2 == 1;
+            let mut b_spent = None;
+            if let Some((pid, urls, _)) = versus.as_ref().filter(|_| b_first) {
+                b_spent = Some(small_run(&client, urls, n, c, *pid).await.1);
+            }
             let spent = small_run(&client, &proxied, n, c, proxy.pid()).await.1;
             own.proxied.push(spent);
             if let Some((pid, urls, row)) = &mut versus {
+                let b_spent = match b_spent {
+                    Some(b_spent) => b_spent,
+                    None => small_run(&client, urls, n, c, *pid).await.1,
+                };
                 row.proxied.push(spent);
-                row.baseline
-                    .push(small_run(&client, urls, n, c, *pid).await.1);
+                row.baseline.push(b_spent);
             }
         }
         for (_, _, row) in &rows {
@@ -316,7 +342,7 @@ impl Bench {
         }
         own.print();
         if let Some((_, _, row)) = &versus {
-            row.print();
+            row.print_paired();
         }
     }
 
