@@ -3,6 +3,8 @@
 //! with the proxy's origin, and upstream error documents that echo signing material or the real
 //! bucket and prefix.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
@@ -204,13 +206,23 @@ pub fn is_active_type(content_type: &str) -> bool {
 
 /// The whole `Content-Type` field as a browser sees it: every value, joined by `, `. `None`
 /// when there is none.
-fn content_type_field(headers: &HeaderMap) -> Option<String> {
-    let values: Vec<String> = headers
-        .get_all(header::CONTENT_TYPE)
-        .iter()
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+fn content_type_field(headers: &HeaderMap) -> Option<Cow<'_, str>> {
+    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
+    let first = String::from_utf8_lossy(values.next()?.as_bytes());
+    let rest: Vec<Cow<'_, str>> = values
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
         .collect();
-    (!values.is_empty()).then(|| values.join(", "))
+    if rest.is_empty() {
+        // The usual case, one value: borrowed as it is.
+        return Some(first);
+    }
+    Some(Cow::Owned(
+        [first]
+            .into_iter()
+            .chain(rest)
+            .collect::<Vec<_>>()
+            .join(", "),
+    ))
 }
 
 /// Refuses a `response-content-type` override to an active type on a browser-reachable

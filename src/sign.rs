@@ -118,29 +118,37 @@ impl Payload {
 pub fn upstream_uri(target: &Target, query: &[(String, String)]) -> Result<Uri, Error> {
     let integration = &target.integration;
     let key = encode_key(&target.key);
-    let (scheme, authority, path) = match (&integration.endpoint, integration.addressing) {
-        (None, Addressing::VirtualHost) => (
-            Scheme::Https,
-            format!("{}.s3.{}.amazonaws.com", target.bucket, integration.region),
-            format!("/{key}"),
-        ),
-        (None, Addressing::Path) => (
-            Scheme::Https,
-            format!("s3.{}.amazonaws.com", integration.region),
-            bucket_path(&target.bucket, &key),
-        ),
-        (Some(endpoint), Addressing::VirtualHost) => (
-            endpoint.scheme,
-            format!("{}.{}", target.bucket, endpoint.authority()),
-            format!("/{key}"),
-        ),
-        (Some(endpoint), Addressing::Path) => (
-            endpoint.scheme,
-            endpoint.authority(),
-            bucket_path(&target.bucket, &key),
-        ),
-    };
-    let mut uri = format!("{}://{authority}{path}", scheme.as_str());
+    let scheme = integration
+        .endpoint
+        .as_ref()
+        .map_or(Scheme::Https, |e| e.scheme);
+    let virtual_host = integration.addressing == Addressing::VirtualHost;
+    // Written piece by piece into one buffer: this runs for every request.
+    let mut uri = String::with_capacity(96 + target.bucket.len() + key.len());
+    uri.push_str(scheme.as_str());
+    uri.push_str("://");
+    if virtual_host {
+        uri.push_str(&target.bucket);
+        uri.push('.');
+    }
+    match &integration.endpoint {
+        None => {
+            uri.push_str("s3.");
+            uri.push_str(integration.region.as_str());
+            uri.push_str(".amazonaws.com");
+        }
+        Some(endpoint) => endpoint.push_authority(&mut uri),
+    }
+    // Virtual-host style: `/{key}`. Path style: `/{bucket}/{key}`, or `/{bucket}` for a
+    // bucket-level request (no key).
+    if !virtual_host {
+        uri.push('/');
+        uri.push_str(&target.bucket);
+    }
+    if virtual_host || !key.is_empty() {
+        uri.push('/');
+        uri.push_str(&key);
+    }
     for (index, (name, value)) in query.iter().enumerate() {
         uri.push(if index == 0 { '?' } else { '&' });
         uri.push_str(&encode_query(name));
@@ -150,15 +158,6 @@ pub fn upstream_uri(target: &Target, query: &[(String, String)]) -> Result<Uri, 
     uri.parse().map_err(|error| Error::Internal {
         detail: format!("the upstream URL did not parse: {error}"),
     })
-}
-
-/// `/{bucket}/{key}`, or `/{bucket}` for a bucket-level request (no key).
-fn bucket_path(bucket: &str, encoded_key: &str) -> String {
-    if encoded_key.is_empty() {
-        format!("/{bucket}")
-    } else {
-        format!("/{bucket}/{encoded_key}")
-    }
 }
 
 /// What goes upstream besides the URL: the client's headers (filtered here), headers the proxy
@@ -303,11 +302,18 @@ fn sign_in_headers<B>(
     let (canonical, signed_headers) = canonical_request(request, payload_hash)?;
     let key = crate::sigv4::cached_signing_key(credentials.secret_access_key(), &scope);
     let signature = crate::sigv4::signature(&key, &date_time, &scope, &canonical);
-    let authorization = format!(
-        "{} Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
+    let authorization = [
         crate::sigv4::ALGORITHM,
-        credentials.access_key_id()
-    );
+        " Credential=",
+        credentials.access_key_id(),
+        "/",
+        &scope,
+        ", SignedHeaders=",
+        &signed_headers,
+        ", Signature=",
+        &signature,
+    ]
+    .concat();
     let headers = request.headers_mut();
     headers.insert(header::AUTHORIZATION, header_value(&authorization)?);
     for value in headers.values_mut() {
@@ -341,7 +347,7 @@ pub(crate) fn signing_view<B>(
 /// The credential scope of an S3 signature made at `date_time` (`YYYYMMDDTHHMMSSZ`) in `region`.
 fn s3_scope(date_time: &str, region: &str) -> String {
     let day = date_time.get(..8).unwrap_or_default();
-    format!("{day}/{region}/s3/aws4_request")
+    [day, "/", region, "/s3/aws4_request"].concat()
 }
 
 fn header_value(text: &str) -> Result<HeaderValue, Error> {

@@ -394,9 +394,17 @@ pub struct Endpoint {
 impl Endpoint {
     /// `host[:port]`, as it goes in the `Host` header.
     pub fn authority(&self) -> String {
-        match self.port {
-            Some(port) => format!("{}:{port}", self.host),
-            None => self.host.clone(),
+        let mut authority = String::with_capacity(self.host.len() + 6);
+        self.push_authority(&mut authority);
+        authority
+    }
+
+    /// Appends `host[:port]` to `out`.
+    pub fn push_authority(&self, out: &mut String) {
+        out.push_str(&self.host);
+        if let Some(port) = self.port {
+            out.push(':');
+            out.push_str(itoa::Buffer::new().format(port));
         }
     }
 
@@ -486,12 +494,19 @@ impl Region {
     }
 }
 
+impl Region {
+    /// As the config spells it: the name, or `auto`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Region::Named(name) => name,
+            Region::Auto => "auto",
+        }
+    }
+}
+
 impl fmt::Display for Region {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Region::Named(name) => f.write_str(name),
-            Region::Auto => f.write_str("auto"),
-        }
+        f.write_str(self.as_str())
     }
 }
 
