@@ -64,9 +64,11 @@ pub fn admit<B>(
     seen: &mut Seen,
 ) -> Result<Admission<B>, Error> {
     check_shape(state, &request)?;
-    // One parse of the query, for the route and the front door alike.
-    let query = parse_query(request.uri().query().unwrap_or(""))?;
-    let (mut route, virtual_bucket) = route_request(state, &request, &query)?;
+    let Routed {
+        mut route,
+        virtual_bucket,
+        query,
+    } = route_request(state, &request)?;
     seen.bucket = Some(route.name.clone());
     seen.cors_for = state.integrations.integration(&route.name).cloned();
     if route.operation == Operation::Preflight {
@@ -152,13 +154,18 @@ pub(crate) fn check_grant(
     }
 }
 
-/// The route, from the absolute-form authority or `Host`, and the bucket a virtual-host
-/// request names (which SigV2 signs).
-pub(crate) fn route_request<B>(
-    state: &State,
-    request: &Request<B>,
-    query: &[(String, String)],
-) -> Result<(Route, Option<String>), Error> {
+/// What routing a request found.
+pub(crate) struct Routed {
+    /// From the absolute-form authority or `Host`, the path and the query.
+    pub route: Route,
+    /// The bucket a virtual-host request names (which SigV2 signs).
+    pub virtual_bucket: Option<String>,
+    /// The query, parsed once for the route and the front door alike.
+    pub query: Vec<(String, String)>,
+}
+
+pub(crate) fn route_request<B>(state: &State, request: &Request<B>) -> Result<Routed, Error> {
+    let query = parse_query(request.uri().query().unwrap_or(""))?;
     let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
         request
             .headers()
@@ -170,10 +177,14 @@ pub(crate) fn route_request<B>(
         request.method(),
         host,
         request.uri().path(),
-        query,
+        &query,
         base_domain,
     )?;
-    Ok((route, crate::route::name_from_host(host, base_domain)))
+    Ok(Routed {
+        route,
+        virtual_bucket: crate::route::name_from_host(host, base_domain),
+        query,
+    })
 }
 
 /// ListBuckets, and CreateBucket of a name no integration knows: answered before any

@@ -190,10 +190,8 @@ fn request_phase(
         explanation.refuse("shape", &error);
         return None;
     }
-    let query = crate::sigv4::parse_query(request.uri().query().unwrap_or(""));
-    let routed = query.and_then(|query| crate::admit::route_request(state, &request, &query));
-    let (route, virtual_bucket) = match routed {
-        Ok(found) => found,
+    let (route, virtual_bucket) = match crate::admit::route_request(state, &request) {
+        Ok(routed) => (routed.route, routed.virtual_bucket),
         Err(error) => {
             explanation.refuse("route", &error);
             return None;

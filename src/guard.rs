@@ -207,22 +207,18 @@ pub fn is_active_type(content_type: &str) -> bool {
 /// The whole `Content-Type` field as a browser sees it: every value, joined by `, `. `None`
 /// when there is none.
 fn content_type_field(headers: &HeaderMap) -> Option<Cow<'_, str>> {
-    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
-    let first = String::from_utf8_lossy(values.next()?.as_bytes());
-    let rest: Vec<Cow<'_, str>> = values
-        .map(|v| String::from_utf8_lossy(v.as_bytes()))
-        .collect();
-    if rest.is_empty() {
-        // The usual case, one value: borrowed as it is.
-        return Some(first);
+    let mut values = headers
+        .get_all(header::CONTENT_TYPE)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
+    // One value, the usual case, stays borrowed; a second one makes the field owned.
+    let mut field = values.next()?;
+    for value in values {
+        let joined = field.to_mut();
+        joined.push_str(", ");
+        joined.push_str(&value);
     }
-    Some(Cow::Owned(
-        [first]
-            .into_iter()
-            .chain(rest)
-            .collect::<Vec<_>>()
-            .join(", "),
-    ))
+    Some(field)
 }
 
 /// Refuses a `response-content-type` override to an active type on a browser-reachable
@@ -436,6 +432,22 @@ mod tests {
             let refused = shape(version, uri, hosts);
             assert!(refused.is_err(), "{version:?} {uri} {hosts:?}");
         }
+    }
+
+    #[test]
+    fn every_content_type_value_counts() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(content_type_field(&headers), None);
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let one = content_type_field(&headers).expect("one value");
+        assert!(matches!(one, Cow::Borrowed("text/plain")), "{one:?}");
+        assert!(!is_active_type(&one));
+        // Later header lines are part of the field a browser reads: here they make it HTML.
+        headers.append(header::CONTENT_TYPE, HeaderValue::from_static("x/y"));
+        headers.append(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        let field = content_type_field(&headers).expect("three values");
+        assert_eq!(field, "text/plain, x/y, text/html");
+        assert!(is_active_type(&field));
     }
 
     #[test]

@@ -157,6 +157,8 @@ struct Bench {
     relay: String,
     objects: usize,
     integrations: usize,
+    /// The run's temp dir: the store's files, configs and logs.
+    work: std::path::PathBuf,
 }
 
 impl Bench {
@@ -280,17 +282,7 @@ impl Bench {
         for (_, port, _) in &relays {
             processes::wait_for(*port).await;
         }
-        let other = std::env::var_os("BENCH_PROXY_B").map(|binary| {
-            let port = processes::free_port();
-            let config = configs::proxy(port, store, sink, 0);
-            let work = std::env::temp_dir().join(format!("s3sp-bench-{}", std::process::id()));
-            let started =
-                processes::start_proxy_build(&work, "b", &config, load::CLIENT_SECRET, &binary);
-            (port, started)
-        });
-        if let Some((port, _)) = &other {
-            processes::wait_for(*port).await;
-        }
+        let other = self.start_build_b(store, sink).await;
         let mut versus = other.as_ref().map(|(port, b)| {
             let urls = small_urls(&format!("http://127.0.0.1:{port}/bench"), self.objects);
             (
@@ -344,6 +336,17 @@ impl Bench {
         if let Some((_, _, row)) = &versus {
             row.print_paired();
         }
+    }
+
+    /// The build `BENCH_PROXY_B` names, serving the one-integration config, and its port.
+    async fn start_build_b(&self, store: u16, sink: u16) -> Option<(u16, Killed)> {
+        let binary = std::env::var_os("BENCH_PROXY_B")?;
+        let port = processes::free_port();
+        let config = configs::proxy(port, store, sink, 0);
+        let started =
+            processes::start_proxy_build(&self.work, "b", &config, load::CLIENT_SECRET, &binary);
+        processes::wait_for(port).await;
+        Some((port, started))
     }
 
     async fn large_bodies(&self) {
@@ -457,6 +460,7 @@ async fn bench() {
         relay: format!("http://127.0.0.1:{relay}/bench-bucket"),
         objects,
         integrations,
+        work: work.clone(),
     };
     let big_base = format!("http://127.0.0.1:{big_port}/bench");
     if part("small") {
