@@ -6,13 +6,12 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod support;
-
 use std::time::Duration;
 
 use http::StatusCode;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
 
 /// Sends `raw` on a fresh connection; the status code of the answer, or `None` when the
 /// connection was closed without one.

@@ -7,12 +7,10 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod support;
-
 use http::{Method, StatusCode};
 use std::process::{Command, Stdio};
 
-use support::*;
+use crate::support::*;
 
 struct Demo(std::process::Child);
 

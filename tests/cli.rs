@@ -4,11 +4,9 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod support;
-
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 
 const BROKEN: &str = r#"
 [server]

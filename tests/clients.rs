@@ -6,12 +6,11 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod support;
-
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 const CLIENT: &str = "AKPROXYMATRIX";
 const CLIENT_SECRET: &str = "matrix-client-secret-4d7a";

@@ -5,12 +5,11 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod support;
-
 use std::time::Duration;
 
 use http::StatusCode;
-use support::*;
+
+use crate::support::*;
 
 /// A proxy for tenant A whose STS calls go through `sts`; credentials last 900 s (AWS's
 /// minimum) and are renewed `refresh_before_expiry` before that.

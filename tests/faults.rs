@@ -5,8 +5,6 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,8 +16,9 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use s3_signing_proxy::demo::EmbeddedStore;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
 
 /// A store that reads a request head, writes `answer`, then resets the connection.
 async fn resetting_store(answer: Vec<u8>) -> SocketAddr {

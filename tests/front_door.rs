@@ -6,13 +6,12 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod support;
-
 use std::time::{Duration, SystemTime};
 
 use http::{Method, StatusCode};
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 const CLIENT_A: &str = "AKPROXYCLIENTA";
 const CLIENT_A_SECRET: &str = "client-a-secret-9f8e7d";

@@ -7,9 +7,7 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod support;
-
-use support::repo_root;
+use crate::support::repo_root;
 
 fn replay(target: &str, check: fn(&[u8])) {
     let dir = repo_root().join("fuzz/corpus").join(target);

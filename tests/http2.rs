@@ -4,13 +4,12 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod support;
-
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use support::*;
+
+use crate::support::*;
 
 async fn h2_connect(address: std::net::SocketAddr) -> h2::client::SendRequest<Bytes> {
     let socket = tokio::net::TcpStream::connect(address).await.unwrap();
@@ -88,7 +87,9 @@ async fn h2c_serves_with_a_stream_limit_and_survives_a_rapid_reset_flood() {
         .unwrap();
     assert_eq!(response.await.unwrap().status(), StatusCode::OK);
     assert_eq!(
-        support::get(&proxy.url("/acme/owner.txt")).await.status,
+        crate::support::get(&proxy.url("/acme/owner.txt"))
+            .await
+            .status,
         StatusCode::OK
     );
 }

@@ -6,12 +6,11 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod support;
-
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
-use support::*;
+
+use crate::support::*;
 
 const WRITER: &str = "AKPROXYJAILWRITER";
 const WRITER_SECRET: &str = "jail-writer-secret-41d7";

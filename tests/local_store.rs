@@ -5,13 +5,12 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod support;
-
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 const CLIENT: &str = "AKPROXYLOCALSTORE";
 const CLIENT_SECRET: &str = "local-store-client-secret-9c1d";

@@ -5,8 +5,6 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod support;
-
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -16,8 +14,9 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use s3_signing_proxy::demo::EmbeddedStore;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
 
 /// The config of a binary proxy with an admin listener and moto's tenant A as `acme`.
 fn acme_with_admin(extra_integrations: &str) -> String {

@@ -5,10 +5,9 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod support;
-
 use http::{Method, StatusCode};
-use support::*;
+
+use crate::support::*;
 
 /// A proxy with tenant A's integration (path style, plus a prefixed one) and tenant B's, STS
 /// and S3 both straight to moto.

@@ -5,8 +5,6 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod support;
-
 use std::io::Write;
 
 use bytes::Bytes;
@@ -14,7 +12,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use s3_signing_proxy::demo::EmbeddedStore;
-use support::*;
+
+use crate::support::*;
 
 const GIB: u64 = 1 << 30;
 const RSS_BOUND: u64 = 64 << 20;

@@ -6,11 +6,10 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-mod support;
-
 use http::{Method, StatusCode};
 use serde_json::json;
-use support::*;
+
+use crate::support::*;
 
 const WRITER: &str = "AKPROXYWRITER";
 const WRITER_SECRET: &str = "writer-secret-5e6f";

@@ -6,7 +6,12 @@
 //!   calls) and can be told to fail (an STS outage no real server produces on demand).
 //! - [`start_proxy`] runs the proxy in-process on an ephemeral port from config text.
 //! - [`get`] sends a request with an exact, pre-encoded path and returns status, headers, body.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // shared by several test binaries; tests fail loudly
+#![allow(
+    dead_code,
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used
+)] // shared by every test file; tests fail loudly
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
