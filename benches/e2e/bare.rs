@@ -31,9 +31,19 @@ use crate::processes::Killed;
 
 type Store = TokioIo<TcpStream>;
 
-/// Starts a bare relay of `kind` on `port`, in front of the store on `store`.
+/// Starts a bare relay of `kind` on `port`, in front of the store on `store`; under the program
+/// `BENCH_BARE_WRAPPER` names, when set (`scripts/count relay` counts with it).
 pub fn start(kind: &str, port: u16, store: u16) -> Killed {
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
+    let exe = std::env::current_exe().unwrap();
+    let mut command = match std::env::var_os("BENCH_BARE_WRAPPER") {
+        Some(wrapper) => {
+            let mut command = std::process::Command::new(wrapper);
+            command.arg(exe);
+            command
+        }
+        None => std::process::Command::new(exe),
+    };
+    let child = command
         .env("BENCH_BARE_RELAY", format!("{kind},{port},{store}"))
         .stdout(std::process::Stdio::null())
         .spawn()

@@ -16,6 +16,7 @@
 //! (10000), `BENCH_CLIENTS` (2000), `BENCH_RSS_STREAMS` (64), `BENCH_BODY_BUFFER` (the proxy's
 //! `body_buffer_bytes`). `BENCH_PROXY` runs another build of the proxy than this tree's, and
 //! `BENCH_PROXY_B` a second build beside it in the `bare` rounds, for an A/B in one run;
+//! `BENCH_BARE_WRAPPER` a program the bare relays run under (a counter);
 //! `BENCH_ONLY` (`small`, `large`, `relay`, `bare` or `rss`, comma-separated) runs only those
 //! parts, and
 //! `BENCH_PROFILE` (`anonymous` or `presigned`) only proxied small GETs of that kind, round
