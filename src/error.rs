@@ -12,6 +12,10 @@ use http::{HeaderValue, Response, StatusCode, header};
 use crate::body::{self, ProxyBody};
 use crate::xml::{Element, Writer};
 
+/// The header every answer carries the proxy's request id in.
+pub(crate) const X_AMZ_REQUEST_ID: http::HeaderName =
+    http::HeaderName::from_static("x-amz-request-id");
+
 /// Why the proxy itself refused or failed a request.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
@@ -325,7 +329,7 @@ impl Error {
         );
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
         if let Ok(value) = HeaderValue::from_str(request_id) {
-            headers.insert("x-amz-request-id", value);
+            headers.insert(X_AMZ_REQUEST_ID, value);
         }
         if let Some(seconds) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));

@@ -275,7 +275,7 @@ pub fn keep_private(headers: &mut HeaderMap) {
 /// Headers every answer carries, and the integration's treatment of active content.
 pub fn protect(headers: &mut HeaderMap, integration: Option<&Integration>) {
     headers.insert(
-        "x-content-type-options",
+        header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
     let Some(integration) = integration else {

@@ -262,11 +262,14 @@ fn finish_headers(
         crate::guard::keep_private(response.headers_mut());
     }
     let headers = response.headers_mut();
-    headers.remove("x-amz-id-2");
+    headers.remove(X_AMZ_ID_2);
     if let Ok(value) = http::HeaderValue::from_str(request_id) {
-        headers.insert("x-amz-request-id", value);
+        headers.insert(crate::error::X_AMZ_REQUEST_ID, value);
     }
 }
+
+/// The store's second request id, which never reaches the client.
+const X_AMZ_ID_2: http::HeaderName = http::HeaderName::from_static("x-amz-id-2");
 
 /// S3-style request ids: 16 upper-case hex digits, unique per process and unguessable across
 /// restarts.
@@ -296,7 +299,11 @@ impl RequestIds {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         // A bijective mix of the counter keeps ids unique while not revealing request counts.
         let mixed = (n ^ self.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        format!("{:016X}", mixed ^ (mixed >> 29))
+        let id = mixed ^ (mixed >> 29);
+        (0..16)
+            .rev()
+            .map(|nibble| char::from(b"0123456789ABCDEF"[(id >> (nibble * 4)) as usize & 0xF]))
+            .collect()
     }
 }
 

@@ -272,6 +272,11 @@ pub fn sign_request<B>(
 
 /// The payload hash of a body the signature does not cover.
 const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+/// The signing headers' names, made once at compile time: inserting by `&str` parses the name
+/// on every request.
+const X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
+const X_AMZ_CONTENT_SHA256: HeaderName = HeaderName::from_static("x-amz-content-sha256");
+const X_AMZ_SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-amz-security-token");
 /// Headers left out of the signature, as aws-sigv4 leaves them out: the signature itself, and
 /// headers proxies and CDNs change on the way.
 const UNSIGNED_HEADERS: [&str; 4] = [
@@ -294,10 +299,10 @@ fn sign_in_headers<B>(
     let date_time = crate::sigv4::format_amz_date(now);
     let scope = s3_scope(&date_time, region);
     let headers = request.headers_mut();
-    headers.insert("x-amz-date", header_value(&date_time)?);
-    headers.insert("x-amz-content-sha256", header_value(payload_hash)?);
+    headers.insert(X_AMZ_DATE, header_value(&date_time)?);
+    headers.insert(X_AMZ_CONTENT_SHA256, header_value(payload_hash)?);
     if let Some(token) = credentials.session_token() {
-        headers.insert("x-amz-security-token", header_value(token)?);
+        headers.insert(X_AMZ_SECURITY_TOKEN, header_value(token)?);
     }
     let (canonical, signed_headers) = canonical_request(request, payload_hash)?;
     let key = crate::sigv4::cached_signing_key(credentials.secret_access_key(), &scope);
