@@ -9,6 +9,7 @@
 //! own error. Only then does `integration` decide where this caller may go; the client's
 //! signature is never forwarded (`sign` makes a new one with the integration's credentials).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -652,19 +653,7 @@ fn canonical_request(
     uri: &Uri,
     payload_hash: &str,
 ) -> Result<String, Error> {
-    let path_bytes: Vec<u8> = percent_encoding::percent_decode_str(raw_path).collect();
-    let canonical_path = crate::sigv4::encode_path(&path_bytes);
-    let pairs = query
-        .iter()
-        .filter(|(name, _)| name != "X-Amz-Signature")
-        .map(|(name, value)| {
-            (
-                crate::sigv4::encode_query(name),
-                crate::sigv4::encode_query(value),
-            )
-        })
-        .collect();
-    let mut out = crate::sigv4::start_canonical_request(method, &canonical_path, pairs);
+    let mut out = canonical_target(method, raw_path, uri.query().unwrap_or(""), query);
     for name in signed_headers {
         out.push_str(name);
         out.push(':');
@@ -688,6 +677,39 @@ fn canonical_request(
     }
     crate::sigv4::finish_canonical_request(&mut out, &signed_headers.join(";"), payload_hash);
     Ok(out)
+}
+
+/// A canonical request's first three lines: the method, the path and the query (`query` is
+/// `raw_query` decoded), each encoded as SigV4 does. What the client sent already in that form
+/// (what SDKs send) is used as it came; anything else is decoded and encoded again.
+fn canonical_target(
+    method: &str,
+    raw_path: &str,
+    raw_query: &str,
+    query: &[(String, String)],
+) -> String {
+    let canonical_path = if crate::sigv4::is_canonical(raw_path, true) {
+        Cow::Borrowed(raw_path)
+    } else {
+        let path_bytes: Vec<u8> = percent_encoding::percent_decode_str(raw_path).collect();
+        Cow::Owned(crate::sigv4::encode_path(&path_bytes))
+    };
+    let signed = |name: &str| name != "X-Amz-Signature";
+    if let Some(mut pairs) = crate::sigv4::canonical_raw_pairs(raw_query) {
+        pairs.retain(|(name, _)| signed(name));
+        return crate::sigv4::start_canonical_request(method, &canonical_path, pairs);
+    }
+    let pairs = query
+        .iter()
+        .filter(|(name, _)| signed(name))
+        .map(|(name, value)| {
+            (
+                crate::sigv4::encode_query(name),
+                crate::sigv4::encode_query(value),
+            )
+        })
+        .collect();
+    crate::sigv4::start_canonical_request(method, &canonical_path, pairs)
 }
 
 /// A header value as SigV4 signs it: trimmed, inner runs of whitespace as one space.

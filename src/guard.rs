@@ -192,7 +192,12 @@ fn parse_essence(value: &str) -> Option<String> {
             && t.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
     };
-    (token(kind) && token(subtype)).then(|| format!("{kind}/{subtype}").to_ascii_lowercase())
+    (token(kind) && token(subtype)).then(|| {
+        // Joined and lower-cased in one buffer: this runs on every response.
+        let mut essence = [kind, "/", subtype].concat();
+        essence.make_ascii_lowercase();
+        essence
+    })
 }
 
 /// Whether a browser could run script in a response with this `Content-Type` field. A field

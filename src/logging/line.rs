@@ -121,15 +121,40 @@ fn text_fields(line: &mut String, ansi: bool, fields: &[(&'static str, Value<'_>
         line.push(' ');
         paint(line, ansi, ITALIC, name);
         paint(line, ansi, DIM, "=");
-        // Writing to a String cannot fail.
-        let _ = match value {
-            Value::Text(text) => write!(line, "{text:?}"),
-            Value::Shown(shown) => write!(line, "{shown}"),
-            Value::Unsigned(number) => write!(line, "{number}"),
-            Value::Signed(number) => write!(line, "{number}"),
-            Value::Flag(flag) => write!(line, "{flag}"),
-        };
+        match value {
+            Value::Text(text) => push_debug(line, text),
+            // Writing to a String cannot fail.
+            Value::Shown(shown) => drop(write!(line, "{shown}")),
+            Value::Unsigned(number) => push_integer(line, *number),
+            Value::Signed(number) => push_integer(line, *number),
+            Value::Flag(flag) => line.push_str(flag_text(*flag)),
+        }
     }
+}
+
+/// `text` as `Debug` writes a string: quoted, and escaped where it must be. Plain printable
+/// ASCII (every field but a rare key or message) is copied without the formatter.
+fn push_debug(line: &mut String, text: &str) {
+    let plain = text
+        .bytes()
+        .all(|byte| (b' '..=b'~').contains(&byte) && byte != b'"' && byte != b'\\');
+    if plain {
+        line.push('"');
+        line.push_str(text);
+        line.push('"');
+    } else {
+        // Writing to a String cannot fail.
+        let _ = write!(line, "{text:?}");
+    }
+}
+
+/// An integer, bare, as every format writes it, without the formatter.
+fn push_integer(line: &mut String, number: impl itoa::Integer) {
+    line.push_str(itoa::Buffer::new().format(number));
+}
+
+fn flag_text(flag: bool) -> &'static str {
+    if flag { "true" } else { "false" }
 }
 
 /// `text`, in `style` when the line is coloured.
@@ -165,9 +190,9 @@ fn json_line(
         match value {
             Value::Text(text) => json_string(line, text),
             Value::Shown(shown) => json_string(line, &shown.to_string()),
-            Value::Unsigned(number) => line.push_str(&number.to_string()),
-            Value::Signed(number) => line.push_str(&number.to_string()),
-            Value::Flag(flag) => line.push_str(if *flag { "true" } else { "false" }),
+            Value::Unsigned(number) => push_integer(line, *number),
+            Value::Signed(number) => push_integer(line, *number),
+            Value::Flag(flag) => line.push_str(flag_text(*flag)),
         }
     }
     line.push_str(",\"target\":");
@@ -187,14 +212,16 @@ fn json_string(line: &mut String, text: &str) {
 /// ` name=value …`, each value bare when it is a plain token (see [`super::quote`]).
 fn logfmt_fields(line: &mut String, fields: &[(&'static str, Value<'_>)]) {
     for (name, value) in fields {
-        let shown = match value {
-            Value::Text(text) => super::quote(text),
-            Value::Shown(shown) => super::quote(&shown.to_string()),
-            Value::Unsigned(number) => number.to_string(),
-            Value::Signed(number) => number.to_string(),
-            Value::Flag(flag) => flag.to_string(),
-        };
-        let _ = write!(line, " {name}={shown}");
+        line.push(' ');
+        line.push_str(name);
+        line.push('=');
+        match value {
+            Value::Text(text) => line.push_str(&super::quote(text)),
+            Value::Shown(shown) => line.push_str(&super::quote(&shown.to_string())),
+            Value::Unsigned(number) => push_integer(line, *number),
+            Value::Signed(number) => push_integer(line, *number),
+            Value::Flag(flag) => line.push_str(flag_text(*flag)),
+        }
     }
 }
 
@@ -205,14 +232,22 @@ pub(super) fn timestamp(line: &mut String, now: SystemTime) {
     let (year, month, day) =
         crate::sigv4::civil_from_days(i64::try_from(seconds / 86_400).unwrap_or(0));
     let rest = seconds % 86_400;
-    let _ = write!(
-        line,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60,
-        since.subsec_micros()
-    );
+    // Digit by digit, as the formatter would write `{:04}-{:02}-…`, without it.
+    let push = crate::sigv4::push_digits;
+    push(line, u64::try_from(year).unwrap_or(0), 4);
+    line.push('-');
+    push(line, u64::try_from(month).unwrap_or(0), 2);
+    line.push('-');
+    push(line, u64::try_from(day).unwrap_or(0), 2);
+    line.push('T');
+    push(line, rest / 3600, 2);
+    line.push(':');
+    push(line, rest % 3600 / 60, 2);
+    line.push(':');
+    push(line, rest % 60, 2);
+    line.push('.');
+    push(line, u64::from(since.subsec_micros()), 6);
+    line.push('Z');
 }
 
 #[cfg(test)]
