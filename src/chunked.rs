@@ -180,7 +180,7 @@ impl AwsChunked {
             "AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{}\n{EMPTY_SHA256}\n{chunk_hash}",
             signing.time_text, signing.scope, self.previous_signature
         );
-        Some(aws_sigv4::sign::v4::calculate_signature(
+        Some(crate::sigv4::hmac_hex(
             &signing.signing_key,
             string_to_sign.as_bytes(),
         ))
@@ -239,10 +239,7 @@ impl AwsChunked {
                 self.previous_signature,
                 hex::encode(Sha256::digest(canonical.as_bytes()))
             );
-            let expected = aws_sigv4::sign::v4::calculate_signature(
-                &signing.signing_key,
-                string_to_sign.as_bytes(),
-            );
+            let expected = crate::sigv4::hmac_hex(&signing.signing_key, string_to_sign.as_bytes());
             let sent = self
                 .trailers
                 .iter()

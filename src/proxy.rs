@@ -300,10 +300,13 @@ impl RequestIds {
         // A bijective mix of the counter keeps ids unique while not revealing request counts.
         let mixed = (n ^ self.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let id = mixed ^ (mixed >> 29);
-        (0..16)
-            .rev()
-            .map(|nibble| char::from(b"0123456789ABCDEF"[(id >> (nibble * 4)) as usize & 0xF]))
-            .collect()
+        let mut text = String::with_capacity(16);
+        for nibble in (0..16).rev() {
+            text.push(char::from(
+                b"0123456789ABCDEF"[(id >> (nibble * 4)) as usize & 0xF],
+            ));
+        }
+        text
     }
 }
 
