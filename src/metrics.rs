@@ -27,8 +27,8 @@ pub struct Metrics {
 
 #[derive(Default)]
 struct Inner {
-    /// (integration, method, status class) → count.
-    requests: BTreeMap<(String, &'static str, &'static str), u64>,
+    /// integration → (method, status class) → count.
+    requests: BTreeMap<String, BTreeMap<(&'static str, &'static str), u64>>,
     bytes_in: BTreeMap<String, u64>,
     bytes_out: BTreeMap<String, u64>,
     upstream_latency: BTreeMap<String, Histogram>,
@@ -77,12 +77,15 @@ impl Metrics {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        *inner
-            .requests
-            .entry((integration.to_string(), method, status_class(status)))
-            .or_default() += 1;
-        *inner.bytes_in.entry(integration.to_string()).or_default() += bytes_in;
-        *inner.bytes_out.entry(integration.to_string()).or_default() += bytes_out;
+        if let Some(counts) = slot(&mut inner.requests, integration) {
+            *counts.entry((method, status_class(status))).or_default() += 1;
+        }
+        if let Some(total) = slot(&mut inner.bytes_in, integration) {
+            *total += bytes_in;
+        }
+        if let Some(total) = slot(&mut inner.bytes_out, integration) {
+            *total += bytes_out;
+        }
     }
 
     /// Records how long the upstream took to send response headers.
@@ -90,10 +93,9 @@ impl Metrics {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        let histogram = inner
-            .upstream_latency
-            .entry(integration.to_string())
-            .or_default();
+        let Some(histogram) = slot(&mut inner.upstream_latency, integration) else {
+            return;
+        };
         let seconds = elapsed.as_secs_f64();
         for (bucket, bound) in histogram.buckets.iter_mut().zip(LATENCY_BOUNDS) {
             if seconds <= bound {
@@ -109,19 +111,7 @@ impl Metrics {
         let Ok(inner) = self.inner.lock() else {
             return;
         };
-        family(
-            out,
-            "s3sp_requests_total",
-            "counter",
-            "Requests answered, by integration, method and status class.",
-        );
-        for ((integration, method, class), count) in &inner.requests {
-            let _ = writeln!(
-                out,
-                "s3sp_requests_total{{integration=\"{}\",method=\"{method}\",status=\"{class}\"}} {count}",
-                label(integration)
-            );
-        }
+        render_requests(out, &inner.requests);
         for (name, help, map) in [
             (
                 "s3sp_request_bytes_total",
@@ -184,6 +174,35 @@ impl Metrics {
             "Requests refused with 429 SlowDown.",
             self.rate_limited.load(Ordering::Relaxed),
         );
+    }
+}
+
+/// The value under `key`, made the first time: the key is copied then, not on every request.
+fn slot<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> Option<&'m mut V> {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key)
+}
+
+fn render_requests(
+    out: &mut String,
+    requests: &BTreeMap<String, BTreeMap<(&'static str, &'static str), u64>>,
+) {
+    family(
+        out,
+        "s3sp_requests_total",
+        "counter",
+        "Requests answered, by integration, method and status class.",
+    );
+    for (integration, counts) in requests {
+        for ((method, class), count) in counts {
+            let _ = writeln!(
+                out,
+                "s3sp_requests_total{{integration=\"{}\",method=\"{method}\",status=\"{class}\"}} {count}",
+                label(integration)
+            );
+        }
     }
 }
 
