@@ -23,7 +23,6 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{KeyInit, Mac};
 use http::{HeaderMap, header};
 use serde::Deserialize;
 
@@ -43,8 +42,6 @@ const LABEL: &[u8] = b"s3-signing-proxy policy v1";
 pub const MAX_POLICY_BYTES: usize = 2048;
 /// The longest a policy may still run: S3's limit for presigned URLs.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
-
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 /// A policy as the client's JSON writes it: unknown fields are refused, so a misspelt `ip`
 /// never silently widens what a policy allows.
@@ -154,12 +151,12 @@ fn together(
 
 /// The key policies are signed with, derived from a client's secret.
 pub fn policy_key(secret: &str) -> Vec<u8> {
-    hmac(secret.as_bytes(), LABEL)
+    crate::sigv4::hmac_sha256(secret.as_bytes(), LABEL).to_vec()
 }
 
 /// The hex signature of an encoded policy under a key from [`policy_key`].
 pub fn signature(policy_key: &[u8], policy_text: &str) -> String {
-    hex::encode(hmac(policy_key, policy_text.as_bytes()))
+    crate::sigv4::hmac_hex(policy_key, policy_text.as_bytes())
 }
 
 /// A policy document (JSON) encoded and signed with `secret`: what `sign-policy` prints and
@@ -169,13 +166,6 @@ pub fn sign(secret: &str, document: &str) -> Result<(String, String), Error> {
     parse(&text)?;
     let signature = signature(&policy_key(secret), &text);
     Ok((text, signature))
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
 }
 
 fn malformed(why: impl std::fmt::Display) -> Error {

@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 
@@ -246,27 +247,20 @@ pub fn signature(
     hmac_hex(signing_key, string_to_sign.as_bytes())
 }
 
-/// HMAC-SHA256 (RFC 2104) of `message` under `key`, in lowercase hex: what aws-sigv4's
-/// `calculate_signature` gives (a test compares the two), with the hex written by
-/// [`push_hex`] rather than `char` by `char`.
+/// HMAC-SHA256 (RFC 2104) of `message` under `key`, by the `hmac` crate: signatures, the
+/// policy key and policy signatures all go through here.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+/// [`hmac_sha256`] in lowercase hex: what aws-sigv4's `calculate_signature` gives (a test
+/// compares the two), with the hex written by [`push_hex`] rather than `char` by `char`.
 pub fn hmac_hex(key: &[u8], message: &[u8]) -> String {
-    let mut block = [0u8; 64];
-    if key.len() > block.len() {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let padded = |pad: u8| block.map(|byte| byte ^ pad);
-    let inner = Sha256::new()
-        .chain_update(padded(0x36))
-        .chain_update(message)
-        .finalize();
-    let outer = Sha256::new()
-        .chain_update(padded(0x5c))
-        .chain_update(inner)
-        .finalize();
     let mut hex = String::with_capacity(64);
-    push_hex(&mut hex, &outer);
+    push_hex(&mut hex, &hmac_sha256(key, message));
     hex
 }
 
