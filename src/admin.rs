@@ -257,6 +257,12 @@ fn metrics(proxy: &Proxy) -> String {
         "Integrations in the configuration now in force.",
         state.config.integrations.len() as i64,
     );
+    gauge(
+        &mut out,
+        "s3sp_wide_transfers",
+        "Upstream transfers reading body_buffer_bytes at a time now (at most wide_transfers).",
+        state.upstream.wide_in_use() as i64,
+    );
     counter(
         &mut out,
         "s3sp_config_reloads_total",

@@ -14,7 +14,8 @@ use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -31,14 +32,27 @@ use crate::error::Error;
 type Connector = hyper_rustls::HttpsConnector<HttpConnector<LoopbackResolver>>;
 type HttpClient = Client<Connector, ProxyBody>;
 
-/// The upstream HTTP clients, shared by every request: one trusting the webpki roots, and one
-/// per extra CA bundle an integration names.
+/// The upstream HTTP clients, shared by every request: one pair trusting the webpki roots, and
+/// one per extra CA bundle an integration names.
 pub struct Upstream {
-    default: HttpClient,
-    with_ca: Mutex<HashMap<PathBuf, HttpClient>>,
-    connect_timeout: Duration,
-    first_byte_timeout: Duration,
-    body_buffer: usize,
+    default: Clients,
+    with_ca: Mutex<HashMap<PathBuf, Clients>>,
+    /// A permit for each transfer that may go through a wide client.
+    wide_slots: Arc<AtomicUsize>,
+    /// The limits the clients were built with.
+    limits: Limits,
+}
+
+/// Two clients with the same trust roots, whose connections read response bodies in chunks of
+/// `body_buffer_bytes` (`wide`) or of [`Limits::narrow_body_buffer`] (`narrow`). Each
+/// connection holds about two such chunks while its client reads slowly, so the first
+/// [`Limits::wide_transfers`] transfers at once go wide and any more go narrow: a few large
+/// downloads move at full speed, and many at once stay within a bounded memory. Each pool keeps
+/// its own connections.
+#[derive(Clone)]
+struct Clients {
+    wide: HttpClient,
+    narrow: HttpClient,
 }
 
 /// An upstream answer, and how long its headers took once the request was sent.
@@ -50,23 +64,25 @@ pub struct Answer {
 impl Upstream {
     pub fn new(limits: &Limits) -> Result<Self, rustls::Error> {
         Ok(Upstream {
-            default: build_client(
-                &[],
-                limits.upstream_connect_timeout,
-                limits.body_buffer_bytes,
-            )?,
+            default: Clients::new(&[], limits)?,
             with_ca: Mutex::new(HashMap::new()),
-            connect_timeout: limits.upstream_connect_timeout,
-            body_buffer: limits.body_buffer_bytes,
-            first_byte_timeout: limits.upstream_first_byte_timeout,
+            wide_slots: Arc::default(),
+            limits: limits.clone(),
         })
     }
 
     /// Whether a reload to `limits` can keep these clients (and their pooled connections).
     pub fn fits(&self, limits: &Limits) -> bool {
-        self.connect_timeout == limits.upstream_connect_timeout
-            && self.body_buffer == limits.body_buffer_bytes
-            && self.first_byte_timeout == limits.upstream_first_byte_timeout
+        let built = &self.limits;
+        built.upstream_connect_timeout == limits.upstream_connect_timeout
+            && built.body_buffer_bytes == limits.body_buffer_bytes
+            && built.wide_transfers == limits.wide_transfers
+            && built.upstream_first_byte_timeout == limits.upstream_first_byte_timeout
+    }
+
+    /// Transfers holding a wide slot now.
+    pub fn wide_in_use(&self) -> usize {
+        self.wide_slots.load(Ordering::Relaxed)
     }
 
     /// Forgets the clients built for CA bundles, so changed bundles are read again.
@@ -76,7 +92,7 @@ impl Upstream {
         }
     }
 
-    fn client(&self, ca_file: Option<&Path>, integration: &str) -> Result<HttpClient, Error> {
+    fn clients(&self, ca_file: Option<&Path>, integration: &str) -> Result<Clients, Error> {
         let Some(path) = ca_file else {
             return Ok(self.default.clone());
         };
@@ -87,10 +103,7 @@ impl Upstream {
             return Ok(client.clone());
         }
         let client = crate::tls::read_ca_file(path)
-            .and_then(|extra| {
-                build_client(&extra, self.connect_timeout, self.body_buffer)
-                    .map_err(|error| error.to_string())
-            })
+            .and_then(|extra| Clients::new(&extra, &self.limits).map_err(|error| error.to_string()))
             .map_err(|reason| {
                 tracing::warn!(%integration, %reason, "the integration's CA bundle is unusable");
                 Error::UpstreamUnreachable {
@@ -114,13 +127,20 @@ impl Upstream {
         integration: &str,
         ca_file: Option<&Path>,
     ) -> Result<Answer, Error> {
-        let client = self.client(ca_file, integration)?;
+        let clients = self.clients(ca_file, integration)?;
+        let mut wide = WideSlot::take(&self.wide_slots, self.limits.wide_transfers);
+        let client = if wide.is_some() {
+            &clients.wide
+        } else {
+            &clients.narrow
+        };
         let replay = replayable(&request);
-        let result = match (self.attempt(&client, request, integration).await, replay) {
+        let first = self.attempt(client, request, &mut wide, integration).await;
+        let result = match (first, replay) {
             (Err(Failure::Transport(error)), Some(request)) if !error.is_connect() => {
                 tracing::info!(%integration, error = %error_chain(&error),
                     "upstream connection failed before headers; sending the request once more");
-                self.attempt(&client, request, integration).await
+                self.attempt(client, request, &mut wide, integration).await
             }
             (result, _) => result,
         };
@@ -131,11 +151,12 @@ impl Upstream {
         &self,
         client: &HttpClient,
         request: Request<ProxyBody>,
+        wide: &mut Option<WideSlot>,
         integration: &str,
     ) -> Result<Answer, Failure> {
         let (sent_tx, sent_rx) = tokio::sync::oneshot::channel::<()>();
         let request = request.map(|body| body::stream(NotifyOnEnd::new(body, sent_tx)));
-        let timeout = self.first_byte_timeout;
+        let timeout = self.limits.upstream_first_byte_timeout;
         let sent_at = std::sync::Mutex::new(None::<Instant>);
         let deadline = async {
             // Completes (Ok or Err) when the body ended or was dropped.
@@ -161,8 +182,12 @@ impl Upstream {
             .unwrap_or_default();
         let (mut parts, incoming) = response.map_err(Failure::Transport)?.into_parts();
         filter_response_headers(&mut parts.headers);
+        let body = Holding {
+            inner: incoming,
+            _slot: wide.take(),
+        };
         Ok(Answer {
-            response: Response::from_parts(parts, body::stream(incoming)),
+            response: Response::from_parts(parts, body::stream(body)),
             latency,
         })
     }
@@ -205,6 +230,68 @@ fn replayable(request: &Request<ProxyBody>) -> Option<Request<ProxyBody>> {
     *copy.version_mut() = request.version();
     *copy.headers_mut() = request.headers().clone();
     Some(copy)
+}
+
+impl Clients {
+    fn new(
+        extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+        limits: &Limits,
+    ) -> Result<Self, rustls::Error> {
+        let connect_timeout = limits.upstream_connect_timeout;
+        Ok(Clients {
+            wide: build_client(extra_roots, connect_timeout, limits.body_buffer_bytes)?,
+            narrow: build_client(extra_roots, connect_timeout, limits.narrow_body_buffer())?,
+        })
+    }
+}
+
+/// One of the [`Limits::wide_transfers`] slots, given back when dropped. Nothing ever waits
+/// for one: a transfer that finds none free goes narrow.
+struct WideSlot(Arc<AtomicUsize>);
+
+impl WideSlot {
+    /// A slot, if fewer than `most` are taken.
+    fn take(in_use: &Arc<AtomicUsize>, most: usize) -> Option<WideSlot> {
+        in_use
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |taken| {
+                (taken < most).then_some(taken + 1)
+            })
+            .ok()
+            .map(|_| WideSlot(Arc::clone(in_use)))
+    }
+}
+
+impl Drop for WideSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An upstream response body and the wide slot its transfer holds, given back when the body
+/// is dropped: finished, or abandoned by the client.
+struct Holding {
+    inner: hyper::body::Incoming,
+    _slot: Option<WideSlot>,
+}
+
+impl http_body::Body for Holding {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// A client for the stores: rustls for HTTPS, loopback names resolved locally, and responses

@@ -342,3 +342,125 @@ fn assert_stored_pattern(stored: &std::path::Path) {
     }
     assert_eq!(mismatches, 0, "every byte stored as sent");
 }
+
+/// The `s3sp_wide_transfers` gauge on the proxy's `/metrics`.
+async fn wide_transfers(proxy: &ProxyProcess) -> i64 {
+    let metrics = get(&proxy.admin_url("/metrics")).await.text();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("s3sp_wide_transfers "))
+        .expect("the gauge is listed")
+        .parse()
+        .unwrap()
+}
+
+/// Reads `body` to its end, counting bytes that differ from the pattern.
+async fn read_pattern(mut body: hyper::body::Incoming, mut received: u64) -> (u64, u64) {
+    let mut mismatches = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame.expect("the transfer completes").data_ref() {
+            for (i, byte) in data.iter().enumerate() {
+                if *byte != pattern(received + i as u64) {
+                    mismatches += 1;
+                }
+            }
+            received += data.len() as u64;
+        }
+    }
+    (received, mismatches)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_beyond_the_wide_ones_read_narrow_and_slots_come_back() {
+    const SIZE: u64 = 48 << 20;
+    let dir = TempDir::new("wide");
+    let store_root = dir.0.join("store");
+    std::fs::create_dir_all(store_root.join("wide-media")).unwrap();
+    let object: Vec<u8> = (0..SIZE).map(pattern).collect();
+    std::fs::write(store_root.join("wide-media/object.bin"), object).unwrap();
+    let store = EmbeddedStore::start(&store_root, None, None).await.unwrap();
+    let config = format!(
+        r#"
+[server]
+listen = "LISTEN"
+admin_listen = "ADMIN"
+[server.limits]
+wide_transfers = 1
+[[integration]]
+name = "wide"
+bucket = "wide-media"
+region = "us-east-1"
+endpoint = "{endpoint}"
+public = true
+[integration.credentials]
+access_key_id = "{key}"
+secret_access_key_env = "WIDE_STORE_SECRET"
+"#,
+        endpoint = store.endpoint(),
+        key = store.access_key_id,
+    );
+    let proxy = ProxyProcess::spawn(
+        &dir.0,
+        &config,
+        &[("WIDE_STORE_SECRET", &store.secret_access_key)],
+    )
+    .await;
+    assert_eq!(wide_transfers(&proxy).await, 0, "nothing in flight yet");
+
+    // Two downloads at once, each started (headers and a first frame read), then held: one
+    // holds the only wide slot, the other went narrow.
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut started = Vec::new();
+    for _ in 0..2 {
+        let response = client
+            .get(proxy.url("/wide/object.bin").parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(
+            first[..],
+            (0..first.len() as u64).map(pattern).collect::<Vec<_>>()[..]
+        );
+        started.push((body, first.len() as u64));
+    }
+    assert_eq!(
+        wide_transfers(&proxy).await,
+        1,
+        "one slot, held by one transfer"
+    );
+
+    // Both read to the end, every byte as stored, whichever way they were read upstream.
+    let reads = started
+        .into_iter()
+        .map(|(body, received)| tokio::spawn(read_pattern(body, received)));
+    for read in reads {
+        assert_eq!(read.await.unwrap(), (SIZE, 0));
+    }
+    assert_eq!(
+        wide_transfers(&proxy).await,
+        0,
+        "finished transfers give the slot back"
+    );
+
+    // A download the client abandons midway gives its slot back too.
+    let response = client
+        .get(proxy.url("/wide/object.bin").parse().unwrap())
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    body.frame().await.unwrap().unwrap();
+    assert_eq!(wide_transfers(&proxy).await, 1);
+    drop(body);
+    drop(client);
+    let mut held = 1;
+    for _ in 0..100 {
+        held = wide_transfers(&proxy).await;
+        if held == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(held, 0, "an abandoned transfer gives its slot back");
+}

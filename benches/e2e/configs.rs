@@ -10,11 +10,16 @@ use crate::processes::Killed;
 /// `bench` (anonymous reads from nginx, client writes), `sink` (uploads to the discarding
 /// sink), and `extra` more integrations on their own prefixes of the same bucket.
 pub fn proxy(port: u16, store: u16, sink: u16, extra: usize) -> String {
-    // `BENCH_BODY_BUFFER` sets `[server.limits] body_buffer_bytes`, to weigh throughput
-    // against memory; unset, the proxy's default.
-    let buffer = std::env::var("BENCH_BODY_BUFFER")
-        .map(|bytes| format!("body_buffer_bytes = {bytes}"))
-        .unwrap_or_default();
+    // `BENCH_BODY_BUFFER` and `BENCH_WIDE_TRANSFERS` set `[server.limits]`
+    // `body_buffer_bytes` and `wide_transfers`, to weigh throughput against memory; unset,
+    // the proxy's defaults.
+    let setting = |variable: &str, field: &str| {
+        std::env::var(variable)
+            .map(|value| format!("{field} = {value}\n"))
+            .unwrap_or_default()
+    };
+    let buffer = setting("BENCH_BODY_BUFFER", "body_buffer_bytes")
+        + &setting("BENCH_WIDE_TRANSFERS", "wide_transfers");
     let mut config = format!(
         r#"
 [server]

@@ -184,84 +184,73 @@ fn build_front(
 
 /// `[server.limits]`, each missing one at its default.
 fn build_limits(raw: RawLimits, problems: &mut Problems<'_>) -> Limits {
-    let place = "[server.limits]";
     let defaults = Limits::default();
-    let rate_limit = rate_limit(&raw, defaults.rate_limit, problems);
-    let mut duration = |text: Option<String>, default: Duration, field: &str| {
-        let value = parse_setting_duration(text.as_deref(), default, place, field, problems);
+    let mut limits = Limits {
+        rate_limit: rate_limit(&raw, defaults.rate_limit, problems),
+        ..defaults
+    };
+    limit_times(&raw, &mut limits, problems);
+    limit_sizes(&raw, &mut limits, problems);
+    limits
+}
+
+/// The timeouts and deadlines of `[server.limits]`, none of them zero.
+fn limit_times(raw: &RawLimits, limits: &mut Limits, problems: &mut Problems<'_>) {
+    let mut set = |text: &Option<String>, value: &mut Duration, field: &str| {
+        let place = "[server.limits]";
+        *value = parse_setting_duration(text.as_deref(), *value, place, field, problems);
         if value.is_zero() {
             problems.add(place, field, "must be more than 0");
         }
-        value
     };
-    let header_read_timeout = duration(
-        raw.header_read_timeout,
-        defaults.header_read_timeout,
+    set(
+        &raw.header_read_timeout,
+        &mut limits.header_read_timeout,
         "header_read_timeout",
     );
-    let idle_timeout = duration(raw.idle_timeout, defaults.idle_timeout, "idle_timeout");
-    let upstream_connect_timeout = duration(
-        raw.upstream_connect_timeout,
-        defaults.upstream_connect_timeout,
+    set(&raw.idle_timeout, &mut limits.idle_timeout, "idle_timeout");
+    set(
+        &raw.upstream_connect_timeout,
+        &mut limits.upstream_connect_timeout,
         "upstream_connect_timeout",
     );
-    let upstream_first_byte_timeout = duration(
-        raw.upstream_first_byte_timeout,
-        defaults.upstream_first_byte_timeout,
+    set(
+        &raw.upstream_first_byte_timeout,
+        &mut limits.upstream_first_byte_timeout,
         "upstream_first_byte_timeout",
     );
-    let shutdown_deadline = duration(
-        raw.shutdown_deadline,
-        defaults.shutdown_deadline,
+    set(
+        &raw.shutdown_deadline,
+        &mut limits.shutdown_deadline,
         "shutdown_deadline",
     );
-    let mut count = |value: Option<usize>, default: usize, min: usize, field: &str| {
-        let value = value.unwrap_or(default);
-        if value < min {
-            problems.add(place, field, format!("must be at least {min}"));
+}
+
+/// The sizes and counts of `[server.limits]`, each at least its floor.
+fn limit_sizes(raw: &RawLimits, limits: &mut Limits, problems: &mut Problems<'_>) {
+    let mut set = |given: Option<usize>, value: &mut usize, min: usize, field: &str| {
+        *value = given.unwrap_or(*value);
+        if *value < min {
+            problems.add("[server.limits]", field, format!("must be at least {min}"));
         }
-        value
     };
     // hyper needs room for at least 8 KiB of request head.
-    let max_header_bytes = count(
-        raw.max_header_bytes,
-        defaults.max_header_bytes,
-        8192,
-        "max_header_bytes",
-    );
-    let max_headers = count(raw.max_headers, defaults.max_headers, 8, "max_headers");
-    let max_uri_bytes = count(
+    let head = &mut limits.max_header_bytes;
+    set(raw.max_header_bytes, head, 8192, "max_header_bytes");
+    set(raw.max_headers, &mut limits.max_headers, 8, "max_headers");
+    set(
         raw.max_uri_bytes,
-        defaults.max_uri_bytes,
+        &mut limits.max_uri_bytes,
         256,
         "max_uri_bytes",
     );
     // hyper's own floor for a connection's buffer.
-    let body_buffer_bytes = count(
-        raw.body_buffer_bytes,
-        defaults.body_buffer_bytes,
-        8192,
-        "body_buffer_bytes",
-    );
-    let max_connections = count(
-        raw.max_connections,
-        defaults.max_connections,
-        1,
-        "max_connections",
-    );
-    Limits {
-        max_header_bytes,
-        max_headers,
-        max_uri_bytes,
-        body_buffer_bytes,
-        header_read_timeout,
-        idle_timeout,
-        max_connections,
-        upstream_connect_timeout,
-        upstream_first_byte_timeout,
-        shutdown_deadline,
-        rate_limit,
-    }
+    let buffer = &mut limits.body_buffer_bytes;
+    set(raw.body_buffer_bytes, buffer, 8192, "body_buffer_bytes");
+    let wide = &mut limits.wide_transfers;
+    set(raw.wide_transfers, wide, 0, "wide_transfers");
+    let connections = &mut limits.max_connections;
+    set(raw.max_connections, connections, 1, "max_connections");
 }
 
 /// `rate_limit` (0: none) and `rate_limit_burst` (twice the rate unless given).

@@ -202,6 +202,10 @@ pub struct Limits {
     /// these, so this bounds memory under many concurrent large transfers; larger reads cost
     /// fewer system calls per byte.
     pub body_buffer_bytes: usize,
+    /// Upstream transfers at once that read `body_buffer_bytes` at a time; any more read
+    /// [`Limits::narrow_body_buffer`] at a time, so many concurrent large downloads stay within
+    /// a bounded memory while a few still move at full speed.
+    pub wide_transfers: usize,
     /// A client must send a request's headers within this time (slowloris).
     pub header_read_timeout: Duration,
     /// A connection with no bytes moving either way for this long is closed.
@@ -234,6 +238,7 @@ impl Default for Limits {
             max_headers: 100,
             max_uri_bytes: 8 * 1024,
             body_buffer_bytes: 400 * 1024,
+            wide_transfers: 8,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
@@ -245,6 +250,14 @@ impl Default for Limits {
                 burst: 2000,
             }),
         }
+    }
+}
+
+impl Limits {
+    /// What a transfer beyond the first [`Limits::wide_transfers`] reads at a time: 64 KiB, or
+    /// `body_buffer_bytes` if that is smaller.
+    pub fn narrow_body_buffer(&self) -> usize {
+        self.body_buffer_bytes.min(64 * 1024)
     }
 }
 

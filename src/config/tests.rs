@@ -528,3 +528,67 @@ fn a_role_in_either_form_is_checked_by_aws_rules() {
         assert!(error.contains(expected), "{expected}\n{error}");
     }
 }
+
+#[test]
+fn limits_take_what_is_given_and_report_what_is_under_its_floor() {
+    let minimal = "[[integration]]\nname = \"limits\"\nbucket = \"limits-bucket\"\nregion = \"us-east-1\"\n\
+                   [integration.credentials]\nrole_arn = \"arn:aws:iam::111122223333:role/r\"\n";
+    let given = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.limits]\nmax_header_bytes = 9000\n\
+         max_headers = 9\nmax_uri_bytes = 300\nbody_buffer_bytes = 10000\nwide_transfers = 0\n\
+         max_connections = 2\nheader_read_timeout = \"1s\"\nidle_timeout = \"2s\"\n\
+         upstream_connect_timeout = \"3s\"\nupstream_first_byte_timeout = \"4s\"\n\
+         shutdown_deadline = \"5s\"\nrate_limit = 0\n{minimal}"
+    );
+    let limits = Config::parse(&given, "limits.toml", &secrets())
+        .expect("valid")
+        .server
+        .limits;
+    let seconds = Duration::from_secs;
+    assert_eq!(
+        limits,
+        Limits {
+            max_header_bytes: 9000,
+            max_headers: 9,
+            max_uri_bytes: 300,
+            body_buffer_bytes: 10000,
+            wide_transfers: 0,
+            max_connections: 2,
+            header_read_timeout: seconds(1),
+            idle_timeout: seconds(2),
+            upstream_connect_timeout: seconds(3),
+            upstream_first_byte_timeout: seconds(4),
+            shutdown_deadline: seconds(5),
+            rate_limit: None,
+        }
+    );
+    assert_eq!(
+        limits.narrow_body_buffer(),
+        10000,
+        "never wider than the wide one"
+    );
+    assert_eq!(Limits::default().narrow_body_buffer(), 64 * 1024);
+    let defaulted = format!("[server]\nlisten = \"127.0.0.1:0\"\n{minimal}");
+    let config = Config::parse(&defaulted, "defaults.toml", &secrets()).expect("valid");
+    assert_eq!(config.server.limits, Limits::default());
+
+    let under = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.limits]\nmax_header_bytes = 100\n\
+         max_headers = 1\nmax_uri_bytes = 10\nbody_buffer_bytes = 1024\nmax_connections = 0\n\
+         idle_timeout = \"0s\"\nshutdown_deadline = \"0s\"\n{minimal}"
+    );
+    let error = Config::parse(&under, "under.toml", &secrets()).expect_err("invalid");
+    let all = error.to_string();
+    for field in [
+        "max_header_bytes`: must be at least 8192",
+        "max_headers`: must be at least 8",
+        "max_uri_bytes`: must be at least 256",
+        "body_buffer_bytes`: must be at least 8192",
+        "max_connections`: must be at least 1",
+        "idle_timeout`: must be more than 0",
+        "shutdown_deadline`: must be more than 0",
+    ] {
+        assert!(all.contains(field), "{field} in {all}");
+    }
+    assert_eq!(error.problems.len(), 7, "{all}");
+}
