@@ -72,6 +72,9 @@ pub async fn run(
     Ok(())
 }
 
+/// The header count hyper's HTTP/1 parser allows when not told otherwise.
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// HTTP/1.1 and HTTP/2 with the configured header limits and timeouts.
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -81,8 +84,12 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .header_read_timeout(limits.header_read_timeout)
         // The read buffer holds the request head and then body chunks: sized for the body, with
         // `max_header_bytes` checked on the parsed head (`admit`).
-        .max_buf_size(limits.body_buffer_bytes.max(limits.max_header_bytes))
-        .max_headers(limits.max_headers);
+        .max_buf_size(limits.body_buffer_bytes.max(limits.max_header_bytes));
+    // At hyper's own default hyper parses into a fixed array on the stack, rather than a
+    // vector it fills for each request head; over either, the answer is the same 431.
+    if limits.max_headers != HYPER_MAX_HEADERS {
+        builder.http1().max_headers(limits.max_headers);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())

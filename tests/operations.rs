@@ -763,6 +763,47 @@ secret_access_key_env = "STALL_SECRET"
     held.abort();
 }
 
+/// The answer's status line to a GET whose head has `count` header fields in all.
+async fn status_line_with_headers(proxy: &RunningProxy, count: usize) -> String {
+    let mut raw = tokio::net::TcpStream::connect(proxy.address).await.unwrap();
+    let mut head = "GET /no-such-bucket/key HTTP/1.1\r\nHost: proxy\r\n".to_string();
+    for i in 1..count - 1 {
+        head.push_str(&format!("x-filler-{i}: v\r\n"));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    raw.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    raw.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_header_count_allows_100_fields_and_refuses_101() {
+    let config = config_with_limits(
+        "",
+        &static_reader_integration(
+            "counted",
+            "bucket = \"counted-bucket\"",
+            "http://127.0.0.1:9",
+        ),
+    );
+    let secrets = std::collections::BTreeMap::from([(
+        "STATIC_READER_SECRET".to_string(),
+        "unused".to_string(),
+    )]);
+    let proxy = start_proxy(&config, &secrets).await;
+    // 100 fields reach the proxy, which finds no such bucket; 101 are refused by the parser.
+    assert_eq!(
+        status_line_with_headers(&proxy, 100).await,
+        "HTTP/1.1 404 Not Found"
+    );
+    assert_eq!(
+        status_line_with_headers(&proxy, 101).await,
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+}
+
 /// A certificate for 127.0.0.1 and localhost and its key (PEM), and the CA that signed it
 /// (PEM and DER).
 type Authority = (
