@@ -35,8 +35,8 @@ type HttpClient = Client<Connector, ProxyBody>;
 /// The upstream HTTP clients, shared by every request: one pair trusting the webpki roots, and
 /// one per extra CA bundle an integration names.
 pub struct Upstream {
-    default: Clients,
-    with_ca: Mutex<HashMap<PathBuf, Clients>>,
+    default: Arc<Clients>,
+    with_ca: Mutex<HashMap<PathBuf, Arc<Clients>>>,
     /// A permit for each transfer that may go through a wide client.
     wide_slots: Arc<AtomicUsize>,
     /// The limits the clients were built with.
@@ -49,7 +49,6 @@ pub struct Upstream {
 /// [`Limits::wide_transfers`] transfers at once go wide and any more go narrow: a few large
 /// downloads move at full speed, and many at once stay within a bounded memory. Each pool keeps
 /// its own connections.
-#[derive(Clone)]
 struct Clients {
     wide: HttpClient,
     narrow: HttpClient,
@@ -64,7 +63,7 @@ pub struct Answer {
 impl Upstream {
     pub fn new(limits: &Limits) -> Result<Self, rustls::Error> {
         Ok(Upstream {
-            default: Clients::new(&[], limits)?,
+            default: Arc::new(Clients::new(&[], limits)?),
             with_ca: Mutex::new(HashMap::new()),
             wide_slots: Arc::default(),
             limits: limits.clone(),
@@ -92,25 +91,26 @@ impl Upstream {
         }
     }
 
-    fn clients(&self, ca_file: Option<&Path>, integration: &str) -> Result<Clients, Error> {
+    fn clients(&self, ca_file: Option<&Path>, integration: &str) -> Result<Arc<Clients>, Error> {
         let Some(path) = ca_file else {
-            return Ok(self.default.clone());
+            return Ok(Arc::clone(&self.default));
         };
         let mut clients = self.with_ca.lock().map_err(|_| Error::Internal {
             detail: "the upstream client table is poisoned".to_string(),
         })?;
         if let Some(client) = clients.get(path) {
-            return Ok(client.clone());
+            return Ok(Arc::clone(client));
         }
         let client = crate::tls::read_ca_file(path)
             .and_then(|extra| Clients::new(&extra, &self.limits).map_err(|error| error.to_string()))
+            .map(Arc::new)
             .map_err(|reason| {
                 tracing::warn!(%integration, %reason, "the integration's CA bundle is unusable");
                 Error::UpstreamUnreachable {
                     integration: integration.to_string(),
                 }
             })?;
-        clients.insert(path.to_path_buf(), client.clone());
+        clients.insert(path.to_path_buf(), Arc::clone(&client));
         Ok(client)
     }
 
