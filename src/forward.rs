@@ -1,9 +1,12 @@
 //! Forwarding: sends the signed request upstream and streams the answer back.
 //!
-//! One pooled `hyper` client (rustls on ring, HTTP/1.1 and HTTP/2 by ALPN) serves every
-//! integration, plus one per extra CA bundle (private MinIO/Ceph). Connecting and waiting for
-//! response headers are bounded by the configured timeouts. Its resolver answers `localhost` and `*.localhost` with 127.0.0.1 itself
-//! (RFC 6761), so virtual-host style works against a local store with no `/etc/hosts` edits.
+//! One pair of pooled `hyper` clients (rustls on ring, HTTP/1.1 and HTTP/2 by ALPN) serves
+//! every integration, plus a pair per extra CA bundle (private MinIO/Ceph); of each pair, the
+//! wide client reads response bodies in large chunks for the first few transfers at once and
+//! the narrow one in small chunks for the rest ([`Limits::wide_transfers`]). Connecting and
+//! waiting for response headers are bounded by the configured timeouts. The resolver answers
+//! `localhost` and `*.localhost` with 127.0.0.1 itself (RFC 6761), so virtual-host style works
+//! against a local store with no `/etc/hosts` edits.
 //! Response bodies are handed back frame by frame: nothing is collected, and an upstream error
 //! mid-body stays an error so the client sees an aborted transfer, not a short clean one.
 //! Response headers are allow-listed: entity and S3 metadata headers pass, hop-by-hop headers,
@@ -37,7 +40,7 @@ type HttpClient = Client<Connector, ProxyBody>;
 pub struct Upstream {
     default: Arc<Clients>,
     with_ca: Mutex<HashMap<PathBuf, Arc<Clients>>>,
-    /// A permit for each transfer that may go through a wide client.
+    /// How many transfers hold a wide slot now (see [`Clients`]).
     wide_slots: Arc<AtomicUsize>,
     /// The limits the clients were built with.
     limits: Limits,

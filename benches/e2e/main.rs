@@ -14,12 +14,11 @@
 //! Environment: `BENCH_LARGE_MIB` (default 1024), `BENCH_ROUNDS` (5), `BENCH_SMALL_OBJECTS`
 //! (1000), `BENCH_SMALL_REQUESTS` (40000), `BENCH_CONNECTIONS` (64), `BENCH_INTEGRATIONS`
 //! (10000), `BENCH_CLIENTS` (2000), `BENCH_RSS_STREAMS` (64), `BENCH_BODY_BUFFER` and
-//! `BENCH_WIDE_TRANSFERS` (the proxy's `body_buffer_bytes` and `wide_transfers`). `BENCH_PROXY` runs another build of the proxy than this tree's, and
-//! `BENCH_PROXY_B` a second build beside it in the `bare` rounds, for an A/B in one run;
-//! `BENCH_BARE_WRAPPER` a program the bare relays run under (a counter);
-//! `BENCH_ONLY` (`small`, `large`, `relay`, `bare` or `rss`, comma-separated) runs only those
-//! parts, and
-//! `BENCH_PROFILE` (`anonymous` or `presigned`) only proxied small GETs of that kind, round
+//! `BENCH_WIDE_TRANSFERS` (the proxy's `body_buffer_bytes` and `wide_transfers`).
+//! `BENCH_PROXY` runs another build of the proxy than this tree's, and `BENCH_PROXY_B` a
+//! second build beside it in the `bare` rounds, for an A/B in one run; `BENCH_BARE_WRAPPER` a
+//! program the bare relays run under (a counter); `BENCH_ONLY` (`small`, `large`, `relay`,
+//! `bare` or `rss`, comma-separated) runs only those parts, and `BENCH_PROFILE` (`anonymous` or `presigned`) only proxied small GETs of that kind, round
 //! after round, to profile one of them.
 // Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
 #![allow(clippy::disallowed_methods)]
