@@ -260,7 +260,7 @@ fn metrics(proxy: &Proxy) -> String {
     gauge(
         &mut out,
         "s3sp_wide_transfers",
-        "Upstream transfers reading body_buffer_bytes at a time now (at most wide_transfers).",
+        "Downloads whose store answers are read body_buffer_bytes at a time now (at most wide_transfers).",
         state.upstream.wide_in_use() as i64,
     );
     counter(

@@ -49,9 +49,9 @@ pub struct Upstream {
 /// Two clients with the same trust roots, whose connections read response bodies in chunks of
 /// `body_buffer_bytes` (`wide`) or of [`Limits::narrow_body_buffer`] (`narrow`). Each
 /// connection holds about two such chunks while its client reads slowly, so the first
-/// [`Limits::wide_transfers`] transfers at once go wide and any more go narrow: a few large
-/// downloads move at full speed, and many at once stay within a bounded memory. Each pool keeps
-/// its own connections.
+/// [`Limits::wide_transfers`] GETs at once go wide and any more go narrow, as does every other
+/// request: a few large downloads move at full speed, and many at once stay within a bounded
+/// memory. Each pool keeps its own connections.
 struct Clients {
     wide: HttpClient,
     narrow: HttpClient,
@@ -131,7 +131,10 @@ impl Upstream {
         ca_file: Option<&Path>,
     ) -> Result<Answer, Error> {
         let clients = self.clients(ca_file, integration)?;
-        let mut wide = WideSlot::take(&self.wide_slots, self.limits.wide_transfers);
+        // Only a download reads a body worth wide chunks; an upload's answer is a few bytes.
+        let mut wide = (*request.method() == http::Method::GET)
+            .then(|| WideSlot::take(&self.wide_slots, self.limits.wide_transfers))
+            .flatten();
         let client = if wide.is_some() {
             &clients.wide
         } else {

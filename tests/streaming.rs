@@ -392,9 +392,16 @@ bucket = "wide-media"
 region = "us-east-1"
 endpoint = "{endpoint}"
 public = true
+access = "read-write"
 [integration.credentials]
 access_key_id = "{key}"
 secret_access_key_env = "WIDE_STORE_SECRET"
+
+[[client]]
+access_key_id = "AKWIDEUPLOADER"
+secret_access_key_env = "WIDE_CLIENT_SECRET"
+integrations = ["wide"]
+access = "read-write"
 "#,
         endpoint = store.endpoint(),
         key = store.access_key_id,
@@ -402,7 +409,10 @@ secret_access_key_env = "WIDE_STORE_SECRET"
     let proxy = ProxyProcess::spawn(
         &dir.0,
         &config,
-        &[("WIDE_STORE_SECRET", &store.secret_access_key)],
+        &[
+            ("WIDE_STORE_SECRET", &store.secret_access_key),
+            ("WIDE_CLIENT_SECRET", "wide-uploader-secret"),
+        ],
     )
     .await;
     assert_eq!(wide_transfers(&proxy).await, 0, "nothing in flight yet");
@@ -463,4 +473,53 @@ secret_access_key_env = "WIDE_STORE_SECRET"
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(held, 0, "an abandoned transfer gives its slot back");
+
+    // An upload in flight, its body half sent, takes no slot: its answer is a few bytes.
+    let (more, body) = GatedBody::new();
+    let mut request = http::Request::new(());
+    *request.method_mut() = http::Method::PUT;
+    *request.uri_mut() = proxy.url("/wide/uploaded.bin").parse().unwrap();
+    let headers = request.headers_mut();
+    headers.insert("host", proxy.address.to_string().parse().unwrap());
+    headers.insert("content-length", (2u64 << 20).to_string().parse().unwrap());
+    sign_as_client(&mut request, "AKWIDEUPLOADER", "wide-uploader-secret");
+    let (parts, ()) = request.into_parts();
+    let uploader: Client<_, GatedBody> = Client::builder(TokioExecutor::new()).build_http();
+    let upload = tokio::spawn(uploader.request(http::Request::from_parts(parts, body)));
+    more.send(Bytes::from(vec![7u8; 1 << 20])).await.unwrap();
+    for _ in 0..10 {
+        assert_eq!(wide_transfers(&proxy).await, 0, "an upload holds no slot");
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    more.send(Bytes::from(vec![7u8; 1 << 20])).await.unwrap();
+    drop(more);
+    let response = upload.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    let stored = std::fs::metadata(store_root.join("wide-media/uploaded.bin")).unwrap();
+    assert_eq!(stored.len(), 2 << 20, "the upload landed whole");
+}
+
+/// A request body sent a chunk at a time as the test hands them over, ending when the sender
+/// is dropped.
+struct GatedBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl GatedBody {
+    fn new() -> (tokio::sync::mpsc::Sender<Bytes>, GatedBody) {
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+        (sender, GatedBody(receiver))
+    }
+}
+
+impl http_body::Body for GatedBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(context)
+            .map(|chunk| chunk.map(|bytes| Ok(http_body::Frame::data(bytes))))
+    }
 }

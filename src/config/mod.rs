@@ -202,9 +202,10 @@ pub struct Limits {
     /// these, so this bounds memory under many concurrent large transfers; larger reads cost
     /// fewer system calls per byte.
     pub body_buffer_bytes: usize,
-    /// Upstream transfers at once that read `body_buffer_bytes` at a time; any more read
-    /// [`Limits::narrow_body_buffer`] at a time, so many concurrent large downloads stay within
-    /// a bounded memory while a few still move at full speed.
+    /// Downloads (GETs) at once whose store responses are read `body_buffer_bytes` at a time;
+    /// any more, and every other request, read [`Limits::narrow_body_buffer`] at a time, so
+    /// many concurrent large downloads stay within a bounded memory while a few still move at
+    /// full speed.
     pub wide_transfers: usize,
     /// A client must send a request's headers within this time (slowloris).
     pub header_read_timeout: Duration,
