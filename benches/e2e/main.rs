@@ -395,6 +395,20 @@ async fn peak_rss_under_downloads(proxy: &Killed, proxied: &str, streams: usize)
     processes::peak_rss_mib(proxy.pid())
 }
 
+/// Peak RSS while `streams` clients upload `mib` MiB each at once through the proxy to the
+/// discarding sink.
+async fn peak_rss_under_uploads(
+    proxy: &Killed,
+    proxied_sink: &str,
+    streams: usize,
+    mib: usize,
+) -> f64 {
+    processes::reset_peak_rss(proxy.pid());
+    let body = bytes::Bytes::from(vec![7u8; mib << 20]);
+    load::uploads(&load::upload_client(), proxied_sink, &body, streams, true).await;
+    processes::peak_rss_mib(proxy.pid())
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` and test harness probes
@@ -483,6 +497,10 @@ async fn bench() {
         let streams = setting("BENCH_RSS_STREAMS", 64);
         let rss = peak_rss_under_downloads(&proxy, &bench.proxied, streams).await;
         println!("| peak RSS, {streams} concurrent {large_mib} MiB GETs | — | {rss:.1} MiB | — |");
+        let mib = (large_mib / 4).max(1);
+        let sink = format!("{}/up", bench.proxied_sink);
+        let rss = peak_rss_under_uploads(&proxy, &sink, streams, mib).await;
+        println!("| peak RSS, {streams} concurrent {mib} MiB PUTs | — | {rss:.1} MiB | — |");
     }
     println!(
         "| config load to listening, {integrations} integrations + {clients} clients vs 1 | {:.0} ms | {:.0} ms | {:.2} |",
