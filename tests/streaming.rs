@@ -75,20 +75,7 @@ secret_access_key_env = "BIG_STORE_SECRET"
         response.headers()["content-length"],
         GIB.to_string().as_str()
     );
-    let mut body = response.into_body();
-    let mut received: u64 = 0;
-    let mut mismatches = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.expect("the transfer completes");
-        if let Some(data) = frame.data_ref() {
-            for (i, byte) in data.iter().enumerate() {
-                if *byte != pattern(received + i as u64) {
-                    mismatches += 1;
-                }
-            }
-            received += data.len() as u64;
-        }
-    }
+    let (received, mismatches) = read_pattern(response.into_body(), 0).await;
     assert_eq!(received, GIB);
     assert_eq!(mismatches, 0, "every byte arrives as stored");
 

@@ -18,6 +18,7 @@ mod fuzz_corpus;
 mod hardening;
 mod http2;
 mod jail;
+mod limits;
 mod local_store;
 mod operations;
 mod read_path;
