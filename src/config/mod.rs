@@ -198,9 +198,9 @@ pub struct Limits {
     /// Length of the request target (path and query), in bytes.
     pub max_uri_bytes: usize,
     /// The most a connection reads ahead of the other side of a transfer, in bytes: the size of
-    /// a body chunk read from a client or from the store. Each transfer holds about two of
-    /// these, so this bounds memory under many concurrent large transfers; larger reads cost
-    /// fewer system calls per byte.
+    /// a body chunk read from a client or from the store (by the first
+    /// [`Limits::wide_transfers`] downloads at once). Each transfer holds about two of these;
+    /// larger reads cost fewer system calls per byte.
     pub body_buffer_bytes: usize,
     /// Downloads (GETs) at once whose store responses are read `body_buffer_bytes` at a time;
     /// any more, and every other request, read [`Limits::narrow_body_buffer`] at a time, so
@@ -255,8 +255,8 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// What a transfer beyond the first [`Limits::wide_transfers`] reads at a time: 64 KiB, or
-    /// `body_buffer_bytes` if that is smaller.
+    /// What the store's answer to a download beyond the first [`Limits::wide_transfers`], or to
+    /// any other request, is read in: 64 KiB, or `body_buffer_bytes` if that is smaller.
     pub fn narrow_body_buffer(&self) -> usize {
         self.body_buffer_bytes.min(64 * 1024)
     }
