@@ -185,11 +185,11 @@ impl Finished {
         let duration_ms = log.started.elapsed().as_millis() as u64;
         let client_ip = ClientIp(log.client_ip);
         crate::logging::line::access(&[
-            ("request_id", Value::Shown(&log.request_id)),
+            ("request_id", Value::Bare(&log.request_id)),
             ("method", Value::Text(log.method)),
-            ("client", Value::Shown(&log.client)),
+            ("client", Value::Bare(&log.client)),
             ("client_ip", Value::Shown(&client_ip)),
-            ("bucket", Value::Shown(&log.bucket)),
+            ("bucket", Value::Bare(&log.bucket)),
             ("integration", Value::Text(integration)),
             ("status", Value::Unsigned(log.status.into())),
             ("code", Value::Text(log.code.unwrap_or("-"))),

@@ -16,6 +16,8 @@ pub enum Value<'a> {
     Text(&'a str),
     /// A value shown with `Display` (`name = %value`): bare in text lines, a string in JSON.
     Shown(&'a dyn Display),
+    /// A string shown as `Display` shows it: [`Value::Shown`] without the formatter.
+    Bare(&'a str),
     /// A number (`name = count`).
     Unsigned(u64),
     /// A number that may be negative.
@@ -125,6 +127,7 @@ fn text_fields(line: &mut String, ansi: bool, fields: &[(&'static str, Value<'_>
             Value::Text(text) => push_debug(line, text),
             // Writing to a String cannot fail.
             Value::Shown(shown) => drop(write!(line, "{shown}")),
+            Value::Bare(text) => line.push_str(text),
             Value::Unsigned(number) => push_integer(line, *number),
             Value::Signed(number) => push_integer(line, *number),
             Value::Flag(flag) => line.push_str(flag_text(*flag)),
@@ -190,6 +193,7 @@ fn json_line(
         match value {
             Value::Text(text) => json_string(line, text),
             Value::Shown(shown) => json_string(line, &shown.to_string()),
+            Value::Bare(text) => json_string(line, text),
             Value::Unsigned(number) => push_integer(line, *number),
             Value::Signed(number) => push_integer(line, *number),
             Value::Flag(flag) => line.push_str(flag_text(*flag)),
@@ -218,6 +222,7 @@ fn logfmt_fields(line: &mut String, fields: &[(&'static str, Value<'_>)]) {
         match value {
             Value::Text(text) => line.push_str(&super::quote(text)),
             Value::Shown(shown) => line.push_str(&super::quote(&shown.to_string())),
+            Value::Bare(text) => line.push_str(&super::quote(text)),
             Value::Unsigned(number) => push_integer(line, *number),
             Value::Signed(number) => push_integer(line, *number),
             Value::Flag(flag) => line.push_str(flag_text(*flag)),
@@ -320,7 +325,7 @@ mod tests {
     ) -> [(&'static str, Value<'a>); 7] {
         let [text, shown, other] = texts;
         [
-            ("request_id", Value::Shown(shown)),
+            ("request_id", Value::Bare(shown)),
             ("method", Value::Text(text)),
             ("status", Value::Unsigned(numbers.0)),
             ("upstream_status", Value::Signed(numbers.1)),
