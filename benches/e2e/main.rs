@@ -18,8 +18,9 @@
 //! `BENCH_PROXY` runs another build of the proxy than this tree's, and `BENCH_PROXY_B` a
 //! second build beside it in the `bare` rounds, for an A/B in one run; `BENCH_BARE_WRAPPER` a
 //! program the bare relays run under (a counter); `BENCH_ONLY` (`small`, `large`, `relay`,
-//! `bare` or `rss`, comma-separated) runs only those parts, and `BENCH_PROFILE` (`anonymous` or `presigned`) only proxied small GETs of that kind, round
-//! after round, to profile one of them.
+//! `bare` or `rss`, comma-separated) runs only those parts, and `BENCH_PROFILE` (`anonymous`
+//! or `presigned`) only proxied small GETs of that kind, round after round, to profile one of
+//! them.
 // Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly
