@@ -220,37 +220,7 @@ fn metrics(proxy: &Proxy) -> String {
     let state = proxy.state();
     let mut out = String::new();
     proxy.metrics.render(&mut out);
-    let stats = &state.credentials.stats;
-    counter(
-        &mut out,
-        "s3sp_sts_calls_total",
-        "Credential fetches (STS AssumeRole or the default chain).",
-        stats.calls.load(Ordering::Relaxed),
-    );
-    counter(
-        &mut out,
-        "s3sp_sts_failures_total",
-        "Credential fetches that failed.",
-        stats.failures.load(Ordering::Relaxed),
-    );
-    counter(
-        &mut out,
-        "s3sp_credential_cache_hits_total",
-        "Requests whose credentials came from the cache.",
-        stats.cache_hits.load(Ordering::Relaxed),
-    );
-    counter(
-        &mut out,
-        "s3sp_credential_invalidations_total",
-        "Cached credentials dropped because the store refused them.",
-        stats.invalidations.load(Ordering::Relaxed),
-    );
-    counter(
-        &mut out,
-        "s3sp_credential_invalidations_debounced_total",
-        "Store refusals that did not drop credentials: the identity's were dropped within the debounce period.",
-        stats.invalidations_debounced.load(Ordering::Relaxed),
-    );
+    credential_metrics(&mut out, &state.credentials.stats);
     gauge(
         &mut out,
         "s3sp_integrations",
@@ -275,8 +245,48 @@ fn metrics(proxy: &Proxy) -> String {
         "Reloads refused because the new configuration was invalid.",
         proxy.reload_failures.load(Ordering::Relaxed),
     );
+    expiry_metrics(&mut out, &state);
+    out
+}
+
+/// The credential cache's counters.
+fn credential_metrics(out: &mut String, stats: &crate::credentials::CredentialStats) {
+    counter(
+        out,
+        "s3sp_sts_calls_total",
+        "Credential fetches (STS AssumeRole or the default chain).",
+        stats.calls.load(Ordering::Relaxed),
+    );
+    counter(
+        out,
+        "s3sp_sts_failures_total",
+        "Credential fetches that failed.",
+        stats.failures.load(Ordering::Relaxed),
+    );
+    counter(
+        out,
+        "s3sp_credential_cache_hits_total",
+        "Requests whose credentials came from the cache.",
+        stats.cache_hits.load(Ordering::Relaxed),
+    );
+    counter(
+        out,
+        "s3sp_credential_invalidations_total",
+        "Cached credentials dropped because the store refused them.",
+        stats.invalidations.load(Ordering::Relaxed),
+    );
+    counter(
+        out,
+        "s3sp_credential_invalidations_debounced_total",
+        "Store refusals that did not drop credentials: the identity's were dropped within the debounce period.",
+        stats.invalidations_debounced.load(Ordering::Relaxed),
+    );
+}
+
+/// Seconds until each integration's cached credentials expire, for those that have any.
+fn expiry_metrics(out: &mut String, state: &crate::state::State) {
     family(
-        &mut out,
+        out,
         "s3sp_credentials_expiry_seconds",
         "gauge",
         "Seconds until the integration's cached credentials expire (absent: static or not yet fetched).",
@@ -295,5 +305,4 @@ fn metrics(proxy: &Proxy) -> String {
             );
         }
     }
-    out
 }
