@@ -268,6 +268,17 @@ async fn uploads_proxy(
     prefix: &str,
     client: (&str, &str),
 ) -> (TempDir, std::path::PathBuf, EmbeddedStore, ProxyProcess) {
+    store_proxy(label, prefix, client, ("", "")).await
+}
+
+/// [`uploads_proxy`] with `extra` lines at the end of `[server]` (tables such as
+/// `[server.limits]` included) and of the integration.
+async fn store_proxy(
+    label: &str,
+    prefix: &str,
+    client: (&str, &str),
+    extra: (&str, &str),
+) -> (TempDir, std::path::PathBuf, EmbeddedStore, ProxyProcess) {
     let dir = TempDir::new(label);
     let store_root = dir.0.join("store");
     std::fs::create_dir_all(store_root.join("big-media")).unwrap();
@@ -276,6 +287,7 @@ async fn uploads_proxy(
         r#"
 [server]
 listen = "LISTEN"
+{server_extra}
 [[integration]]
 name = "big"
 bucket = "big-media"
@@ -283,6 +295,7 @@ prefix = "{prefix}"
 region = "us-east-1"
 endpoint = "{endpoint}"
 access = "read-write"
+{integration_extra}
 [integration.credentials]
 access_key_id = "{key}"
 secret_access_key_env = "BIG_STORE_SECRET"
@@ -296,6 +309,8 @@ access = "read-write"
         endpoint = store.endpoint(),
         key = store.access_key_id,
         client_key = client.0,
+        server_extra = extra.0,
+        integration_extra = extra.1,
     );
     let proxy = ProxyProcess::spawn(
         &dir.0,
@@ -360,48 +375,20 @@ async fn read_pattern(mut body: hyper::body::Incoming, mut received: u64) -> (u6
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfers_beyond_the_wide_ones_read_narrow_and_slots_come_back() {
     const SIZE: u64 = 48 << 20;
-    let dir = TempDir::new("wide");
-    let store_root = dir.0.join("store");
-    std::fs::create_dir_all(store_root.join("wide-media")).unwrap();
-    let object: Vec<u8> = (0..SIZE).map(pattern).collect();
-    std::fs::write(store_root.join("wide-media/object.bin"), object).unwrap();
-    let store = EmbeddedStore::start(&store_root, None, None).await.unwrap();
-    let config = format!(
-        r#"
-[server]
-listen = "LISTEN"
-admin_listen = "ADMIN"
-[server.limits]
-wide_transfers = 1
-[[integration]]
-name = "wide"
-bucket = "wide-media"
-region = "us-east-1"
-endpoint = "{endpoint}"
-public = true
-access = "read-write"
-[integration.credentials]
-access_key_id = "{key}"
-secret_access_key_env = "WIDE_STORE_SECRET"
-
-[[client]]
-access_key_id = "AKWIDEUPLOADER"
-secret_access_key_env = "WIDE_CLIENT_SECRET"
-integrations = ["wide"]
-access = "read-write"
-"#,
-        endpoint = store.endpoint(),
-        key = store.access_key_id,
-    );
-    let proxy = ProxyProcess::spawn(
-        &dir.0,
-        &config,
-        &[
-            ("WIDE_STORE_SECRET", &store.secret_access_key),
-            ("WIDE_CLIENT_SECRET", "wide-uploader-secret"),
-        ],
+    let (_dir, store_root, _store, proxy) = store_proxy(
+        "wide",
+        "wide",
+        ("AKWIDEUPLOADER", "wide-uploader-secret"),
+        (
+            "admin_listen = \"ADMIN\"\n[server.limits]\nwide_transfers = 1",
+            "public = true",
+        ),
     )
     .await;
+    let objects = store_root.join("big-media/wide");
+    std::fs::create_dir_all(&objects).unwrap();
+    let object: Vec<u8> = (0..SIZE).map(pattern).collect();
+    std::fs::write(objects.join("object.bin"), object).unwrap();
     assert_eq!(wide_transfers(&proxy).await, 0, "nothing in flight yet");
 
     // Two downloads at once, each started (headers and a first frame read), then held: one
@@ -410,7 +397,7 @@ access = "read-write"
     let mut started = Vec::new();
     for _ in 0..2 {
         let response = client
-            .get(proxy.url("/wide/object.bin").parse().unwrap())
+            .get(proxy.url("/big/object.bin").parse().unwrap())
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
@@ -443,7 +430,7 @@ access = "read-write"
 
     // A download the client abandons midway gives its slot back too.
     let response = client
-        .get(proxy.url("/wide/object.bin").parse().unwrap())
+        .get(proxy.url("/big/object.bin").parse().unwrap())
         .await
         .unwrap();
     let mut body = response.into_body();
@@ -465,7 +452,7 @@ access = "read-write"
     let (more, body) = GatedBody::new();
     let mut request = http::Request::new(());
     *request.method_mut() = http::Method::PUT;
-    *request.uri_mut() = proxy.url("/wide/uploaded.bin").parse().unwrap();
+    *request.uri_mut() = proxy.url("/big/uploaded.bin").parse().unwrap();
     let headers = request.headers_mut();
     headers.insert("host", proxy.address.to_string().parse().unwrap());
     headers.insert("content-length", (2u64 << 20).to_string().parse().unwrap());
@@ -482,7 +469,7 @@ access = "read-write"
     drop(more);
     let response = upload.await.unwrap().unwrap();
     assert_eq!(response.status(), 200);
-    let stored = std::fs::metadata(store_root.join("wide-media/uploaded.bin")).unwrap();
+    let stored = std::fs::metadata(objects.join("uploaded.bin")).unwrap();
     assert_eq!(stored.len(), 2 << 20, "the upload landed whole");
 }
 
