@@ -30,7 +30,7 @@ const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495
 /// What the request's verified signature gives chunk verification.
 #[derive(Clone)]
 pub struct ChunkSigning {
-    pub signing_key: Vec<u8>,
+    pub signing_key: crate::sigv4::SigningKey,
     pub time_text: String,
     pub scope: String,
     /// The request's own signature: the first chunk's "previous signature".
@@ -499,7 +499,8 @@ mod tests {
                 "s3",
             )
             .as_ref()
-            .to_vec(),
+            .try_into()
+            .unwrap(),
             time_text: "20240102T030405Z".to_string(),
             scope: "20240102/us-east-1/s3/aws4_request".to_string(),
             seed_signature: "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"

@@ -23,8 +23,8 @@ mod policies;
 
 use crate::sigv2::SignedRequest;
 use crate::sigv4::{
-    ALGORITHM, MAX_CLOCK_SKEW, MAX_PRESIGNED_EXPIRY, constant_time_eq, parse_amz_date, parse_query,
-    signature, signing_key,
+    ALGORITHM, MAX_CLOCK_SKEW, MAX_PRESIGNED_EXPIRY, SigningKey, constant_time_eq, parse_amz_date,
+    parse_query, signature, signing_key,
 };
 
 /// The payload hash S3 uses for presigned URLs.
@@ -46,7 +46,7 @@ pub struct Client {
     policy_key: Vec<u8>,
     /// The signing keys last derived from the secret, by scope (`date/region/service/…`): a
     /// key changes once a day per region, and deriving it is four HMACs.
-    keys: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
+    keys: std::sync::Mutex<Vec<(String, SigningKey)>>,
 }
 
 /// Scopes a client's key cache holds (a few regions or services across a day boundary).
@@ -54,18 +54,18 @@ const CACHED_SCOPES: usize = 4;
 
 impl Client {
     /// The SigV4 signing key for `scope`, derived once and then taken from the cache.
-    fn signing_key(&self, scope: &str) -> Vec<u8> {
+    fn signing_key(&self, scope: &str) -> SigningKey {
         if let Ok(keys) = self.keys.lock()
             && let Some((_, key)) = keys.iter().find(|(cached, _)| cached == scope)
         {
-            return key.clone();
+            return *key;
         }
         let key = signing_key(self.secret_access_key.expose(), scope);
         if let Ok(mut keys) = self.keys.lock() {
             if keys.len() >= CACHED_SCOPES {
                 keys.remove(0);
             }
-            keys.push((scope.to_string(), key.clone()));
+            keys.push((scope.to_string(), key));
         }
         key
     }
@@ -280,27 +280,27 @@ impl Clients {
             }
             (None, true) => (from_query(query, now)?, Authentication::Presigned),
         };
-        check_amz_headers_signed(headers, &signed.signed_headers)?;
+        check_amz_headers_signed(headers, signed.signed_headers)?;
         let client = self
             .by_key
-            .get(&signed.access_key_id)
+            .get(signed.access_key_id)
             .ok_or(Error::InvalidAccessKeyId)?;
         let canonical = claimed_canonical_request(&signed, method, uri, query, headers)?;
-        let signing_key = client.signing_key(&signed.scope);
-        let expected = signature(&signing_key, &signed.time_text, &signed.scope, &canonical);
+        let signing_key = client.signing_key(signed.scope);
+        let expected = signature(&signing_key, signed.time_text, signed.scope, &canonical);
         if !constant_time_eq(expected.as_bytes(), signed.signature.as_bytes()) {
             return Err(Error::SignatureDoesNotMatch);
         }
-        let chunk_signing = (authentication == Authentication::Header).then_some(ChunkSigning {
+        let chunk_signing = (authentication == Authentication::Header).then(|| ChunkSigning {
             signing_key,
-            time_text: signed.time_text,
-            scope: signed.scope,
-            seed_signature: signed.signature,
+            time_text: signed.time_text.to_string(),
+            scope: signed.scope.to_string(),
+            seed_signature: signed.signature.to_string(),
         });
         Ok(Verified {
             caller: Caller::Client(client.clone()),
             authentication,
-            signed_headers: signed.signed_headers,
+            signed_headers: signed.signed_headers.names().map(str::to_string).collect(),
             chunk_signing,
             grant: None,
         })
@@ -344,10 +344,10 @@ impl Clients {
         let canonical_request =
             claimed_canonical_request(&signed, method, uri, &query, headers).ok()?;
         let string_to_sign =
-            crate::sigv4::string_to_sign(&signed.time_text, &signed.scope, &canonical_request);
+            crate::sigv4::string_to_sign(signed.time_text, signed.scope, &canonical_request);
         Some(SignatureView {
-            access_key_id: signed.access_key_id,
-            scope: signed.scope,
+            access_key_id: signed.access_key_id.to_string(),
+            scope: signed.scope.to_string(),
             canonical_request,
             string_to_sign,
         })
@@ -417,19 +417,22 @@ fn claimed_canonical_request(
         method.as_str(),
         uri.path(),
         query,
-        &signed.signed_headers,
+        signed.signed_headers,
         headers,
         uri,
-        &signed.payload_hash,
+        signed.payload_hash,
     )
 }
 
 /// S3's rule: every `x-amz-*` header of a signed request is covered by its signature.
-fn check_amz_headers_signed(headers: &HeaderMap, signed_headers: &[String]) -> Result<(), Error> {
+fn check_amz_headers_signed(
+    headers: &HeaderMap,
+    signed_headers: SignedHeaders<'_>,
+) -> Result<(), Error> {
     let unsigned: Vec<&str> = headers
         .keys()
         .map(http::HeaderName::as_str)
-        .filter(|name| name.starts_with("x-amz-") && !signed_headers.iter().any(|s| s == name))
+        .filter(|name| name.starts_with("x-amz-") && !signed_headers.names().any(|s| s == *name))
         .collect();
     if unsigned.is_empty() {
         return Ok(());
@@ -442,15 +445,36 @@ fn check_amz_headers_signed(headers: &HeaderMap, signed_headers: &[String]) -> R
     })
 }
 
-/// What a signature claims, from the header or the query.
-struct SignedParts {
-    access_key_id: String,
+/// What a signature claims, from the header or the query, borrowed from the request.
+struct SignedParts<'a> {
+    access_key_id: &'a str,
     /// `date/region/service/aws4_request`
-    scope: String,
-    time_text: String,
-    signed_headers: Vec<String>,
-    signature: String,
-    payload_hash: String,
+    scope: &'a str,
+    time_text: &'a str,
+    signed_headers: SignedHeaders<'a>,
+    signature: &'a str,
+    payload_hash: &'a str,
+}
+
+/// The header names a signature covers, as it lists them (`host;x-amz-date`): checked to be
+/// lower-case names that include `host` ([`SignedHeaders::parse`]).
+#[derive(Clone, Copy)]
+struct SignedHeaders<'a>(&'a str);
+
+impl<'a> SignedHeaders<'a> {
+    fn parse(text: &'a str) -> Option<Self> {
+        let names = SignedHeaders(text);
+        let well_formed = names.names().all(|n| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+        (well_formed && names.names().any(|n| n == "host")).then_some(names)
+    }
+
+    fn names(self) -> impl Iterator<Item = &'a str> {
+        self.0.split(';')
+    }
 }
 
 fn malformed(why: &str) -> Error {
@@ -459,12 +483,12 @@ fn malformed(why: &str) -> Error {
     }
 }
 
-fn from_header(
-    value: &str,
+fn from_header<'a>(
+    value: &'a str,
     method: &Method,
-    headers: &HeaderMap,
+    headers: &'a HeaderMap,
     now: SystemTime,
-) -> Result<SignedParts, Error> {
+) -> Result<SignedParts<'a>, Error> {
     let rest = value
         .strip_prefix(ALGORITHM)
         .ok_or_else(|| Error::InvalidArgument {
@@ -491,30 +515,26 @@ fn from_header(
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| Error::AccessDenied {
             reason: "AWS authentication requires a valid x-amz-date header".to_string(),
-        })?
-        .to_string();
-    let time = parse_amz_date(&time_text).ok_or_else(|| Error::AccessDenied {
+        })?;
+    let time = parse_amz_date(time_text).ok_or_else(|| Error::AccessDenied {
         reason: "AWS authentication requires a valid x-amz-date header".to_string(),
     })?;
     check_skew(time, now)?;
-    let (access_key_id, scope) = parse_credential(credential, &time_text, malformed)?;
+    let (access_key_id, scope) = parse_credential(credential, time_text, malformed)?;
     let signed_headers =
-        parse_signed_headers(signed_headers).ok_or_else(|| malformed("has bad SignedHeaders"))?;
+        SignedHeaders::parse(signed_headers).ok_or_else(|| malformed("has bad SignedHeaders"))?;
     let payload_hash = match headers.get("x-amz-content-sha256") {
         Some(value) => {
-            if !signed_headers.iter().any(|h| h == "x-amz-content-sha256") {
+            if !signed_headers.names().any(|h| h == "x-amz-content-sha256") {
                 return Err(malformed("must sign x-amz-content-sha256"));
             }
             value
                 .to_str()
                 .map_err(|_| malformed("has a non-ASCII x-amz-content-sha256"))?
-                .to_string()
         }
         // Generic SigV4 signers (curl before 8) hash the empty body and send no header; that
         // is only true of requests without one.
-        None if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) => {
-            EMPTY_SHA256.to_string()
-        }
+        None if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) => EMPTY_SHA256,
         None => {
             return Err(Error::InvalidRequest {
                 reason: "Missing required header for this request: x-amz-content-sha256"
@@ -527,31 +547,29 @@ fn from_header(
         scope,
         time_text,
         signed_headers,
-        signature: signature.to_string(),
+        signature,
         payload_hash,
     })
 }
 
-fn from_query(query: &[(String, String)], now: SystemTime) -> Result<SignedParts, Error> {
+fn from_query(query: &[(String, String)], now: SystemTime) -> Result<SignedParts<'_>, Error> {
     let bad = |why: &str| Error::AuthorizationQueryParametersError {
         reason: format!("Query-string authentication {why}"),
     };
-    let get = |name: &str| {
-        query
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
-    if get("X-Amz-Algorithm") != Some(ALGORITHM) {
+    let [
+        algorithm,
+        credential,
+        time_text,
+        expires,
+        signed_headers,
+        signature,
+    ] = presigned_parameters(query);
+    if algorithm != Some(ALGORITHM) {
         return Err(bad("requires X-Amz-Algorithm=AWS4-HMAC-SHA256"));
     }
-    let (Some(credential), Some(time_text), Some(expires), Some(signed_headers), Some(signature)) = (
-        get("X-Amz-Credential"),
-        get("X-Amz-Date"),
-        get("X-Amz-Expires"),
-        get("X-Amz-SignedHeaders"),
-        get("X-Amz-Signature"),
-    ) else {
+    let (Some(credential), Some(time_text), Some(expires), Some(signed_headers), Some(signature)) =
+        (credential, time_text, expires, signed_headers, signature)
+    else {
         return Err(bad(
             "requires X-Amz-Credential, X-Amz-Date, X-Amz-Expires, X-Amz-SignedHeaders and X-Amz-Signature",
         ));
@@ -579,15 +597,37 @@ fn from_query(query: &[(String, String)], now: SystemTime) -> Result<SignedParts
     }
     let (access_key_id, scope) = parse_credential(credential, time_text, |why| bad(why))?;
     let signed_headers =
-        parse_signed_headers(signed_headers).ok_or_else(|| bad("has bad X-Amz-SignedHeaders"))?;
+        SignedHeaders::parse(signed_headers).ok_or_else(|| bad("has bad X-Amz-SignedHeaders"))?;
     Ok(SignedParts {
         access_key_id,
         scope,
-        time_text: time_text.to_string(),
+        time_text,
         signed_headers,
-        signature: signature.to_string(),
-        payload_hash: UNSIGNED_PAYLOAD.to_string(),
+        signature,
+        payload_hash: UNSIGNED_PAYLOAD,
     })
+}
+
+/// The value of the first of each of a presigned URL's signature parameters, in the order
+/// [`from_query`] reads them (algorithm, credential, date, expiry, signed headers, signature),
+/// from one pass over the query.
+fn presigned_parameters(query: &[(String, String)]) -> [Option<&str>; 6] {
+    let mut found = [None; 6];
+    for (name, value) in query {
+        let at = match name.strip_prefix("X-Amz-") {
+            Some("Algorithm") => 0,
+            Some("Credential") => 1,
+            Some("Date") => 2,
+            Some("Expires") => 3,
+            Some("SignedHeaders") => 4,
+            Some("Signature") => 5,
+            _ => continue,
+        };
+        if let Some(slot @ None) = found.get_mut(at) {
+            *slot = Some(value.as_str());
+        }
+    }
+    found
 }
 
 fn check_skew(time: SystemTime, now: SystemTime) -> Result<(), Error> {
@@ -603,19 +643,25 @@ fn check_skew(time: SystemTime, now: SystemTime) -> Result<(), Error> {
 
 /// `AKID/20150830/us-east-1/s3/aws4_request` → (key id, scope). Any region is accepted (the
 /// proxy serves every region); the service must be `s3` and the date that of the request.
-fn parse_credential(
-    credential: &str,
+fn parse_credential<'a>(
+    credential: &'a str,
     time_text: &str,
     error: impl Fn(&str) -> Error,
-) -> Result<(String, String), Error> {
+) -> Result<(&'a str, &'a str), Error> {
     let mut parts = credential.splitn(2, '/');
     let access_key_id = parts.next().unwrap_or_default();
     let scope = parts.next().unwrap_or_default();
-    let fields: Vec<&str> = scope.split('/').collect();
-    match fields.as_slice() {
-        [date, region, "s3", "aws4_request"]
-            if time_text.starts_with(date) && date.len() == 8 && !region.is_empty() => {}
-        [_, _, "s3", "aws4_request"] => {
+    let mut fields = scope.splitn(5, '/');
+    let fields = [(); 5].map(|()| fields.next());
+    match fields {
+        [
+            Some(date),
+            Some(region),
+            Some("s3"),
+            Some("aws4_request"),
+            None,
+        ] if time_text.starts_with(date) && date.len() == 8 && !region.is_empty() => {}
+        [Some(_), Some(_), Some("s3"), Some("aws4_request"), None] => {
             return Err(error(
                 "has a credential date that is not the request's date",
             ));
@@ -629,17 +675,7 @@ fn parse_credential(
     if access_key_id.is_empty() {
         return Err(error("has no access key id"));
     }
-    Ok((access_key_id.to_string(), scope.to_string()))
-}
-
-fn parse_signed_headers(text: &str) -> Option<Vec<String>> {
-    let names: Vec<String> = text.split(';').map(str::to_string).collect();
-    let well_formed = names.iter().all(|n| {
-        !n.is_empty()
-            && n.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    });
-    (well_formed && names.iter().any(|n| n == "host")).then_some(names)
+    Ok((access_key_id, scope))
 }
 
 /// S3's canonical request: method, path (decoded once, re-encoded strictly), sorted query
@@ -648,13 +684,13 @@ fn canonical_request(
     method: &str,
     raw_path: &str,
     query: &[(String, String)],
-    signed_headers: &[String],
+    signed_headers: SignedHeaders<'_>,
     headers: &HeaderMap,
     uri: &Uri,
     payload_hash: &str,
 ) -> Result<String, Error> {
     let mut out = canonical_target(method, raw_path, uri.query().unwrap_or(""), query);
-    for name in signed_headers {
+    for name in signed_headers.names() {
         out.push_str(name);
         out.push(':');
         if name == "host" && !headers.contains_key(header::HOST) {
@@ -662,7 +698,7 @@ fn canonical_request(
             let authority = uri.authority().ok_or(Error::SignatureDoesNotMatch)?;
             out.push_str(authority.as_str());
         } else {
-            let mut values = headers.get_all(name.as_str()).iter().peekable();
+            let mut values = headers.get_all(name).iter().peekable();
             if values.peek().is_none() {
                 return Err(Error::SignatureDoesNotMatch);
             }
@@ -675,7 +711,7 @@ fn canonical_request(
         }
         out.push('\n');
     }
-    crate::sigv4::finish_canonical_request(&mut out, &signed_headers.join(";"), payload_hash);
+    crate::sigv4::finish_canonical_request(&mut out, signed_headers.0, payload_hash);
     Ok(out)
 }
 

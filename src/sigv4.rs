@@ -52,7 +52,6 @@ pub fn encode_query(text: &str) -> Cow<'_, str> {
 /// of a byte that encoding escapes. A canonical request can then borrow `text` as it came.
 pub fn is_canonical(text: &str, slash_kept: bool) -> bool {
     let kept = |byte: u8| UNRESERVED[usize::from(byte)] || (slash_kept && byte == b'/');
-    let upper_hex = |digit: u8| digit.is_ascii_digit() || (b'A'..=b'F').contains(&digit);
     let bytes = text.as_bytes();
     let mut at = 0;
     while let Some(&byte) = bytes.get(at) {
@@ -61,7 +60,7 @@ pub fn is_canonical(text: &str, slash_kept: bool) -> bool {
             continue;
         }
         match bytes.get(at..at + 3) {
-            Some(&[b'%', high, low]) if upper_hex(high) && upper_hex(low) => {
+            Some(&[b'%', high, low]) if is_upper_hex(high) && is_upper_hex(low) => {
                 match hex_byte(&[high, low]) {
                     Some(decoded) if !kept(decoded) => at += 3,
                     _ => return false,
@@ -89,14 +88,80 @@ const UNRESERVED: [bool; 256] = {
 /// ([`is_canonical`]); `None` when any is not. For a query [`parse_query`] accepts, these are
 /// exactly its decoded pairs encoded again ([`encode_query`]), without decoding or encoding.
 pub fn canonical_raw_pairs(query: &str) -> Option<Vec<(&str, &str)>> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (is_canonical(name, false) && is_canonical(value, false)).then_some((name, value))
-        })
-        .collect()
+    // One walk that splits and checks at once: the pieces are those of [`raw_pairs`], and
+    // each byte is what `is_canonical` accepts, with one `=` allowed per pair to split it.
+    let bytes = query.as_bytes();
+    let mut pairs = Vec::new();
+    let (mut start, mut equals, mut at) = (0, None, 0);
+    loop {
+        match bytes.get(at) {
+            Some(&byte) if UNRESERVED[usize::from(byte)] => at += 1,
+            Some(b'=') if equals.is_none() => {
+                equals = Some(at);
+                at += 1;
+            }
+            Some(b'%') => {
+                let decoded = match bytes.get(at + 1..at + 3) {
+                    Some(&[high, low]) if is_upper_hex(high) && is_upper_hex(low) => {
+                        hex_byte(&[high, low])
+                    }
+                    _ => None,
+                };
+                match decoded {
+                    Some(decoded) if !UNRESERVED[usize::from(decoded)] => at += 3,
+                    _ => return None,
+                }
+            }
+            Some(b'&') | None => {
+                if at > start {
+                    // Every byte before `at` is ASCII, so these cuts fall between characters.
+                    pairs.push(match equals {
+                        Some(cut) => (query.get(start..cut)?, query.get(cut + 1..at)?),
+                        None => (query.get(start..at)?, ""),
+                    });
+                }
+                if at >= bytes.len() {
+                    return Some(pairs);
+                }
+                at += 1;
+                (start, equals) = (at, None);
+            }
+            Some(_) => return None,
+        }
+    }
+}
+
+/// A hex digit as S3's canonical escapes write it: `0-9` or `A-F`.
+fn is_upper_hex(digit: u8) -> bool {
+    digit.is_ascii_digit() || (b'A'..=b'F').contains(&digit)
+}
+
+/// A raw query's `(name, value)` pieces, in order, as they came: split at each `&`, then at
+/// the first `=` (a piece without one has an empty value), empty pieces skipped. The one
+/// splitter under [`parse_query`], and what [`canonical_raw_pairs`] splits into.
+pub fn raw_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut rest = query;
+    std::iter::from_fn(move || {
+        loop {
+            if rest.is_empty() {
+                return None;
+            }
+            // `&` and `=` are ASCII, so every cut below falls between characters.
+            let end = rest.bytes().position(|b| b == b'&').unwrap_or(rest.len());
+            let (pair, next) = rest.split_at(end);
+            rest = next.get(1..).unwrap_or_default();
+            if pair.is_empty() {
+                continue;
+            }
+            return Some(match pair.bytes().position(|b| b == b'=') {
+                Some(at) => {
+                    let (name, value) = pair.split_at(at);
+                    (name, value.get(1..).unwrap_or_default())
+                }
+                None => (pair, ""),
+            });
+        }
+    })
 }
 
 /// The start of a canonical request: the method, the canonical path and the query, its
@@ -137,13 +202,8 @@ pub fn finish_canonical_request(out: &mut String, signed_headers: &str, payload_
 /// ([`percent_decode`]): the one query parser, for routing and for checking signatures, so
 /// both read the same parameters.
 pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, Error> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            Ok((percent_decode(name)?, percent_decode(value)?))
-        })
+    raw_pairs(query)
+        .map(|(name, value)| Ok((percent_decode(name)?, percent_decode(value)?)))
         .collect()
 }
 
@@ -196,10 +256,13 @@ struct SigningKeys {
 }
 
 /// A derived key with the secret and scope it was derived from.
-type CachedKey = (String, String, Vec<u8>);
+type CachedKey = (String, String, SigningKey);
+
+/// A SigV4 signing key: an HMAC-SHA256 output, so 32 bytes, kept and passed by value.
+pub type SigningKey = [u8; 32];
 
 /// [`signing_key`], derived once per (secret, scope) and then taken from a process-wide cache.
-pub fn cached_signing_key(secret: &str, scope: &str) -> Vec<u8> {
+pub fn cached_signing_key(secret: &str, scope: &str) -> SigningKey {
     use std::hash::BuildHasher;
     let cache = SIGNING_KEYS.get_or_init(|| SigningKeys {
         hasher: std::hash::RandomState::new(),
@@ -211,40 +274,52 @@ pub fn cached_signing_key(secret: &str, scope: &str) -> Vec<u8> {
         && cached_secret == secret
         && cached_scope == scope
     {
-        return key.clone();
+        return *key;
     }
     let key = signing_key(secret, scope);
     if let Ok(mut keys) = cache.keys.lock() {
         if keys.len() >= MAX_SIGNING_KEYS {
             keys.clear();
         }
-        keys.insert(hash, (secret.to_string(), scope.to_string(), key.clone()));
+        keys.insert(hash, (secret.to_string(), scope.to_string(), key));
     }
     key
 }
 
-/// The SigV4 signing key for `scope` (`date/region/service/aws4_request`).
-pub fn signing_key(secret: &str, scope: &str) -> Vec<u8> {
+/// The SigV4 signing key for `scope` (`date/region/service/aws4_request`): four HMACs chained
+/// from `AWS4` and the secret, as aws-sigv4's `generate_signing_key` derives it (a test
+/// compares the two).
+pub fn signing_key(secret: &str, scope: &str) -> SigningKey {
     let mut fields = scope.split('/');
-    let (date, region, service) = (
-        fields.next().unwrap_or_default(),
-        fields.next().unwrap_or_default(),
-        fields.next().unwrap_or_default(),
+    let mut key = hmac_sha256(
+        format!("AWS4{secret}").as_bytes(),
+        fields.next().unwrap_or_default().as_bytes(),
     );
-    let day = parse_amz_date(&format!("{date}T000000Z")).unwrap_or(UNIX_EPOCH);
-    aws_sigv4::sign::v4::generate_signing_key(secret, day, region, service)
-        .as_ref()
-        .to_vec()
+    for field in [fields.next(), fields.next()] {
+        key = hmac_sha256(&key, field.unwrap_or_default().as_bytes());
+    }
+    hmac_sha256(&key, b"aws4_request")
 }
 
+/// The SigV4 signature of a canonical request: the HMAC of the string to sign
+/// ([`string_to_sign`]), fed to the HMAC piece by piece rather than built first.
 pub fn signature(
-    signing_key: &[u8],
+    signing_key: &SigningKey,
     time_text: &str,
     scope: &str,
     canonical_request: &str,
 ) -> String {
-    let string_to_sign = string_to_sign(time_text, scope, canonical_request);
-    hmac_hex(signing_key, string_to_sign.as_bytes())
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(signing_key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    for piece in [ALGORITHM, "\n", time_text, "\n", scope, "\n"] {
+        mac.update(piece.as_bytes());
+    }
+    mac.update(&hex_digits(
+        &Sha256::digest(canonical_request.as_bytes()).into(),
+    ));
+    let mut hex = String::with_capacity(64);
+    push_hex(&mut hex, &mac.finalize().into_bytes());
+    hex
 }
 
 /// HMAC-SHA256 (RFC 2104) of `message` under `key`, by the `hmac` crate: signatures, the
@@ -275,13 +350,26 @@ pub fn string_to_sign(time_text: &str, scope: &str, canonical_request: &str) -> 
 /// Appends `bytes` in lowercase hex: a table lookup per half-byte, where `hex::encode` goes
 /// through a `char` iterator.
 pub fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     out.reserve(bytes.len() * 2);
     for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+        out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
     }
 }
+
+/// A hash in lowercase hex, on the stack: what [`push_hex`] would append.
+fn hex_digits(hash: &[u8; 32]) -> [u8; 64] {
+    let mut hex = [0; 64];
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(hash) {
+        if let [high, low] = pair {
+            *high = HEX_DIGITS[usize::from(byte >> 4)];
+            *low = HEX_DIGITS[usize::from(byte & 0x0f)];
+        }
+    }
+    hex
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// Compares without stopping at the first difference, so timing tells nothing.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -390,6 +478,48 @@ mod tests {
         }
     }
 
+    /// Texts of fewer than `most` of `pieces` each, chosen by a xorshift from `seed`: the
+    /// same texts on every run.
+    fn joined_pieces<'a>(pieces: &'a [&'a str], seed: u64, most: u64) -> impl FnMut() -> String {
+        let mut seed = seed;
+        move || {
+            let mut text = String::new();
+            for _ in 0..(seed % most) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                text.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            text
+        }
+    }
+
+    /// `raw_pairs` against `str::split` and `split_once`, the splitter it replaced, over
+    /// queries built from `&`, `=`, empty pieces and multi-byte characters.
+    #[test]
+    fn raw_pairs_split_as_split_and_split_once_do() {
+        let pieces = [
+            "a", "&", "=", "&&", "==", "é", "%26", "b=c", "", "x-id", "€=",
+        ];
+        let mut generate = joined_pieces(&pieces, 0x9E37_79B9_7F4A_7C15, 9);
+        let mut pairs_seen = 0;
+        for _ in 0..20_000 {
+            let query = generate();
+            let reference: Vec<(&str, &str)> = query
+                .split('&')
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+                .collect();
+            let got: Vec<(&str, &str)> = raw_pairs(&query).collect();
+            assert_eq!(got, reference, "{query:?}");
+            pairs_seen += got.len();
+        }
+        assert!(pairs_seen > 20_000, "only {pairs_seen} pairs compared");
+    }
+
     /// `percent_decode` against the `percent_encoding` crate's decoder (which passes a stray `%`
     /// through, so stray ones are told apart first): every escape case, stray and truncated
     /// `%`, non-UTF-8 results. Counts both outcomes so it cannot pass by refusing everything.
@@ -400,18 +530,9 @@ mod tests {
             "%FF", "%00", "~", " ", "%25", "=", "%%41",
         ];
         let (mut accepted, mut refused) = (0, 0);
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut generate = joined_pieces(&pieces, 0x2545_F491_4F6C_DD1D, 7);
         for _ in 0..20_000 {
-            let mut raw = String::new();
-            for _ in 0..(seed % 7) {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                raw.push_str(pieces[(seed % pieces.len() as u64) as usize]);
-            }
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
+            let raw = generate();
             let bytes = raw.as_bytes();
             let stray = bytes.iter().enumerate().any(|(at, &b)| {
                 b == b'%'
@@ -517,6 +638,40 @@ mod tests {
 
     /// `hmac_hex` against aws-sigv4's `calculate_signature`, over keys shorter than, as long as
     /// and longer than SHA-256's block, and messages of every length across two blocks.
+    /// `signing_key` against aws-sigv4's `generate_signing_key`, over secrets of several
+    /// lengths and characters, days, regions and services.
+    #[test]
+    fn signing_keys_agree_with_aws_sigv4() {
+        let mut compared = 0;
+        for secret in [
+            "",
+            "s",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            &"é".repeat(70),
+        ] {
+            for seconds in [0, 1_440_938_160, 1_709_164_800, 4_102_444_799] {
+                let day = UNIX_EPOCH + Duration::from_secs(seconds);
+                let date = &format_amz_date(day)[..8];
+                for (region, service) in [("us-east-1", "s3"), ("eu-west-3", "sts"), ("x", "y")] {
+                    let reference =
+                        aws_sigv4::sign::v4::generate_signing_key(secret, day, region, service);
+                    let scope = format!("{date}/{region}/{service}/aws4_request");
+                    assert_eq!(
+                        &signing_key(secret, &scope)[..],
+                        reference.as_ref(),
+                        "{scope}"
+                    );
+                    assert_eq!(
+                        cached_signing_key(secret, &scope),
+                        signing_key(secret, &scope)
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        assert_eq!(compared, 4 * 4 * 3);
+    }
+
     #[test]
     fn hmac_agrees_with_aws_sigv4() {
         let mut compared = 0;

@@ -38,9 +38,9 @@ impl Clients {
                 })?;
                 let client = self
                     .by_key
-                    .get(&access_key_id)
+                    .get(access_key_id)
                     .ok_or(Error::InvalidAccessKeyId)?;
-                let expected = crate::policy::signature(&client.signing_key(&scope), policy);
+                let expected = crate::policy::signature(&client.signing_key(scope), policy);
                 (client, expected, signature)
             }
             Some(_) => return Err(bad("signs with an algorithm other than AWS4-HMAC-SHA256")),

@@ -52,12 +52,12 @@ fn vector_header_signature(request_target: &str) -> String {
         HeaderValue::from_static("example.amazonaws.com"),
     );
     headers.insert("x-amz-date", HeaderValue::from_static("20150830T123600Z"));
-    let signed = vec!["host".to_string(), "x-amz-date".to_string()];
+    let signed = SignedHeaders::parse("host;x-amz-date").unwrap();
     let canonical = canonical_request(
         "GET",
         uri.path(),
         &parse_query(uri.query().unwrap_or("")).unwrap(),
-        &signed,
+        signed,
         &headers,
         &uri,
         EMPTY_SHA256,
@@ -123,7 +123,7 @@ fn presigned_canonicalisation_matches_the_published_query_vector() {
         "GET",
         uri.path(),
         &parse_query(uri.query().unwrap_or("")).unwrap(),
-        &["host".to_string()],
+        SignedHeaders::parse("host").unwrap(),
         &headers,
         &uri,
         EMPTY_SHA256,
