@@ -47,6 +47,19 @@ fn metric(text: &str, series: &str) -> Option<f64> {
         .and_then(|value| value.parse().ok())
 }
 
+/// Waits up to ten seconds for `needle` in the proxy's log.
+async fn wait_for_log(proxy: &ProxyProcess, needle: &str) {
+    let started = Instant::now();
+    while !proxy.log().contains(needle) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no {needle:?} in {}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_role_shows_on_integrations_not_readyz_and_reloads_take_effect() {
     let moto = moto();
@@ -61,6 +74,10 @@ async fn a_broken_role_shows_on_integrations_not_readyz_and_reloads_take_effect(
     );
     let env = moto_env(moto);
     let proxy = ProxyProcess::spawn(&dir.0, &acme_with_admin(&wrong), &env_refs(&env)).await;
+    // A SIGHUP as soon as the port answers reloads, rather than finding no handler yet and
+    // ending the process (the handler is in place before the listener binds).
+    proxy.signal("HUP");
+    wait_for_log(&proxy, "configuration reloaded").await;
 
     let health = get(&proxy.admin_url("/healthz")).await;
     assert_eq!(health.status, StatusCode::OK);
@@ -121,15 +138,7 @@ async fn a_broken_role_shows_on_integrations_not_readyz_and_reloads_take_effect(
     // An invalid config on SIGHUP is refused; the previous one keeps serving.
     proxy.rewrite_config("[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n[[integration]]\nname = \"broken\"\n");
     proxy.signal("HUP");
-    let started = Instant::now();
-    while !proxy.log().contains("new configuration refused") {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{}",
-            proxy.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_log(&proxy, "new configuration refused").await;
     assert_eq!(
         get(&proxy.url("/acme-too/owner.txt")).await.status,
         StatusCode::OK
