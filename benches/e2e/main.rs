@@ -18,9 +18,9 @@
 //! `BENCH_PROXY` runs another build of the proxy than this tree's, and `BENCH_PROXY_B` a
 //! second build beside it in the `bare` rounds, for an A/B in one run; `BENCH_BARE_WRAPPER` a
 //! program the bare relays run under (a counter); `BENCH_ONLY` (`small`, `large`, `relay`,
-//! `bare` or `rss`, comma-separated) runs only those parts, and `BENCH_PROFILE` (`anonymous`
-//! or `presigned`) only proxied small GETs of that kind, round after round, to profile one of
-//! them.
+//! `bare` or `rss`, comma-separated) runs only those parts, and `BENCH_PROFILE` (`anonymous`,
+//! `presigned`, or `many` for the many-integration proxy) only proxied small GETs of that kind,
+//! round after round, to profile one of them.
 // Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly
@@ -177,16 +177,21 @@ impl Bench {
             format!("1 KiB GET, {} integrations vs 1", self.integrations),
             "req/s",
         );
+        let mut many_cpu = Row::new(
+            format!("CPU per 1 KiB GET, {} integrations vs 1", self.integrations),
+            "µs",
+        );
         let (n, c) = (self.requests, self.connections);
         if let Ok(which) = std::env::var("BENCH_PROFILE") {
-            // One kind of request, round after round, for a profiler attached to the proxy.
-            let urls = if which == "presigned" {
-                &presigned
-            } else {
-                &proxied
+            // One kind of request, round after round, for a profiler attached to the proxy
+            // (`many`: anonymous GETs to the proxy with many integrations).
+            let (urls, pid) = match which.as_str() {
+                "presigned" => (&presigned, proxy.pid()),
+                "many" => (&big_urls, big.0.pid()),
+                _ => (&proxied, proxy.pid()),
             };
             for _ in 0..self.rounds {
-                let (run, spent) = small_run(&client, urls, n, c, proxy.pid()).await;
+                let (run, spent) = small_run(&client, urls, n, c, pid).await;
                 println!(
                     "{which}: {:.0} req/s, {spent:.1} µs CPU each",
                     run.per_second
@@ -213,10 +218,12 @@ impl Bench {
                         p99.proxied.push(run.p99.as_secs_f64() * 1e3);
                         cpu.proxied.push(spent);
                         signed.baseline.push(spent);
+                        many_cpu.baseline.push(spent);
                     }
                     Run::Many => {
-                        let (run, _) = small_run(&client, &big_urls, n, c, big.0.pid()).await;
+                        let (run, spent) = small_run(&client, &big_urls, n, c, big.0.pid()).await;
                         many.proxied.push(run.per_second);
+                        many_cpu.proxied.push(spent);
                     }
                     Run::Presigned => {
                         let (_, spent) = small_run(&client, &presigned, n, c, proxy.pid()).await;
@@ -225,7 +232,7 @@ impl Bench {
                 }
             }
         }
-        for row in [rate, cpu, p99, signed, many] {
+        for row in [rate, cpu, p99, signed, many, many_cpu] {
             row.print();
         }
     }

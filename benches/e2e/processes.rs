@@ -215,7 +215,9 @@ pub async fn wait_for(port: u16) -> Duration {
 /// Waits until `log` has `count` lines containing `needle`, and says how long that took.
 pub async fn wait_for_line(log: &Path, needle: &str, count: usize) -> Duration {
     let started = Instant::now();
-    for _ in 0..6000 {
+    // Five minutes: a 10,000-integration reload under valgrind (`scripts/count`) takes more
+    // than one.
+    for _ in 0..60_000 {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if text.lines().filter(|l| l.contains(needle)).count() >= count {
             return started.elapsed();
