@@ -638,6 +638,29 @@ mod tests {
 
     /// `hmac_hex` against aws-sigv4's `calculate_signature`, over keys shorter than, as long as
     /// and longer than SHA-256's block, and messages of every length across two blocks.
+    /// `signature`, which feeds the string to sign to the HMAC in pieces, against the HMAC of
+    /// `string_to_sign` (what `explain` shows) and aws-sigv4's `calculate_signature` of it.
+    #[test]
+    fn signatures_are_the_hmac_of_the_string_to_sign() {
+        let key = signing_key("secret", "20240102/us-east-1/s3/aws4_request");
+        let mut compared = 0;
+        for canonical in [
+            "",
+            "GET\n/\n\nhost:x\n\nhost\nUNSIGNED-PAYLOAD",
+            &"é".repeat(300),
+        ] {
+            for time_text in ["20240102T030405Z", ""] {
+                let scope = "20240102/us-east-1/s3/aws4_request";
+                let string = string_to_sign(time_text, scope, canonical);
+                let expected = aws_sigv4::sign::v4::calculate_signature(key, string.as_bytes());
+                assert_eq!(signature(&key, time_text, scope, canonical), expected);
+                assert_eq!(hmac_hex(&key, string.as_bytes()), expected);
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 6);
+    }
+
     /// `signing_key` against aws-sigv4's `generate_signing_key`, over secrets of several
     /// lengths and characters, days, regions and services.
     #[test]
