@@ -604,6 +604,11 @@ mod tests {
             } else {
                 paths_redone += 1;
             }
+            // The one-walk split and check says what splitting, then checking each piece, says.
+            let two_passes: Option<Vec<(&str, &str)>> = raw_pairs(&raw)
+                .map(|(n, v)| (is_canonical(n, false) && is_canonical(v, false)).then_some((n, v)))
+                .collect();
+            assert_eq!(canonical_raw_pairs(&raw), two_passes, "{raw:?}");
             let Ok(pairs) = parse_query(&raw) else {
                 continue;
             };
