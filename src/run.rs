@@ -132,6 +132,8 @@ type Hangup = Option<tokio::signal::unix::Signal>;
 #[cfg(not(unix))]
 type Hangup = Option<std::convert::Infallible>;
 
+/// The SIGHUP stream, registered now: from here on a SIGHUP is queued for the watcher rather
+/// than ending the process.
 fn hangup_signal() -> Hangup {
     #[cfg(unix)]
     return tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -181,8 +183,11 @@ async fn watch(
             // Off the request workers: building 10,000 integrations takes a fifth of a
             // second, and what it allocates and frees stays in the building thread's arena
             // rather than among the allocations requests reuse.
-            let (path, flags, to) = (path.clone(), flags.clone(), proxy.clone());
-            let reloaded = tokio::task::spawn_blocking(move || reload(&path, &flags, &to))
+            let reloading = {
+                let (path, flags, proxy) = (path.clone(), flags.clone(), proxy.clone());
+                tokio::task::spawn_blocking(move || reload(&path, &flags, &proxy))
+            };
+            let reloaded = reloading
                 .await
                 .unwrap_or_else(|failed| Err(format!("the reload stopped: {failed}")));
             match reloaded {
