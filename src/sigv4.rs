@@ -59,17 +59,23 @@ pub fn is_canonical(text: &str, slash_kept: bool) -> bool {
             at += 1;
             continue;
         }
-        match bytes.get(at..at + 3) {
-            Some(&[b'%', high, low]) if is_upper_hex(high) && is_upper_hex(low) => {
-                match hex_byte(&[high, low]) {
-                    Some(decoded) if !kept(decoded) => at += 3,
-                    _ => return false,
-                }
-            }
-            _ => return false,
+        if !starts_with_canonical_escape(bytes.get(at..).unwrap_or_default(), kept) {
+            return false;
         }
+        at += 3;
     }
     true
+}
+
+/// Whether `bytes` starts with a `%XX` escape as canonical text writes it: upper-case digits,
+/// of a byte that is not `kept` (one encoding escapes).
+fn starts_with_canonical_escape(bytes: &[u8], kept: impl Fn(u8) -> bool) -> bool {
+    match bytes {
+        [b'%', high, low, ..] if is_upper_hex(*high) && is_upper_hex(*low) => {
+            hex_byte(&[*high, *low]).is_some_and(|decoded| !kept(decoded))
+        }
+        _ => false,
+    }
 }
 
 /// RFC 3986's unreserved bytes, `A-Z a-z 0-9 - _ . ~`, by value.
@@ -90,27 +96,21 @@ const UNRESERVED: [bool; 256] = {
 pub fn canonical_raw_pairs(query: &str) -> Option<Vec<(&str, &str)>> {
     // One walk that splits and checks at once: the pieces are those of [`raw_pairs`], and
     // each byte is what `is_canonical` accepts, with one `=` allowed per pair to split it.
+    let kept = |byte: u8| UNRESERVED[usize::from(byte)];
     let bytes = query.as_bytes();
     let mut pairs = Vec::new();
     let (mut start, mut equals, mut at) = (0, None, 0);
     loop {
         match bytes.get(at) {
-            Some(&byte) if UNRESERVED[usize::from(byte)] => at += 1,
+            Some(&byte) if kept(byte) => at += 1,
             Some(b'=') if equals.is_none() => {
                 equals = Some(at);
                 at += 1;
             }
-            Some(b'%') => {
-                let decoded = match bytes.get(at + 1..at + 3) {
-                    Some(&[high, low]) if is_upper_hex(high) && is_upper_hex(low) => {
-                        hex_byte(&[high, low])
-                    }
-                    _ => None,
-                };
-                match decoded {
-                    Some(decoded) if !UNRESERVED[usize::from(decoded)] => at += 3,
-                    _ => return None,
-                }
+            Some(b'%')
+                if starts_with_canonical_escape(bytes.get(at..).unwrap_or_default(), kept) =>
+            {
+                at += 3;
             }
             Some(b'&') | None => {
                 if at > start {
@@ -309,25 +309,37 @@ pub fn signature(
     scope: &str,
     canonical_request: &str,
 ) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(signing_key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    for piece in [ALGORITHM, "\n", time_text, "\n", scope, "\n"] {
-        mac.update(piece.as_bytes());
-    }
-    mac.update(&hex_digits(
-        &Sha256::digest(canonical_request.as_bytes()).into(),
-    ));
+    let hash = hex_digits(&Sha256::digest(canonical_request.as_bytes()).into());
+    let mac = hmac_sha256_of_pieces(
+        signing_key,
+        &[
+            ALGORITHM.as_bytes(),
+            b"\n",
+            time_text.as_bytes(),
+            b"\n",
+            scope.as_bytes(),
+            b"\n",
+            &hash,
+        ],
+    );
     let mut hex = String::with_capacity(64);
-    push_hex(&mut hex, &mac.finalize().into_bytes());
+    push_hex(&mut hex, &mac);
     hex
 }
 
 /// HMAC-SHA256 (RFC 2104) of `message` under `key`, by the `hmac` crate: signatures, the
 /// policy key and policy signatures all go through here.
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    hmac_sha256_of_pieces(key, &[message])
+}
+
+/// [`hmac_sha256`] of the pieces of `message` one after another, without joining them.
+fn hmac_sha256_of_pieces(key: &[u8], message: &[&[u8]]) -> [u8; 32] {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(message);
+    for piece in message {
+        mac.update(piece);
+    }
     mac.finalize().into_bytes().into()
 }
 
