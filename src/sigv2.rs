@@ -244,8 +244,8 @@ fn resource(request: &SignedRequest<'_>) -> String {
     } else {
         out.push_str(path);
         // The bucket itself is `/bucket/`, however the path spelled it (as S3 and every
-        // SigV2 signer write it).
-        if !path.is_empty() && !path[1..].contains('/') {
+        // SigV2 signer write it). The service itself (ListBuckets) is `/`.
+        if path.len() > 1 && !path[1..].contains('/') {
             out.push('/');
         }
     }
@@ -371,6 +371,10 @@ mod tests {
             signed.virtual_bucket = virtual_bucket;
             assert_eq!(string_to_sign(&signed, "D"), "GET\n\n\nD\n/acme/", "{path}");
         }
+        // ListBuckets: the service's resource is `/`, not `//`.
+        let uri: Uri = "/".parse().unwrap();
+        let signed = request(&method, &uri, &headers, &[]);
+        assert_eq!(string_to_sign(&signed, "D"), "GET\n\n\nD\n/");
     }
 
     #[test]

@@ -373,6 +373,16 @@ async fn sigv2_signatures_verify_with_the_same_bindings_and_expiry() {
             "{style}: {listed}"
         );
     }
+    // ListBuckets signs the service's resource, `/` (boto3's and s3cmd's `ls`).
+    let buckets = v2(
+        "path",
+        CLIENT_A,
+        CLIENT_A_SECRET,
+        json!({"op": "list_buckets", "bucket": ""}),
+    )
+    .await;
+    assert_eq!(buckets["status"], 200, "{buckets}");
+    assert_eq!(buckets["names"], json!(["acme"]), "{buckets}");
     let before = door.s3.requests();
     // Bound to beta only: acme is refused, as with SigV4.
     let other = v2(
