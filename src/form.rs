@@ -76,12 +76,7 @@ pub async fn post_object(
     let policy = conditions::parse(fields.get("policy").unwrap_or(""))?;
     let range = policy.check(&fields, &route.name, SystemTime::now())?;
     let key = object_key(&fields, &file)?;
-    let object = Route {
-        name: route.name.clone(),
-        key: key.clone(),
-        operation: Operation::PutObject,
-        query: Vec::new(),
-    };
+    let object = crate::route::keyed(route.name.clone(), key.clone(), Operation::PutObject, &[])?;
     let target = state.integrations.resolve(&object, &verified.caller)?;
     seen.integration = Some(target.integration.name.clone());
     let headers = object_headers(&fields, &file, &target.integration)?;

@@ -293,7 +293,19 @@ pub fn route_parsed(
         object_operation(method, pairs)?
     };
 
-    let key = percent_decode(raw_key)?;
+    keyed(name, percent_decode(raw_key)?, operation, pairs)
+}
+
+/// A decoded key in the logical bucket `name` as the route `operation` takes it there: the
+/// one way a key becomes a route, for a URL's key ([`route_parsed`]) and a form's final key
+/// alike, so both meet the same reserved names here and the same key rules in
+/// [`crate::integration::Integrations::resolve`].
+pub fn keyed(
+    name: String,
+    key: String,
+    operation: Operation,
+    pairs: &[(String, String)],
+) -> Result<Route, Error> {
     let operation = session_operation(&key, operation)?;
     let query = forwarded_query(pairs, operation)?;
     Ok(Route {

@@ -829,6 +829,26 @@ async fn form_uploads_meet_every_condition_or_leave_no_object() {
             "{what} reached the store: {line}"
         );
     }
+    // A form's final key meets the URL key's rules: `${filename}` cannot make the key the
+    // proxy reserves, nor a dot segment.
+    let bare = boto3_post(
+        &gallery.proxy,
+        "posts",
+        "${filename}",
+        600,
+        fields.clone(),
+        serde_json::json!([["starts-with", "$key", ""], { "success_action_status": "201" }]),
+    )
+    .await;
+    for file_name in ["_session", ".."] {
+        let refused = post_form(&bare, &[], file_name, GIF).await;
+        assert_eq!(
+            (refused.status, refused.error_code().as_str()),
+            (StatusCode::BAD_REQUEST, "InvalidArgument"),
+            "{file_name}: {}",
+            refused.text()
+        );
+    }
     // A policy signed with another secret, and one whose document was changed after signing.
     let mut wrong_key = post.clone();
     wrong_key["fields"]["x-amz-signature"] = serde_json::Value::from("0".repeat(64));
