@@ -21,6 +21,7 @@ use http_body::{Body, Frame, SizeHint};
 use sha2::{Digest, Sha256};
 
 use crate::body::{BoxError, ProxyBody};
+use crate::digest::BodyDigest;
 use crate::error::Error;
 
 /// The longest chunk header or trailer line accepted.
@@ -43,45 +44,6 @@ impl std::fmt::Debug for ChunkSigning {
         f.debug_struct("ChunkSigning")
             .field("scope", &self.scope)
             .finish_non_exhaustive()
-    }
-}
-
-/// A running checksum of the decoded bytes, named as its trailer is.
-enum Checksum {
-    Crc(crc_fast::Digest, usize),
-    Sha1(sha1::Sha1),
-    Sha256(Sha256),
-}
-
-impl Checksum {
-    fn for_trailer(name: &str) -> Option<Checksum> {
-        use crc_fast::CrcAlgorithm::{Crc32Iscsi, Crc32IsoHdlc, Crc64Nvme};
-        Some(match name {
-            "x-amz-checksum-crc32" => Checksum::Crc(crc_fast::Digest::new(Crc32IsoHdlc), 4),
-            "x-amz-checksum-crc32c" => Checksum::Crc(crc_fast::Digest::new(Crc32Iscsi), 4),
-            "x-amz-checksum-crc64nvme" => Checksum::Crc(crc_fast::Digest::new(Crc64Nvme), 8),
-            "x-amz-checksum-sha1" => Checksum::Sha1(sha1::Sha1::default()),
-            "x-amz-checksum-sha256" => Checksum::Sha256(Sha256::default()),
-            _ => return None,
-        })
-    }
-
-    fn update(&mut self, data: &[u8]) {
-        match self {
-            Checksum::Crc(digest, _) => digest.update(data),
-            Checksum::Sha1(digest) => sha1::Digest::update(digest, data),
-            Checksum::Sha256(digest) => digest.update(data),
-        }
-    }
-
-    /// The base64 value S3 puts in the header.
-    fn finish(&self) -> String {
-        let bytes = match self {
-            Checksum::Crc(digest, width) => digest.finalize().to_be_bytes()[8 - width..].to_vec(),
-            Checksum::Sha1(digest) => sha1::Digest::finalize(digest.clone()).to_vec(),
-            Checksum::Sha256(digest) => digest.clone().finalize().to_vec(),
-        };
-        aws_smithy_types::base64::encode(bytes)
     }
 }
 
@@ -108,7 +70,7 @@ pub struct AwsChunked {
     previous_signature: String,
     chunk_hash: Sha256,
     /// The trailer the client announced (`x-amz-trailer`) and its running checksum.
-    checksum: Option<(String, Checksum)>,
+    checksum: Option<(&'static str, BodyDigest)>,
     trailers: Vec<(String, String)>,
     decoded: u64,
     expected: u64,
@@ -128,10 +90,15 @@ impl AwsChunked {
             None => None,
             Some(name) => {
                 let name = name.trim().to_ascii_lowercase();
-                let checksum =
-                    Checksum::for_trailer(&name).ok_or_else(|| Error::InvalidRequest {
+                let name = crate::digest::CHECKSUM_HEADERS
+                    .into_iter()
+                    .find(|known| *known == name)
+                    .ok_or_else(|| Error::InvalidRequest {
                         reason: format!("The trailer {name} is not a supported checksum"),
                     })?;
+                let checksum = BodyDigest::for_header(name).ok_or_else(|| Error::Internal {
+                    detail: format!("{name} names no digest"),
+                })?;
                 Some((name, checksum))
             }
         };
@@ -258,7 +225,7 @@ impl AwsChunked {
                 .map(|(_, value)| value.as_str())
                 .ok_or_else(|| framing("the announced checksum trailer is missing"))?;
             if checksum.finish() != sent {
-                return Err(Error::BadDigest);
+                return Err(Error::BadDigest { header: name });
             }
         }
         Ok(())

@@ -108,9 +108,19 @@ pub enum Error {
         detail: String,
     },
 
-    /// A body whose hash differs from the one the client signed.
-    #[error("The Content-SHA256 you specified did not match what we received.")]
-    BadDigest,
+    /// A body whose digest differs from the one the client sent (and perhaps signed).
+    #[error("The {header} you specified did not match what we received.")]
+    BadDigest {
+        /// The header that carried the digest.
+        header: &'static str,
+    },
+
+    /// A digest header whose value is not the base64 of a digest of its kind.
+    #[error("The {header} you specified is not valid.")]
+    InvalidDigest {
+        /// The header that carried it.
+        header: &'static str,
+    },
 
     /// An aws-chunked body shorter or longer than its declared decoded length.
     #[error("You did not provide the number of bytes specified by the Content-Length HTTP header.")]
@@ -238,7 +248,8 @@ impl Error {
             Error::InvalidRequest { .. } => "InvalidRequest",
             Error::MissingContentLength => "MissingContentLength",
             Error::MalformedXML { .. } => "MalformedXML",
-            Error::BadDigest => "BadDigest",
+            Error::BadDigest { .. } => "BadDigest",
+            Error::InvalidDigest { .. } => "InvalidDigest",
             Error::IncompleteBody => "IncompleteBody",
             Error::MalformedPostRequest { .. } => "MalformedPOSTRequest",
             Error::EntityTooLarge => "EntityTooLarge",
@@ -266,7 +277,8 @@ impl Error {
             | Error::AuthorizationHeaderMalformed { .. }
             | Error::AuthorizationQueryParametersError { .. }
             | Error::MalformedXML { .. }
-            | Error::BadDigest
+            | Error::BadDigest { .. }
+            | Error::InvalidDigest { .. }
             | Error::IncompleteBody
             | Error::MalformedPostRequest { .. }
             | Error::EntityTooLarge

@@ -254,11 +254,7 @@ where
         .map_err(|error| Error::MalformedXML {
             detail: format!("the body could not be read whole: {error}"),
         })?;
-    if let Payload::Sha256(signed) = Payload::from_client(client_headers)?
-        && hex::encode(sha2::Sha256::digest(&document)) != signed
-    {
-        return Err(Error::BadDigest);
-    }
+    check_document_digests(operation, client_headers, &document)?;
     let written = match operation {
         Operation::DeleteObjects => crate::documents::DeleteRequest::parse(&document)?
             .jail(|key| integrations.upstream_key(integration, key))?
@@ -301,6 +297,44 @@ where
         headers,
         Payload::Sha256(sha256),
     ))
+}
+
+/// Checks a client document against every digest its client sent for it, before anything
+/// reads it: the proxy sends a document of its own instead, and for a SigV2 or presigned
+/// request a `Content-MD5` may be all that binds the body to the signature. `x-amz-checksum-*`
+/// describe the body of a DeleteObjects, but the finished object of a
+/// CompleteMultipartUpload (where they go on to the store as they are). A DeleteObjects bound
+/// by nothing at all is refused, as S3 refuses it.
+fn check_document_digests(
+    operation: Operation,
+    headers: &http::HeaderMap,
+    document: &[u8],
+) -> Result<(), Error> {
+    use sha2::Digest;
+    let payload_hash = match Payload::from_client(headers)? {
+        Payload::Sha256(signed) => {
+            if hex::encode(sha2::Sha256::digest(document)) != signed {
+                return Err(Error::BadDigest {
+                    header: "x-amz-content-sha256",
+                });
+            }
+            true
+        }
+        Payload::Unsigned => false,
+    };
+    let digests = crate::digest::check_sent(headers, &["content-md5"], document)?
+        + match operation {
+            Operation::DeleteObjects => {
+                crate::digest::check_sent(headers, &crate::digest::CHECKSUM_HEADERS, document)?
+            }
+            _ => 0,
+        };
+    if operation == Operation::DeleteObjects && !payload_hash && digests == 0 {
+        return Err(Error::InvalidRequest {
+            reason: "Missing required header for this request: Content-MD5".to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Wraps an aws-chunked upload body in its decoder and returns the headers that describe the

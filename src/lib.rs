@@ -54,6 +54,7 @@ mod cors;
 mod credentials;
 #[cfg(feature = "demo")]
 pub mod demo;
+mod digest;
 mod documents;
 mod error;
 mod exchange;

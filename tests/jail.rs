@@ -78,7 +78,15 @@ async fn signed(
 }
 
 async fn delete_objects(proxy: &RunningProxy, body: &[u8]) -> Fetched {
-    signed(Method::POST, &proxy.url("/tenant?delete"), &[], body, &[]).await
+    let md5 = content_md5(body);
+    signed(
+        Method::POST,
+        &proxy.url("/tenant?delete"),
+        &[("content-md5", &md5)],
+        body,
+        &[],
+    )
+    .await
 }
 
 fn exists(objects: &serde_json::Value, key: &str) -> bool {

@@ -119,6 +119,7 @@ async fn delete_objects_spelled_to_escape_stays_in_the_prefix_on_a_real_store() 
             .method(Method::POST)
             .uri(proxy.url("/jail?delete"))
             .header("content-length", body.len())
+            .header("content-md5", content_md5(body.as_bytes()))
             .body(Full::new(Bytes::from(body)))
             .unwrap();
         sign_as_client(&mut request, CLIENT, CLIENT_SECRET);

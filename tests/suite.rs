@@ -8,6 +8,7 @@
 mod support;
 
 mod abuse;
+mod bound_bodies;
 mod browser;
 mod cli;
 mod clients;

@@ -372,6 +372,12 @@ pub fn sign_as_client<B>(request: &mut Request<B>, access_key_id: &str, secret: 
     .expect("signed");
 }
 
+/// The `Content-MD5` header value of `body`.
+pub fn content_md5(body: &[u8]) -> String {
+    use md5::Digest;
+    aws_smithy_types::base64::encode(md5::Md5::digest(body))
+}
+
 /// Records secrets this run handed to a proxy: none may appear in any log or output.
 pub fn register_secrets<'a>(secrets: impl IntoIterator<Item = &'a String>) {
     use std::io::Write;
@@ -603,22 +609,27 @@ pub async fn get(url: &str) -> Fetched {
 /// Runs one boto3 call through `s3_client.py` (see there for `args`) and returns its outcome.
 /// Async, so the in-process proxy keeps serving while the client runs.
 pub async fn boto3(args: serde_json::Value) -> serde_json::Value {
+    python_json("s3_client.py", args).await
+}
+
+/// Runs one of the Python scripts in `tests/support` with `args` as JSON and returns the one
+/// JSON value it prints.
+pub async fn python_json(script: &str, args: serde_json::Value) -> serde_json::Value {
     let output = tokio::process::Command::new(python())
-        .arg(repo_root().join("tests/support/s3_client.py"))
+        .arg(repo_root().join("tests/support").join(script))
         .arg(args.to_string())
         .output()
         .await
-        .expect("run s3_client.py");
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
         panic!(
-            "s3_client.py {args}: {e}\nstdout: {stdout}\nstderr: {}",
+            "{script} {args}: {e}\nstdout: {stdout}\nstderr: {}",
             String::from_utf8_lossy(&output.stderr)
         )
     })
 }
 
-/// The `aws` command of the test virtualenv.
 pub fn aws_cli() -> PathBuf {
     python().with_file_name("aws")
 }
