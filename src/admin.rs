@@ -23,7 +23,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::body::{self, ProxyBody};
-use crate::config::CredentialSource;
+use crate::config::{AdminAccess, CredentialSource};
 use crate::metrics::{counter, family, gauge, label};
 use crate::proxy::Proxy;
 
@@ -69,6 +69,24 @@ pub async fn run(
 }
 
 async fn handle(proxy: &Proxy, request: Request<Incoming>) -> Response<ProxyBody> {
+    let probe = matches!(request.uri().path(), "/healthz" | "/readyz");
+    if !probe && let Err((status, reason)) = admit(&proxy.state().config.server.admin, &request) {
+        tracing::warn!(
+            status = status.as_u16(),
+            method = %request.method(),
+            path = request.uri().path(),
+            reason,
+            "admin request refused"
+        );
+        let mut refused = text(status, format!("{reason}\n"));
+        if status == StatusCode::UNAUTHORIZED {
+            refused.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        return refused;
+    }
     if request.uri().path() == "/explain" {
         return explain(proxy, request).await;
     }
@@ -93,6 +111,89 @@ async fn handle(proxy: &Proxy, request: Request<Incoming>) -> Response<ProxyBody
             "not found: /healthz, /readyz, /integrations, /metrics, POST /explain\n".to_string(),
         ),
     }
+}
+
+/// What every admin request but the probes (`/healthz`, `/readyz`, which reveal and change
+/// nothing) must show, so that a web page an operator visits cannot drive the listener: the
+/// operator's browser reaches it (localhost, `kubectl port-forward`), and `POST /explain`
+/// with `send` acts as any issued client.
+/// - `Host` names an IP literal, `localhost` or an `admin_hosts` name (421 otherwise): a page
+///   that rebinds its own name to this address still sends its own name;
+/// - no `Origin`, and `Sec-Fetch-Site` absent, `none` or `same-origin` (403): browsers send
+///   these on every cross-site request, operators' tools and Prometheus never do;
+/// - the bearer token, when one is configured (401);
+/// - a `POST` body is `application/json` (415): the one type a page cannot send across sites
+///   without a preflight, which this listener never answers.
+fn admit(
+    access: &AdminAccess,
+    request: &Request<Incoming>,
+) -> Result<(), (StatusCode, &'static str)> {
+    let headers = request.headers();
+    let host = request
+        .uri()
+        .authority()
+        .map(|authority| authority.host().to_string())
+        .or_else(|| {
+            let value = headers.get(header::HOST)?.to_str().ok()?;
+            let authority: http::uri::Authority = value.parse().ok()?;
+            Some(authority.host().to_string())
+        })
+        .ok_or((StatusCode::BAD_REQUEST, "a Host header is required"))?;
+    if !host_allowed(&host, &access.hosts) {
+        return Err((
+            StatusCode::MISDIRECTED_REQUEST,
+            "this host name is not served here: use an IP address, localhost or a name in \
+             [server] admin_hosts",
+        ));
+    }
+    let cross_site = headers.contains_key(header::ORIGIN)
+        || headers
+            .get("sec-fetch-site")
+            .is_some_and(|site| site != "none" && site != "same-origin");
+    if cross_site {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "the admin listener does not serve web pages' requests",
+        ));
+    }
+    if let Some(token) = &access.token {
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
+            .unwrap_or_default();
+        if !crate::sigv4::constant_time_eq(sent, token.expose().as_bytes()) {
+            return Err((
+                StatusCode::UNAUTHORIZED,
+                "this endpoint needs Authorization: Bearer <admin token>",
+            ));
+        }
+    }
+    if request.method() == Method::POST && !is_json(headers.get(header::CONTENT_TYPE)) {
+        return Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "POST bodies are Content-Type: application/json",
+        ));
+    }
+    Ok(())
+}
+
+/// An IP literal (`127.0.0.1`, `[::1]`), `localhost`, or one of the configured names.
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+        .unwrap_or(&host);
+    literal.parse::<std::net::IpAddr>().is_ok() || host == "localhost" || allowed.contains(&host)
+}
+
+/// Whether a `Content-Type` is `application/json` (parameters such as `charset` allowed).
+fn is_json(value: Option<&http::HeaderValue>) -> bool {
+    let Some(value) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
 }
 
 /// The most an `/explain` request document may hold.

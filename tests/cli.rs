@@ -434,6 +434,7 @@ async fn admin_explain_sends_the_request_and_shows_the_stores_answer() {
         let response = client
             .request(
                 http::Request::post(proxy.admin_url("/explain?json"))
+                    .header("content-type", "application/json")
                     .body(http_body_util::Full::from(ask(url)))
                     .unwrap(),
             )

@@ -8,6 +8,7 @@
 mod support;
 
 mod abuse;
+mod admin_port;
 mod bound_bodies;
 mod browser;
 mod cli;

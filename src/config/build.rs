@@ -14,8 +14,9 @@ use super::integration::build_integration;
 use super::raw::{RawClient, RawConfig, RawLimits, RawServer, RawSts};
 use super::secret::{SecretLookup, read_secret};
 use super::{
-    Access, BaseCredentials, Buckets, ClientConfig, Config, CredentialSource, ForwardedHeader,
-    FrontProxies, Integration, Limits, RateLimit, SameSite, ServerConfig, StsConfig,
+    Access, AdminAccess, BaseCredentials, Buckets, ClientConfig, Config, CredentialSource,
+    ForwardedHeader, FrontProxies, Integration, Limits, RateLimit, SameSite, ServerConfig,
+    StsConfig,
 };
 use crate::tls::TlsFiles;
 
@@ -42,7 +43,7 @@ pub(super) fn build_config(
     problems: &mut Problems<'_>,
     secrets: &dyn SecretLookup,
 ) -> Config {
-    let server = build_server(raw.server, problems);
+    let server = build_server(raw.server, problems, secrets);
     let sts = build_sts(raw.sts, problems, secrets);
     let mut integrations = Vec::new();
     for (index, raw_integration) in raw.integrations.into_iter().enumerate() {
@@ -67,7 +68,11 @@ pub(super) fn build_config(
 }
 
 /// `[server]`: the listeners, the virtual-host domain, TLS and the limits.
-fn build_server(raw: RawServer, problems: &mut Problems<'_>) -> ServerConfig {
+fn build_server(
+    raw: RawServer,
+    problems: &mut Problems<'_>,
+    secrets: &dyn SecretLookup,
+) -> ServerConfig {
     let place = "[server]";
     let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
     let listen = listen_text.parse().unwrap_or_else(|_| {
@@ -112,9 +117,17 @@ fn build_server(raw: RawServer, problems: &mut Problems<'_>) -> ServerConfig {
     {
         problems.add("[server.tls]", "cert", error);
     }
+    let admin = build_admin_access(
+        raw.admin_hosts,
+        raw.admin_token_env,
+        raw.admin_token_file,
+        problems,
+        secrets,
+    );
     ServerConfig {
         listen,
         admin_listen,
+        admin,
         base_domain,
         tls,
         limits: build_limits(raw.limits.unwrap_or_default(), problems),
@@ -127,6 +140,59 @@ fn build_server(raw: RawServer, problems: &mut Problems<'_>) -> ServerConfig {
             problems,
         ),
     }
+}
+
+/// `admin_hosts` and the admin token (`admin_token_env` / `admin_token_file`, optional).
+fn build_admin_access(
+    hosts: Option<Vec<String>>,
+    token_env: Option<String>,
+    token_file: Option<String>,
+    problems: &mut Problems<'_>,
+    secrets: &dyn SecretLookup,
+) -> AdminAccess {
+    let place = "[server]";
+    let hosts = hosts
+        .unwrap_or_default()
+        .into_iter()
+        .map(|host| host.trim_end_matches('.').to_ascii_lowercase())
+        .filter(|host| {
+            let valid = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !valid {
+                problems.add(
+                    place,
+                    "admin_hosts",
+                    format!("`{host}` is not a host name (no scheme, port or path)"),
+                );
+            }
+            valid
+        })
+        .collect();
+    let token = (token_env.is_some() || token_file.is_some())
+        .then(|| {
+            read_secret(
+                "admin_token",
+                token_env,
+                token_file,
+                place,
+                problems,
+                secrets,
+            )
+        })
+        .flatten();
+    if token
+        .as_ref()
+        .is_some_and(|token| token.expose().len() < 16)
+    {
+        problems.add(
+            place,
+            "admin_token_env",
+            "the token must be 16 characters or more",
+        );
+    }
+    AdminAccess { hosts, token }
 }
 
 /// `cookie_same_site`: `lax` (the default), `strict` or `none`.
@@ -399,6 +465,7 @@ fn build_client(
         );
     }
     let secret = read_secret(
+        "secret_access_key",
         raw.secret_access_key_env,
         raw.secret_access_key_file,
         &place,

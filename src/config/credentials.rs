@@ -175,6 +175,7 @@ fn static_keys(
         problems.add(place, "access_key_id", "must be letters and digits");
     }
     let secret = read_secret(
+        "secret_access_key",
         raw.secret_access_key_env,
         raw.secret_access_key_file,
         place,

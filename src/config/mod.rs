@@ -75,6 +75,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Where `/healthz`, `/readyz` and `/metrics` are served; `None`: nowhere.
     pub admin_listen: Option<SocketAddr>,
+    /// Who may use the admin listener besides IP literals and `localhost`.
+    pub admin: AdminAccess,
     /// With `media.example.com`, `{name}.media.example.com/{key}` is the same as `/{name}/{key}`.
     pub base_domain: Option<String>,
     /// TLS on the public listener (PEM files, re-read when they change).
@@ -87,6 +89,18 @@ pub struct ServerConfig {
     pub cookie_same_site: SameSite,
     /// Where the client's own address comes from behind load balancers.
     pub front: FrontProxies,
+}
+
+/// What the admin listener asks of a request, so that a web page an operator visits cannot
+/// drive it (see [`crate::admin`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminAccess {
+    /// Host names, lower case, that `Host` may name besides IP literals and `localhost`
+    /// (`admin_hosts`): a page's DNS-rebound name is in neither.
+    pub hosts: Vec<String>,
+    /// With `admin_token_env` / `admin_token_file`: every endpoint but `/healthz` and
+    /// `/readyz` asks for `Authorization: Bearer` this token.
+    pub token: Option<Secret>,
 }
 
 /// A cookie's `SameSite` attribute.

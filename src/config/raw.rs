@@ -30,6 +30,9 @@ pub(super) struct RawClient {
 pub(super) struct RawServer {
     pub(super) listen: Option<String>,
     pub(super) admin_listen: Option<String>,
+    pub(super) admin_hosts: Option<Vec<String>>,
+    pub(super) admin_token_env: Option<String>,
+    pub(super) admin_token_file: Option<String>,
     pub(super) base_domain: Option<String>,
     pub(super) tls: Option<RawTls>,
     pub(super) limits: Option<RawLimits>,

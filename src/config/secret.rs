@@ -54,7 +54,10 @@ impl std::hash::Hash for Secret {
     }
 }
 /// A secret from an environment variable or a file: exactly one of the two, never inline.
+/// `setting` names the pair as the config spells it (`secret_access_key` for
+/// `secret_access_key_env` / `secret_access_key_file`).
 pub(super) fn read_secret(
+    setting: &str,
     env: Option<String>,
     file: Option<String>,
     place: &str,
@@ -67,7 +70,7 @@ pub(super) fn read_secret(
             _ => {
                 problems.add(
                     place,
-                    "secret_access_key_env",
+                    &format!("{setting}_env"),
                     format!("environment variable `{var}` is not set"),
                 );
                 None
@@ -78,7 +81,7 @@ pub(super) fn read_secret(
             Ok(_) => {
                 problems.add(
                     place,
-                    "secret_access_key_file",
+                    &format!("{setting}_file"),
                     format!("`{file}` is empty"),
                 );
                 None
@@ -86,7 +89,7 @@ pub(super) fn read_secret(
             Err(error) => {
                 problems.add(
                     place,
-                    "secret_access_key_file",
+                    &format!("{setting}_file"),
                     format!("cannot read `{file}`: {error}"),
                 );
                 None
@@ -95,9 +98,11 @@ pub(super) fn read_secret(
         _ => {
             problems.add(
                 place,
-                "secret_access_key_env",
-                "give exactly one of `secret_access_key_env` or `secret_access_key_file` \
-                 (secrets are never written inline)",
+                &format!("{setting}_env"),
+                format!(
+                    "give exactly one of `{setting}_env` or `{setting}_file` (secrets are never \
+                     written inline)"
+                ),
             );
             None
         }
