@@ -26,6 +26,33 @@ pub enum HeaderError {
     Invalid(&'static str),
 }
 
+/// Whether a connection starts with a PROXY header of either version, looked at without
+/// reading it: the stream is left as it was. Waits for as many bytes as it takes to tell.
+pub async fn starts_with_header(stream: &tokio::net::TcpStream) -> std::io::Result<bool> {
+    const V1_START: &[u8] = b"PROXY ";
+    let mut start = [0u8; 12];
+    loop {
+        let seen = stream.peek(&mut start).await?;
+        if seen == 0 {
+            return Ok(false);
+        }
+        let start = &start[..seen];
+        let could_be = |signature: &[u8]| {
+            let common = seen.min(signature.len());
+            start[..common] == signature[..common]
+        };
+        if start.starts_with(V1_START) || start.starts_with(&V2_SIGNATURE) {
+            return Ok(true);
+        }
+        if !could_be(V1_START) && !could_be(&V2_SIGNATURE) {
+            return Ok(false);
+        }
+        // A prefix of a signature so far: peek again once more has arrived (peek returns at
+        // once while anything is buffered, so wait a little rather than spin).
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// Reads the header; `Some(source)` for a proxied connection, `None` when the header says
 /// the connection is the balancer's own (v2 `LOCAL`, v1 `UNKNOWN`: health checks).
 pub async fn read_header<R: AsyncRead + Unpin>(

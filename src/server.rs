@@ -132,19 +132,8 @@ impl Connection {
         _permit: OwnedSemaphorePermit,
     ) {
         let _ = stream.set_nodelay(true);
-        if self.proxy_protocol {
-            let header = crate::proxy_protocol::read_header(&mut stream);
-            match tokio::time::timeout(self.limits.header_read_timeout, header).await {
-                Ok(Ok(source)) => self.peer = source.unwrap_or(self.peer),
-                Ok(Err(error)) => {
-                    tracing::debug!(peer = %self.peer, %error, "connection refused");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(peer = %self.peer, "no PROXY header in time: connection refused");
-                    return;
-                }
-            }
+        if self.proxy_protocol && !self.read_proxy_header(&mut stream).await {
+            return;
         }
         let metrics = self.proxy.metrics.clone();
         metrics.open_connections.fetch_add(1, Ordering::Relaxed);
@@ -161,6 +150,49 @@ impl Connection {
             () = idle => tracing::debug!(%peer, "idle connection closed"),
         }
         metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// With the PROXY protocol on: a trusted balancer's header names the client (a connection
+    /// of its own without one is refused); any other peer that sends one is refused, since it
+    /// could claim any address, and otherwise is served as itself. `false`: close it.
+    async fn read_proxy_header(&mut self, stream: &mut TcpStream) -> bool {
+        let deadline = self.limits.header_read_timeout;
+        let trusted = self
+            .proxy
+            .state()
+            .config
+            .server
+            .front
+            .trusted
+            .iter()
+            .any(|net| net.contains(self.peer.ip()));
+        if !trusted {
+            let sent =
+                tokio::time::timeout(deadline, crate::proxy_protocol::starts_with_header(stream));
+            return match sent.await {
+                Ok(Ok(false)) => true,
+                Ok(Ok(true)) => {
+                    tracing::warn!(peer = %self.peer, "a PROXY header from an untrusted peer: connection refused");
+                    false
+                }
+                Ok(Err(_)) | Err(_) => false,
+            };
+        }
+        let header = crate::proxy_protocol::read_header(stream);
+        match tokio::time::timeout(deadline, header).await {
+            Ok(Ok(source)) => {
+                self.peer = source.unwrap_or(self.peer);
+                true
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(peer = %self.peer, %error, "connection refused");
+                false
+            }
+            Err(_) => {
+                tracing::debug!(peer = %self.peer, "no PROXY header in time: connection refused");
+                false
+            }
+        }
     }
 
     /// HTTP over the plain stream, or over TLS once the handshake is done in time.

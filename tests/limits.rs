@@ -328,8 +328,13 @@ async fn behind_a_trusted_balancer_the_forwarded_client_is_limited_and_logged() 
 #[tokio::test]
 async fn with_the_proxy_protocol_on_the_header_names_the_client_and_is_required() {
     let dir = TempDir::new("ops-proxy-protocol");
-    let proxy = limited_public_proxy(&dir, "proxy_protocol = true").await;
+    let proxy = limited_public_proxy(
+        &dir,
+        "proxy_protocol = true\ntrusted_proxies = [\"127.0.0.1/32\"]",
+    )
+    .await;
     let local: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let stranger: std::net::IpAddr = "127.0.0.3".parse().unwrap();
     let path = "/acme/owner.txt";
     let v1 = b"PROXY TCP4 198.51.100.7 127.0.0.1 40000 443\r\n";
     // v2: PROXY over TCP/IPv4 from 198.51.100.8:40001.
@@ -339,14 +344,41 @@ async fn with_the_proxy_protocol_on_the_header_names_the_client_and_is_required(
         get_from(local, proxy.address, v1, path, &[]).await,
         get_from(local, proxy.address, v1, path, &[]).await,
         get_from(local, proxy.address, &v2, path, &[]).await,
-        // Without a header the connection is closed unanswered: nothing bypasses the balancer.
+        // The balancer's connection without a header is closed unanswered.
         get_from(local, proxy.address, b"", path, &[]).await,
         get_from(local, proxy.address, b"PROXY TCP4 nonsense\r\n", path, &[]).await,
+        // A peer that is not a listed balancer cannot claim an address: closed, in either
+        // version. Without a header it is served as itself.
+        get_from(
+            stranger,
+            proxy.address,
+            b"PROXY TCP4 198.51.100.9 127.0.0.1 40000 443\r\n",
+            path,
+            &[],
+        )
+        .await,
+        get_from(stranger, proxy.address, &v2, path, &[]).await,
+        get_from(stranger, proxy.address, b"", path, &[]).await,
     ];
-    assert_eq!(statuses, [Some(200), Some(429), Some(200), None, None]);
-    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
-        logged_client_ips(&proxy.log()),
-        ["198.51.100.7", "198.51.100.7", "198.51.100.8"]
+        statuses,
+        [
+            Some(200),
+            Some(429),
+            Some(200),
+            None,
+            None,
+            None,
+            None,
+            Some(200)
+        ]
     );
+    let expected = ["198.51.100.7", "198.51.100.7", "198.51.100.8", "127.0.0.3"];
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while logged_client_ips(&proxy.log()).len() < expected.len()
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(logged_client_ips(&proxy.log()), expected);
 }

@@ -220,7 +220,7 @@ fn build_front(
     problems: &mut Problems<'_>,
 ) -> FrontProxies {
     let place = "[server]";
-    let trusted = trusted_proxies
+    let trusted: Vec<super::IpNet> = trusted_proxies
         .unwrap_or_default()
         .iter()
         .filter_map(|text| {
@@ -241,6 +241,14 @@ fn build_front(
             ForwardedHeader::XForwardedFor
         }
     };
+    if proxy_protocol && trusted.is_empty() {
+        problems.add(
+            place,
+            "trusted_proxies",
+            "`proxy_protocol = true` needs the balancers' addresses here: a PROXY header is \
+             believed from them only",
+        );
+    }
     FrontProxies {
         trusted,
         header,

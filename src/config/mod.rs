@@ -144,8 +144,9 @@ pub struct FrontProxies {
     pub trusted: Vec<IpNet>,
     /// Which header a trusted peer reports the client in (`client_ip_header`).
     pub header: ForwardedHeader,
-    /// Every connection starts with a PROXY protocol (v1 or v2) header (`proxy_protocol`);
-    /// one without is closed.
+    /// Every connection from a `trusted` peer starts with a PROXY protocol (v1 or v2) header
+    /// (`proxy_protocol`), and one without is closed; another peer's connection that starts
+    /// with one is closed too, and the rest are served as their own address.
     pub proxy_protocol: bool,
 }
 

@@ -432,6 +432,14 @@ fn front_proxies_are_ranges_with_clear_host_bits() {
     ] {
         assert!(error.contains(expected), "{expected}\n{error}");
     }
+    // A PROXY header is believed from listed balancers only, so the list is required.
+    let unlisted = Config::parse(&server("proxy_protocol = true"), "f.toml", &secrets())
+        .expect_err("invalid")
+        .to_string();
+    assert!(
+        unlisted.contains("field `trusted_proxies`: `proxy_protocol = true` needs"),
+        "{unlisted}"
+    );
     // None by default: no header is believed.
     let plain = Config::parse(GOOD, "f.toml", &secrets()).expect("valid");
     assert_eq!(plain.server.front, FrontProxies::default());
