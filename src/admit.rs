@@ -59,7 +59,7 @@ pub struct Gate<'a> {
 pub fn admit<B>(
     state: &State,
     mut request: Request<B>,
-    client_ip: Option<IpAddr>,
+    peer: crate::peer::Peer,
     gate: &Gate<'_>,
     seen: &mut Seen,
 ) -> Result<Admission<B>, Error> {
@@ -79,7 +79,7 @@ pub fn admit<B>(
     }
     if route.operation == Operation::PostObject {
         // Who posts is proven by the form's fields; until then, the caller's address.
-        check_rate(state, &Caller::Anonymous, client_ip, gate)?;
+        check_rate(state, &Caller::Anonymous, peer.client, gate)?;
         return Ok(Admission::Form(Box::new((route, request))));
     }
 
@@ -96,13 +96,13 @@ pub fn admit<B>(
         // further.
         strip_amz_headers(request.headers_mut());
     }
-    check_grant(&verified, &route, client_ip)?;
+    check_grant(&verified, &route, peer.client)?;
     seen.private = verified.authentication == Authentication::Policy;
     route.operation = route
         .operation
         .with_copy_source(verified.signed("x-amz-copy-source"));
     seen.client = Some(verified.caller.key_id().to_string());
-    check_rate(state, &verified.caller, client_ip, gate)?;
+    check_rate(state, &verified.caller, peer.client, gate)?;
     if let Some(answer) = answer_for_the_service(state, &route, &verified, gate, seen)? {
         return Ok(Admission::Answered(answer));
     }
@@ -118,7 +118,11 @@ pub fn admit<B>(
                 Some(_) => "/".to_string(),
                 None => format!("/{}/", route.name),
             },
-            secure: state.config.server.cookies_are_secure(),
+            secure: crate::peer::browser_used_https(
+                &state.config.server,
+                peer.socket,
+                request.headers(),
+            ),
             same_site: state.config.server.cookie_same_site,
         };
         return crate::session::answer(&route, &verified, &request, &scope, SystemTime::now())

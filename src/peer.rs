@@ -5,13 +5,78 @@
 //! from, so the list is read from the right: the first address that is not itself a trusted
 //! proxy is the client. Whatever stands to its left was written by the client and is
 //! ignored. The header of a peer that is not trusted is ignored altogether. The address feeds
-//! the rate limit and the access line only, never routing or authorisation.
+//! the rate limit, a signed policy's `ip` condition and the access line; never routing or
+//! which integration a caller may reach. A trusted peer also says whether the browser spoke
+//! HTTPS ([`browser_used_https`]), for cookies' `Secure`.
 
 use std::net::IpAddr;
 
 use http::HeaderMap;
 
-use crate::config::{ForwardedHeader, FrontProxies};
+use crate::config::{ForwardedHeader, FrontProxies, ServerConfig};
+
+/// Who sent a request: the socket's peer, and the client behind it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peer {
+    /// The address the connection came from (a balancer's, behind one); `None` in-process.
+    pub socket: Option<IpAddr>,
+    /// The client: `socket`, or what trusted proxies in front of it report ([`client_ip`]).
+    pub client: Option<IpAddr>,
+}
+
+impl Peer {
+    /// The request's peer as [`client_ip`] resolves it.
+    pub fn of(front: &FrontProxies, socket: Option<IpAddr>, headers: &HeaderMap) -> Peer {
+        Peer {
+            socket,
+            client: socket.map(|socket| client_ip(front, socket, headers)),
+        }
+    }
+}
+
+/// Whether the browser spoke HTTPS, for cookies' `Secure`. Over the proxy's own TLS, yes. A
+/// trusted balancer says which scheme it received in `X-Forwarded-Proto` or `Forwarded:
+/// proto=` (whichever `client_ip_header` names); when it says nothing, yes, since balancers
+/// terminate TLS. From any other peer, yes unless both the listener and the peer are
+/// loopback: a browser on the developer's own machine over plain HTTP (the demo), whose
+/// cookies a `Secure` attribute would drop.
+pub fn browser_used_https(
+    server: &ServerConfig,
+    socket: Option<IpAddr>,
+    headers: &HeaderMap,
+) -> bool {
+    if server.tls.is_some() {
+        return true;
+    }
+    let Some(socket) = socket.map(unmapped) else {
+        return !server.listen.ip().is_loopback();
+    };
+    if is_trusted(&server.front, socket) {
+        return forwarded_proto(&server.front, headers)
+            .is_none_or(|proto| proto.eq_ignore_ascii_case("https"));
+    }
+    !(server.listen.ip().is_loopback() && socket.is_loopback())
+}
+
+/// The scheme the nearest trusted balancer received (the right-most value it wrote).
+fn forwarded_proto<'a>(front: &FrontProxies, headers: &'a HeaderMap) -> Option<&'a str> {
+    match front.header {
+        ForwardedHeader::XForwardedFor => {
+            let value = headers.get_all("x-forwarded-proto").iter().next_back()?;
+            value.to_str().ok()?.rsplit(',').next().map(str::trim)
+        }
+        ForwardedHeader::Forwarded => {
+            let value = headers.get_all("forwarded").iter().next_back()?;
+            let element = value.to_str().ok()?.rsplit(',').next()?;
+            element.split(';').find_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                name.trim()
+                    .eq_ignore_ascii_case("proto")
+                    .then(|| value.trim().trim_matches('"'))
+            })
+        }
+    }
+}
 
 /// The client's address: `peer`, or what trusted proxies in front of it report.
 pub fn client_ip(front: &FrontProxies, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
@@ -180,5 +245,51 @@ mod tests {
         assert_eq!(client_ip(&front, ip("10.0.0.5"), &hidden), ip("10.1.1.1"));
         let xff_only = headers("x-forwarded-for", &["203.0.113.7"]);
         assert_eq!(client_ip(&front, ip("10.0.0.5"), &xff_only), ip("10.0.0.5"));
+    }
+
+    #[test]
+    fn the_nearest_balancers_scheme_is_read_from_the_header_it_writes() {
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.append(*name, value.parse().expect("value"));
+            }
+            map
+        };
+        let xff = front(ForwardedHeader::XForwardedFor);
+        let rfc = front(ForwardedHeader::Forwarded);
+        let cases: [(&FrontProxies, HeaderMap, Option<&str>); 6] = [
+            (
+                &xff,
+                headers(&[("x-forwarded-proto", "https")]),
+                Some("https"),
+            ),
+            (
+                &xff,
+                headers(&[("x-forwarded-proto", "https, http")]),
+                Some("http"),
+            ),
+            (
+                &xff,
+                headers(&[
+                    ("x-forwarded-proto", "http"),
+                    ("x-forwarded-proto", "https"),
+                ]),
+                Some("https"),
+            ),
+            (&xff, headers(&[("forwarded", "proto=http")]), None),
+            (
+                &rfc,
+                headers(&[(
+                    "forwarded",
+                    "for=1.2.3.4;proto=http, for=10.0.0.1;Proto=\"https\"",
+                )]),
+                Some("https"),
+            ),
+            (&rfc, headers(&[("x-forwarded-proto", "http")]), None),
+        ];
+        for (front, map, expected) in cases {
+            assert_eq!(forwarded_proto(front, &map), expected, "{map:?}");
+        }
     }
 }

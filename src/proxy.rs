@@ -15,7 +15,7 @@
 //! carrying its request id. Headers are never logged.
 
 use std::hash::{BuildHasher, Hasher};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
@@ -126,9 +126,11 @@ impl Proxy {
     {
         let state = self.state();
         let request_id = self.request_ids.next();
-        let client_ip = peer.map(|peer| {
-            crate::peer::client_ip(&state.config.server.front, peer.ip(), request.headers())
-        });
+        let peer = crate::peer::Peer::of(
+            &state.config.server.front,
+            peer.map(|peer| peer.ip()),
+            request.headers(),
+        );
         let method = method_label(request.method());
         let span = tracing::info_span!("request", id = %request_id);
         let bytes_in = Arc::new(AtomicU64::new(0));
@@ -140,7 +142,7 @@ impl Proxy {
             let origin = request.headers().get(header::ORIGIN).cloned();
             let mut seen = Seen::default();
             let result = self
-                .serve(&state, request, client_ip, &request_id, &mut seen)
+                .serve(&state, request, peer, &request_id, &mut seen)
                 .await;
             let (mut response, code) = match result {
                 Ok(response) => (response, None),
@@ -154,7 +156,7 @@ impl Proxy {
                 request_id,
                 method,
                 client: seen.client.unwrap_or_else(|| "-".to_string()),
-                client_ip,
+                client_ip: peer.client,
                 bucket: seen.bucket.unwrap_or_else(|| "-".to_string()),
                 integration: seen.integration,
                 status: response.status().as_u16(),
@@ -178,7 +180,7 @@ impl Proxy {
         &self,
         state: &State,
         request: Request<B>,
-        client_ip: Option<IpAddr>,
+        peer: crate::peer::Peer,
         request_id: &str,
         seen: &mut Seen,
     ) -> Result<Response<ProxyBody>, Error>
@@ -188,7 +190,7 @@ impl Proxy {
     {
         // The request phase: who, what, where, and may they.
         let gate = self.gate();
-        let mut admitted = match crate::admit::admit(state, request, client_ip, &gate, seen)? {
+        let mut admitted = match crate::admit::admit(state, request, peer, &gate, seen)? {
             Admission::Answered(response) => return Ok(response),
             Admission::Form(form) => {
                 let (route, request) = *form;

@@ -146,6 +146,11 @@ struct Gallery {
 }
 
 async fn gallery(name: &'static str, app_origin: &str) -> Gallery {
+    gallery_with(name, app_origin, "").await
+}
+
+/// [`gallery`] with `server` settings in `[server]`.
+async fn gallery_with(name: &'static str, app_origin: &str, server: &str) -> Gallery {
     let dir = TempDir::new("gallery");
     let store = s3_signing_proxy::demo::EmbeddedStore::start(&dir.0, None, None)
         .await
@@ -153,6 +158,9 @@ async fn gallery(name: &'static str, app_origin: &str) -> Gallery {
     store.create_bucket("gallery-bucket").unwrap();
     let config = format!(
         r#"
+[server]
+{server}
+
 [[integration]]
 name = "{name}"
 bucket = "gallery-bucket"
@@ -471,6 +479,41 @@ async fn the_session_path_sets_scoped_cookies_and_redirects_on_this_origin_only(
     assert!(cookies[2].starts_with(&format!("S3SP-Key-Id={APP_KEY}; Path=/shelf/;")));
     // Plain HTTP on loopback: not `Secure`, so a developer's browser keeps them.
     assert!(cookies.iter().all(|c| !c.contains("Secure")), "{cookies:?}");
+    // Behind nginx on the same host, as README's example (a trusted balancer on loopback
+    // terminating TLS): `Secure`, unless it says the browser spoke plain HTTP.
+    let behind = gallery_with(
+        "shelf",
+        "https://app.example.com",
+        "trusted_proxies = [\"127.0.0.1/32\"]",
+    )
+    .await;
+    let behind_session = behind.proxy.url(&format!(
+        "/shelf/_session?S3SP-Policy={text}&S3SP-Signature={signature}&S3SP-Key-Id={APP_KEY}"
+    ));
+    for (proto, secure) in [
+        (None, true),
+        (Some("https"), true),
+        (Some("http"), false),
+        (Some("http, https"), true),
+    ] {
+        let headers: Vec<(&str, &str)> = proto
+            .map(|proto| ("x-forwarded-proto", proto))
+            .into_iter()
+            .collect();
+        let answer = request(Method::GET, &behind_session, &headers).await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text());
+        let set: Vec<&str> = answer
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|value| value.to_str().unwrap())
+            .collect();
+        assert_eq!(set.len(), 3, "{set:?}");
+        assert!(
+            set.iter().all(|c| c.contains("; Secure") == secure),
+            "{proto:?}: {set:?}"
+        );
+    }
     // The cookies it set read the object `next` names.
     let cookie_header = cookies
         .iter()

@@ -127,17 +127,8 @@ impl SameSite {
     }
 }
 
-impl ServerConfig {
-    /// Whether cookies the proxy sets are `Secure`: always, unless the listener is plain HTTP
-    /// on a loopback address (a developer's machine; behind a TLS-terminating balancer the
-    /// browser speaks HTTPS, so they are).
-    pub fn cookies_are_secure(&self) -> bool {
-        self.tls.is_some() || !self.listen.ip().is_loopback()
-    }
-}
-
 /// Load balancers and proxies in front of the public listener. The client address they report
-/// feeds the rate limit and the access line, never routing or authorisation.
+/// feeds the rate limit, a signed policy's `ip` and the access line, never routing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FrontProxies {
     /// Peers whose forwarding header is believed (`trusted_proxies`); none by default.
