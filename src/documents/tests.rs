@@ -134,13 +134,18 @@ fn rewrite(document: &str, jail: &Jail<'_>) -> Result<Rewritten, Error> {
 
 #[test]
 fn listings_lose_the_prefix_and_the_real_bucket_name() {
-    let markers = [("start-after".to_string(), "photos/0".to_string())];
+    let markers = [
+        ("delimiter".to_string(), "/".to_string()),
+        ("prefix".to_string(), "photos/".to_string()),
+        ("start-after".to_string(), "photos/0".to_string()),
+    ];
     let rewritten = rewrite(LISTING, &jail(KeyEncoding::Plain, "photos/", &markers))
         .expect("rewrites")
         .document;
     for expected in [
         "<Name>acme</Name>",
         "<Prefix>photos/</Prefix>",
+        "<Delimiter>/</Delimiter>",
         "<Key>photos/a&amp;b.png</Key>",
         "<Key>photos/ü.png</Key>",
         "<Prefix>photos/2024/</Prefix>",
@@ -168,6 +173,38 @@ fn url_encoded_listings_read_a_plus_as_a_space() {
 }
 
 #[test]
+fn the_listings_prefix_and_delimiter_are_the_clients_own_encoded_as_it_asked() {
+    // What ceph's s3-tests send: a bare `%`, an escape the client meant literally, a space
+    // and a plus. The store's echo (here garbage, as a store may normalise or encode it its
+    // own way) is never read.
+    for (prefix, encoded) in [("a%", "a%25"), ("a%41", "a%2541"), ("a b+c", "a%20b%2Bc")] {
+        let markers = [
+            ("delimiter".to_string(), "+".to_string()),
+            ("encoding-type".to_string(), "url".to_string()),
+            ("prefix".to_string(), prefix.to_string()),
+        ];
+        let listing = "<ListBucketResult><Prefix>tenant/a%</Prefix><Delimiter>%zz</Delimiter><CommonPrefixes><Prefix>tenant/a%25+</Prefix></CommonPrefixes></ListBucketResult>";
+        let url = rewrite(listing, &jail(KeyEncoding::Url, prefix, &markers))
+            .expect("rewrites")
+            .document;
+        assert!(
+            url.contains(&format!(
+                "<Prefix>{encoded}</Prefix><Delimiter>%2B</Delimiter>"
+            )),
+            "{prefix}: {url}"
+        );
+        let plain = "<ListBucketResult><Prefix>tenant/whatever</Prefix></ListBucketResult>";
+        let plain = rewrite(plain, &jail(KeyEncoding::Plain, prefix, &markers))
+            .expect("rewrites")
+            .document;
+        assert!(
+            plain.contains(&format!("<Prefix>{prefix}</Prefix>")),
+            "{plain}"
+        );
+    }
+}
+
+#[test]
 fn a_key_outside_the_prefix_refuses_the_answer() {
     let listing = "<ListBucketResult><Contents><Key>tenant-other/secret.txt</Key></Contents></ListBucketResult>";
     assert!(matches!(
@@ -182,7 +219,8 @@ fn a_key_outside_the_prefix_refuses_the_answer() {
 fn entries_beyond_the_clients_prefix_are_dropped() {
     // A store that reads `tenant//` as `tenant/` answers every key under the prefix.
     let listing = "<ListBucketResult><Prefix>tenant//</Prefix><Contents><Key>tenant/b/a/r</Key></Contents><Contents><Key>tenant/g</Key></Contents><CommonPrefixes><Prefix>tenant/b/</Prefix></CommonPrefixes></ListBucketResult>";
-    let rewritten = rewrite(listing, &jail(KeyEncoding::Plain, "/", &[])).expect("rewrites");
+    let markers = [("prefix".to_string(), "/".to_string())];
+    let rewritten = rewrite(listing, &jail(KeyEncoding::Plain, "/", &markers)).expect("rewrites");
     assert_eq!(rewritten.dropped, 3);
     assert!(
         !rewritten.document.contains("<Key>"),

@@ -36,6 +36,12 @@ pub const ECHOED_MARKERS: &[(&str, &str)] = &[
     ("KeyMarker", "key-marker"),
 ];
 
+/// A listing's own elements that echo the client's request, with the query parameter that
+/// carried it: written back as the client sent it, in the encoding it asked for, never read
+/// from the store's echo (which carries the integration's prefix, and which a store may have
+/// normalised or encoded its own way).
+const ECHOED_REQUEST: &[(&str, &str)] = &[("Prefix", "prefix"), ("Delimiter", "delimiter")];
+
 /// The documents a store answers the proxied operations with.
 const RESULT_ROOTS: &[&str] = &[
     "ListBucketResult",
@@ -93,7 +99,7 @@ impl UpstreamDocument {
             });
         }
         let mut dropped = 0;
-        rewrite_children(&mut self.root, jail, &mut dropped)?;
+        rewrite_children(&mut self.root, jail, &mut dropped, true)?;
         Ok(Rewritten {
             document: Writer::document(&self.root),
             dropped,
@@ -105,18 +111,29 @@ fn upstream_fault(detail: String) -> Error {
     Error::Internal { detail }
 }
 
+/// Rewrites `element`'s children; `top` when `element` is the document's root.
 fn rewrite_children(
     element: &mut Element,
     jail: &Jail<'_>,
     dropped: &mut usize,
+    top: bool,
 ) -> Result<(), Error> {
     let mut kept = Vec::with_capacity(element.children.len());
     for mut child in std::mem::take(&mut element.children) {
+        let echoed = ECHOED_REQUEST
+            .iter()
+            .find(|(name, _)| top && *name == child.name);
+        if let Some((_, parameter)) = echoed {
+            child.children.clear();
+            child.text = encode(client_value(jail, parameter), jail.encoding);
+            kept.push(child);
+            continue;
+        }
         if !rewrite_element(&mut child, jail)? {
             *dropped += 1;
             continue;
         }
-        rewrite_children(&mut child, jail, dropped)?;
+        rewrite_children(&mut child, jail, dropped, false)?;
         kept.push(child);
     }
     element.children = kept;
@@ -167,17 +184,19 @@ fn rewrite_element(element: &mut Element, jail: &Jail<'_>) -> Result<bool, Error
         _ => {
             if let Some((_, parameter)) = ECHOED_MARKERS.iter().find(|(e, _)| *e == name) {
                 text_only()?;
-                let sent = jail
-                    .client_markers
-                    .iter()
-                    .find(|(n, _)| n == parameter)
-                    .map(|(_, v)| v.as_str())
-                    .unwrap_or_default();
-                element.text = encode(sent, jail.encoding);
+                element.text = encode(client_value(jail, parameter), jail.encoding);
             }
         }
     }
     Ok(true)
+}
+
+/// The value of the client's query parameter `parameter` (decoded), or `""`.
+fn client_value<'a>(jail: &Jail<'a>, parameter: &str) -> &'a str {
+    jail.client_markers
+        .iter()
+        .find(|(name, _)| name == parameter)
+        .map_or("", |(_, value)| value.as_str())
 }
 
 /// Whether a listing entry's key (still with the integration's prefix) is within the prefix
