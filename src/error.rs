@@ -182,6 +182,16 @@ pub enum Error {
         integration: String,
     },
 
+    /// The store's answer broke off before the document the proxy reads was whole (a reset,
+    /// a body shorter than its length): the store's fault, as an unreachable store is.
+    #[error("The upstream store for integration {integration} broke off its answer")]
+    UpstreamBroken {
+        /// The integration's name.
+        integration: String,
+        /// What went wrong, for the log only.
+        detail: String,
+    },
+
     /// The upstream refused the proxy's own credentials (its code is logged, not shown).
     #[error(
         "The upstream store refused the proxy's credentials for integration {integration}. Please try again."
@@ -257,7 +267,7 @@ impl Error {
             Error::MethodNotAllowed { .. } => "MethodNotAllowed",
             Error::NotImplemented { .. } => "NotImplemented",
             Error::CredentialsUnavailable { .. } => "ServiceUnavailable",
-            Error::UpstreamUnreachable { .. } => "BadGateway",
+            Error::UpstreamUnreachable { .. } | Error::UpstreamBroken { .. } => "BadGateway",
             Error::UpstreamTimeout { .. } => "RequestTimeout",
             Error::UpstreamRefusedCredentials { .. } => "ServiceUnavailable",
             Error::SlowDown { .. } => "SlowDown",
@@ -295,7 +305,9 @@ impl Error {
             Error::MissingContentLength => StatusCode::LENGTH_REQUIRED,
             Error::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
             Error::CredentialsUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Error::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            Error::UpstreamUnreachable { .. } | Error::UpstreamBroken { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::UpstreamRefusedCredentials { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,

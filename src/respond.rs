@@ -45,6 +45,7 @@ pub async fn answer(
         return Box::pin(upstream_error(state, answered, request_id, seen)).await;
     }
     if status.is_success() && answers_with_document(answered.route.operation) {
+        seen.upstream_request_id = store_request_id(answered.response.headers());
         return Box::pin(rewrite_document(answered, request_id)).await;
     }
     Ok(answered.response)
@@ -64,16 +65,21 @@ fn hidden<'a>(target: &'a Target, credentials: &'a Credentials) -> Vec<&'a str> 
     hidden
 }
 
+/// The store's own id for its answer, from its headers (for the log line only).
+fn store_request_id(headers: &http::HeaderMap) -> Option<String> {
+    ["x-amz-request-id", "x-amzn-requestid"]
+        .iter()
+        .find_map(|name| headers.get(*name)?.to_str().ok())
+        .map(str::to_string)
+}
+
 async fn upstream_error(
     state: &State,
     answered: Box<Answered>,
     request_id: &str,
     seen: &mut Seen,
 ) -> Result<Response<ProxyBody>, Error> {
-    seen.upstream_request_id = ["x-amz-request-id", "x-amzn-requestid"]
-        .iter()
-        .find_map(|name| answered.response.headers().get(*name)?.to_str().ok())
-        .map(str::to_string);
+    seen.upstream_request_id = store_request_id(answered.response.headers());
     let Answered {
         response,
         target,
@@ -207,8 +213,9 @@ async fn rewrite_document(
     let (mut parts, upstream_body) = response.into_parts();
     let document = body::collect_capped(upstream_body, MAX_DOCUMENT)
         .await
-        .map_err(|error| Error::Internal {
-            detail: format!("an upstream document could not be read: {error}"),
+        .map_err(|error| Error::UpstreamBroken {
+            integration: integration.name.clone(),
+            detail: format!("an upstream document could not be read whole: {error}"),
         })?;
     let rewritten = UpstreamDocument::parse(&document)?.rewrite(&jail)?;
     if rewritten.dropped > 0 {

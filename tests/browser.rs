@@ -501,7 +501,7 @@ async fn the_session_path_sets_scoped_cookies_and_redirects_on_this_origin_only(
             .into_iter()
             .collect();
         let answer = request(Method::GET, &behind_session, &headers).await;
-        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text());
+        assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.text());
         let set: Vec<&str> = answer
             .headers
             .get_all("set-cookie")

@@ -43,6 +43,14 @@ async fn resetting_store(answer: Vec<u8>) -> SocketAddr {
 }
 
 async fn proxy_for(store: SocketAddr) -> RunningProxy {
+    proxy_with(store, "").await
+}
+
+const FAULT_CLIENT: &str = "AKFAULTLISTER";
+const FAULT_CLIENT_SECRET: &str = "fault-client-secret-77ab";
+
+/// [`proxy_for`] with more TOML after the integration (e.g. settings of its own, or clients).
+async fn proxy_with(store: SocketAddr, extra: &str) -> RunningProxy {
     let config = format!(
         r#"[server]
 listen = "127.0.0.1:0"
@@ -55,12 +63,21 @@ public = true
 [integration.credentials]
 access_key_id = "AKFAULT"
 secret_access_key_env = "FAULT_SECRET"
+
+[[client]]
+access_key_id = "{FAULT_CLIENT}"
+secret_access_key_env = "FAULT_CLIENT_SECRET"
+integrations = ["faulty"]
+{extra}
 "#
     );
-    let secrets = std::collections::BTreeMap::from([(
-        "FAULT_SECRET".to_string(),
-        "fault-secret".to_string(),
-    )]);
+    let secrets = std::collections::BTreeMap::from([
+        ("FAULT_SECRET".to_string(), "fault-secret".to_string()),
+        (
+            "FAULT_CLIENT_SECRET".to_string(),
+            FAULT_CLIENT_SECRET.to_string(),
+        ),
+    ]);
     start_proxy(&config, &secrets).await
 }
 
@@ -112,6 +129,34 @@ async fn fetch_over_h2(
         }
     }
     (status, received, Ok(()))
+}
+
+#[tokio::test]
+async fn a_store_document_cut_off_midway_is_a_502_with_the_stores_request_id() {
+    // A listing promised at 2,000 bytes, broken off after 150: the store's fault.
+    let listing = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>faulty-bucket</Name><Prefix></Prefix><KeyCount>3</KeyCount>";
+    let mut answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\nContent-Type: application/xml\r\nx-amz-request-id: STORE-REQ-CUT-1\r\n\r\n".to_vec();
+    answer.extend_from_slice(&listing[..150]);
+    let store = resetting_store(answer).await;
+    let proxy = proxy_for(store).await;
+    let mut request = Request::get(proxy.url("/faulty?list-type=2"))
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    sign_as_client(&mut request, FAULT_CLIENT, FAULT_CLIENT_SECRET);
+    let listed = send(request).await;
+    assert_eq!(
+        (listed.status, listed.error_code().as_str()),
+        (StatusCode::BAD_GATEWAY, "BadGateway"),
+        "{}",
+        listed.text()
+    );
+    let id = listed.headers["x-amz-request-id"].to_str().unwrap();
+    let line = wait_for_access_line(id).await;
+    assert!(line.contains("status=502"), "{line}");
+    assert!(
+        line.contains("upstream_request_id=\"STORE-REQ-CUT-1\""),
+        "{line}"
+    );
 }
 
 #[tokio::test]

@@ -351,6 +351,22 @@ pub fn access_line(request_id: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// [`access_line`], waited for: lines are flushed within 50 ms of the body's end, so this
+/// polls until the line is there or 5 s have passed (then it panics, naming the id).
+pub async fn wait_for_access_line(request_id: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Some(line) = access_line(request_id) {
+            return line;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access line for request {request_id} within 5 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 fn test_binary() -> String {
     std::env::current_exe()
         .ok()
