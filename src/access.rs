@@ -152,19 +152,30 @@ where
 
 impl<B> Drop for LoggedBody<B> {
     fn drop(&mut self) {
-        let Some(log) = self.log.take() else {
-            return;
-        };
-        let gate = log.gate.clone();
-        if let Ok(mut finished) = gate.finished.lock() {
-            *finished = Some(Finished {
-                log,
-                bytes_out: self.bytes_out,
-                complete: self.complete,
-            });
+        if let Some(log) = self.log.take() {
+            response_done(log, self.bytes_out, self.complete);
         }
-        gate.body_done();
     }
+}
+
+/// The response's part of the line is known: it waits for the request body's end, if that
+/// has not come yet.
+fn response_done(log: RequestLog, bytes_out: u64, complete: bool) {
+    let gate = log.gate.clone();
+    if let Ok(mut finished) = gate.finished.lock() {
+        *finished = Some(Finished {
+            log,
+            bytes_out,
+            complete,
+        });
+    }
+    gate.body_done();
+}
+
+/// The line of a request whose client left before its answer was ready: no response body
+/// will ever be sent, so the transfer is incomplete.
+pub fn abandoned(log: RequestLog) {
+    response_done(log, 0, false);
 }
 
 impl Finished {

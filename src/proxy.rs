@@ -52,6 +52,63 @@ pub struct Proxy {
     pub reload_failures: AtomicU64,
 }
 
+/// A request's access line until its answer is ready. A client that leaves first makes hyper
+/// drop the request's future, and this with it: the store's request is cancelled by the same
+/// drop, and the line is written then, with nginx's 499 ("client closed request"),
+/// `complete=false` and the bytes that had moved.
+struct Pending {
+    request_id: String,
+    method: &'static str,
+    client_ip: Option<std::net::IpAddr>,
+    started: Instant,
+    bytes_in: Arc<AtomicU64>,
+    gate: Arc<LineGate>,
+    metrics: Arc<Metrics>,
+    seen: Seen,
+    answered: bool,
+}
+
+/// The status and code an abandoned request is logged with.
+const CLIENT_CLOSED_REQUEST: (u16, &str) = (499, "ClientClosedRequest");
+
+impl Pending {
+    /// The line of the answer about to be sent (`code`: the proxy's own error, if it is one).
+    fn answer(&mut self, status: u16, code: Option<&'static str>) -> RequestLog {
+        self.answered = true;
+        self.log(status, code)
+    }
+
+    fn log(&mut self, status: u16, code: Option<&'static str>) -> RequestLog {
+        let seen = std::mem::take(&mut self.seen);
+        RequestLog {
+            request_id: std::mem::take(&mut self.request_id),
+            method: self.method,
+            client: seen.client.unwrap_or_else(|| "-".to_string()),
+            client_ip: self.client_ip,
+            bucket: seen.bucket.unwrap_or_else(|| "-".to_string()),
+            integration: seen.integration,
+            status,
+            code,
+            upstream_status: seen.upstream_status,
+            upstream_code: seen.upstream_code,
+            upstream_request_id: seen.upstream_request_id,
+            started: self.started,
+            bytes_in: self.bytes_in.clone(),
+            gate: self.gate.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.answered {
+            let (status, code) = CLIENT_CLOSED_REQUEST;
+            crate::access::abandoned(self.log(status, Some(code)));
+        }
+    }
+}
+
 impl Proxy {
     /// A proxy serving `config`; nothing is fetched until the first request.
     pub fn new(config: Config) -> std::io::Result<Self> {
@@ -131,44 +188,46 @@ impl Proxy {
             peer.map(|peer| peer.ip()),
             request.headers(),
         );
-        let method = method_label(request.method());
         let span = tracing::info_span!("request", id = %request_id);
-        let bytes_in = Arc::new(AtomicU64::new(0));
-        let gate = LineGate::new();
-        let request = request.map(|body| CountingBody::new(body, bytes_in.clone(), gate.clone()));
+        let mut pending = Pending {
+            method: method_label(request.method()),
+            client_ip: peer.client,
+            started: Instant::now(),
+            bytes_in: Arc::new(AtomicU64::new(0)),
+            gate: LineGate::new(),
+            metrics: self.metrics.clone(),
+            seen: Seen::default(),
+            request_id,
+            answered: false,
+        };
+        let (bytes_in, gate) = (pending.bytes_in.clone(), pending.gate.clone());
+        let request = request.map(|body| CountingBody::new(body, bytes_in, gate));
         async move {
-            let started = Instant::now();
             let is_head = request.method() == Method::HEAD;
             let origin = request.headers().get(header::ORIGIN).cloned();
-            let mut seen = Seen::default();
             let result = self
-                .serve(&state, request, peer, &request_id, &mut seen)
+                .serve(
+                    &state,
+                    request,
+                    peer,
+                    &pending.request_id,
+                    &mut pending.seen,
+                )
                 .await;
             let (mut response, code) = match result {
                 Ok(response) => (response, None),
                 Err(error) => {
                     let code = error.code();
-                    (refusal(error, &request_id, is_head), Some(code))
+                    (refusal(error, &pending.request_id, is_head), Some(code))
                 }
             };
-            finish_headers(&mut response, &seen, origin.as_ref(), &request_id);
-            let log = RequestLog {
-                request_id,
-                method,
-                client: seen.client.unwrap_or_else(|| "-".to_string()),
-                client_ip: peer.client,
-                bucket: seen.bucket.unwrap_or_else(|| "-".to_string()),
-                integration: seen.integration,
-                status: response.status().as_u16(),
-                code,
-                upstream_status: seen.upstream_status,
-                upstream_code: seen.upstream_code,
-                upstream_request_id: seen.upstream_request_id,
-                started,
-                bytes_in,
-                gate,
-                metrics: self.metrics.clone(),
-            };
+            finish_headers(
+                &mut response,
+                &pending.seen,
+                origin.as_ref(),
+                &pending.request_id,
+            );
+            let log = pending.answer(response.status().as_u16(), code);
             response.map(|body| body::stream(LoggedBody::new(body, log)))
         }
         .instrument(span)

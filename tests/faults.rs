@@ -49,7 +49,7 @@ async fn proxy_for(store: SocketAddr) -> RunningProxy {
 const FAULT_CLIENT: &str = "AKFAULTLISTER";
 const FAULT_CLIENT_SECRET: &str = "fault-client-secret-77ab";
 
-/// [`proxy_for`] with more TOML after the integration (e.g. settings of its own, or clients).
+/// [`proxy_for`] with more settings of the integration's (`extra`).
 async fn proxy_with(store: SocketAddr, extra: &str) -> RunningProxy {
     let config = format!(
         r#"[server]
@@ -60,6 +60,7 @@ bucket = "faulty-bucket"
 region = "us-east-1"
 endpoint = "http://{store}"
 public = true
+{extra}
 [integration.credentials]
 access_key_id = "AKFAULT"
 secret_access_key_env = "FAULT_SECRET"
@@ -68,7 +69,7 @@ secret_access_key_env = "FAULT_SECRET"
 access_key_id = "{FAULT_CLIENT}"
 secret_access_key_env = "FAULT_CLIENT_SECRET"
 integrations = ["faulty"]
-{extra}
+access = "read-write"
 "#
     );
     let secrets = std::collections::BTreeMap::from([
@@ -157,6 +158,111 @@ async fn a_store_document_cut_off_midway_is_a_502_with_the_stores_request_id() {
         line.contains("upstream_request_id=\"STORE-REQ-CUT-1\""),
         "{line}"
     );
+}
+
+/// A store that reads each request head and never answers; counts the connections the
+/// proxy opened and those it has since closed (seen as the end of the stream).
+async fn silent_store() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (opened, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let counters = (opened.clone(), closed.clone());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counters.0.fetch_add(1, Ordering::SeqCst);
+            let closed = counters.1.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0; 64 * 1024];
+                while matches!(socket.read(&mut buffer).await, Ok(n) if n > 0) {}
+                closed.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (address, opened, closed)
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_store_answers_cancels_the_request_and_is_logged() {
+    let (store, opened, closed) = silent_store().await;
+    let proxy = proxy_with(store, "access = \"read-write\"").await;
+    // Downloads whose clients go away before any answer, and uploads sent whole whose
+    // clients go away while the store has not answered.
+    let (gets, puts) = (5, 3);
+    let mut sockets = Vec::new();
+    for i in 0..gets {
+        let mut socket = tokio::net::TcpStream::connect(proxy.address).await.unwrap();
+        let head = format!("GET /faulty/abandoned-{i}.bin HTTP/1.1\r\nHost: p\r\n\r\n");
+        socket.write_all(head.as_bytes()).await.unwrap();
+        sockets.push(socket);
+    }
+    let mut uploads = Vec::new();
+    for i in 0..puts {
+        let body = vec![b'u'; 64 * 1024];
+        let mut request = Request::put(proxy.url(&format!("/faulty/abandoned-upload-{i}.bin")))
+            .header("content-length", body.len())
+            .body(http_body_util::Full::new(Bytes::from(body)))
+            .unwrap();
+        sign_as_client(&mut request, FAULT_CLIENT, FAULT_CLIENT_SECRET);
+        uploads.push(tokio::spawn(send(request)));
+    }
+    let clients = gets + puts;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while opened.load(Ordering::SeqCst) < clients && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if opened.load(Ordering::SeqCst) < clients {
+        for upload in uploads {
+            if upload.is_finished() {
+                let answer = upload.await.unwrap();
+                panic!(
+                    "an upload was answered: {} {}",
+                    answer.status,
+                    answer.text()
+                );
+            }
+        }
+        panic!("not every request reached the store");
+    }
+    let left = std::time::Instant::now();
+    drop(sockets);
+    uploads.iter().for_each(|upload| upload.abort());
+    // Every store connection is closed within a second of its client leaving.
+    while closed.load(Ordering::SeqCst) < clients && left.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        closed.load(Ordering::SeqCst),
+        clients,
+        "store connections still open after 1 s"
+    );
+    // And each request has its access line, marked as abandoned (nginx's 499), with the
+    // bytes that had moved.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let lines = loop {
+        let log = std::fs::read_to_string(test_log()).unwrap_or_default();
+        let lines: Vec<String> = log
+            .lines()
+            .filter(|line| line.contains(" access: ") && line.contains("status=499"))
+            .filter(|line| line.contains("integration=\"faulty\""))
+            .map(str::to_string)
+            .collect();
+        if lines.len() >= clients || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(lines.len(), clients, "{lines:#?}");
+    for line in &lines {
+        assert!(
+            line.contains("complete=false") && line.contains("code=\"ClientClosedRequest\""),
+            "{line}"
+        );
+    }
+    let uploaded = lines
+        .iter()
+        .filter(|line| line.contains("method=\"PUT\"") && line.contains("bytes_in=65536"))
+        .count();
+    assert_eq!(uploaded, puts, "{lines:#?}");
 }
 
 #[tokio::test]
