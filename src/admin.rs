@@ -334,6 +334,12 @@ fn metrics(proxy: &Proxy) -> String {
         "Downloads whose store answers are read body_buffer_bytes at a time now (at most wide_transfers).",
         state.upstream.wide_in_use() as i64,
     );
+    gauge(
+        &mut out,
+        "s3sp_buffered_body_bytes",
+        "Upload body bytes read from clients and not yet written to the stores (at most max_buffered_body_bytes).",
+        state.upstream.budget().in_use() as i64,
+    );
     counter(
         &mut out,
         "s3sp_config_reloads_total",

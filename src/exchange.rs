@@ -112,6 +112,21 @@ where
     }
     let extra_headers = copy_source(state, route.operation, request.headers(), &target)?;
     let (parts, client_body) = request.into_parts();
+    let client_body = match route.operation.has_body() {
+        // Charged to the budget until the store has it, read as fast as the store takes it.
+        true => {
+            let window = parts
+                .extensions
+                .get::<Arc<crate::limits::ReadWindow>>()
+                .cloned();
+            let budgeted = state
+                .upstream
+                .budget()
+                .upload(body::stream(client_body), window);
+            body::stream(budgeted)
+        }
+        false => body::stream(client_body),
+    };
     let (body, headers, payload) = body_plan(
         route.operation,
         client_body,

@@ -44,6 +44,8 @@ pub struct Upstream {
     wide_slots: Arc<AtomicUsize>,
     /// The limits the clients were built with.
     limits: Limits,
+    /// What upload bodies on their way to the stores are charged to.
+    budget: crate::budget::Budget,
 }
 
 /// Two clients with the same trust roots, whose connections read response bodies in chunks of
@@ -55,6 +57,10 @@ pub struct Upstream {
 struct Clients {
     wide: HttpClient,
     narrow: HttpClient,
+    /// For requests with a body: hyper's smallest buffer (8 KiB), so a store that stops
+    /// reading finds little more than one frame queued on its connection (see
+    /// [`crate::budget`]); the answer to an upload is a few bytes.
+    uploads: HttpClient,
 }
 
 /// An upstream answer, and how long its headers took once the request was sent.
@@ -66,6 +72,7 @@ pub struct Answer {
 impl Upstream {
     pub fn new(limits: &Limits) -> Result<Self, rustls::Error> {
         Ok(Upstream {
+            budget: crate::budget::Budget::new(limits),
             default: Arc::new(Clients::new(&[], limits)?),
             with_ca: Mutex::new(HashMap::new()),
             wide_slots: Arc::default(),
@@ -80,6 +87,12 @@ impl Upstream {
             && built.body_buffer_bytes == limits.body_buffer_bytes
             && built.wide_transfers == limits.wide_transfers
             && built.upstream_first_byte_timeout == limits.upstream_first_byte_timeout
+            && built.max_buffered_body_bytes == limits.max_buffered_body_bytes
+    }
+
+    /// The budget upload bodies are charged to on their way to the stores.
+    pub fn budget(&self) -> &crate::budget::Budget {
+        &self.budget
     }
 
     /// Transfers holding a wide slot now.
@@ -135,8 +148,11 @@ impl Upstream {
         let mut wide = (*request.method() == http::Method::GET)
             .then(|| WideSlot::take(&self.wide_slots, self.limits.wide_transfers))
             .flatten();
+        use http_body::Body as _;
         let client = if wide.is_some() {
             &clients.wide
+        } else if !request.body().is_end_stream() {
+            &clients.uploads
         } else {
             &clients.narrow
         };
@@ -238,6 +254,9 @@ fn replayable(request: &Request<ProxyBody>) -> Option<Request<ProxyBody>> {
     Some(copy)
 }
 
+/// The write buffer of an upload's store connection: hyper's floor.
+const UPLOAD_BUFFER: usize = 8192;
+
 impl Clients {
     fn new(
         extra_roots: &[rustls::pki_types::CertificateDer<'static>],
@@ -247,6 +266,7 @@ impl Clients {
         Ok(Clients {
             wide: build_client(extra_roots, connect_timeout, limits.body_buffer_bytes)?,
             narrow: build_client(extra_roots, connect_timeout, limits.narrow_body_buffer())?,
+            uploads: build_client(extra_roots, connect_timeout, UPLOAD_BUFFER)?,
         })
     }
 }

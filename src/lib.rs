@@ -47,6 +47,7 @@ mod admin;
 mod admit;
 mod answers;
 pub mod body;
+mod budget;
 pub mod check;
 mod chunked;
 pub mod config;

@@ -162,20 +162,47 @@ fn now_ms() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
-/// An I/O stream that notes when bytes last moved, for [`idle`].
+/// How much a client connection may read from its socket at a time: no limit unless an
+/// upload going upstream sets one ([`crate::budget`]), so that an upload whose store stops
+/// reading has only a little of its body read off the socket. The rest waits in the kernel's
+/// buffers, and then in the client's (TCP backpressure).
+#[derive(Debug)]
+pub struct ReadWindow(std::sync::atomic::AtomicUsize);
+
+impl ReadWindow {
+    /// No limit.
+    pub fn unlimited() -> Arc<ReadWindow> {
+        Arc::new(ReadWindow(std::sync::atomic::AtomicUsize::new(usize::MAX)))
+    }
+
+    /// The most one read may take now.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Lets one read take at most `bytes` (at least one).
+    pub fn set(&self, bytes: usize) {
+        self.0.store(bytes.max(1), Ordering::Relaxed);
+    }
+}
+
+/// An I/O stream that notes when bytes last moved, for [`idle`], and reads at most its
+/// [`ReadWindow`] at a time.
 pub struct ActivityIo<T> {
     inner: T,
     last: Arc<AtomicU64>,
+    window: Arc<ReadWindow>,
 }
 
 impl<T> ActivityIo<T> {
     /// Wraps `inner`; the counter holds the time bytes last moved.
-    pub fn new(inner: T) -> (Self, Arc<AtomicU64>) {
+    pub fn new(inner: T, window: Arc<ReadWindow>) -> (Self, Arc<AtomicU64>) {
         let last = Arc::new(AtomicU64::new(now_ms()));
         (
             ActivityIo {
                 inner,
                 last: last.clone(),
+                window,
             },
             last,
         )
@@ -188,6 +215,18 @@ impl<T: AsyncRead + Unpin> AsyncRead for ActivityIo<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let window = self.window.get();
+        if window < buf.remaining() {
+            // Read into the first `window` bytes only (initialised first: no unsafe code).
+            let mut limited = ReadBuf::new(buf.initialize_unfilled_to(window));
+            let poll = Pin::new(&mut self.inner).poll_read(cx, &mut limited);
+            let read = limited.filled().len();
+            if matches!(poll, Poll::Ready(Ok(()))) && read > 0 {
+                buf.advance(read);
+                self.last.store(now_ms(), Ordering::Relaxed);
+            }
+            return poll;
+        }
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {

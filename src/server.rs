@@ -138,11 +138,12 @@ impl Connection {
         let metrics = self.proxy.metrics.clone();
         metrics.open_connections.fetch_add(1, Ordering::Relaxed);
         metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-        let (stream, last_activity) = crate::limits::ActivityIo::new(stream);
+        let window = crate::limits::ReadWindow::unlimited();
+        let (stream, last_activity) = crate::limits::ActivityIo::new(stream, window.clone());
         let idle = crate::limits::idle(last_activity, self.limits.idle_timeout);
         let peer = self.peer;
         tokio::select! {
-            result = self.serve_http(stream, watcher) => {
+            result = self.serve_http(stream, window, watcher) => {
                 if let Err(error) = result {
                     tracing::debug!(%peer, %error, "connection ended with an error");
                 }
@@ -196,14 +197,21 @@ impl Connection {
     }
 
     /// HTTP over the plain stream, or over TLS once the handshake is done in time.
+    /// An HTTP/1 request with a body learns the connection's read window, which an upload
+    /// sets while its store lags ([`crate::budget`]); HTTP/2 has its own flow control.
     async fn serve_http(
         self,
         stream: ActivityIo<TcpStream>,
+        window: Arc<crate::limits::ReadWindow>,
         watcher: Watcher,
     ) -> Result<(), BoxError> {
         let proxy = self.proxy.clone();
         let peer = self.peer;
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            use http_body::Body as _;
+            if request.version() <= http::Version::HTTP_11 && !request.body().is_end_stream() {
+                request.extensions_mut().insert(window.clone());
+            }
             let proxy = proxy.clone();
             async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, Some(peer)).await) }
         });

@@ -24,5 +24,6 @@ mod limits;
 mod local_store;
 mod operations;
 mod read_path;
+mod stalled_uploads;
 mod streaming;
 mod writes;

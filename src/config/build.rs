@@ -325,6 +325,14 @@ fn limit_sizes(raw: &RawLimits, limits: &mut Limits, problems: &mut Problems<'_>
     set(raw.wide_transfers, wide, 0, "wide_transfers");
     let connections = &mut limits.max_connections;
     set(raw.max_connections, connections, 1, "max_connections");
+    // Room for one client read of every size the proxy makes.
+    let buffered = &mut limits.max_buffered_body_bytes;
+    set(
+        raw.max_buffered_body_bytes,
+        buffered,
+        1 << 20,
+        "max_buffered_body_bytes",
+    );
 }
 
 /// `rate_limit` (0: none) and `rate_limit_burst` (twice the rate unless given).

@@ -213,6 +213,10 @@ pub struct Limits {
     /// many concurrent large downloads stay within a bounded memory while a few still move at
     /// full speed.
     pub wide_transfers: usize,
+    /// Upload body bytes read from clients and not yet written to the store, across all
+    /// requests: at this total the proxy stops reading upload bodies (TCP backpressure) until
+    /// the stores take some.
+    pub max_buffered_body_bytes: usize,
     /// A client must send a request's headers within this time (slowloris).
     pub header_read_timeout: Duration,
     /// A connection with no bytes moving either way for this long is closed.
@@ -246,6 +250,7 @@ impl Default for Limits {
             max_uri_bytes: 8 * 1024,
             body_buffer_bytes: 400 * 1024,
             wide_transfers: 8,
+            max_buffered_body_bytes: 256 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,

@@ -59,6 +59,7 @@ pub(super) struct RawLimits {
     pub(super) max_uri_bytes: Option<usize>,
     pub(super) body_buffer_bytes: Option<usize>,
     pub(super) wide_transfers: Option<usize>,
+    pub(super) max_buffered_body_bytes: Option<usize>,
     pub(super) header_read_timeout: Option<String>,
     pub(super) idle_timeout: Option<String>,
     pub(super) max_connections: Option<usize>,

@@ -544,7 +544,7 @@ fn limits_take_what_is_given_and_report_what_is_under_its_floor() {
     let given = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[server.limits]\nmax_header_bytes = 9000\n\
          max_headers = 9\nmax_uri_bytes = 300\nbody_buffer_bytes = 10000\nwide_transfers = 0\n\
-         max_connections = 2\nheader_read_timeout = \"1s\"\nidle_timeout = \"2s\"\n\
+         max_buffered_body_bytes = 2000000\nmax_connections = 2\nheader_read_timeout = \"1s\"\nidle_timeout = \"2s\"\n\
          upstream_connect_timeout = \"3s\"\nupstream_first_byte_timeout = \"4s\"\n\
          shutdown_deadline = \"5s\"\nrate_limit = 0\n{minimal}"
     );
@@ -561,6 +561,7 @@ fn limits_take_what_is_given_and_report_what_is_under_its_floor() {
             max_uri_bytes: 300,
             body_buffer_bytes: 10000,
             wide_transfers: 0,
+            max_buffered_body_bytes: 2_000_000,
             max_connections: 2,
             header_read_timeout: seconds(1),
             idle_timeout: seconds(2),

@@ -129,12 +129,21 @@ impl ProxyProcess {
 
     /// Peak resident memory so far (VmHWM), in bytes.
     pub fn peak_rss(&self) -> u64 {
+        self.status_bytes("VmHWM:")
+    }
+
+    /// Resident memory now (VmRSS), in bytes.
+    pub fn rss(&self) -> u64 {
+        self.status_bytes("VmRSS:")
+    }
+
+    fn status_bytes(&self, field: &str) -> u64 {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
         let line = status
             .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .expect("VmHWM");
+            .find(|l| l.starts_with(field))
+            .expect("status field");
         let kib: u64 = line
             .split_whitespace()
             .nth(1)

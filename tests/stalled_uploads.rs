@@ -1,0 +1,278 @@
+//! Uploads to a store that stops reading (stalled, overloaded, or a slow-loris on the store's
+//! side): the proxy's memory stays bounded per upload and in total, and the uploads complete
+//! once the store reads again.
+// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
+#![allow(clippy::disallowed_methods)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::support::*;
+
+const CLIENT: &str = "AKSTALLEDUPLOADER";
+const CLIENT_SECRET: &str = "stalled-uploader-secret-2b7c";
+
+/// A store that reads each request's head and then stops reading until `resume` is set;
+/// then it reads the body (by its `Content-Length`) and answers 200. Counts the heads it read
+/// and the uploads it answered.
+struct StallingStore {
+    address: SocketAddr,
+    heads: Arc<AtomicUsize>,
+    answered: Arc<AtomicUsize>,
+    resume: watch::Sender<bool>,
+}
+
+async fn stalling_store() -> StallingStore {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (heads, answered) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (resume, resumed) = watch::channel(false);
+    let counters = (heads.clone(), answered.clone());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (heads, answered) = counters.clone();
+            let mut resumed = resumed.clone();
+            tokio::spawn(async move {
+                // The head, a byte at a time, so not one body byte is read with it.
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if !matches!(socket.read(&mut byte).await, Ok(1)) {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                heads.fetch_add(1, Ordering::SeqCst);
+                let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let length: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if resumed.wait_for(|go| *go).await.is_err() {
+                    return;
+                }
+                let mut left = length;
+                let mut buffer = vec![0u8; 64 * 1024];
+                while left > 0 {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => left -= n.min(left),
+                    }
+                }
+                let answer = "HTTP/1.1 200 OK\r\nETag: \"stalled\"\r\nContent-Length: 0\r\n\r\n";
+                let _ = socket.write_all(answer.as_bytes()).await;
+                answered.fetch_add(1, Ordering::SeqCst);
+                let _ = socket.read(&mut buffer).await;
+            });
+        }
+    });
+    StallingStore {
+        address,
+        heads,
+        answered,
+        resume,
+    }
+}
+
+async fn proxy_for(dir: &TempDir, store: &StallingStore, limits: &str) -> ProxyProcess {
+    let config = format!(
+        r#"
+[server]
+listen = "LISTEN"
+admin_listen = "ADMIN"
+[server.limits]
+max_connections = 2000
+{limits}
+
+[[integration]]
+name = "stalled"
+bucket = "stalled-bucket"
+region = "us-east-1"
+endpoint = "http://{store}"
+access = "read-write"
+[integration.credentials]
+access_key_id = "AKSTALLSTORE"
+secret_access_key_env = "STALL_STORE_SECRET"
+
+[[client]]
+access_key_id = "{CLIENT}"
+secret_access_key_env = "STALL_CLIENT_SECRET"
+integrations = ["stalled"]
+access = "read-write"
+"#,
+        store = store.address
+    );
+    register_secrets([&CLIENT_SECRET.to_string()]);
+    ProxyProcess::spawn(
+        &dir.0,
+        &config,
+        &[
+            ("STALL_STORE_SECRET", "stall-store-secret"),
+            ("STALL_CLIENT_SECRET", CLIENT_SECRET),
+        ],
+    )
+    .await
+}
+
+/// Starts an upload of `size` bytes of `key` through the proxy on a raw socket, written
+/// 64 KiB at a time (or, with `hold_body`, only its head, the body never sent); the task ends
+/// when the whole request is written and its answer read (or the connection ends). Returns
+/// whether a 200 came back.
+fn upload(
+    proxy: SocketAddr,
+    key: String,
+    size: usize,
+    hold_body: bool,
+) -> tokio::task::JoinHandle<bool> {
+    tokio::spawn(async move {
+        let mut request = http::Request::put(format!("http://{proxy}/stalled/{key}"))
+            .header("content-length", size)
+            .body(())
+            .unwrap();
+        sign_as_client(&mut request, CLIENT, CLIENT_SECRET);
+        let mut head = format!("PUT /stalled/{key} HTTP/1.1\r\nhost: {proxy}\r\n");
+        for (name, value) in request.headers() {
+            head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+        }
+        head.push_str("\r\n");
+        let Ok(mut socket) = tokio::net::TcpStream::connect(proxy).await else {
+            return false;
+        };
+        if socket.write_all(head.as_bytes()).await.is_err() {
+            return false;
+        }
+        if hold_body {
+            std::future::pending::<()>().await;
+        }
+        let chunk = vec![b's'; 64 * 1024];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            if socket.write_all(&chunk[..n]).await.is_err() {
+                return false;
+            }
+            left -= n;
+        }
+        let mut answer = [0u8; 12];
+        socket.read_exact(&mut answer).await.is_ok() && answer.ends_with(b"200")
+    })
+}
+
+/// Waits until `counter` reaches `target` (or `limit` passes), then until the proxy's RSS has
+/// stopped growing; returns that RSS.
+async fn settled_rss(proxy: &ProxyProcess, counter: &AtomicUsize, target: usize) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while counter.load(Ordering::SeqCst) < target && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        counter.load(Ordering::SeqCst),
+        target,
+        "not every upload reached the store"
+    );
+    let mut last = proxy.rss();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = proxy.rss();
+        if now <= last + (256 << 10) {
+            return now.max(last);
+        }
+        last = now;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_uploads_hold_little_memory_each() {
+    let dir = TempDir::new("stalled-uploads");
+    let store = stalling_store().await;
+    let proxy = proxy_for(&dir, &store, "").await;
+    let uploads = 400;
+    // The same number of uploads that send their head and then nothing: what a connection
+    // pair and its request cost with no body held, measured in the same run.
+    let idle = proxy.rss();
+    let heads_only: Vec<_> = (0..uploads)
+        .map(|i| upload(proxy.address, format!("h{i}.bin"), 8 << 20, true))
+        .collect();
+    let with_heads = settled_rss(&proxy, &store.heads, uploads).await;
+    let tasks: Vec<_> = (0..uploads)
+        .map(|i| upload(proxy.address, format!("u{i}.bin"), 8 << 20, false))
+        .collect();
+    let stalled = settled_rss(&proxy, &store.heads, 2 * uploads).await;
+    let per_request = with_heads.saturating_sub(idle) / uploads as u64;
+    let per_upload = stalled.saturating_sub(with_heads) / uploads as u64;
+    let body = per_upload.saturating_sub(per_request);
+    eprintln!(
+        "stalled uploads: idle {} KiB; {uploads} heads {} KiB ({} KiB each); {uploads} stalled \
+         uploads {} KiB ({} KiB each, {} KiB of it body)",
+        idle >> 10,
+        with_heads >> 10,
+        per_request >> 10,
+        stalled >> 10,
+        per_upload >> 10,
+        body >> 10
+    );
+    heads_only.iter().for_each(|task| task.abort());
+    store.resume.send(true).unwrap();
+    let mut completed = 0;
+    for task in tasks {
+        completed += usize::from(task.await.unwrap());
+    }
+    assert_eq!(
+        completed, uploads,
+        "every upload completes once the store reads"
+    );
+    assert!(
+        body <= 64 << 10,
+        "{} KiB of body per stalled upload",
+        body >> 10
+    );
+}
+
+/// The gauge `name` on the proxy's `/metrics`.
+async fn gauge(proxy: &ProxyProcess, name: &str) -> u64 {
+    let metrics = get(&proxy.admin_url("/metrics")).await.text();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_total_budget_holds_and_the_uploads_complete_once_the_store_reads() {
+    let dir = TempDir::new("stalled-budget");
+    let store = stalling_store().await;
+    let budget = 1 << 20;
+    let proxy = proxy_for(&dir, &store, &format!("max_buffered_body_bytes = {budget}")).await;
+    let uploads = 200;
+    let tasks: Vec<_> = (0..uploads)
+        .map(|i| upload(proxy.address, format!("b{i}.bin"), 8 << 20, false))
+        .collect();
+    let _ = settled_rss(&proxy, &store.heads, uploads).await;
+    // 200 stalled uploads, each past what the kernel's buffers take, would hold more than
+    // 1 MiB between them: the budget is full, and never over.
+    let buffered = gauge(&proxy, "s3sp_buffered_body_bytes").await;
+    assert!(
+        buffered <= budget && buffered > budget / 2,
+        "{buffered} of {budget}"
+    );
+    store.resume.send(true).unwrap();
+    let mut completed = 0;
+    for task in tasks {
+        completed += usize::from(task.await.unwrap());
+    }
+    assert_eq!(
+        completed, uploads,
+        "every upload completes once the store reads"
+    );
+    assert_eq!(store.answered.load(Ordering::SeqCst), uploads);
+    assert_eq!(gauge(&proxy, "s3sp_buffered_body_bytes").await, 0);
+}
