@@ -1,7 +1,7 @@
 //! The digests a client sends for a body (`Content-MD5`, `x-amz-checksum-*`), computed as S3
 //! computes them: base64 of the big-endian digest.
 //!
-//! Two callers: [`crate::chunked`] checks an aws-chunked body's trailer as the body streams,
+//! Two callers: the aws-chunked decoder (`chunked`) checks a body's trailer as the body streams,
 //! and the upstream phase checks every digest of a client document (DeleteObjects,
 //! CompleteMultipartUpload) before parsing it, since the proxy sends a document of its own in
 //! its place and a digest may be all the client's signature covers.

@@ -112,21 +112,7 @@ where
     }
     let extra_headers = copy_source(state, route.operation, request.headers(), &target)?;
     let (parts, client_body) = request.into_parts();
-    let client_body = match route.operation.has_body() {
-        // Charged to the budget until the store has it, read as fast as the store takes it.
-        true => {
-            let window = parts
-                .extensions
-                .get::<Arc<crate::limits::ReadWindow>>()
-                .cloned();
-            let budgeted = state
-                .upstream
-                .budget()
-                .upload(body::stream(client_body), window);
-            body::stream(budgeted)
-        }
-        false => body::stream(client_body),
-    };
+    let client_body = charged(state, route.operation, &parts.extensions, client_body);
     let (body, headers, payload) = body_plan(
         route.operation,
         client_body,
@@ -180,6 +166,31 @@ where
         query,
         credentials,
     })))
+}
+
+/// A request body, charged to the upload budget until the store has it and read from its
+/// client connection as fast as the store takes it (`window`: the connection's, set by the
+/// server for HTTP/1 requests with a body).
+fn charged<B>(
+    state: &State,
+    operation: Operation,
+    extensions: &http::Extensions,
+    client_body: B,
+) -> ProxyBody
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    if !operation.has_body() {
+        return body::stream(client_body);
+    }
+    let window = extensions.get::<Arc<crate::limits::ReadWindow>>().cloned();
+    body::stream(
+        state
+            .upstream
+            .budget()
+            .upload(body::stream(client_body), window),
+    )
 }
 
 /// CopyObject and UploadPartCopy: the signed `x-amz-copy-source`, rewritten to the real

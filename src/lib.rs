@@ -18,7 +18,9 @@
 //!   there: this is where a request is authorised), and [`answers`] the proxy gives itself;
 //! - **upstream phase**, [`region`] and [`exchange`]: the bucket's region, the body plan
 //!   ([`chunked`] aws-chunked bodies decoded and verified as they stream; [`documents`] the
-//!   client's XML bodies as typed values, written anew by [`xml`]), [`credentials`] (static,
+//!   client's XML bodies as typed values, written anew by [`xml`], after [`digest`] has
+//!   checked every digest the client sent for them; [`budget`] the memory upload bodies may
+//!   hold on their way to the store), [`credentials`] (static,
 //!   STS AssumeRole or the proxy's own identity, cached), [`sign`] (the upstream URL and its
 //!   SigV4 signature) and [`forward`] (the pooled upstream client, bodies streamed frame by
 //!   frame);

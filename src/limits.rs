@@ -163,7 +163,7 @@ fn now_ms() -> u64 {
 }
 
 /// How much a client connection may read from its socket at a time: no limit unless an
-/// upload going upstream sets one ([`crate::budget`]), so that an upload whose store stops
+/// upload going upstream sets one (the upload budget, `budget`), so that an upload whose store stops
 /// reading has only a little of its body read off the socket. The rest waits in the kernel's
 /// buffers, and then in the client's (TCP backpressure).
 #[derive(Debug)]

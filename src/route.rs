@@ -299,7 +299,7 @@ pub fn route_parsed(
 /// A decoded key in the logical bucket `name` as the route `operation` takes it there: the
 /// one way a key becomes a route, for a URL's key ([`route_parsed`]) and a form's final key
 /// alike, so both meet the same reserved names here and the same key rules in
-/// [`crate::integration::Integrations::resolve`].
+/// the integration step (`Integrations::resolve`).
 pub fn keyed(
     name: String,
     key: String,

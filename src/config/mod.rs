@@ -92,7 +92,7 @@ pub struct ServerConfig {
 }
 
 /// What the admin listener asks of a request, so that a web page an operator visits cannot
-/// drive it (see [`crate::admin`]).
+/// drive it (the admin listener checks each request against it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AdminAccess {
     /// Host names, lower case, that `Host` may name besides IP literals and `localhost`
