@@ -252,7 +252,7 @@ async fn a_page_in_chromium_cannot_send_through_explain() {
         "Chromium is missing: run scripts/test, which installs it"
     );
     let admin = Admin::start("admin-port-chromium", "").await;
-    let fired = node_json(
+    let fired = drive_chromium(
         "cross_site_post.js",
         &[&admin.proxy.admin_url("/explain"), DELETE_VICTIM],
     )
@@ -274,22 +274,4 @@ async fn a_page_in_chromium_cannot_send_through_explain() {
         "the page's request reached the admin port and was refused: {}",
         admin.proxy.log()
     );
-}
-
-/// Runs a Node script in `tests/support` with Chromium's playwright-core on its path and
-/// returns the JSON it prints.
-async fn node_json(script: &str, args: &[&str]) -> serde_json::Value {
-    let output = tokio::process::Command::new("node")
-        .arg(repo_root().join("tests/support").join(script))
-        .args(args)
-        .env("NODE_PATH", repo_root().join(".browser/node_modules"))
-        .output()
-        .await
-        .expect("run node");
-    assert!(
-        output.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
 }

@@ -29,28 +29,6 @@ async fn blank_page_origin() -> String {
     origin
 }
 
-/// Runs a Chromium driver in `tests/support` with `args`; returns the JSON it prints.
-async fn drive_chromium(script: &str, args: &[&str]) -> serde_json::Value {
-    let node_path = format!(
-        "{}:{}",
-        repo_root().join(".browser/node_modules").display(),
-        repo_root().join(".clients/node_modules").display()
-    );
-    let output = tokio::process::Command::new("node")
-        .arg(repo_root().join("tests/support").join(script))
-        .args(args)
-        .env("NODE_PATH", node_path)
-        .output()
-        .await
-        .expect("run node");
-    assert!(
-        output.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_page_renders_plays_seeks_and_enforces_cors_in_chromium() {
     assert!(

@@ -717,3 +717,25 @@ pub fn form_framing(fields: &[(String, String)], file_name: &str) -> (String, Ve
         suffix,
     )
 }
+
+/// Runs a Chromium driver in `tests/support` with `args`; returns the JSON it prints.
+pub async fn drive_chromium(script: &str, args: &[&str]) -> serde_json::Value {
+    let node_path = format!(
+        "{}:{}",
+        repo_root().join(".browser/node_modules").display(),
+        repo_root().join(".clients/node_modules").display()
+    );
+    let output = tokio::process::Command::new("node")
+        .arg(repo_root().join("tests/support").join(script))
+        .args(args)
+        .env("NODE_PATH", node_path)
+        .output()
+        .await
+        .expect("run node");
+    assert!(
+        output.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the driver prints JSON")
+}
