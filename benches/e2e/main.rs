@@ -14,11 +14,12 @@
 //! Environment: `BENCH_LARGE_MIB` (default 1024), `BENCH_ROUNDS` (5), `BENCH_SMALL_OBJECTS`
 //! (1000), `BENCH_SMALL_REQUESTS` (40000), `BENCH_CONNECTIONS` (64), `BENCH_INTEGRATIONS`
 //! (10000), `BENCH_CLIENTS` (2000), `BENCH_RSS_STREAMS` (64), `BENCH_BODY_BUFFER` and
-//! `BENCH_WIDE_TRANSFERS` (the proxy's `body_buffer_bytes` and `wide_transfers`).
+//! `BENCH_WIDE_TRANSFERS` (the proxy's `body_buffer_bytes` and `wide_transfers`),
+//! `BENCH_STALLED_UPLOADS` (1000: uploads held by a store that stopped reading).
 //! `BENCH_PROXY` runs another build of the proxy than this tree's, and `BENCH_PROXY_B` a
 //! second build beside it in the `bare` rounds, for an A/B in one run; `BENCH_BARE_WRAPPER` a
 //! program the bare relays run under (a counter); `BENCH_ONLY` (`small`, `large`, `relay`,
-//! `bare` or `rss`, comma-separated) runs only those parts, and `BENCH_PROFILE` (`anonymous`,
+//! `bare`, `rss` or `stalled`, comma-separated) runs only those parts, and `BENCH_PROFILE` (`anonymous`,
 //! `presigned`, or `many` for the many-integration proxy) only proxied small GETs of that kind,
 //! round after round, to profile one of them.
 // Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
@@ -29,6 +30,7 @@ mod bare;
 mod configs;
 mod load;
 mod processes;
+mod stalled;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -509,6 +511,18 @@ async fn bench() {
         let sink = format!("{}/up", bench.proxied_sink);
         let rss = peak_rss_under_uploads(&proxy, &sink, streams, mib).await;
         println!("| peak RSS, {streams} concurrent {mib} MiB PUTs | — | {rss:.1} MiB | — |");
+    }
+    if part("stalled") {
+        let uploads = setting("BENCH_STALLED_UPLOADS", 1000);
+        let [port, stalled_store] = [(); 2].map(|()| processes::free_port());
+        let heads = stalled::stalling_store(stalled_store).await;
+        let config = configs::proxy(port, store, stalled_store, 0);
+        let stalling = processes::start_proxy(&work, "stalled", &config, load::CLIENT_SECRET);
+        processes::wait_for(port).await;
+        let [idle, held, after] = stalled::rss(&stalling, port, &heads, uploads).await;
+        println!(
+            "| RSS, {uploads} 8 MiB uploads to a store that stopped reading: idle / stalled / 30 s after | {idle:.1} MiB | {held:.1} MiB | {after:.1} MiB after |"
+        );
     }
     println!(
         "| config load to listening, {integrations} integrations + {clients} clients vs 1 | {:.0} ms | {:.0} ms | {:.2} |",
