@@ -139,7 +139,7 @@ async fn a_replayed_delete_objects_body_is_refused_in_every_signing_form() {
             "{form}: {}",
             original.text()
         );
-        let objects = store_objects(w).await;
+        let objects = store_objects_under(w, "md5/").await;
         assert!(
             objects.get(format!("md5/{victim}")).is_some(),
             "{form}: {objects}"
@@ -205,10 +205,20 @@ async fn a_delete_objects_bound_by_nothing_is_refused_as_s3_refuses_it() {
         before,
         "refusals never reach the store"
     );
-    assert!(store_objects(w).await.get("md5/unbound.txt").is_some());
+    assert!(
+        store_objects_under(w, "md5/")
+            .await
+            .get("md5/unbound.txt")
+            .is_some()
+    );
     let served = send(with_crc(&good)).await;
     assert_eq!(served.status, StatusCode::OK, "{}", served.text());
-    assert!(store_objects(w).await.get("md5/unbound.txt").is_none());
+    assert!(
+        store_objects_under(w, "md5/")
+            .await
+            .get("md5/unbound.txt")
+            .is_none()
+    );
 }
 
 /// Starts a multipart upload through the proxy with a 5 MiB part and a small one, and returns
@@ -285,11 +295,16 @@ async fn a_complete_multipart_upload_replayed_with_fewer_parts_is_refused() {
             truncated.text()
         );
         assert_eq!(bound.s3.requests(), before, "{form}");
-        assert!(store_objects(w).await.get(format!("md5/{key}")).is_none());
+        assert!(
+            store_objects_under(w, "md5/")
+                .await
+                .get(format!("md5/{key}"))
+                .is_none()
+        );
 
         let whole = send_with(Method::POST, &url, &headers, &complete_document(&etags)).await;
         assert_eq!(whole.status, StatusCode::OK, "{form}: {}", whole.text());
-        let objects = store_objects(w).await;
+        let objects = store_objects_under(w, "md5/").await;
         assert_eq!(
             objects[format!("md5/{key}")]["size"],
             (5 << 20) + "the last part".len(),

@@ -573,7 +573,12 @@ pub fn presign(method: Method, url: &str, access_key_id: &str, secret: &str) -> 
 /// A tenant's bucket as the store itself holds it, seen with the tenant's own role (never
 /// through the proxy): `{key: {size, storage_class, metadata, tags, body}}`.
 pub async fn store_objects(tenant: &Tenant) -> serde_json::Value {
-    store_view(tenant, serde_json::json!({"op": "list"}))
+    store_objects_under(tenant, "").await
+}
+
+/// [`store_objects`] for the keys under `prefix` only.
+pub async fn store_objects_under(tenant: &Tenant, prefix: &str) -> serde_json::Value {
+    store_view(tenant, serde_json::json!({"op": "list", "prefix": prefix}))
         .await
         .get("objects")
         .cloned()
