@@ -119,6 +119,13 @@ fn is_trusted(front: &FrontProxies, address: IpAddr) -> bool {
     front.trusted.iter().any(|net| net.contains(address))
 }
 
+/// Whether a socket's peer is a listed balancer (`trusted_proxies`), as an IPv4 address even
+/// when an IPv6 listener sees it mapped: the one test for both forwarding headers and PROXY
+/// headers.
+pub fn trusts(front: &FrontProxies, peer: IpAddr) -> bool {
+    is_trusted(front, unmapped(peer))
+}
+
 /// The `for=` of one `Forwarded` element (`for=192.0.2.1;proto=https`).
 fn forwarded_for(element: &str) -> Option<IpAddr> {
     element.split(';').find_map(|pair| {

@@ -158,16 +158,8 @@ impl Connection {
     /// could claim any address, and otherwise is served as itself. `false`: close it.
     async fn read_proxy_header(&mut self, stream: &mut TcpStream) -> bool {
         let deadline = self.limits.header_read_timeout;
-        let trusted = self
-            .proxy
-            .state()
-            .config
-            .server
-            .front
-            .trusted
-            .iter()
-            .any(|net| net.contains(self.peer.ip()));
-        if !trusted {
+        let front = &self.proxy.state().config.server.front;
+        if !crate::peer::trusts(front, self.peer.ip()) {
             let sent =
                 tokio::time::timeout(deadline, crate::proxy_protocol::starts_with_header(stream));
             return match sent.await {
