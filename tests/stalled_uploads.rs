@@ -164,6 +164,15 @@ fn upload(
     })
 }
 
+/// How many of `tasks` ([`upload`]s) came back 200.
+async fn completed(tasks: Vec<tokio::task::JoinHandle<bool>>) -> usize {
+    let mut completed = 0;
+    for task in tasks {
+        completed += usize::from(task.await.unwrap());
+    }
+    completed
+}
+
 /// Waits until `counter` reaches `target` (or `limit` passes), then until the proxy's RSS has
 /// stopped growing; returns that RSS.
 async fn settled_rss(proxy: &ProxyProcess, counter: &AtomicUsize, target: usize) -> u64 {
@@ -219,12 +228,9 @@ async fn stalled_uploads_hold_little_memory_each() {
     );
     heads_only.iter().for_each(|task| task.abort());
     store.resume.send(true).unwrap();
-    let mut completed = 0;
-    for task in tasks {
-        completed += usize::from(task.await.unwrap());
-    }
     assert_eq!(
-        completed, uploads,
+        completed(tasks).await,
+        uploads,
         "every upload completes once the store reads"
     );
     // Measured here: 52-67 KiB (before the budget: about 740 KiB). The bound leaves room for
@@ -267,12 +273,9 @@ async fn the_total_budget_holds_and_the_uploads_complete_once_the_store_reads() 
         "{buffered} of {budget}"
     );
     store.resume.send(true).unwrap();
-    let mut completed = 0;
-    for task in tasks {
-        completed += usize::from(task.await.unwrap());
-    }
     assert_eq!(
-        completed, uploads,
+        completed(tasks).await,
+        uploads,
         "every upload completes once the store reads"
     );
     assert_eq!(store.answered.load(Ordering::SeqCst), uploads);

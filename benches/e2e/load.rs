@@ -71,6 +71,19 @@ pub fn presigned(url: &str) -> String {
     .to_string()
 }
 
+/// Signs `request` with the bench client's key, as an SDK signs for the proxy.
+pub fn sign(request: &mut http::Request<()>) {
+    let credentials =
+        aws_credential_types::Credentials::new(CLIENT_KEY, CLIENT_SECRET, None, None, "bench");
+    s3_signing_proxy::sign::sign_request(
+        request,
+        &credentials,
+        "us-east-1",
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+}
+
 /// PUTs `body` to `url`, signed with the bench client's key when `signed` (the proxy checks
 /// it; the sink does not). The body is shared, not copied, between uploads.
 pub async fn upload(client: &UploadClient, url: &str, body: Bytes, signed: bool) {
@@ -82,15 +95,7 @@ pub async fn upload(client: &UploadClient, url: &str, body: Bytes, signed: bool)
     headers.insert("host", authority.parse().unwrap());
     headers.insert("content-length", body.len().into());
     if signed {
-        let credentials =
-            aws_credential_types::Credentials::new(CLIENT_KEY, CLIENT_SECRET, None, None, "bench");
-        s3_signing_proxy::sign::sign_request(
-            &mut request,
-            &credentials,
-            "us-east-1",
-            std::time::SystemTime::now(),
-        )
-        .unwrap();
+        sign(&mut request);
     }
     let (parts, ()) = request.into_parts();
     let response = client

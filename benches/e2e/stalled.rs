@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::load::{CLIENT_KEY, CLIENT_SECRET};
 use crate::processes::{self, Killed};
 
 /// A store on `port` that reads each request head a byte at a time and then never reads
@@ -47,15 +46,7 @@ async fn stalled_upload(proxy: SocketAddr, path: String, size: usize) {
         .header("content-length", size)
         .body(())
         .unwrap();
-    let credentials =
-        aws_credential_types::Credentials::new(CLIENT_KEY, CLIENT_SECRET, None, None, "bench");
-    s3_signing_proxy::sign::sign_request(
-        &mut request,
-        &credentials,
-        "us-east-1",
-        std::time::SystemTime::now(),
-    )
-    .unwrap();
+    crate::load::sign(&mut request);
     let mut head = format!("PUT {path} HTTP/1.1\r\nhost: {proxy}\r\n");
     for (name, value) in request.headers() {
         head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
