@@ -32,7 +32,8 @@ use crate::body::{self, ProxyBody};
 use crate::config::Limits;
 use crate::error::Error;
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector<LoopbackResolver>>;
+type Connector =
+    hyper_rustls::HttpsConnector<crate::cut::Cuttable<HttpConnector<LoopbackResolver>>>;
 type HttpClient = Client<Connector, ProxyBody>;
 
 /// The upstream HTTP clients, shared by every request: one pair trusting the webpki roots, and
@@ -177,7 +178,12 @@ impl Upstream {
         integration: &str,
     ) -> Result<Answer, Failure> {
         let (sent_tx, sent_rx) = tokio::sync::oneshot::channel::<()>();
-        let request = request.map(|body| body::stream(NotifyOnEnd::new(body, sent_tx)));
+        let mut request = request.map(|body| body::stream(NotifyOnEnd::new(body, sent_tx)));
+        // An upload given up on (its client left, or the deadline below) closes its store
+        // connection at once, even if the store stopped reading it.
+        use http_body::Body as _;
+        let cut = (!request.body().is_end_stream())
+            .then(|| crate::cut::CutUnlessAnswered::new(&mut request));
         let timeout = self.limits.upstream_first_byte_timeout;
         let sent_at = std::sync::Mutex::new(None::<Instant>);
         let deadline = async {
@@ -196,6 +202,9 @@ impl Upstream {
                 return Err(Failure::Timeout);
             }
         };
+        if let Some(cut) = cut {
+            cut.answered();
+        }
         let latency = sent_at
             .lock()
             .ok()
@@ -336,7 +345,7 @@ fn build_client(
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(http);
+        .wrap_connector(crate::cut::Cuttable(http));
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .http1_max_buf_size(body_buffer)

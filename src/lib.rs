@@ -55,6 +55,7 @@ mod chunked;
 pub mod config;
 mod cors;
 mod credentials;
+mod cut;
 #[cfg(feature = "demo")]
 pub mod demo;
 mod digest;

@@ -286,6 +286,42 @@ pub async fn idle(last: Arc<AtomicU64>, timeout: Duration) {
     }
 }
 
+/// Completes when the client has closed its side of `stream` (a FIN or a reset), whether or
+/// not the request in flight has read its body: hyper notices a client leaving only when it
+/// reads, and it stops reading an upload whose store stopped reading ([`ReadWindow`]), so such
+/// a request would otherwise hold its store connection until the idle timeout. A client that
+/// half-closes is treated as gone, as hyper treats it (`half_close` is off).
+///
+/// The watch is kept on a duplicate of the socket's descriptor (one more descriptor per
+/// connection), registered with the runtime on its own: every new arrival on the socket wakes
+/// it once, and then it waits for the next. If the descriptor cannot be duplicated (the
+/// process is out of descriptors), the connection is served without the watch.
+pub fn hung_up(stream: &tokio::net::TcpStream) -> impl Future<Output = ()> + use<> {
+    use std::os::fd::AsFd;
+    let watched = stream
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::net::TcpStream::from)
+        .and_then(tokio::net::TcpStream::from_std);
+    async move {
+        let Ok(watched) = watched else {
+            return std::future::pending().await;
+        };
+        let interest = tokio::io::Interest::READABLE;
+        loop {
+            match watched.ready(interest).await {
+                Ok(ready) if !ready.is_read_closed() => {
+                    // Bytes for hyper to read: forget this arrival (without reading it) and
+                    // wait for the next, or for the end.
+                    let _ =
+                        watched.try_io(interest, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

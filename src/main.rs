@@ -9,6 +9,10 @@ use clap::{Parser, Subcommand};
 use s3_signing_proxy::Config;
 use s3_signing_proxy::logging::LogFormat;
 
+/// Freed memory goes back to the system after a burst (see Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     version,

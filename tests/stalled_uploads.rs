@@ -123,7 +123,8 @@ access = "read-write"
 /// Starts an upload of `size` bytes of `key` through the proxy on a raw socket, written
 /// 64 KiB at a time (or, with `hold_body`, only its head, the body never sent); the task ends
 /// when the whole request is written and its answer read (or the connection ends). Returns
-/// whether a 200 came back.
+/// whether a 200 came back. Aborted, it resets the connection, as a client that crashed: a
+/// FIN would wait in the client's kernel behind the body the proxy is not reading.
 fn upload(
     proxy: SocketAddr,
     key: String,
@@ -144,6 +145,8 @@ fn upload(
         let Ok(mut socket) = tokio::net::TcpStream::connect(proxy).await else {
             return false;
         };
+        #[allow(deprecated)] // blocks on drop only with a non-zero linger
+        socket.set_linger(Some(Duration::ZERO)).unwrap();
         if socket.write_all(head.as_bytes()).await.is_err() {
             return false;
         }
@@ -280,4 +283,46 @@ async fn the_total_budget_holds_and_the_uploads_complete_once_the_store_reads() 
     );
     assert_eq!(store.answered.load(Ordering::SeqCst), uploads);
     assert_eq!(gauge(&proxy, "s3sp_buffered_body_bytes").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_leave_stalled_uploads_are_cancelled_and_logged_at_once() {
+    let dir = TempDir::new("stalled-abandoned");
+    let store = stalling_store().await;
+    let proxy = proxy_for(&dir, &store, "").await;
+    let idle = proxy.open_descriptors();
+    let uploads = 100;
+    let tasks: Vec<_> = (0..uploads)
+        .map(|i| upload(proxy.address, format!("gone{i}.bin"), 8 << 20, false))
+        .collect();
+    let _ = settled_rss(&proxy, &store.heads, uploads).await;
+    // A client connection and a store connection each.
+    let held = proxy.open_descriptors();
+    assert!(
+        held >= idle + 2 * uploads,
+        "{held} descriptors, {idle} idle"
+    );
+    tasks.iter().for_each(|task| task.abort());
+    let left = std::time::Instant::now();
+    while proxy.open_descriptors() > idle {
+        assert!(
+            left.elapsed() < Duration::from_secs(1),
+            "{} descriptors 1 s after the clients left ({idle} idle, {held} held)",
+            proxy.open_descriptors()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Every request has its access line, marked abandoned (nginx's 499), not complete.
+    let abandoned = |log: &str| {
+        log.lines()
+            .filter(|line| line.contains(" access: ") && line.contains("method=\"PUT\""))
+            .filter(|line| line.contains("status=499") && line.contains("complete=false"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while abandoned(&proxy.log()) < uploads && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(abandoned(&proxy.log()), uploads, "{}", proxy.log());
+    assert_eq!(store.answered.load(Ordering::SeqCst), 0);
 }

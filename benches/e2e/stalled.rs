@@ -55,6 +55,10 @@ async fn stalled_upload(proxy: SocketAddr, path: String, size: usize) {
     let Ok(mut socket) = tokio::net::TcpStream::connect(proxy).await else {
         return;
     };
+    // Reset when aborted: a closing client's FIN would wait behind its unsent body, which
+    // the proxy (backpressured) is not reading.
+    #[allow(deprecated)]
+    let _ = socket.set_linger(Some(Duration::ZERO));
     let chunk = vec![b's'; 64 * 1024];
     let mut left = size;
     let _ = socket.write_all(head.as_bytes()).await;

@@ -132,6 +132,13 @@ impl ProxyProcess {
         self.status_bytes("VmHWM:")
     }
 
+    /// How many file descriptors the process holds open (sockets among them).
+    pub fn open_descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .expect("the proxy's descriptors")
+            .count()
+    }
+
     /// Resident memory now (VmRSS), in bytes.
     pub fn rss(&self) -> u64 {
         self.status_bytes("VmRSS:")
