@@ -337,7 +337,7 @@ fn metrics(proxy: &Proxy) -> String {
     gauge(
         &mut out,
         "s3sp_buffered_body_bytes",
-        "Upload body bytes read from clients and not yet written to the stores (at most max_buffered_body_bytes).",
+        "Body bytes held between reading and writing: uploads on their way to the stores, downloads on their way to the clients, form upload parts (at most max_buffered_body_bytes).",
         state.upstream.budget().in_use() as i64,
     );
     counter(

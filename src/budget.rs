@@ -1,13 +1,14 @@
-//! Upload bodies on their way to the store, in bounded memory.
+//! Bodies on their way through the proxy, in bounded memory.
 //!
 //! Every frame of an upload body the proxy hands the store is charged to a budget shared by
 //! all requests (`max_buffered_body_bytes`) until the upstream connection has written it and
 //! dropped it; at the budget's end the next frame waits, so the proxy stops reading upload
-//! bodies and TCP pushes back on the clients. Nothing is copied: a frame carries its charge
+//! bodies and TCP pushes back on the clients. Download frames are charged likewise until
+//! written to their clients, and a form upload's part buffer while it fills and is sent. Nothing is copied: a frame carries its charge
 //! ([`Bytes::from_owner`]) and gives it back when its last reference goes.
 //!
 //! Each upload also sets how much its client connection may read at a time (the
-//! connection's [`ReadWindow`]): a little (16 KiB) while the store lags, and, while
+//! connection's [`ReadWindow`]): a little (8 KiB) while the store lags, and, while
 //! everything handed to the store has been written, twice as much with each frame up to
 //! `body_buffer_bytes` (large reads cost fewer system calls), for at most `wide_transfers`
 //! uploads at once. So an upload whose store stops reading holds a few small frames of the
@@ -61,6 +62,10 @@ impl Budget {
         if let Some(window) = &window {
             window.set(NARROW_WINDOW);
         }
+        self.charged(body, window)
+    }
+
+    fn charged<B>(&self, body: B, window: Option<Arc<ReadWindow>>) -> Budgeted<B> {
         Budgeted {
             inner: body,
             permits: PollSemaphore::new(self.permits.clone()),
@@ -76,7 +81,51 @@ impl Budget {
     }
 }
 
-/// An upload body whose frames are charged to the [`Budget`] until written upstream.
+impl Budget {
+    /// A store's response `body`, its frames charged to the budget until written to the
+    /// client: at the budget's end the proxy stops reading from the stores.
+    pub fn download<B>(&self, body: B) -> Budgeted<B> {
+        self.charged(body, None)
+    }
+
+    /// An empty hold on the budget, for a buffer that grows ([`Held::cover`]).
+    pub fn hold(&self) -> Held {
+        Held {
+            permits: self.permits.clone(),
+            total: self.total,
+            permit: None,
+        }
+    }
+}
+
+/// Budget held for a buffer the proxy fills itself (a form upload's part), given back when
+/// dropped.
+pub struct Held {
+    permits: Arc<Semaphore>,
+    total: usize,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Held {
+    /// Holds at least `bytes` (one whole budget at most), waiting for room if need be.
+    pub async fn cover(&mut self, bytes: usize) -> Result<(), BoxError> {
+        let held = self.permit.as_ref().map_or(0, |p| p.num_permits());
+        let wanted = bytes.min(self.total);
+        if wanted <= held {
+            return Ok(());
+        }
+        let more = u32::try_from(wanted - held).map_err(|_| "a buffer past the budget")?;
+        let permit = self.permits.clone().acquire_many_owned(more).await?;
+        match &mut self.permit {
+            Some(held) => held.merge(permit),
+            None => self.permit = Some(permit),
+        }
+        Ok(())
+    }
+}
+
+/// A body whose frames are charged to the [`Budget`] until written on (an upload's to its
+/// store, a download's to its client).
 pub struct Budgeted<B> {
     inner: B,
     permits: PollSemaphore,

@@ -218,7 +218,7 @@ impl Upstream {
             _slot: wide.take(),
         };
         Ok(Answer {
-            response: Response::from_parts(parts, body::stream(body)),
+            response: Response::from_parts(parts, body::stream(self.budget.download(body))),
             latency,
         })
     }

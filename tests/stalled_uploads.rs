@@ -18,9 +18,12 @@ use crate::support::*;
 const CLIENT: &str = "AKSTALLEDUPLOADER";
 const CLIENT_SECRET: &str = "stalled-uploader-secret-2b7c";
 
+/// The size of every object the stalling store serves.
+const DOWNLOAD: usize = 4 << 20;
+
 /// A store that reads each request's head and then stops reading until `resume` is set;
 /// then it reads the body (by its `Content-Length`) and answers 200. Counts the heads it read
-/// and the uploads it answered.
+/// and the uploads it answered. A GET it answers at once with [`DOWNLOAD`] bytes.
 struct StallingStore {
     address: SocketAddr,
     heads: Arc<AtomicUsize>,
@@ -48,8 +51,15 @@ async fn stalling_store() -> StallingStore {
                     }
                     head.push(byte[0]);
                 }
-                heads.fetch_add(1, Ordering::SeqCst);
                 let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                if text.starts_with("get ") {
+                    // A download: served at once, as fast as the proxy reads it.
+                    let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {DOWNLOAD}\r\n\r\n");
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                    let _ = socket.write_all(&vec![b'd'; DOWNLOAD]).await;
+                    return;
+                }
+                heads.fetch_add(1, Ordering::SeqCst);
                 let length: usize = text
                     .lines()
                     .find_map(|l| l.strip_prefix("content-length:"))
@@ -325,4 +335,74 @@ async fn clients_that_leave_stalled_uploads_are_cancelled_and_logged_at_once() {
     }
     assert_eq!(abandoned(&proxy.log()), uploads, "{}", proxy.log());
     assert_eq!(store.answered.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_to_clients_that_stopped_reading_stay_within_the_budget() {
+    let dir = TempDir::new("stalled-downloads");
+    let store = stalling_store().await;
+    let budget = 1 << 20;
+    let proxy = proxy_for(&dir, &store, &format!("max_buffered_body_bytes = {budget}")).await;
+    let downloads = 200;
+    let mut sockets = Vec::new();
+    for i in 0..downloads {
+        let mut request = http::Request::get(proxy.url(&format!("/stalled/d{i}.bin")))
+            .body(())
+            .unwrap();
+        sign_as_client(&mut request, CLIENT, CLIENT_SECRET);
+        let path = request.uri().path().to_string();
+        let mut head = format!("GET {path} HTTP/1.1\r\nhost: {}\r\n", proxy.address);
+        for (name, value) in request.headers() {
+            head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+        }
+        head.push_str("\r\n");
+        let mut socket = tokio::net::TcpStream::connect(proxy.address).await.unwrap();
+        socket.write_all(head.as_bytes()).await.unwrap();
+        sockets.push(socket);
+    }
+    // The clients read nothing: what the kernel's buffers do not take waits in the proxy, up
+    // to the budget, and then in the stores' buffers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut buffered = 0;
+    while std::time::Instant::now() < deadline {
+        buffered = gauge(&proxy, "s3sp_buffered_body_bytes").await;
+        if buffered > budget / 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        buffered <= budget && buffered > budget / 2,
+        "{buffered} of {budget}"
+    );
+    // Then they read, and every download arrives whole.
+    let reads: Vec<_> = sockets
+        .into_iter()
+        .map(|mut socket| {
+            tokio::spawn(async move {
+                let mut answer = Vec::new();
+                let mut buffer = vec![0u8; 64 * 1024];
+                let mut body_at = None;
+                loop {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return false,
+                        Ok(n) => answer.extend_from_slice(&buffer[..n]),
+                    }
+                    body_at = body_at.or_else(|| {
+                        let end = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+                        Some(end + 4)
+                    });
+                    if body_at.is_some_and(|at| answer.len() - at >= DOWNLOAD) {
+                        return answer.starts_with(b"HTTP/1.1 200");
+                    }
+                }
+            })
+        })
+        .collect();
+    assert_eq!(
+        completed(reads).await,
+        downloads,
+        "every download arrives whole"
+    );
+    assert_eq!(gauge(&proxy, "s3sp_buffered_body_bytes").await, 0);
 }

@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, header};
 
 use crate::body;
+use crate::budget::Held;
 use crate::documents::{CompleteRequest, CompletedPart};
 use crate::error::Error;
 use crate::exchange::{Signing, send_signed};
@@ -39,12 +40,13 @@ pub async fn store(
     reader: &mut FormReader,
 ) -> Result<String, Error> {
     let mut received = 0u64;
-    let first = fill(reader, &mut received, destination.range.1).await?;
+    let (first, held) = fill(destination, reader, &mut received).await?;
     if first.len() < PART_BYTES {
         check_minimum(received, destination.range)?;
         return put_object(destination, first.freeze()).await;
     }
     let upload_id = create(destination).await?;
+    let first = (first, held);
     let parts = upload_parts(destination, reader, &upload_id, first, &mut received).await;
     let outcome = match parts {
         Ok(parts) => match check_minimum(received, destination.range) {
@@ -59,26 +61,45 @@ pub async fn store(
     outcome
 }
 
-/// Reads up to one part buffer of the file.
-async fn fill(reader: &mut FormReader, received: &mut u64, max: u64) -> Result<BytesMut, Error> {
+/// Reads up to one part buffer of the file, its memory charged to the body budget
+/// ([`crate::budget`]) before it is allocated and until the part has been sent.
+async fn fill(
+    destination: &Destination<'_>,
+    reader: &mut FormReader,
+    received: &mut u64,
+) -> Result<(BytesMut, Held), Error> {
+    let mut held = destination.state.upstream.budget().hold();
     let mut buffer = BytesMut::new();
     while buffer.len() < PART_BYTES {
         let Some(piece) = reader.file_piece().await? else {
             break;
         };
         *received += piece.len() as u64;
-        if *received > max {
+        if *received > destination.range.1 {
             return Err(Error::EntityTooLarge);
         }
         let needed = buffer.len() + piece.len();
         if needed > buffer.capacity() && needed > SMALL_FILE {
             // Past a small file, sized once for a whole part: growing by doubling would reach
             // twice a part.
+            held.cover(PART_BYTES + PIECE_SLACK)
+                .await
+                .map_err(budget_closed)?;
             buffer.reserve(PART_BYTES + PIECE_SLACK - buffer.len());
+        } else {
+            held.cover(needed.max(buffer.capacity()))
+                .await
+                .map_err(budget_closed)?;
         }
         buffer.extend_from_slice(&piece);
     }
-    Ok(buffer)
+    Ok((buffer, held))
+}
+
+fn budget_closed(error: crate::body::BoxError) -> Error {
+    Error::Internal {
+        detail: format!("the body budget: {error}"),
+    }
 }
 
 fn check_minimum(received: u64, range: (u64, u64)) -> Result<(), Error> {
@@ -93,20 +114,21 @@ async fn upload_parts(
     destination: &Destination<'_>,
     reader: &mut FormReader,
     upload_id: &str,
-    first: BytesMut,
+    first: (BytesMut, Held),
     received: &mut u64,
 ) -> Result<Vec<CompletedPart>, Error> {
     let mut parts = Vec::new();
-    let mut buffer = first;
+    let (mut buffer, mut held) = first;
     loop {
         let part_number = parts.len() as u32 + 1;
         let etag = upload_part(destination, upload_id, part_number, buffer.freeze()).await?;
+        drop(held);
         parts.push(CompletedPart {
             part_number,
             etag,
             checksums: Vec::new(),
         });
-        buffer = fill(reader, received, destination.range.1).await?;
+        (buffer, held) = fill(destination, reader, received).await?;
         if buffer.is_empty() {
             return Ok(parts);
         }
