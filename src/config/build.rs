@@ -2,40 +2,24 @@
 //! problem collected with its place.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::credentials::build_credentials;
-use super::fields::{parse_duration, parse_endpoint, parse_ip_net};
+use super::fields::{parse_endpoint, parse_ip_net};
 use super::integration::build_integration;
+use super::problems::{Problems, parse_access, parse_setting_duration};
 use super::raw::{RawClient, RawConfig, RawLimits, RawServer, RawSts};
 use super::secret::{SecretLookup, read_secret};
 use super::{
-    Access, AdminAccess, BaseCredentials, Buckets, ClientConfig, Config, CredentialSource,
-    ForwardedHeader, FrontProxies, Integration, Limits, RateLimit, SameSite, ServerConfig,
-    StsConfig,
+    AdminAccess, BaseCredentials, Buckets, ClientConfig, Config, CredentialSource, ForwardedHeader,
+    FrontProxies, Integration, Limits, RateLimit, SameSite, ServerConfig, StsConfig,
 };
 use crate::tls::TlsFiles;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-
-/// Collects problems, each prefixed with the file and the place in it.
-pub(super) struct Problems<'a> {
-    pub(super) origin: &'a str,
-    pub(super) list: Vec<String>,
-}
-
-impl Problems<'_> {
-    pub(super) fn add(&mut self, place: &str, field: &str, message: impl fmt::Display) {
-        self.list.push(format!(
-            "{}: {place}: field `{field}`: {message}",
-            self.origin
-        ));
-    }
-}
 
 /// Checks the whole file; `problems` collects what is wrong.
 pub(super) fn build_config(
@@ -442,22 +426,6 @@ fn build_sts(raw: RawSts, problems: &mut Problems<'_>, secrets: &dyn SecretLooku
     }
 }
 
-/// `access = "read-only" | "read-write"` (read-only when absent).
-pub(super) fn parse_access(text: Option<&str>, place: &str, problems: &mut Problems<'_>) -> Access {
-    match text {
-        None | Some("read-only") => Access::ReadOnly,
-        Some("read-write") => Access::ReadWrite,
-        Some(other) => {
-            problems.add(
-                place,
-                "access",
-                format!("`{other}` is not \"read-only\" or \"read-write\""),
-            );
-            Access::ReadOnly
-        }
-    }
-}
-
 /// The `index`th `[[client]]`: keys the proxy issues, and the integrations they reach.
 fn build_client(
     index: usize,
@@ -622,26 +590,5 @@ fn check_names_unique(integrations: &[Arc<Integration>], problems: &mut Problems
                 }
             }
         }
-    }
-}
-
-/// A duration setting, or its default when absent.
-pub(super) fn parse_setting_duration(
-    text: Option<&str>,
-    default: Duration,
-    place: &str,
-    field: &str,
-    problems: &mut Problems<'_>,
-) -> Duration {
-    match text {
-        None => default,
-        Some(text) => parse_duration(text).unwrap_or_else(|| {
-            problems.add(
-                place,
-                field,
-                format!("`{text}` is not a duration like 90s, 5m or 1h"),
-            );
-            default
-        }),
     }
 }

@@ -1,7 +1,7 @@
 //! `[integration.credentials]` and `[sts.credentials]` checked into a credential source.
 
-use super::build::Problems;
 use super::fields::{check_account_id, check_partition, check_role_arn, check_role_name};
+use super::problems::Problems;
 use super::raw::RawCredentials;
 use super::secret::{Secret, SecretLookup, read_secret};
 use super::{CredentialSource, StaticKeys};

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::build::{Problems, parse_access, parse_setting_duration};
 use super::credentials::build_credentials;
 use super::fields::{check_bucket_name, check_prefix, parse_endpoint};
+use super::problems::{Problems, parse_access, parse_setting_duration};
 use super::raw::RawIntegration;
 use super::secret::SecretLookup;
 use super::{ActiveContent, Addressing, Buckets, Delivery, Endpoint, Integration, Region, Scheme};

@@ -11,6 +11,7 @@ mod credentials;
 mod env;
 mod fields;
 mod integration;
+mod problems;
 mod raw;
 mod secret;
 #[cfg(test)]
@@ -24,9 +25,9 @@ use std::time::Duration;
 
 use crate::tls::TlsFiles;
 
-use build::Problems;
 pub use env::ENV_PREFIX;
 pub use fields::{check_bucket_name, parse_duration, parse_endpoint};
+use problems::Problems;
 use raw::RawConfig;
 pub use secret::{ProcessEnv, Secret, SecretLookup};
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::build::Problems;
+use super::problems::Problems;
 
 /// A secret value (secret access key, session token). Its `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
