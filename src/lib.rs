@@ -30,10 +30,10 @@
 //! [`state`] is one loaded configuration; [`error`] the one error type and its S3 XML.
 //!
 //! Around them: [`config`] parses the TOML file once into typed values, and [`body`] is the
-//! body type shared by all of the above. Behind cargo features, both on by default so that
-//! README's two commands work as they are: `demo` runs the proxy in front of an embedded store
-//! (s3s-fs), and `fuzzing` holds the harnesses the fuzz targets and corpus tests call. A
-//! production build leaves them out with `--no-default-features`.
+//! body type shared by all of the above. Behind opt-in cargo features, so a release build
+//! carries neither: `demo` runs the proxy in front of an embedded store (s3s-fs; README's demo
+//! command turns it on), and `fuzzing` holds the harnesses the fuzz targets and corpus tests
+//! call (`scripts/test` turns on both).
 //!
 //! Operating it: [`run`] starts the listeners and reloads config and certificates,
 //! [`tls`] holds the certificates, [`proxy_protocol`] reads a balancer's PROXY header,

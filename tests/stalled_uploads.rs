@@ -19,7 +19,7 @@ const CLIENT: &str = "AKSTALLEDUPLOADER";
 const CLIENT_SECRET: &str = "stalled-uploader-secret-2b7c";
 
 /// The size of every object the stalling store serves.
-const DOWNLOAD: usize = 4 << 20;
+const DOWNLOAD: usize = 16 << 20;
 
 /// A store that reads each request's head and then stops reading until `resume` is set;
 /// then it reads the body (by its `Content-Length`) and answers 200. Counts the heads it read
@@ -56,7 +56,12 @@ async fn stalling_store() -> StallingStore {
                     // A download: served at once, as fast as the proxy reads it.
                     let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {DOWNLOAD}\r\n\r\n");
                     let _ = socket.write_all(answer.as_bytes()).await;
-                    let _ = socket.write_all(&vec![b'd'; DOWNLOAD]).await;
+                    let chunk = [b'd'; 64 * 1024];
+                    for _ in 0..DOWNLOAD / chunk.len() {
+                        if socket.write_all(&chunk).await.is_err() {
+                            return;
+                        }
+                    }
                     return;
                 }
                 heads.fetch_add(1, Ordering::SeqCst);
@@ -343,7 +348,7 @@ async fn downloads_to_clients_that_stopped_reading_stay_within_the_budget() {
     let store = stalling_store().await;
     let budget = 1 << 20;
     let proxy = proxy_for(&dir, &store, &format!("max_buffered_body_bytes = {budget}")).await;
-    let downloads = 200;
+    let downloads = 100;
     let mut sockets = Vec::new();
     for i in 0..downloads {
         let mut request = http::Request::get(proxy.url(&format!("/stalled/d{i}.bin")))
@@ -356,7 +361,10 @@ async fn downloads_to_clients_that_stopped_reading_stay_within_the_budget() {
             head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
         }
         head.push_str("\r\n");
-        let mut socket = tokio::net::TcpStream::connect(proxy.address).await.unwrap();
+        // A small receive buffer, so the kernel takes little of what the client leaves unread.
+        let client = tokio::net::TcpSocket::new_v4().unwrap();
+        client.set_recv_buffer_size(8192).unwrap();
+        let mut socket = client.connect(proxy.address).await.unwrap();
         socket.write_all(head.as_bytes()).await.unwrap();
         sockets.push(socket);
     }
