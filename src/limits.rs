@@ -286,17 +286,20 @@ pub async fn idle(last: Arc<AtomicU64>, timeout: Duration) {
     }
 }
 
-/// Completes when the client has closed its side of `stream` (a FIN or a reset), whether or
-/// not the request in flight has read its body: hyper notices a client leaving only when it
-/// reads, and it stops reading an upload whose store stopped reading ([`ReadWindow`]), so such
-/// a request would otherwise hold its store connection until the idle timeout. A client that
-/// half-closes is treated as gone, as hyper treats it (`half_close` is off).
+/// Completes when the client has reset its connection, whether or not the request in flight
+/// has read its body: hyper notices a client leaving only when it reads, and it stops reading
+/// an upload whose store stopped reading ([`ReadWindow`]), so such a request would otherwise
+/// hold its store connection until the idle timeout. A client that closes normally (a FIN) is
+/// left to hyper, which reads what the client sent before it and then the end: a FIN can sit
+/// behind body bytes the proxy has yet to read, and a client that half-closes after its
+/// request still gets its answer read to it in full. (Behind a zero window, as with a stalled
+/// upload, a FIN cannot even arrive; such a connection ends at the idle timeout.)
 ///
 /// The watch is kept on a duplicate of the socket's descriptor (one more descriptor per
 /// connection), registered with the runtime on its own: every new arrival on the socket wakes
 /// it once, and then it waits for the next. If the descriptor cannot be duplicated (the
 /// process is out of descriptors), the connection is served without the watch.
-pub fn hung_up(stream: &tokio::net::TcpStream) -> impl Future<Output = ()> + use<> {
+pub fn reset_by_client(stream: &tokio::net::TcpStream) -> impl Future<Output = ()> + use<> {
     use std::os::fd::AsFd;
     let watched = stream
         .as_fd()
@@ -316,7 +319,18 @@ pub fn hung_up(stream: &tokio::net::TcpStream) -> impl Future<Output = ()> + use
                     let _ =
                         watched.try_io(interest, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
                 }
-                _ => return,
+                // The end: a reset leaves its error on the socket (or fails even a peek, once
+                // nothing is left to read); a FIN is hyper's to read.
+                Ok(_) => {
+                    if !matches!(watched.take_error(), Ok(None)) {
+                        return;
+                    }
+                    match watched.peek(&mut [0u8; 1]).await {
+                        Err(_) => return,
+                        Ok(_) => return std::future::pending().await,
+                    }
+                }
+                Err(_) => return,
             }
         }
     }

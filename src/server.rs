@@ -139,7 +139,7 @@ impl Connection {
         metrics.open_connections.fetch_add(1, Ordering::Relaxed);
         metrics.connections_total.fetch_add(1, Ordering::Relaxed);
         let window = crate::limits::ReadWindow::unlimited();
-        let hung_up = crate::limits::hung_up(&stream);
+        let reset = crate::limits::reset_by_client(&stream);
         let (stream, last_activity) = crate::limits::ActivityIo::new(stream, window.clone());
         let idle = crate::limits::idle(last_activity, self.limits.idle_timeout);
         let peer = self.peer;
@@ -150,7 +150,7 @@ impl Connection {
                 }
             }
             () = idle => tracing::debug!(%peer, "idle connection closed"),
-            () = hung_up => tracing::debug!(%peer, "the client closed the connection"),
+            () = reset => tracing::debug!(%peer, "the client reset the connection"),
         }
         metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
     }

@@ -51,8 +51,16 @@ async fn the_demo_page_renders_plays_seeks_and_enforces_cors_in_chromium() {
                 "--cors-origin",
                 &allowed_origin,
             ])
+            .env("RUST_LOG", TRACE_FILTER)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::File::create(test_logs().join(format!(
+                    "{}-{}-demo.log",
+                    test_binary(),
+                    std::process::id()
+                )))
+                .expect("demo log"),
+            )
             .spawn()
             .expect("start the demo"),
     );

@@ -37,6 +37,7 @@ fn run(args: &[&str], config: &std::path::Path) -> (i32, String) {
         .env_remove("S3SP_TEST_UNSET_SECRET")
         .output()
         .expect("run the binary");
+    keep_output(&output);
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stderr).into_owned(),
@@ -86,6 +87,7 @@ fn readmes_explain_example_explains() {
         .current_dir(repo_root())
         .output()
         .unwrap();
+    keep_output(&output);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{text}");
     assert!(text.contains("client AKPLATFORMBACKEND"), "{text}");
@@ -192,6 +194,7 @@ fn explain(config: &std::path::Path, store_secret: &str, args: &[&str]) -> (i32,
         .env("RUST_LOG", "trace")
         .output()
         .expect("run the binary");
+    keep_output(&output);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

@@ -169,9 +169,11 @@ async fn one_role_with_two_external_ids_never_shares_credentials() {
         wrong.text()
     );
     assert!(wrong.text().contains("AccessDenied"), "{}", wrong.text());
-    assert!(
-        sts.assume_role_calls() >= 2,
-        "each identity asked STS itself"
+    // Exactly two, as SECURITY.md promises: one per identity, and the refusal remembered.
+    assert_eq!(
+        sts.assume_role_calls(),
+        2,
+        "each identity asked STS itself, once"
     );
 }
 

@@ -262,6 +262,7 @@ async fn check(dir: &std::path::Path, config: &str, args: &[&str]) -> (i32, Stri
         .output()
         .await
         .unwrap();
+    keep_output(&output);
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -341,6 +341,25 @@ pub fn test_log() -> PathBuf {
     test_logs().join(format!("{}-{}.log", test_binary(), std::process::id()))
 }
 
+/// Keeps what a run of the proxy binary (`check`, `explain`, `sign-policy`, …) printed in
+/// target/test-logs/, for scripts/test's secrets check.
+pub fn keep_output(output: &std::process::Output) {
+    use std::io::Write;
+    let path = test_logs().join(format!(
+        "{}-{}-commands.log",
+        test_binary(),
+        std::process::id()
+    ));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("commands log");
+    let mut text = output.stdout.clone();
+    text.extend_from_slice(&output.stderr);
+    file.write_all(&text).expect("commands log written");
+}
+
 /// The in-process proxy's access line for `request_id`, once written.
 pub fn access_line(request_id: &str) -> Option<String> {
     let log = std::fs::read_to_string(test_log()).ok()?;
@@ -367,7 +386,7 @@ pub async fn wait_for_access_line(request_id: &str) -> String {
     }
 }
 
-fn test_binary() -> String {
+pub fn test_binary() -> String {
     std::env::current_exe()
         .ok()
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
@@ -419,14 +438,18 @@ pub fn register_secrets<'a>(secrets: impl IntoIterator<Item = &'a String>) {
         .expect("secrets recorded");
 }
 
+/// What every proxy in the suite logs, in-process or as a binary: TRACE for the proxy and the
+/// AWS SDK, INFO for the HTTP and TLS machinery below them and for the demo's embedded store
+/// (s3s logs every request it receives, signature and all, at DEBUG: the store's log, not the
+/// proxy's).
+pub const TRACE_FILTER: &str = "trace,hyper=info,hyper_util=info,h2=info,rustls=info,tokio=info,runtime=info,moka=info,s3s=info";
+
 /// Sends in-process proxies' logs, at TRACE for the proxy and the AWS SDK, to a file.
 fn trace_to_file() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         let file = std::fs::File::create(test_log()).expect("log file");
-        let filter = tracing_subscriber::EnvFilter::new(
-            "trace,hyper=info,hyper_util=info,h2=info,rustls=info,tokio=info,runtime=info,moka=info",
-        );
+        let filter = tracing_subscriber::EnvFilter::new(TRACE_FILTER);
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::sync::Mutex::new(file))

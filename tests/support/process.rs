@@ -71,7 +71,14 @@ impl ProxyProcess {
                 .replace("ADMIN", &admin.to_string()),
         )
         .expect("config");
-        let stderr_path = dir.join("proxy.log");
+        // At TRACE, kept after the test in target/test-logs/ for scripts/test's secrets check.
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let stderr_path = crate::support::test_logs().join(format!(
+            "{}-{}-binary-{}.log",
+            crate::support::test_binary(),
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::SeqCst)
+        ));
         let stderr = std::fs::File::create(&stderr_path).expect("log file");
         // Owned by `process` from the start, so a failed start still kills and reaps the child.
         let process = ProxyProcess {
@@ -79,7 +86,7 @@ impl ProxyProcess {
                 .args(args)
                 .args(["serve", "--config"])
                 .arg(&config_path)
-                .env("RUST_LOG", "info")
+                .env("RUST_LOG", crate::support::TRACE_FILTER)
                 .envs(env.iter().copied())
                 .stdout(Stdio::null())
                 .stderr(stderr)
