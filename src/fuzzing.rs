@@ -50,23 +50,24 @@ fn fields(data: &[u8], n: usize) -> Vec<String> {
 
 /// Routing and jailing: `method \n host \n path \n query`. Whatever is routed must resolve to
 /// an upstream key that starts with the prefix (its `/` included), and the key on the wire must
-/// decode to exactly the key that was checked.
-pub fn route_and_jail(data: &[u8]) {
+/// decode to exactly the key that was checked. Returns whether the input reached those checks
+/// (routed to a key the jail accepted).
+pub fn route_and_jail(data: &[u8]) -> bool {
     let parts = fields(data, 4);
     let method = Method::from_bytes(parts[0].as_bytes()).unwrap_or(Method::GET);
     let host = (!parts[1].is_empty()).then_some(parts[1].as_str());
     let query = (!parts[3].is_empty()).then_some(parts[3].as_str());
     let Ok(route) = crate::route::route(&method, host, &parts[2], query, Some("media.example.com"))
     else {
-        return;
+        return false;
     };
     let integrations = Integrations::new(&[integration()]);
     let integration = integration();
     if route.key.is_empty() {
-        return;
+        return false;
     }
     let Ok(upstream) = integrations.upstream_key(&integration, &route.key) else {
-        return;
+        return false;
     };
     assert!(
         upstream.starts_with(PREFIX),
@@ -89,14 +90,20 @@ pub fn route_and_jail(data: &[u8]) {
         upstream.as_bytes(),
         "the wire key decodes differently"
     );
+    true
 }
 
-const CLIENT_KEY: &str = "AKFUZZCLIENT";
-const CLIENT_SECRET: &str = "fuzz-client-secret";
+/// The one client the SigV4 target knows (bound to `acme`, read-only).
+pub const CLIENT_KEY: &str = "AKFUZZCLIENT";
+/// That client's secret.
+pub const CLIENT_SECRET: &str = "fuzz-client-secret";
+/// The moment the SigV4 target verifies at (seconds since the epoch).
+pub const SIGV4_NOW: u64 = 1_700_000_000;
 
 /// The SigV4 verifier: `path?query \n header: value \n …` (an `Authorization` header or
 /// presigned `X-Amz-*` parameters). Garbage must be refused, never accepted as the client.
-pub fn verify_signature(data: &[u8]) {
+/// Returns whether the input was accepted as the client.
+pub fn verify_signature(data: &[u8]) -> bool {
     let text = String::from_utf8_lossy(data);
     let mut lines = text.split('\n');
     let target = lines.next().unwrap_or("/");
@@ -109,7 +116,7 @@ pub fn verify_signature(data: &[u8]) {
         }
     )
     .parse::<http::Uri>() else {
-        return;
+        return false;
     };
     let mut headers = HeaderMap::new();
     for line in lines.take(32) {
@@ -129,7 +136,7 @@ pub fn verify_signature(data: &[u8]) {
         bindings: vec![("acme".to_string(), None)],
         access: Access::ReadOnly,
     }]);
-    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(SIGV4_NOW);
     if let Ok(verified) = clients.identify(&Method::GET, &uri, &headers, now, None)
         && let crate::front_door::Caller::Client(client) = verified.caller
     {
@@ -141,19 +148,21 @@ pub fn verify_signature(data: &[u8]) {
             "accepted {} without a signature",
             client.access_key_id
         );
+        return true;
     }
+    false
 }
 
 /// The aws-chunked decoder: the input is the body of an unsigned-trailer upload whose decoded
 /// length is its first byte. It must never yield more bytes than declared, nor finish cleanly
-/// with fewer.
-pub fn decode_chunked(data: &[u8]) {
+/// with fewer. Returns whether the body was accepted (decoded to its end without an error).
+pub fn decode_chunked(data: &[u8]) -> bool {
     let Some((&declared, body)) = data.split_first() else {
-        return;
+        return false;
     };
     let declared = u64::from(declared);
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread().build() else {
-        return;
+        return false;
     };
     runtime.block_on(async {
         use http_body_util::BodyExt;
@@ -176,7 +185,7 @@ pub fn decode_chunked(data: &[u8]) {
             Some("x-amz-checksum-crc32"),
             declared,
         ) else {
-            return;
+            return false;
         };
         let mut body = crate::body::stream(decoder);
         let mut decoded = 0u64;
@@ -198,7 +207,8 @@ pub fn decode_chunked(data: &[u8]) {
         if clean {
             assert_eq!(decoded, declared, "a short body ended cleanly");
         }
-    });
+        clean
+    })
 }
 
 /// A body of ready frames, as a network would deliver them.
