@@ -382,3 +382,155 @@ async fn with_the_proxy_protocol_on_the_header_names_the_client_and_is_required(
     }
     assert_eq!(logged_client_ips(&proxy.log()), expected);
 }
+
+/// The acme integration on moto's tenant A, behind `limits`.
+async fn proxy_with_limits(limits: &str) -> RunningProxy {
+    let moto = moto();
+    let config = config_with_limits(
+        limits,
+        &static_reader_integration(
+            "acme",
+            &format!("bucket = \"{}\"", moto.tenant_a.bucket),
+            &moto.endpoint(),
+        ),
+    );
+    start_proxy(&config, &secrets(moto)).await
+}
+
+/// Reads one whole answer (its head, then `Content-Length` bytes) off `socket`; its status
+/// line.
+async fn read_answer(socket: &mut tokio::net::TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let n = socket.read(&mut buffer).await.unwrap();
+        assert!(n > 0, "closed before a whole answer");
+        answer.extend_from_slice(&buffer[..n]);
+        let text = String::from_utf8_lossy(&answer).to_string();
+        let Some(end) = text.find("\r\n\r\n") else {
+            continue;
+        };
+        let length: usize = text[..end]
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap_or(0);
+        if answer.len() >= end + 4 + length {
+            return text.lines().next().unwrap().to_string();
+        }
+    }
+}
+
+/// Reads until the peer closes the connection; the time that took.
+async fn closed_after(socket: &mut tokio::net::TcpStream) -> Duration {
+    let started = Instant::now();
+    let mut buffer = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while !matches!(socket.read(&mut buffer).await, Ok(0) | Err(_)) {}
+    });
+    closed.await.expect("the proxy never closed the connection");
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed_after_idle_timeout_and_a_busy_one_is_not() {
+    let proxy = proxy_with_limits("idle_timeout = \"1s\"").await;
+    // Silent from the start.
+    let mut idle = tokio::net::TcpStream::connect(proxy.address).await.unwrap();
+    // Busy: a request every 400 ms for 2 s keeps it open past the timeout.
+    let mut busy = tokio::net::TcpStream::connect(proxy.address).await.unwrap();
+    let idle_closed = tokio::spawn(async move { closed_after(&mut idle).await });
+    let request = b"GET /acme/owner.txt HTTP/1.1\r\nHost: proxy\r\n\r\n";
+    for _ in 0..5 {
+        busy.write_all(request).await.unwrap();
+        assert_eq!(read_answer(&mut busy).await, "HTTP/1.1 200 OK");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let idle_for = idle_closed.await.unwrap();
+    assert!(
+        idle_for < Duration::from_secs(5),
+        "closed after {idle_for:?}"
+    );
+    // Then the busy one idles, and goes too.
+    closed_after(&mut busy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_max_connections_wait_until_one_closes() {
+    let proxy = proxy_with_limits("max_connections = 2").await;
+    let request = b"GET /acme/owner.txt HTTP/1.1\r\nHost: proxy\r\n\r\n";
+    let mut answer = vec![0u8; 64 * 1024];
+    // Two connections, served, then held open.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut socket = tokio::net::TcpStream::connect(proxy.address).await.unwrap();
+        socket.write_all(request).await.unwrap();
+        assert_eq!(read_answer(&mut socket).await, "HTTP/1.1 200 OK");
+        held.push(socket);
+    }
+    // A third connects (the kernel's queue takes it) but is not served while both are held.
+    let mut third = tokio::net::TcpStream::connect(proxy.address).await.unwrap();
+    third.write_all(request).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(500), third.read(&mut answer)).await;
+    assert!(
+        waited.is_err(),
+        "a third connection was served over the cap"
+    );
+    // One goes: the third is served.
+    drop(held.pop());
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut answer))
+        .await
+        .expect("the third connection was never served")
+        .unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_never_accepts_is_502_after_upstream_connect_timeout() {
+    // A listener that never accepts, its queue filled: the kernel drops further SYNs, so a
+    // connection to it hangs in connect, as to a host that does not answer.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let store = listener.local_addr().unwrap();
+    let mut filling = Vec::new();
+    for _ in 0..8 {
+        if let Ok(Ok(connection)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(store),
+        )
+        .await
+        {
+            filling.push(connection);
+        }
+    }
+    assert!(!filling.is_empty(), "the queue took no connection");
+    let moto = moto();
+    let config = config_with_limits(
+        "upstream_connect_timeout = \"1s\"",
+        &static_reader_integration("acme", "bucket = \"never\"", &format!("http://{store}")),
+    );
+    let proxy = start_proxy(&config, &secrets(moto)).await;
+    let started = Instant::now();
+    let fetched = get(&proxy.url("/acme/owner.txt")).await;
+    let took = started.elapsed();
+    assert_eq!(
+        fetched.status,
+        StatusCode::BAD_GATEWAY,
+        "{}",
+        fetched.text()
+    );
+    assert_eq!(fetched.error_code(), "BadGateway");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    drop(listener);
+}
