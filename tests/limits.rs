@@ -94,14 +94,17 @@ async fn over_the_rate_limit_callers_get_429_slowdown() {
     let fetched = get(&proxy.url("/acme/owner.txt")).await;
     assert_eq!(fetched.status, StatusCode::OK);
     // The refusals are in the logfmt access lines.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let log = proxy.log();
-    let refusals = log
-        .lines()
-        .filter(|l| l.contains("target=access") && l.contains(" status=429 "))
-        .filter(|l| l.contains(" code=SlowDown ") && l.contains(" integration=-"))
-        .count();
-    assert_eq!(refusals, 3, "{log}");
+    let refusals = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("target=access") && l.contains(" status=429 "))
+            .filter(|l| l.contains(" code=SlowDown ") && l.contains(" integration=-"))
+            .count()
+    };
+    eventually("three refusals logged", || {
+        (refusals(&proxy.log()) >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(refusals(&proxy.log()), 3, "{}", proxy.log());
 }
 
 #[tokio::test]
@@ -312,7 +315,10 @@ async fn behind_a_trusted_balancer_the_forwarded_client_is_limited_and_logged() 
         statuses,
         [Some(200), Some(200), Some(429), Some(200), Some(429)]
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("five access lines", || {
+        (logged_client_ips(&proxy.log()).len() >= 5).then_some(())
+    })
+    .await;
     assert_eq!(
         logged_client_ips(&proxy.log()),
         [

@@ -40,13 +40,6 @@ async fn wait_for(url: &str, limit: Duration, done: impl Fn(&Fetched) -> bool) -
 }
 
 /// The value of the metric line that starts with `series` (name and labels), if present.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-}
-
 /// Waits up to ten seconds for `needle` in the proxy's log.
 async fn wait_for_log(proxy: &ProxyProcess, needle: &str) {
     let started = Instant::now();
@@ -176,9 +169,11 @@ async fn metrics_move_and_json_access_lines_carry_each_request_without_secrets()
         get(&proxy.url("/nobody/x")).await.status,
         StatusCode::NOT_FOUND
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-
-    let after = get(&proxy.admin_url("/metrics")).await.text();
+    // The answers went before their lines and counts: wait for the last request's count.
+    let metrics = proxy.admin_url("/metrics");
+    wait_for_metric(&metrics, ok_series, 3.0).await;
+    let not_found = "s3sp_requests_total{integration=\"-\",method=\"GET\",status=\"4xx\"}";
+    let after = wait_for_metric(&metrics, not_found, 1.0).await;
     assert_eq!(metric(&after, ok_series), Some(3.0), "{after}");
     assert_eq!(metric(&after, bytes_series), Some(served as f64), "{after}");
     assert!(
@@ -207,12 +202,18 @@ async fn metrics_move_and_json_access_lines_carry_each_request_without_secrets()
     assert!(metric(&after, "s3sp_open_connections").is_some());
 
     // One JSON access line per request, with its fields.
+    let access_lines = |log: &str| -> Vec<serde_json::Value> {
+        log.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|v| v["target"] == "access")
+            .collect()
+    };
+    eventually("four access lines", || {
+        (access_lines(&proxy.log()).len() >= 4).then_some(())
+    })
+    .await;
     let log = proxy.log();
-    let access: Vec<serde_json::Value> = log
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|v| v["target"] == "access")
-        .collect();
+    let access = access_lines(&log);
     assert_eq!(access.len(), 4, "{log}");
     let first = &access[0];
     assert_eq!(first["method"], "GET");

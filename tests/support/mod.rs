@@ -360,6 +360,47 @@ pub fn keep_output(output: &std::process::Output) {
     file.write_all(&text).expect("commands log written");
 }
 
+/// Polls `probe` every 20 ms until it returns `Some`, for at most 5 s (then panics, naming
+/// `what`): for what a proxy writes a moment after the answer (access lines, metrics).
+pub async fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within 5 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of the series `series` (name and labels) in a Prometheus text answer.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+/// Polls the admin `metrics_url` until `series` reaches at least `value` (5 s at most); the
+/// whole answer then.
+pub async fn wait_for_metric(metrics_url: &str, series: &str, value: f64) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = get(metrics_url).await.text();
+        if metric(&text, series).is_some_and(|now| now >= value) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} did not reach {value} within 5 s:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// The in-process proxy's access line for `request_id`, once written.
 pub fn access_line(request_id: &str) -> Option<String> {
     let log = std::fs::read_to_string(test_log()).ok()?;
