@@ -479,5 +479,10 @@ async fn admin_explain_sends_the_request_and_shows_the_stores_answer() {
         (serde_json::json!("404"), serde_json::json!("NoSuchKey"))
     );
     let public = request(http::Method::POST, &proxy.url("/explain"), &[]).await;
-    assert_ne!(public.status, 200, "the public listener must not explain");
+    assert_eq!(
+        (public.status, public.error_code()),
+        (http::StatusCode::BAD_REQUEST, "InvalidArgument".to_string()),
+        "the public listener must not explain: there it is a form upload without a form"
+    );
+    assert!(!public.text().contains("answer:"), "{}", public.text());
 }
