@@ -104,10 +104,7 @@ where
     } = *admitted;
     let integration = target.integration.clone();
     let mut query = route.query.clone();
-    if matches!(
-        route.operation,
-        Operation::ListObjects | Operation::ListObjectsV2 | Operation::ListMultipartUploads
-    ) {
+    if route.operation.is_listing() {
         scope_listing(&mut query, &integration.prefix);
     }
     let extra_headers = copy_source(state, route.operation, request.headers(), &target)?;

@@ -20,7 +20,6 @@ use crate::access::Seen;
 use crate::body::{self, ProxyBody};
 use crate::config::Integration;
 use crate::error::Error;
-use crate::region::Regions;
 use crate::route::{Operation, Route};
 use crate::state::State;
 use conditions::Fields;
@@ -57,7 +56,6 @@ const CONTROL_FIELDS: &[&str] = &[
 /// Serves a form upload to the logical bucket `route.name`.
 pub async fn post_object(
     state: &State,
-    regions: &Regions,
     route: Route,
     request: Request<ProxyBody>,
     seen: &mut Seen,
@@ -82,7 +80,7 @@ pub async fn post_object(
     let headers = object_headers(&fields, &file, &target.integration)?;
     let success = Success::from_fields(&fields)?;
 
-    let target = regions.resolve(state, target).await?;
+    let target = state.regions.resolve(state, target).await?;
     let destination = upload::Destination {
         state,
         target: &target,

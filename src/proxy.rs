@@ -31,7 +31,6 @@ use crate::error::Error;
 use crate::exchange::Exchange;
 use crate::limits::RateLimiter;
 use crate::metrics::{Metrics, method_label};
-use crate::region::Regions;
 use crate::route::Operation;
 use crate::state::State;
 
@@ -45,7 +44,6 @@ pub struct Proxy {
     /// Request counters and histograms, for `/metrics`.
     pub metrics: Arc<Metrics>,
     rate_limiter: RateLimiter,
-    regions: Regions,
     /// Successful config reloads.
     pub reloads: AtomicU64,
     /// Config reloads refused (the old config stays).
@@ -118,7 +116,6 @@ impl Proxy {
             started: SystemTime::now(),
             metrics: Arc::new(Metrics::default()),
             rate_limiter: RateLimiter::default(),
-            regions: Regions::default(),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
         })
@@ -254,7 +251,7 @@ impl Proxy {
             Admission::Form(form) => {
                 let (route, request) = *form;
                 let request = request.map(crate::body::stream);
-                let form = crate::form::post_object(state, &self.regions, route, request, seen);
+                let form = crate::form::post_object(state, route, request, seen);
                 return Box::pin(form).await;
             }
             Admission::Forward(admitted) => admitted,
@@ -262,7 +259,7 @@ impl Proxy {
 
         // The upstream phase: the bucket's region, then (unless the proxy can answer from the
         // config) credentials, the signed request and the store's answer.
-        admitted.target = self.regions.resolve(state, admitted.target).await?;
+        admitted.target = state.regions.resolve(state, admitted.target).await?;
         match admitted.route.operation {
             Operation::HeadBucket => {
                 return Ok(crate::answers::head_bucket(admitted.integration()));

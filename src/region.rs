@@ -89,21 +89,18 @@ pub async fn discover(state: &State, target: &Target) -> Result<String, Error> {
 }
 
 impl State {
-    /// The region to use for `integration` in `bucket`: its own, or discovered for `auto`.
+    /// The region to use for `integration` in `bucket`: its own, or, for `auto`, the one
+    /// this state's cache knows or discovers ([`Regions::resolve`]).
     pub async fn resolve_region(
         &self,
         integration: &Arc<Integration>,
         bucket: &str,
     ) -> Result<Arc<Integration>, Error> {
-        if !integration.region_is_auto() {
-            return Ok(integration.clone());
-        }
         let target = Target {
             integration: integration.clone(),
             bucket: bucket.to_string(),
             key: String::new(),
         };
-        let region = discover(self, &target).await?;
-        Ok(with_region(target, region).integration)
+        Ok(self.regions.resolve(self, target).await?.integration)
     }
 }

@@ -152,19 +152,17 @@ async fn credentials_refused(
 
 /// Operations whose successful answer is an XML document naming keys or the bucket.
 fn answers_with_document(operation: Operation) -> bool {
-    matches!(
-        operation,
-        Operation::ListObjects
-            | Operation::ListObjectsV2
-            | Operation::ListMultipartUploads
-            | Operation::ListParts
-            | Operation::GetObjectAttributes
-            | Operation::CreateMultipartUpload
-            | Operation::CompleteMultipartUpload
-            | Operation::DeleteObjects
-            | Operation::CopyObject
-            | Operation::UploadPartCopy
-    )
+    operation.is_listing()
+        || matches!(
+            operation,
+            Operation::ListParts
+                | Operation::GetObjectAttributes
+                | Operation::CreateMultipartUpload
+                | Operation::CompleteMultipartUpload
+                | Operation::DeleteObjects
+                | Operation::CopyObject
+                | Operation::UploadPartCopy
+        )
 }
 
 /// Reads a (small, capped) upstream document, takes the integration out of it and writes it
@@ -191,15 +189,14 @@ async fn rewrite_document(
     } else {
         KeyEncoding::Plain
     };
-    let client_prefix = match route.operation {
-        Operation::ListObjects | Operation::ListObjectsV2 | Operation::ListMultipartUploads => {
-            route
-                .query
-                .iter()
-                .find(|(n, _)| n == "prefix")
-                .map_or("", |(_, v)| v.as_str())
-        }
-        _ => "",
+    let client_prefix = if route.operation.is_listing() {
+        route
+            .query
+            .iter()
+            .find(|(n, _)| n == "prefix")
+            .map_or("", |(_, v)| v.as_str())
+    } else {
+        ""
     };
     let jail = Jail {
         prefix: &integration.prefix,

@@ -80,6 +80,15 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The bucket listings whose `prefix` the integration scopes and whose answers name keys
+    /// under it: decided here only (the upstream request, the answer, `explain`).
+    pub fn is_listing(self) -> bool {
+        matches!(
+            self,
+            Operation::ListObjects | Operation::ListObjectsV2 | Operation::ListMultipartUploads
+        )
+    }
+
     /// The HTTP method the operation is sent upstream with.
     pub fn method(self) -> Method {
         match self {

@@ -9,6 +9,7 @@ use crate::credentials::{CredentialCache, sdk_http_client};
 use crate::forward::Upstream;
 use crate::front_door::Clients;
 use crate::integration::Integrations;
+use crate::region::Regions;
 
 pub struct State {
     pub config: Arc<Config>,
@@ -16,6 +17,9 @@ pub struct State {
     pub(crate) integrations: Integrations,
     pub credentials: Arc<CredentialCache>,
     pub(crate) upstream: Arc<Upstream>,
+    /// Buckets' discovered regions (`region = "auto"`), kept across reloads: the one cache
+    /// requests, form uploads, `check` and `explain` all ask.
+    pub(crate) regions: Arc<Regions>,
 }
 
 impl State {
@@ -37,11 +41,13 @@ impl State {
             }
             _ => Arc::new(Upstream::new(&config.server.limits).map_err(std::io::Error::other)?),
         };
+        let regions = previous.map_or_else(Arc::default, |previous| previous.regions.clone());
         Ok(State {
             clients: Clients::new(&config.clients).with_sigv2(config.server.sigv2),
             integrations: Integrations::new(&config.integrations),
             credentials,
             upstream,
+            regions,
             config: Arc::new(config),
         })
     }

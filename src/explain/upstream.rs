@@ -6,7 +6,6 @@ use aws_credential_types::Credentials;
 
 use super::{Admitted, Explanation, Options, Outcome, redact};
 use crate::config::CredentialSource;
-use crate::route::Operation;
 use crate::sign::{Payload, UpstreamParts};
 use crate::state::State;
 
@@ -112,10 +111,7 @@ fn upstream_request(
 ) -> Result<Vec<(&'static str, String)>, crate::error::Error> {
     let route = &admitted.route;
     let mut query = route.query.clone();
-    if matches!(
-        route.operation,
-        Operation::ListObjects | Operation::ListObjectsV2 | Operation::ListMultipartUploads
-    ) {
+    if route.operation.is_listing() {
         crate::exchange::scope_listing(&mut query, &target.integration.prefix);
     }
     let headers = admitted.request.headers();
