@@ -18,6 +18,7 @@ use crate::forward::Answer;
 use crate::integration::{Integrations, Target};
 use crate::route::{Operation, Route};
 use crate::sign::{Payload, UpstreamParts, presigned_get_url, signed_request, upstream_uri};
+use crate::sigv4::ContentSha256;
 use crate::state::State;
 use crate::xml::MAX_DOCUMENT;
 
@@ -239,11 +240,7 @@ where
     if !operation.has_body() {
         return Ok((body::empty(), headers, Payload::Unsigned));
     }
-    let streaming = headers
-        .get("x-amz-content-sha256")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("STREAMING-"));
-    if streaming {
+    if let ContentSha256::Streaming(_) = ContentSha256::of(&headers) {
         // An aws-chunked body may come without a length (Transfer-Encoding: chunked, as the
         // JavaScript and C++ SDKs send it): its decoded length is x-amz-decoded-content-length.
         let (decoded, headers) = chunked_upload(client_body, &headers, chunk_signing)?;
@@ -372,7 +369,7 @@ where
     B::Error: Into<BoxError>,
 {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let mode = text("x-amz-content-sha256").unwrap_or_default();
+    let mode = ContentSha256::of(headers).text().unwrap_or_default();
     let signing = match mode {
         "STREAMING-AWS4-HMAC-SHA256-PAYLOAD" | "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER" => {
             Some(chunk_signing.ok_or_else(|| Error::AccessDenied {

@@ -523,19 +523,27 @@ fn from_header<'a>(
     let (access_key_id, scope) = parse_credential(credential, time_text, malformed)?;
     let signed_headers =
         SignedHeaders::parse(signed_headers).ok_or_else(|| malformed("has bad SignedHeaders"))?;
-    let payload_hash = match headers.get("x-amz-content-sha256") {
-        Some(value) => {
+    let payload_hash = match crate::sigv4::ContentSha256::of(headers) {
+        crate::sigv4::ContentSha256::NotText => {
+            return Err(malformed("has a non-ASCII x-amz-content-sha256"));
+        }
+        sent @ (crate::sigv4::ContentSha256::Unsigned
+        | crate::sigv4::ContentSha256::Sha256(_)
+        | crate::sigv4::ContentSha256::Streaming(_)
+        | crate::sigv4::ContentSha256::Other(_)) => {
             if !signed_headers.names().any(|h| h == "x-amz-content-sha256") {
                 return Err(malformed("must sign x-amz-content-sha256"));
             }
-            value
-                .to_str()
-                .map_err(|_| malformed("has a non-ASCII x-amz-content-sha256"))?
+            sent.text().unwrap_or_default()
         }
         // Generic SigV4 signers (curl before 8) hash the empty body and send no header; that
         // is only true of requests without one.
-        None if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) => EMPTY_SHA256,
-        None => {
+        crate::sigv4::ContentSha256::Absent
+            if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) =>
+        {
+            EMPTY_SHA256
+        }
+        crate::sigv4::ContentSha256::Absent => {
             return Err(Error::InvalidRequest {
                 reason: "Missing required header for this request: x-amz-content-sha256"
                     .to_string(),

@@ -95,18 +95,14 @@ impl Payload {
     /// The payload a client's `x-amz-content-sha256` asks for. Streaming (aws-chunked) bodies
     /// are not served yet.
     pub fn from_client(headers: &HeaderMap) -> Result<Payload, Error> {
-        match headers.get("x-amz-content-sha256").map(|v| v.to_str()) {
-            None => Ok(Payload::Unsigned),
-            Some(Ok("UNSIGNED-PAYLOAD")) => Ok(Payload::Unsigned),
-            Some(Ok(hash)) if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                Ok(Payload::Sha256(hash.to_ascii_lowercase()))
-            }
-            Some(Ok(streaming)) if streaming.starts_with("STREAMING-") => {
-                Err(Error::NotImplemented {
-                    operation: format!("aws-chunked uploads ({streaming})"),
-                })
-            }
-            Some(_) => Err(Error::InvalidArgument {
+        use crate::sigv4::ContentSha256;
+        match ContentSha256::of(headers) {
+            ContentSha256::Absent | ContentSha256::Unsigned => Ok(Payload::Unsigned),
+            ContentSha256::Sha256(hash) => Ok(Payload::Sha256(hash.to_ascii_lowercase())),
+            ContentSha256::Streaming(streaming) => Err(Error::NotImplemented {
+                operation: format!("aws-chunked uploads ({streaming})"),
+            }),
+            ContentSha256::Other(_) | ContentSha256::NotText => Err(Error::InvalidArgument {
                 reason: "x-amz-content-sha256 must be a SHA-256 hex digest or UNSIGNED-PAYLOAD"
                     .to_string(),
             }),

@@ -19,6 +19,56 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
 pub const MAX_PRESIGNED_EXPIRY: u64 = 7 * 24 * 3600;
 
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+
+/// What a request's `x-amz-content-sha256` says of its body: the one place the header is
+/// read (the front door's canonical request, the body plan, the aws-chunked decoder and the
+/// upstream payload all ask this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentSha256<'a> {
+    /// No header.
+    Absent,
+    /// `UNSIGNED-PAYLOAD`.
+    Unsigned,
+    /// A SHA-256 of the body, as 64 hex digits.
+    Sha256(&'a str),
+    /// An aws-chunked body: `STREAMING-…`, the kind as sent.
+    Streaming(&'a str),
+    /// Any other text.
+    Other(&'a str),
+    /// A value that is not ASCII text.
+    NotText,
+}
+
+impl<'a> ContentSha256<'a> {
+    /// Reads the header of `headers`.
+    pub fn of(headers: &'a http::HeaderMap) -> ContentSha256<'a> {
+        let Some(value) = headers.get("x-amz-content-sha256") else {
+            return ContentSha256::Absent;
+        };
+        match value.to_str() {
+            Err(_) => ContentSha256::NotText,
+            Ok("UNSIGNED-PAYLOAD") => ContentSha256::Unsigned,
+            Ok(hash) if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                ContentSha256::Sha256(hash)
+            }
+            Ok(streaming) if streaming.starts_with("STREAMING-") => {
+                ContentSha256::Streaming(streaming)
+            }
+            Ok(other) => ContentSha256::Other(other),
+        }
+    }
+
+    /// The text the client sent and signed, if any.
+    pub fn text(self) -> Option<&'a str> {
+        match self {
+            ContentSha256::Absent | ContentSha256::NotText => None,
+            ContentSha256::Unsigned => Some("UNSIGNED-PAYLOAD"),
+            ContentSha256::Sha256(text)
+            | ContentSha256::Streaming(text)
+            | ContentSha256::Other(text) => Some(text),
+        }
+    }
+}
 /// Bytes S3 leaves unencoded in a canonical URI path (RFC 3986 unreserved, plus `/`).
 const PATH: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -475,6 +525,35 @@ pub fn parse_amz_date(text: &str) -> Option<SystemTime> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn content_sha256_is_read_into_one_of_its_kinds() {
+        let read = |value: Option<&[u8]>| {
+            let mut headers = http::HeaderMap::new();
+            if let Some(value) = value {
+                let value = http::HeaderValue::from_bytes(value).unwrap();
+                headers.insert("x-amz-content-sha256", value);
+            }
+            format!("{:?}", ContentSha256::of(&headers))
+        };
+        let hash = "E3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(read(None), "Absent");
+        assert_eq!(read(Some(b"UNSIGNED-PAYLOAD")), "Unsigned");
+        assert_eq!(read(Some(hash.as_bytes())), format!("Sha256({hash:?})"));
+        assert_eq!(
+            read(Some(b"STREAMING-UNSIGNED-PAYLOAD-TRAILER")),
+            "Streaming(\"STREAMING-UNSIGNED-PAYLOAD-TRAILER\")"
+        );
+        assert_eq!(
+            read(Some(&hash.as_bytes()[1..])),
+            format!("Other({:?})", &hash[1..])
+        );
+        assert_eq!(
+            read(Some(b"unsigned-payload")),
+            "Other(\"unsigned-payload\")"
+        );
+        assert_eq!(read(Some(b"\xe9t\xe9")), "NotText");
+    }
     use super::*;
 
     /// `push_hex` against the `hex` crate, over every byte value and a run of digests.
