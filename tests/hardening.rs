@@ -181,8 +181,11 @@ async fn acl_headers_that_publish_objects_are_refused_before_the_upstream() {
     )
     .await;
     assert!(owner["etag"].is_string(), "{owner}");
+    let everyone = "http://acs.amazonaws.com/groups/global/AllUsers READ";
+    let grants = store_acl(&moto.tenant_w, "acl.txt").await;
+    assert!(!grants.iter().any(|g| g == everyone), "{grants:?}");
 
-    // An integration that allows them passes them on.
+    // An integration that allows them passes them on: the store made the object public.
     let open = start(&s3, "allow_acl_headers = true").await;
     let public = boto3_as_writer(
         &open,
@@ -190,6 +193,8 @@ async fn acl_headers_that_publish_objects_are_refused_before_the_upstream() {
     )
     .await;
     assert!(public["etag"].is_string(), "{public}");
+    let grants = store_acl(&moto.tenant_w, "acl.txt").await;
+    assert!(grants.iter().any(|g| g == everyone), "{grants:?}");
 }
 
 #[tokio::test]

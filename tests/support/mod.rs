@@ -649,6 +649,13 @@ pub async fn store_objects_under(tenant: &Tenant, prefix: &str) -> serde_json::V
         .expect("objects")
 }
 
+/// The grants of `key`'s ACL on the store, read with the tenant's own role, each as
+/// "grantee permission" (a group's URI or an account's ID).
+pub async fn store_acl(tenant: &Tenant, key: &str) -> Vec<String> {
+    let answer = store_view(tenant, serde_json::json!({"op": "acl", "object": key})).await;
+    serde_json::from_value(answer["grants"].clone()).expect("grants")
+}
+
 /// Stores `data` under `key` in a tenant's bucket, with the tenant's own role.
 pub async fn store_put(tenant: &Tenant, key: &str, data: &str) {
     let put = store_view(

@@ -42,6 +42,14 @@ def main():
         s3.put_object(Bucket=bucket, Key=args["object"], Body=args["data"].encode("utf-8"))
         print(json.dumps({"status": 200}))
         return
+    if args["op"] == "acl":
+        grants = s3.get_object_acl(Bucket=bucket, Key=args["object"])["Grants"]
+        named = [
+            f'{g["Grantee"].get("URI") or g["Grantee"].get("ID", "")} {g["Permission"]}'
+            for g in grants
+        ]
+        print(json.dumps({"grants": sorted(named)}))
+        return
     objects = {}
     # Tests share the tenants' buckets: a key another test deletes between the listing and
     # the reads below is left out, as it is gone.
