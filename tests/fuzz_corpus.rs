@@ -372,15 +372,7 @@ fn independently_signed_requests_are_accepted_and_altered_ones_refused() {
             settings.expires_in = Some(std::time::Duration::from_secs(300));
         }
         let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(SIGV4_NOW - 5);
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region("us-east-1")
-            .name("s3")
-            .time(time)
-            .settings(settings)
-            .build()
-            .unwrap()
-            .into();
+        let params = crate::support::s3_signing_params(&identity, time, settings).into();
         let signable = SignableRequest::new(
             "GET",
             &url,

@@ -638,14 +638,7 @@ async fn aws_chunked_put_framed(
     settings.percent_encoding_mode = aws_sigv4::http_request::PercentEncodingMode::Single;
     settings.uri_path_normalization_mode =
         aws_sigv4::http_request::UriPathNormalizationMode::Disabled;
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name("s3")
-        .time(time)
-        .settings(settings)
-        .build()
-        .unwrap();
+    let params = s3_signing_params(&identity, time, settings);
     let signable = SignableRequest::new(
         "PUT",
         &url,

@@ -591,6 +591,23 @@ pub async fn send(request: Request<Full<Bytes>>) -> Fetched {
     }
 }
 
+/// aws-sigv4's parameters for an S3 request in us-east-1 signed as `identity` at `time`: how
+/// the tests sign as an SDK would, independently of the proxy's own signer.
+pub fn s3_signing_params<'a>(
+    identity: &'a aws_smithy_runtime_api::client::identity::Identity,
+    time: std::time::SystemTime,
+    settings: aws_sigv4::http_request::SigningSettings,
+) -> aws_sigv4::sign::v4::SigningParams<'a, aws_sigv4::http_request::SigningSettings> {
+    aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(time)
+        .settings(settings)
+        .build()
+        .expect("signing parameters")
+}
+
 /// A presigned URL for `method url`, as an application backend mints one with a key the proxy
 /// issued: SigV4 in the query, `host` the only signed header, valid for five minutes.
 pub fn presign(method: Method, url: &str, access_key_id: &str, secret: &str) -> String {
@@ -608,15 +625,7 @@ pub fn presign(method: Method, url: &str, access_key_id: &str, secret: &str) -> 
     settings.expires_in = Some(std::time::Duration::from_secs(300));
     let identity =
         aws_credential_types::Credentials::new(access_key_id, secret, None, None, "test").into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name("s3")
-        .time(std::time::SystemTime::now())
-        .settings(settings)
-        .build()
-        .expect("params")
-        .into();
+    let params = s3_signing_params(&identity, std::time::SystemTime::now(), settings).into();
     let signable = SignableRequest::new(
         method.as_str(),
         url,
