@@ -1,21 +1,14 @@
 //! The upstream phase's first step for `region = "auto"` integrations: the bucket's region,
 //! asked of the bucket once (HeadBucket's `x-amz-bucket-region`) and remembered across reloads.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::config::{DISCOVERY_REGION, Integration, Region};
 use crate::error::Error;
 use crate::exchange::{Signing, send_signed};
 use crate::integration::Target;
 use crate::route::Operation;
-use crate::state::State;
-
-/// Regions discovered for `region = "auto"` integrations: (endpoint, bucket) → region.
-#[derive(Default)]
-pub struct Regions {
-    known: Mutex<HashMap<(String, String), String>>,
-}
+use crate::state::{Regions, State};
 
 impl Regions {
     /// `target` with its integration's region known.

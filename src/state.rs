@@ -2,14 +2,14 @@
 //! credential cache and the upstream pool. The proxy swaps it whole on reload;
 //! requests in flight keep the state they started with.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, Limits};
 use crate::credentials::{CredentialCache, sdk_http_client};
 use crate::forward::Upstream;
 use crate::front_door::Clients;
 use crate::integration::Integrations;
-use crate::region::Regions;
 
 pub struct State {
     pub config: Arc<Config>,
@@ -20,6 +20,13 @@ pub struct State {
     /// Buckets' discovered regions (`region = "auto"`), kept across reloads: the one cache
     /// requests, form uploads, `check` and `explain` all ask.
     pub(crate) regions: Arc<Regions>,
+}
+
+/// Regions discovered for `region = "auto"` integrations: (endpoint, bucket) → region. The
+/// cache lives with the state; `region` fills and reads it.
+#[derive(Default)]
+pub struct Regions {
+    pub(crate) known: Mutex<HashMap<(String, String), String>>,
 }
 
 impl State {
