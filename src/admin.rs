@@ -70,7 +70,9 @@ pub async fn run(
 
 async fn handle(proxy: &Proxy, request: Request<Incoming>) -> Response<ProxyBody> {
     let probe = matches!(request.uri().path(), "/healthz" | "/readyz");
-    if !probe && let Err((status, reason)) = admit(&proxy.state().config.server.admin, &request) {
+    if !probe
+        && let Err((status, reason)) = admit(&proxy.state().tenants.config.server.admin, &request)
+    {
         tracing::warn!(
             status = status.as_u16(),
             method = %request.method(),
@@ -236,7 +238,7 @@ async fn explain(proxy: &Proxy, request: Request<Incoming>) -> Response<ProxyBod
         Ok(asked) => asked,
         Err(error) => return text(StatusCode::BAD_REQUEST, format!("the document: {error}\n")),
     };
-    let listen = proxy.state().config.server.listen;
+    let listen = proxy.state().tenants.config.server.listen;
     let explained = async {
         let request = crate::explain::request(&asked.method, &asked.url, &asked.headers, listen)?;
         let options = crate::explain::Options {
@@ -276,8 +278,9 @@ fn text(status: StatusCode, content: String) -> Response<ProxyBody> {
 /// cache, so probes cost at most one STS call a minute.
 async fn readiness(proxy: &Proxy) -> Response<ProxyBody> {
     let state = proxy.state();
-    let total = state.config.integrations.len();
+    let total = state.tenants.config.integrations.len();
     let needs_sts = state
+        .tenants
         .config
         .integrations
         .iter()
@@ -310,7 +313,7 @@ fn integrations(proxy: &Proxy) -> String {
     let state = proxy.state();
     let now = SystemTime::now();
     let mut out = String::new();
-    for integration in &state.config.integrations {
+    for integration in &state.tenants.config.integrations {
         let line = state.credentials.state(integration).describe(now);
         let _ = writeln!(out, "{}: {line}", integration.name);
     }
@@ -326,7 +329,7 @@ fn metrics(proxy: &Proxy) -> String {
         &mut out,
         "s3sp_integrations",
         "Integrations in the configuration now in force.",
-        state.config.integrations.len() as i64,
+        state.tenants.config.integrations.len() as i64,
     );
     gauge(
         &mut out,
@@ -399,7 +402,7 @@ fn expiry_metrics(out: &mut String, state: &crate::state::State) {
         "Seconds until the integration's cached credentials expire (absent: static or not yet fetched).",
     );
     let now = SystemTime::now();
-    for integration in &state.config.integrations {
+    for integration in &state.tenants.config.integrations {
         if let Some(expiry) = state.credentials.expiry(integration) {
             let seconds = match expiry.duration_since(now) {
                 Ok(left) => left.as_secs() as i64,

@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::route::{Operation, Route, route_parsed};
 use crate::sigv2::SignedRequest;
 use crate::sigv4::parse_query;
-use crate::state::State;
+use crate::tenants::Tenants;
 
 /// A request the proxy will send on: what it asks, who asks, and where it goes.
 pub struct Admitted<B> {
@@ -46,7 +46,7 @@ pub enum Admission<B> {
     Forward(Box<Admitted<B>>),
 }
 
-/// What the request phase needs from the proxy besides the state: the rate limit, the
+/// What the request phase needs from the proxy besides the tenants: the rate limit, the
 /// metrics it counts refusals in, and the process start (ListBuckets' creation date).
 pub struct Gate<'a> {
     pub rate_limiter: &'a RateLimiter,
@@ -57,20 +57,20 @@ pub struct Gate<'a> {
 /// Runs the request phase. `seen` collects what the log line says, and the integration whose
 /// CORS headers the answer carries (set as soon as it is known, so a refusal carries them too).
 pub fn admit<B>(
-    state: &State,
+    tenants: &Tenants,
     mut request: Request<B>,
     peer: crate::peer::Peer,
     gate: &Gate<'_>,
     seen: &mut Seen,
 ) -> Result<Admission<B>, Error> {
-    check_shape(state, &request)?;
+    check_shape(tenants, &request)?;
     let Routed {
         mut route,
         virtual_bucket,
         query,
-    } = route_request(state, &request)?;
+    } = route_request(tenants, &request)?;
     seen.bucket = Some(route.name.clone());
-    seen.cors_for = state.integrations.integration(&route.name).cloned();
+    seen.cors_for = tenants.integrations.integration(&route.name).cloned();
     if route.operation == Operation::Preflight {
         let integration = seen.cors_for.as_ref().ok_or_else(|| Error::NoSuchBucket {
             name: route.name.clone(),
@@ -79,7 +79,7 @@ pub fn admit<B>(
     }
     if route.operation == Operation::PostObject {
         // Who posts is proven by the form's fields; until then, the caller's address.
-        check_rate(state, &Caller::Anonymous, peer.client, gate)?;
+        check_rate(tenants, &Caller::Anonymous, peer.client, gate)?;
         return Ok(Admission::Form(Box::new((route, request))));
     }
 
@@ -90,7 +90,9 @@ pub fn admit<B>(
         query: &query,
         virtual_bucket: virtual_bucket.as_deref(),
     };
-    let verified = state.clients.identify_parsed(&signed, SystemTime::now())?;
+    let verified = tenants
+        .clients
+        .identify_parsed(&signed, SystemTime::now())?;
     if !verified.vouches_for_headers() {
         // Nobody vouches for an anonymous or policy caller's `x-amz-*` headers: none goes
         // further.
@@ -102,12 +104,12 @@ pub fn admit<B>(
         .operation
         .with_copy_source(verified.signed("x-amz-copy-source"));
     seen.client = Some(verified.caller.key_id().to_string());
-    check_rate(state, &verified.caller, peer.client, gate)?;
-    if let Some(answer) = answer_for_the_service(state, &route, &verified, gate, seen)? {
+    check_rate(tenants, &verified.caller, peer.client, gate)?;
+    if let Some(answer) = answer_for_the_service(tenants, &route, &verified, gate, seen)? {
         return Ok(Admission::Answered(answer));
     }
 
-    let target = state.integrations.resolve(&route, &verified.caller)?;
+    let target = tenants.integrations.resolve(&route, &verified.caller)?;
     seen.integration = Some(target.integration.name.clone());
     if let Some(answer) = answer_from_the_config(&route, &target.integration)? {
         return Ok(Admission::Answered(answer));
@@ -119,11 +121,11 @@ pub fn admit<B>(
                 None => format!("/{}/", route.name),
             },
             secure: crate::peer::browser_used_https(
-                &state.config.server,
+                &tenants.config.server,
                 peer.socket,
                 request.headers(),
             ),
-            same_site: state.config.server.cookie_same_site,
+            same_site: tenants.config.server.cookie_same_site,
         };
         return crate::session::answer(&route, &verified, &request, &scope, SystemTime::now())
             .map(Admission::Answered);
@@ -168,7 +170,7 @@ pub(crate) struct Routed {
     pub query: Vec<(String, String)>,
 }
 
-pub(crate) fn route_request<B>(state: &State, request: &Request<B>) -> Result<Routed, Error> {
+pub(crate) fn route_request<B>(tenants: &Tenants, request: &Request<B>) -> Result<Routed, Error> {
     let query = parse_query(request.uri().query().unwrap_or(""))?;
     let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
         request
@@ -176,7 +178,7 @@ pub(crate) fn route_request<B>(state: &State, request: &Request<B>) -> Result<Ro
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
     });
-    let base_domain = state.config.server.base_domain.as_deref();
+    let base_domain = tenants.config.server.base_domain.as_deref();
     let route = route_parsed(
         request.method(),
         host,
@@ -194,7 +196,7 @@ pub(crate) fn route_request<B>(state: &State, request: &Request<B>) -> Result<Ro
 /// ListBuckets, and CreateBucket of a name no integration knows: answered before any
 /// integration is chosen.
 pub(crate) fn answer_for_the_service(
-    state: &State,
+    tenants: &Tenants,
     route: &Route,
     verified: &Verified,
     gate: &Gate<'_>,
@@ -202,7 +204,7 @@ pub(crate) fn answer_for_the_service(
 ) -> Result<Option<Response<ProxyBody>>, Error> {
     match route.operation {
         Operation::ListBuckets => {
-            crate::answers::list_buckets(state, &verified.caller, gate.started).map(Some)
+            crate::answers::list_buckets(tenants, &verified.caller, gate.started).map(Some)
         }
         Operation::CreateBucket if seen.cors_for.is_none() => Err(Error::AccessDenied {
             reason: "buckets are provisioned in the proxy's configuration, not by clients"
@@ -251,8 +253,8 @@ pub(crate) fn check_headers<B>(
 }
 
 /// The request target's length, and the shapes and headers refused whatever the route.
-pub(crate) fn check_shape<B>(state: &State, request: &Request<B>) -> Result<(), Error> {
-    let limits = state.limits();
+pub(crate) fn check_shape<B>(tenants: &Tenants, request: &Request<B>) -> Result<(), Error> {
+    let limits = tenants.limits();
     let target_length = request
         .uri()
         .path_and_query()
@@ -290,12 +292,12 @@ fn head_length<B>(request: &Request<B>) -> usize {
 
 /// The rate limit: a client by its key, an anonymous caller by its address.
 fn check_rate(
-    state: &State,
+    tenants: &Tenants,
     caller: &Caller,
     client_ip: Option<IpAddr>,
     gate: &Gate<'_>,
 ) -> Result<(), Error> {
-    let Some(limit) = state.limits().rate_limit else {
+    let Some(limit) = tenants.limits().rate_limit else {
         return Ok(());
     };
     let who = match (caller, client_ip) {

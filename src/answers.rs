@@ -10,16 +10,16 @@ use crate::body::{self, ProxyBody};
 use crate::config::Integration;
 use crate::error::Error;
 use crate::front_door::Caller;
-use crate::state::State;
+use crate::tenants::Tenants;
 
 /// ListBuckets: the logical buckets the caller may reach; an anonymous caller that may reach
 /// none is refused, as S3 refuses an anonymous ListBuckets.
 pub fn list_buckets(
-    state: &State,
+    tenants: &Tenants,
     caller: &Caller,
     created: SystemTime,
 ) -> Result<Response<ProxyBody>, Error> {
-    let names = state.integrations.reachable(caller);
+    let names = tenants.integrations.reachable(caller);
     if names.is_empty() && matches!(caller, Caller::Anonymous) {
         return Err(Error::AccessDenied {
             reason: "Access Denied".to_string(),

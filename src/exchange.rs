@@ -116,7 +116,7 @@ where
         client_body,
         parts.headers,
         verified.chunk_signing,
-        (&state.integrations, &integration),
+        (&state.tenants.integrations, &integration),
     )
     .await?;
     let credentials = state.credentials.credentials(&integration).await?;
@@ -208,7 +208,7 @@ pub(crate) fn copy_source(
         .ok_or_else(|| Error::InvalidArgument {
             reason: "x-amz-copy-source is not visible ASCII".to_string(),
         })?;
-    let rewritten = state.integrations.copy_source(source, target)?;
+    let rewritten = state.tenants.integrations.copy_source(source, target)?;
     let value = http::HeaderValue::from_str(&rewritten).map_err(|error| Error::Internal {
         detail: format!("the rewritten copy source is not a header value: {error}"),
     })?;

@@ -147,7 +147,7 @@ pub async fn explain(
 ) -> Result<Explanation, String> {
     let state = proxy.state();
     if let Some(client) = &options.client {
-        sign_as(&state.clients, client, &mut request)?;
+        sign_as(&state.tenants.clients, client, &mut request)?;
     }
     let original = request.clone();
     let mut explanation = Explanation::default();
@@ -186,11 +186,11 @@ fn request_phase(
     options: &Options,
     explanation: &mut Explanation,
 ) -> Option<Admitted> {
-    if let Err(error) = crate::admit::check_shape(state, &request) {
+    if let Err(error) = crate::admit::check_shape(&state.tenants, &request) {
         explanation.refuse("shape", &error);
         return None;
     }
-    let (route, virtual_bucket) = match crate::admit::route_request(state, &request) {
+    let (route, virtual_bucket) = match crate::admit::route_request(&state.tenants, &request) {
         Ok(routed) => (routed.route, routed.virtual_bucket),
         Err(error) => {
             explanation.refuse("route", &error);
@@ -288,6 +288,7 @@ fn front_door(
     let now = SystemTime::now();
     let (method, uri, headers) = (request.method(), request.uri(), request.headers());
     let identified = state
+        .tenants
         .clients
         .identify(method, uri, headers, now, virtual_bucket);
     let view = Clients::signature_view(method, uri, headers, now);
@@ -362,10 +363,10 @@ fn authorise(
 ) -> Option<Target> {
     let gate = proxy.gate();
     let seen = Seen {
-        cors_for: state.integrations.integration(&route.name).cloned(),
+        cors_for: state.tenants.integrations.integration(&route.name).cloned(),
         ..Seen::default()
     };
-    match crate::admit::answer_for_the_service(state, route, verified, &gate, &seen) {
+    match crate::admit::answer_for_the_service(&state.tenants, route, verified, &gate, &seen) {
         Err(error) => {
             explanation.refuse("authorisation", &error);
             return None;
@@ -376,7 +377,7 @@ fn authorise(
         }
         Ok(None) => {}
     }
-    match state.integrations.resolve(route, &verified.caller) {
+    match state.tenants.integrations.resolve(route, &verified.caller) {
         Ok(target) => {
             explanation.step("integration", Outcome::Passed, target_facts(&target));
             let rule = rule(&verified.caller, route, &target.integration);

@@ -69,13 +69,19 @@ pub async fn post_object(
     let mut reader = FormReader::new(request.into_body(), &boundary);
     let (fields, file) = reader.fields().await?;
 
-    let verified = state.clients.identify_form(|name| fields.get(name))?;
+    let verified = state
+        .tenants
+        .clients
+        .identify_form(|name| fields.get(name))?;
     seen.client = Some(verified.caller.key_id().to_string());
     let policy = conditions::parse(fields.get("policy").unwrap_or(""))?;
     let range = policy.check(&fields, &route.name, SystemTime::now())?;
     let key = object_key(&fields, &file)?;
     let object = crate::route::keyed(route.name.clone(), key.clone(), Operation::PutObject, &[])?;
-    let target = state.integrations.resolve(&object, &verified.caller)?;
+    let target = state
+        .tenants
+        .integrations
+        .resolve(&object, &verified.caller)?;
     seen.integration = Some(target.integration.name.clone());
     let headers = object_headers(&fields, &file, &target.integration)?;
     let success = Success::from_fields(&fields)?;

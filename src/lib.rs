@@ -87,6 +87,7 @@ pub mod sign;
 mod sigv2;
 mod sigv4;
 mod state;
+mod tenants;
 pub mod tls;
 mod xml;
 

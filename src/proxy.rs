@@ -132,8 +132,8 @@ impl Proxy {
     /// Swaps in a new configuration: new requests see it, requests in flight finish on theirs.
     pub fn reload(&self, config: Config) -> std::io::Result<()> {
         let previous = self.state();
-        if config.server.listen != previous.config.server.listen
-            || config.server.admin_listen != previous.config.server.admin_listen
+        if config.server.listen != previous.tenants.config.server.listen
+            || config.server.admin_listen != previous.tenants.config.server.admin_listen
         {
             tracing::warn!("listen addresses changed in the config: they take effect on restart");
         }
@@ -151,8 +151,8 @@ impl Proxy {
     /// the background; otherwise each is obtained when a request first needs it.
     pub fn warm_up(&self) {
         let state = self.state();
-        if let Some(per_second) = state.config.sts.warm_up_per_second {
-            let integrations = state.config.integrations.clone();
+        if let Some(per_second) = state.tenants.config.sts.warm_up_per_second {
+            let integrations = state.tenants.config.integrations.clone();
             state.credentials.warm_up(integrations, per_second);
         }
     }
@@ -181,7 +181,7 @@ impl Proxy {
         let state = self.state();
         let request_id = self.request_ids.next();
         let peer = crate::peer::Peer::of(
-            &state.config.server.front,
+            &state.tenants.config.server.front,
             peer.map(|peer| peer.ip()),
             request.headers(),
         );
@@ -246,7 +246,7 @@ impl Proxy {
     {
         // The request phase: who, what, where, and may they.
         let gate = self.gate();
-        let mut admitted = match crate::admit::admit(state, request, peer, &gate, seen)? {
+        let mut admitted = match crate::admit::admit(&state.tenants, request, peer, &gate, seen)? {
             Admission::Answered(response) => return Ok(response),
             Admission::Form(form) => {
                 let (route, request) = *form;

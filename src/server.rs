@@ -32,7 +32,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limits = proxy.state().limits().clone();
-    let proxy_protocol = proxy.state().config.server.front.proxy_protocol;
+    let proxy_protocol = proxy.state().tenants.config.server.front.proxy_protocol;
     let builder = Arc::new(http_builder(&limits));
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
@@ -160,7 +160,7 @@ impl Connection {
     /// could claim any address, and otherwise is served as itself. `false`: close it.
     async fn read_proxy_header(&mut self, stream: &mut TcpStream) -> bool {
         let deadline = self.limits.header_read_timeout;
-        let front = &self.proxy.state().config.server.front;
+        let front = &self.proxy.state().tenants.config.server.front;
         if !crate::peer::trusts(front, self.peer.ip()) {
             let sent =
                 tokio::time::timeout(deadline, crate::proxy_protocol::starts_with_header(stream));

@@ -1,5 +1,5 @@
-//! One loaded configuration, ready to serve: the client keys, the integration table, the
-//! credential cache and the upstream pool. The proxy swaps it whole on reload;
+//! One loaded configuration, ready to serve: its tenants (client keys and integrations), the
+//! credential cache, the upstream pool and the region cache. The proxy swaps it whole on reload;
 //! requests in flight keep the state they started with.
 
 use std::collections::HashMap;
@@ -8,13 +8,11 @@ use std::sync::{Arc, Mutex};
 use crate::config::{Config, Limits};
 use crate::credentials::{CredentialCache, sdk_http_client};
 use crate::forward::Upstream;
-use crate::front_door::Clients;
-use crate::integration::Integrations;
+use crate::tenants::Tenants;
 
 pub struct State {
-    pub config: Arc<Config>,
-    pub(crate) clients: Clients,
-    pub(crate) integrations: Integrations,
+    /// The callers and integrations: all the request phase reads.
+    pub tenants: Tenants,
     pub credentials: Arc<CredentialCache>,
     pub(crate) upstream: Arc<Upstream>,
     /// Buckets' discovered regions (`region = "auto"`), kept across reloads: the one cache
@@ -50,16 +48,14 @@ impl State {
         };
         let regions = previous.map_or_else(Arc::default, |previous| previous.regions.clone());
         Ok(State {
-            clients: Clients::new(&config.clients).with_sigv2(config.server.sigv2),
-            integrations: Integrations::new(&config.integrations),
+            tenants: Tenants::new(config),
             credentials,
             upstream,
             regions,
-            config: Arc::new(config),
         })
     }
 
     pub fn limits(&self) -> &Limits {
-        &self.config.server.limits
+        self.tenants.limits()
     }
 }
