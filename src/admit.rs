@@ -1,7 +1,7 @@
 //! The request phase: everything decided from the request alone, before any credentials are
 //! fetched or the store is contacted.
 //!
-//! In order: the target's length and the request's shape ([`crate::guard`]), the route
+//! In order: the target's length and the request's shape ([`crate::shape`]), the route
 //! ([`crate::route`]), the caller ([`crate::front_door`]), the rate limit, the integration and
 //! whether the caller may go there ([`crate::integration`]), and the header checks that depend
 //! on the integration. The outcome is an [`Admitted`] request for the upstream phase, or an
@@ -239,7 +239,7 @@ pub(crate) fn check_headers<B>(
     integration: &Integration,
 ) -> Result<(), Error> {
     if route.operation.is_write() {
-        crate::guard::check_acl_headers(request.headers(), integration)?;
+        crate::shape::check_acl_headers(request.headers(), integration)?;
     }
     if route.operation == Operation::GetObject {
         // A link a browser can follow: no header of the caller's own is needed.
@@ -247,7 +247,7 @@ pub(crate) fn check_headers<B>(
             verified.authentication,
             Authentication::Anonymous | Authentication::Presigned | Authentication::Policy
         );
-        crate::guard::check_type_override(&route.query, browser_reachable, integration)?;
+        crate::shape::check_type_override(&route.query, browser_reachable, integration)?;
     }
     Ok(())
 }
@@ -269,8 +269,8 @@ pub(crate) fn check_shape<B>(tenants: &Tenants, request: &Request<B>) -> Result<
             limit: limits.max_header_bytes,
         });
     }
-    crate::guard::check_request_shape(request)?;
-    crate::guard::check_request_headers(request.headers())
+    crate::shape::check_request_shape(request)?;
+    crate::shape::check_request_headers(request.headers())
 }
 
 /// The request head's length as HTTP/1 sends it: `METHOD target HTTP/1.1`, then `name: value`

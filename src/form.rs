@@ -154,7 +154,7 @@ fn object_headers(
     {
         headers.insert(header::CONTENT_TYPE, value);
     }
-    crate::guard::check_acl_headers(&headers, integration)?;
+    crate::shape::check_acl_headers(&headers, integration)?;
     Ok(headers)
 }
 

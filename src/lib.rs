@@ -10,7 +10,7 @@
 //! phases, each a call into its own module, and turns any error into an S3 XML response, once,
 //! with a logged request id:
 //!
-//! - **request phase**, [`admit`]: [`guard`] (request shapes), [`route`] (which logical
+//! - **request phase**, [`admit`]: [`shape`] (request shapes), [`route`] (which logical
 //!   bucket, key and S3 operation), [`cors`] (preflights), [`front_door`] (who is calling:
 //!   anonymous, or a client whose SigV4 signature the proxy verifies against the keys it
 //!   issued; [`sigv2`] the same for S3's older signatures), the rate limit ([`limits`]),
@@ -24,7 +24,8 @@
 //!   STS AssumeRole or the proxy's own identity, cached), [`sign`] (the upstream URL and its
 //!   SigV4 signature) and [`forward`] (the pooled upstream client, bodies streamed frame by
 //!   frame);
-//! - **response phase**, [`respond`]: upstream errors rebuilt from their code ([`guard`]),
+//! - **response phase**, [`respond`]: upstream errors rebuilt from their code ([`upstream_error`]),
+//!   response headers that keep objects from acting as the origin's pages ([`protect`]),
 //!   result documents taken out of the integration ([`documents`]), everything else streamed.
 //!
 //! [`state`] is one loaded configuration; [`error`] the one error type and its S3 XML.
@@ -68,13 +69,13 @@ mod forward;
 pub mod front_door;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
-mod guard;
 pub mod integration;
 pub mod limits;
 pub mod logging;
 mod metrics;
 mod peer;
 pub mod policy;
+mod protect;
 mod proxy;
 mod proxy_protocol;
 mod region;
@@ -83,12 +84,14 @@ pub mod route;
 pub mod run;
 pub mod server;
 mod session;
+mod shape;
 pub mod sign;
 mod sigv2;
 mod sigv4;
 mod state;
 mod tenants;
 pub mod tls;
+mod upstream_error;
 mod xml;
 
 pub use config::Config;

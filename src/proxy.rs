@@ -315,9 +315,9 @@ fn finish_headers(
             response.headers_mut().insert(name, value.clone());
         }
     }
-    crate::guard::protect(response.headers_mut(), seen.cors_for.as_deref());
+    crate::protect::protect(response.headers_mut(), seen.cors_for.as_deref());
     if seen.private {
-        crate::guard::keep_private(response.headers_mut());
+        crate::protect::keep_private(response.headers_mut());
     }
     let headers = response.headers_mut();
     headers.remove(X_AMZ_ID_2);

@@ -1,7 +1,7 @@
 //! The response phase: what the client gets of the store's answer.
 //!
 //! An error is rebuilt from its code alone, with the proxy's request id
-//! ([`crate::guard::sanitize_error`]); a refusal of the proxy's own credentials drops them (once
+//! ([`crate::upstream_error::sanitize_error`]); a refusal of the proxy's own credentials drops them (once
 //! it is plausibly about them) and answers 503. A document that names keys or the bucket is
 //! parsed, taken out of the integration and written anew ([`crate::documents`]). Everything
 //! else streams through as the store sent it.
@@ -17,10 +17,10 @@ use crate::config::Integration;
 use crate::documents::{Jail, KeyEncoding, UpstreamDocument};
 use crate::error::Error;
 use crate::exchange::{Answered, Exchange};
-use crate::guard::UpstreamError;
 use crate::integration::Target;
 use crate::route::Operation;
 use crate::state::State;
+use crate::upstream_error::UpstreamError;
 use crate::xml::MAX_DOCUMENT;
 
 /// Runs the response phase for the store's answer to a request.
@@ -88,7 +88,7 @@ async fn upstream_error(
     } = *answered;
     let integration = &target.integration;
     let hidden = hidden(&target, &credentials);
-    match crate::guard::sanitize_error(response, &hidden, request_id).await? {
+    match crate::upstream_error::sanitize_error(response, &hidden, request_id).await? {
         UpstreamError::Clean {
             response,
             code,
@@ -133,10 +133,9 @@ async fn credentials_refused(
             let confirmation = state.probe_listing(integration, bucket, 0).await;
             match confirmation {
                 Ok(answer) => crate::xml::parse(&answer.body).is_ok_and(|error| {
-                    error
-                        .children
-                        .iter()
-                        .any(|c| c.name == "Code" && crate::guard::is_credentials_code(&c.text))
+                    error.children.iter().any(|c| {
+                        c.name == "Code" && crate::upstream_error::is_credentials_code(&c.text)
+                    })
                 }),
                 Err(_) => false,
             }

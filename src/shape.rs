@@ -1,18 +1,12 @@
-//! What a multi-tenant origin must refuse or neutralise: ambiguous `x-amz-*` headers, ACL
-//! headers that would publish a tenant's objects, active content (HTML, SVG) running script
-//! with the proxy's origin, and upstream error documents that echo signing material or the real
-//! bucket and prefix.
+//! Request shapes a multi-tenant origin refuses before anything else: smuggling shapes,
+//! ambiguous `x-amz-*` headers, ACL headers that would publish a tenant's objects, and
+//! `response-content-type` overrides to types a browser runs script in (which types those are
+//! is decided here, for the response phase too).
 
-use std::borrow::Cow;
+use http::{HeaderMap, HeaderValue, header};
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
-
-use crate::body::{self, ProxyBody};
 use crate::config::{ActiveContent, Integration};
-use crate::documents::{code_of, error_document};
 use crate::error::Error;
-use crate::xml::{Element, MAX_DOCUMENT, Writer};
 
 /// Canned ACLs that keep an object private to the bucket's owner (what cross-account writers
 /// send); every other `x-amz-acl` needs `allow_acl_headers`.
@@ -209,23 +203,6 @@ pub fn is_active_type(content_type: &str) -> bool {
     }
 }
 
-/// The whole `Content-Type` field as a browser sees it: every value, joined by `, `. `None`
-/// when there is none.
-fn content_type_field(headers: &HeaderMap) -> Option<Cow<'_, str>> {
-    let mut values = headers
-        .get_all(header::CONTENT_TYPE)
-        .iter()
-        .map(|v| String::from_utf8_lossy(v.as_bytes()));
-    // One value, the usual case, stays borrowed; a second one makes the field owned.
-    let mut field = values.next()?;
-    for value in values {
-        let joined = field.to_mut();
-        joined.push_str(", ");
-        joined.push_str(&value);
-    }
-    Some(field)
-}
-
 /// Refuses a `response-content-type` override to an active type on a browser-reachable
 /// request (anonymous or presigned): it would turn any object into a page of the origin.
 pub fn check_type_override(
@@ -245,165 +222,6 @@ pub fn check_type_override(
         });
     }
     Ok(())
-}
-
-/// Marks an answer for one browser only: `Cache-Control` rewritten from the store's directives
-/// without `public` and `s-maxage` (which would let a shared cache serve it to anyone), with
-/// `private` added. The browser's own cache still keeps it as the store's `max-age` says.
-pub fn keep_private(headers: &mut HeaderMap) {
-    let kept: Vec<String> = headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .filter(|directive| !directive.is_empty())
-        .filter(|directive| {
-            let name = directive
-                .split('=')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            !matches!(name.as_str(), "public" | "private" | "s-maxage")
-        })
-        .map(str::to_string)
-        .collect();
-    let directives = std::iter::once("private".to_string())
-        .chain(kept)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let value = HeaderValue::from_str(&directives).unwrap_or(HeaderValue::from_static("private"));
-    headers.insert(header::CACHE_CONTROL, value);
-}
-
-/// Headers every answer carries, and the integration's treatment of active content.
-pub fn protect(headers: &mut HeaderMap, integration: Option<&Integration>) {
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    let Some(integration) = integration else {
-        return;
-    };
-    // No Content-Type at all (a 204, a 304) is nothing a browser renders.
-    let active = content_type_field(headers).is_some_and(|field| is_active_type(&field));
-    if !active {
-        return;
-    }
-    match integration.active_content {
-        ActiveContent::Sandbox => {
-            headers.insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static("sandbox"),
-            );
-        }
-        ActiveContent::Attachment => {
-            headers.insert(
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_static("attachment"),
-            );
-        }
-        ActiveContent::Allow => {}
-    }
-}
-
-/// Upstream error codes that mean the proxy's own credentials were refused: the client's
-/// request was fine.
-const CREDENTIAL_CODES: &[&str] = &[
-    "SignatureDoesNotMatch",
-    "InvalidAccessKeyId",
-    "ExpiredToken",
-    "InvalidToken",
-    "TokenRefreshRequired",
-];
-
-/// Whether an S3 error code says the proxy's own credentials were refused.
-pub fn is_credentials_code(code: &str) -> bool {
-    CREDENTIAL_CODES.contains(&code.trim())
-}
-
-/// What an upstream error document becomes.
-pub enum UpstreamError {
-    /// A clean S3 error document with the upstream's status; its code and the store's own
-    /// request id (from the document) are kept for the log.
-    Clean {
-        response: Response<ProxyBody>,
-        code: String,
-        store_request_id: Option<String>,
-    },
-    /// The upstream refused the proxy's credentials (its code is kept for the log).
-    CredentialsRefused { code: String },
-}
-
-/// Rebuilds an upstream error document from its `Code` alone (plus a `Message` that names
-/// none of `hidden`: the real bucket, prefix, access key id, session token), dropping
-/// `CanonicalRequest`, `StringToSign`, `SignatureProvided`, `AWSAccessKeyId`, `Key`,
-/// `BucketName` and the rest.
-pub async fn sanitize_error(
-    response: Response<ProxyBody>,
-    hidden: &[&str],
-    request_id: &str,
-) -> Result<UpstreamError, Error> {
-    let (mut parts, upstream_body) = response.into_parts();
-    let document = body::collect_capped(upstream_body, MAX_DOCUMENT)
-        .await
-        .unwrap_or_default();
-    // Whatever the store wrote, the client gets a document the proxy wrote: a HEAD's empty
-    // body, or a broken document, becomes the status's default code.
-    let error = crate::xml::parse(&document)
-        .ok()
-        .and_then(find_error)
-        .unwrap_or_else(|| Element::parent("Error", Vec::new()));
-    let code = code_of(&error).unwrap_or_else(|| default_code(parts.status).to_string());
-    if CREDENTIAL_CODES.contains(&code.as_str()) {
-        return Ok(UpstreamError::CredentialsRefused { code });
-    }
-    let store_request_id = crate::documents::request_id_of(&error);
-    let clean = Writer::document(&error_document(&error, code.clone(), hidden, request_id));
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/xml"),
-    );
-    parts
-        .headers
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(clean.len()));
-    parts.headers.remove(header::CONTENT_ENCODING);
-    Ok(UpstreamError::Clean {
-        response: Response::from_parts(parts, body::full(Bytes::from(clean))),
-        code,
-        store_request_id,
-    })
-}
-
-/// The `<Error>` element of an error document: the root, or (as some stores write it) one
-/// wrapped in `<ErrorResponse>`.
-fn find_error(root: Element) -> Option<Element> {
-    if root.name == "Error" {
-        return Some(root);
-    }
-    root.children.into_iter().find_map(|child| {
-        if child.name == "Error" {
-            Some(child)
-        } else {
-            child.children.into_iter().find(|c| c.name == "Error")
-        }
-    })
-}
-
-fn default_code(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        301 => "PermanentRedirect",
-        304 => "NotModified",
-        400 => "BadRequest",
-        403 => "AccessDenied",
-        404 => "NotFound",
-        412 => "PreconditionFailed",
-        416 => "InvalidRange",
-        500 => "InternalError",
-        503 => "SlowDown",
-        _ => "UpstreamError",
-    }
 }
 
 #[cfg(test)]
@@ -437,22 +255,6 @@ mod tests {
             let refused = shape(version, uri, hosts);
             assert!(refused.is_err(), "{version:?} {uri} {hosts:?}");
         }
-    }
-
-    #[test]
-    fn every_content_type_value_counts() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(content_type_field(&headers), None);
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        let one = content_type_field(&headers).expect("one value");
-        assert!(matches!(one, Cow::Borrowed("text/plain")), "{one:?}");
-        assert!(!is_active_type(&one));
-        // Later header lines are part of the field a browser reads: here they make it HTML.
-        headers.append(header::CONTENT_TYPE, HeaderValue::from_static("x/y"));
-        headers.append(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-        let field = content_type_field(&headers).expect("three values");
-        assert_eq!(field, "text/plain, x/y, text/html");
-        assert!(is_active_type(&field));
     }
 
     #[test]
@@ -503,69 +305,5 @@ mod tests {
         ] {
             assert!(!is_active_type(passive), "{passive}");
         }
-    }
-
-    #[tokio::test]
-    async fn upstream_error_documents_lose_everything_but_code_and_a_safe_message() {
-        let document = "<Error><Code>AccessDenied</Code><Message>Access Denied for real-bucket/tenant/x</Message>\
-            <AWSAccessKeyId>ASIAPROXY</AWSAccessKeyId><StringToSign>AWS4-HMAC-SHA256 …</StringToSign>\
-            <CanonicalRequest>x-amz-security-token:FQoTOKEN</CanonicalRequest><RequestId>UP1</RequestId></Error>";
-        let mut response = Response::new(body::full(Bytes::from(document)));
-        *response.status_mut() = StatusCode::FORBIDDEN;
-        let UpstreamError::Clean {
-            response: clean,
-            code,
-            store_request_id,
-        } = sanitize_error(response, &["real-bucket", "tenant/"], "PROXY1")
-            .await
-            .expect("sanitised")
-        else {
-            panic!("not a credentials error");
-        };
-        assert_eq!(clean.status(), StatusCode::FORBIDDEN);
-        assert_eq!(code, "AccessDenied");
-        assert_eq!(store_request_id.as_deref(), Some("UP1"));
-        let text = body::collect_capped(clean.into_body(), 4096)
-            .await
-            .expect("body");
-        let text = String::from_utf8_lossy(&text);
-        assert!(text.contains("<Code>AccessDenied</Code>"), "{text}");
-        assert!(text.contains("<RequestId>PROXY1</RequestId>"), "{text}");
-        for leaked in [
-            "real-bucket",
-            "ASIAPROXY",
-            "FQoTOKEN",
-            "StringToSign",
-            "Canonical",
-            "UP1",
-        ] {
-            assert!(!text.contains(leaked), "{leaked} in {text}");
-        }
-
-        let refused =
-            "<Error><Code>SignatureDoesNotMatch</Code><StringToSign>x</StringToSign></Error>";
-        let mut response = Response::new(body::full(Bytes::from(refused)));
-        *response.status_mut() = StatusCode::FORBIDDEN;
-        assert!(matches!(
-            sanitize_error(response, &[], "PROXY2").await,
-            Ok(UpstreamError::CredentialsRefused { code }) if code == "SignatureDoesNotMatch"
-        ));
-    }
-
-    #[test]
-    fn private_answers_keep_the_browsers_directives_and_lose_the_shared_ones() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=3600, s-maxage=86400, immutable"),
-        );
-        keep_private(&mut headers);
-        assert_eq!(
-            headers[header::CACHE_CONTROL],
-            "private, max-age=3600, immutable"
-        );
-        let mut none = HeaderMap::new();
-        keep_private(&mut none);
-        assert_eq!(none[header::CACHE_CONTROL], "private");
     }
 }
