@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use s3_signing_proxy::config::RateLimit;
-use s3_signing_proxy::limits::{CallerKey, RateLimiter};
+use s3_signing_proxy::net::limits::{CallerKey, RateLimiter};
 
 const CALLERS: u32 = 100_000;
 

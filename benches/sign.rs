@@ -13,10 +13,10 @@ use aws_credential_types::Credentials;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
 use s3_signing_proxy::Config;
-use s3_signing_proxy::front_door::{Caller, Clients};
-use s3_signing_proxy::integration::Integrations;
-use s3_signing_proxy::route::{Operation, route};
-use s3_signing_proxy::sign::{
+use s3_signing_proxy::auth::front_door::{Caller, Clients};
+use s3_signing_proxy::request::integration::Integrations;
+use s3_signing_proxy::s3::route::{Operation, route};
+use s3_signing_proxy::upstream::sign::{
     Payload, UpstreamParts, presigned_get_url, signed_request, upstream_uri,
 };
 
@@ -67,7 +67,7 @@ fn request_path(c: &mut Criterion) {
                         operation: Operation::GetObject,
                         client_headers: &client_headers,
                         extra_headers: Vec::new(),
-                        body: s3_signing_proxy::body::empty(),
+                        body: s3_signing_proxy::s3::body::empty(),
                         payload: Payload::Unsigned,
                     },
                     &credentials,

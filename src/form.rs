@@ -16,12 +16,12 @@ use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
 
-use crate::access::Seen;
-use crate::body::{self, ProxyBody};
 use crate::config::Integration;
-use crate::error::Error;
-use crate::route::{Operation, Route};
-use crate::state::State;
+use crate::observe::access::Seen;
+use crate::s3::body::{self, ProxyBody};
+use crate::s3::error::Error;
+use crate::s3::route::{Operation, Route};
+use crate::upstream::state::State;
 use conditions::Fields;
 use multipart::PartHead;
 use reader::FormReader;
@@ -77,7 +77,8 @@ pub async fn post_object(
     let policy = conditions::parse(fields.get("policy").unwrap_or(""))?;
     let range = policy.check(&fields, &route.name, SystemTime::now())?;
     let key = object_key(&fields, &file)?;
-    let object = crate::route::keyed(route.name.clone(), key.clone(), Operation::PutObject, &[])?;
+    let object =
+        crate::s3::route::keyed(route.name.clone(), key.clone(), Operation::PutObject, &[])?;
     let target = state
         .tenants
         .integrations
@@ -154,7 +155,7 @@ fn object_headers(
     {
         headers.insert(header::CONTENT_TYPE, value);
     }
-    crate::shape::check_acl_headers(&headers, integration)?;
+    crate::request::shape::check_acl_headers(&headers, integration)?;
     Ok(headers)
 }
 
@@ -187,14 +188,14 @@ impl Success {
     }
 
     fn answer(self, bucket: &str, key: &str, etag: &str) -> Result<Response<ProxyBody>, Error> {
-        let location = format!("/{bucket}/{}", crate::sigv4::encode_key(key));
+        let location = format!("/{bucket}/{}", crate::s3::sigv4::encode_key(key));
         let (status, body) = match self {
             Success::Redirect(uri) => {
                 let query = format!(
                     "bucket={}&key={}&etag={}",
-                    crate::sigv4::encode_query(bucket),
-                    crate::sigv4::encode_query(key),
-                    crate::sigv4::encode_query(etag)
+                    crate::s3::sigv4::encode_query(bucket),
+                    crate::s3::sigv4::encode_query(key),
+                    crate::s3::sigv4::encode_query(etag)
                 );
                 let separator = if uri.query().is_some() { '&' } else { '?' };
                 let mut response = Response::new(body::empty());
@@ -206,13 +207,13 @@ impl Success {
                 return Ok(response);
             }
             Success::Status(StatusCode::CREATED) => {
-                let document = crate::xml::Writer::document(&crate::xml::Element::parent(
+                let document = crate::s3::xml::Writer::document(&crate::s3::xml::Element::parent(
                     "PostResponse",
                     vec![
-                        crate::xml::Element::text("Location", location.as_str()),
-                        crate::xml::Element::text("Bucket", bucket),
-                        crate::xml::Element::text("Key", key),
-                        crate::xml::Element::text("ETag", etag),
+                        crate::s3::xml::Element::text("Location", location.as_str()),
+                        crate::s3::xml::Element::text("Bucket", bucket),
+                        crate::s3::xml::Element::text("Key", key),
+                        crate::s3::xml::Element::text("ETag", etag),
                     ],
                 ));
                 (StatusCode::CREATED, body::full(document.into()))

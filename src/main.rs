@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use s3_signing_proxy::Config;
-use s3_signing_proxy::logging::LogFormat;
+use s3_signing_proxy::observe::logging::LogFormat;
 
 /// Freed memory goes back to the system after a burst (see Cargo.toml).
 #[global_allocator]
@@ -147,7 +147,7 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let log = s3_signing_proxy::logging::init(cli.log_format);
+    let log = s3_signing_proxy::observe::logging::init(cli.log_format);
     let result = run(cli.command);
     // Buffered log lines are written before anything else is.
     drop(log);
@@ -168,11 +168,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             listen,
             admin_listen,
         } => {
-            let flags = s3_signing_proxy::run::Flags {
+            let flags = s3_signing_proxy::ops::run::Flags {
                 listen,
                 admin_listen,
             };
-            s3_signing_proxy::run::serve(config, flags, shutdown_signal()).await?;
+            s3_signing_proxy::ops::run::serve(config, flags, shutdown_signal()).await?;
         }
         Command::Check {
             config,
@@ -181,13 +181,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let config = Config::load(&config)?;
-            let rows = s3_signing_proxy::check::run(config, integration.as_deref(), write)
+            let rows = s3_signing_proxy::tools::check::run(config, integration.as_deref(), write)
                 .await
                 .map_err(anyhow::Error::msg)?;
             let render = if json {
-                s3_signing_proxy::check::render_json
+                s3_signing_proxy::tools::check::render_json
             } else {
-                s3_signing_proxy::check::render
+                s3_signing_proxy::tools::check::render
             };
             print!("{}", render(&rows));
             if rows.iter().any(|row| row.ok == Some(false)) {
@@ -211,7 +211,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             listen,
             cors_origins,
         } => {
-            s3_signing_proxy::demo::run(listen, &cors_origins, shutdown_signal())
+            s3_signing_proxy::lab::demo::run(listen, &cors_origins, shutdown_signal())
                 .await
                 .map_err(|error| anyhow::anyhow!(error))?;
         }
@@ -233,23 +233,24 @@ async fn explain(args: ExplainArgs) -> anyhow::Result<()> {
         url,
     } = args;
     let config = Config::load(&config)?;
-    let request = s3_signing_proxy::explain::request(&method, &url, &headers, config.server.listen)
-        .map_err(anyhow::Error::msg)?;
+    let request =
+        s3_signing_proxy::tools::explain::request(&method, &url, &headers, config.server.listen)
+            .map_err(anyhow::Error::msg)?;
     let compare = compare.map(std::fs::read_to_string).transpose()?;
-    let options = s3_signing_proxy::explain::Options {
+    let options = s3_signing_proxy::tools::explain::Options {
         client,
         offline,
         send,
         compare,
     };
     let proxy = s3_signing_proxy::Proxy::new(config)?;
-    let explanation = s3_signing_proxy::explain::explain(&proxy, request, &options)
+    let explanation = s3_signing_proxy::tools::explain::explain(&proxy, request, &options)
         .await
         .map_err(anyhow::Error::msg)?;
     let render = if json {
-        s3_signing_proxy::explain::render_json
+        s3_signing_proxy::tools::explain::render_json
     } else {
-        s3_signing_proxy::explain::render
+        s3_signing_proxy::tools::explain::render
     };
     print!("{}", render(&explanation));
     Ok(())
@@ -274,9 +275,11 @@ fn sign_policy(args: SignPolicyArgs) -> anyhow::Result<()> {
     if let Some(ip) = &args.ip {
         document["ip"] = serde_json::Value::from(ip.as_str());
     }
-    let (text, signature) =
-        s3_signing_proxy::policy::sign(client.secret_access_key.expose(), &document.to_string())?;
-    let policy = s3_signing_proxy::policy::parse(&text)?;
+    let (text, signature) = s3_signing_proxy::auth::policy::sign(
+        client.secret_access_key.expose(),
+        &document.to_string(),
+    )?;
+    let policy = s3_signing_proxy::auth::policy::parse(&text)?;
     policy.check_time(std::time::SystemTime::now())?;
     let origin = args
         .origin

@@ -2,12 +2,12 @@
 //!
 //! [`Proxy::handle`] runs [`Proxy::serve`], which reads as the request's path:
 //!
-//! 1. the **request phase** ([`crate::admit`]): shape, route, caller, rate limit, integration,
-//!    authorisation — an [`Admitted`](crate::admit::Admitted) request, or an answer the proxy
+//! 1. the **request phase** ([`crate::request::admit`]): shape, route, caller, rate limit, integration,
+//!    authorisation — an [`Admitted`](crate::request::admit::Admitted) request, or an answer the proxy
 //!    gives itself;
-//! 2. the **upstream phase** ([`crate::region`], [`crate::exchange`]): the region, the body
+//! 2. the **upstream phase** ([`crate::upstream::region`], [`crate::upstream::exchange`]): the region, the body
 //!    plan, credentials, the signed request, the store's answer;
-//! 3. the **response phase** ([`crate::respond`]): errors rebuilt, documents taken out of the
+//! 3. the **response phase** ([`crate::response::respond`]): errors rebuilt, documents taken out of the
 //!    integration, everything else streamed.
 //!
 //! Any phase's [`Error`] becomes S3's XML in one place, CORS and protective headers are added
@@ -23,16 +23,16 @@ use std::time::{Instant, SystemTime};
 use http::{Method, Request, Response, header};
 use tracing::Instrument;
 
-use crate::access::{CountingBody, LineGate, LoggedBody, RequestLog, Seen};
-use crate::admit::{Admission, Gate};
-use crate::body::{self, BoxError, ProxyBody};
 use crate::config::Config;
-use crate::error::Error;
-use crate::exchange::Exchange;
-use crate::limits::RateLimiter;
-use crate::metrics::{Metrics, method_label};
-use crate::route::Operation;
-use crate::state::State;
+use crate::net::limits::RateLimiter;
+use crate::observe::access::{CountingBody, LineGate, LoggedBody, RequestLog, Seen};
+use crate::observe::metrics::{Metrics, method_label};
+use crate::request::admit::{Admission, Gate};
+use crate::s3::body::{self, BoxError, ProxyBody};
+use crate::s3::error::Error;
+use crate::s3::route::Operation;
+use crate::upstream::exchange::Exchange;
+use crate::upstream::state::State;
 
 /// Everything a request needs. The configuration-derived part is a [`State`] swapped whole on
 /// reload; requests in flight keep the state they started with.
@@ -102,7 +102,7 @@ impl Drop for Pending {
     fn drop(&mut self) {
         if !self.answered {
             let (status, code) = CLIENT_CLOSED_REQUEST;
-            crate::access::abandoned(self.log(status, Some(code)));
+            crate::observe::access::abandoned(self.log(status, Some(code)));
         }
     }
 }
@@ -180,7 +180,7 @@ impl Proxy {
     {
         let state = self.state();
         let request_id = self.request_ids.next();
-        let peer = crate::peer::Peer::of(
+        let peer = crate::net::peer::Peer::of(
             &state.tenants.config.server.front,
             peer.map(|peer| peer.ip()),
             request.headers(),
@@ -236,7 +236,7 @@ impl Proxy {
         &self,
         state: &State,
         request: Request<B>,
-        peer: crate::peer::Peer,
+        peer: crate::net::peer::Peer,
         request_id: &str,
         seen: &mut Seen,
     ) -> Result<Response<ProxyBody>, Error>
@@ -246,37 +246,40 @@ impl Proxy {
     {
         // The request phase: who, what, where, and may they.
         let gate = self.gate();
-        let mut admitted = match crate::admit::admit(&state.tenants, request, peer, &gate, seen)? {
-            Admission::Answered(response) => return Ok(response),
-            Admission::Form(form) => {
-                let (route, request) = *form;
-                let request = request.map(crate::body::stream);
-                let form = crate::form::post_object(state, route, request, seen);
-                return Box::pin(form).await;
-            }
-            Admission::Forward(admitted) => admitted,
-        };
+        let mut admitted =
+            match crate::request::admit::admit(&state.tenants, request, peer, &gate, seen)? {
+                Admission::Answered(response) => return Ok(response),
+                Admission::Form(form) => {
+                    let (route, request) = *form;
+                    let request = request.map(crate::s3::body::stream);
+                    let form = crate::form::post_object(state, route, request, seen);
+                    return Box::pin(form).await;
+                }
+                Admission::Forward(admitted) => admitted,
+            };
 
         // The upstream phase: the bucket's region, then (unless the proxy can answer from the
         // config) credentials, the signed request and the store's answer.
         admitted.target = state.regions.resolve(state, admitted.target).await?;
         match admitted.route.operation {
             Operation::HeadBucket => {
-                return Ok(crate::answers::head_bucket(admitted.integration()));
+                return Ok(crate::request::answers::head_bucket(admitted.integration()));
             }
             Operation::GetBucketLocation => {
-                return Ok(crate::answers::bucket_location(admitted.integration()));
+                return Ok(crate::request::answers::bucket_location(
+                    admitted.integration(),
+                ));
             }
             _ => {}
         }
-        let exchange = crate::exchange::exchange(state, admitted).await?;
+        let exchange = crate::upstream::exchange::exchange(state, admitted).await?;
         if let Exchange::Answered(answered) = &exchange {
             self.metrics
                 .upstream_latency(&answered.target.integration.name, answered.latency);
         }
 
         // The response phase: what the client gets of it.
-        crate::respond::answer(state, exchange, request_id, seen).await
+        crate::response::respond::answer(state, exchange, request_id, seen).await
     }
 }
 
@@ -310,19 +313,19 @@ fn finish_headers(
     request_id: &str,
 ) {
     if let Some(integration) = &seen.cors_for {
-        let cors = crate::cors::response_headers(integration, origin);
+        let cors = crate::request::cors::response_headers(integration, origin);
         for (name, value) in &cors {
             response.headers_mut().insert(name, value.clone());
         }
     }
-    crate::protect::protect(response.headers_mut(), seen.cors_for.as_deref());
+    crate::response::protect::protect(response.headers_mut(), seen.cors_for.as_deref());
     if seen.private {
-        crate::protect::keep_private(response.headers_mut());
+        crate::response::protect::keep_private(response.headers_mut());
     }
     let headers = response.headers_mut();
     headers.remove(X_AMZ_ID_2);
     if let Ok(value) = http::HeaderValue::from_str(request_id) {
-        headers.insert(crate::error::X_AMZ_REQUEST_ID, value);
+        headers.insert(crate::s3::error::X_AMZ_REQUEST_ID, value);
     }
 }
 

@@ -46,7 +46,7 @@ access = "read-write"
 struct Admin {
     dir: TempDir,
     proxy: ProxyProcess,
-    _store: s3_signing_proxy::demo::EmbeddedStore,
+    _store: s3_signing_proxy::lab::demo::EmbeddedStore,
 }
 
 impl Admin {
@@ -57,7 +57,7 @@ impl Admin {
         let root = dir.0.join("admin-store");
         std::fs::create_dir_all(dir.0.join(STORED)).unwrap();
         std::fs::write(dir.0.join(STORED).join("victim.txt"), b"keep me\n").unwrap();
-        let store = s3_signing_proxy::demo::EmbeddedStore::start(&root, None, None)
+        let store = s3_signing_proxy::lab::demo::EmbeddedStore::start(&root, None, None)
             .await
             .unwrap();
         let config = CONFIG

@@ -127,7 +127,7 @@ struct Gallery {
     /// The integration's name (each test its own, as they share one log).
     name: &'static str,
     _dir: TempDir,
-    store: s3_signing_proxy::demo::EmbeddedStore,
+    store: s3_signing_proxy::lab::demo::EmbeddedStore,
     proxy: RunningProxy,
 }
 
@@ -138,7 +138,7 @@ async fn gallery(name: &'static str, app_origin: &str) -> Gallery {
 /// [`gallery`] with `server` settings in `[server]`.
 async fn gallery_with(name: &'static str, app_origin: &str, server: &str) -> Gallery {
     let dir = TempDir::new("gallery");
-    let store = s3_signing_proxy::demo::EmbeddedStore::start(&dir.0, None, None)
+    let store = s3_signing_proxy::lab::demo::EmbeddedStore::start(&dir.0, None, None)
         .await
         .unwrap();
     store.create_bucket("gallery-bucket").unwrap();
@@ -204,7 +204,7 @@ async fn client_put(gallery: &Gallery, key: &str, body: &[u8]) -> Fetched {
 
 /// A signed policy for `document`, as `S3SP-*` cookies.
 fn policy_cookie(document: &str, secret: &str, key_id: &str) -> String {
-    let (text, signature) = s3_signing_proxy::policy::sign(secret, document).unwrap();
+    let (text, signature) = s3_signing_proxy::auth::policy::sign(secret, document).unwrap();
     register_secrets([&signature]);
     format!("S3SP-Policy={text}; S3SP-Signature={signature}; S3SP-Key-Id={key_id}")
 }
@@ -270,7 +270,7 @@ async fn signed_cookies_load_a_gallery_in_chromium_and_the_second_load_is_cached
         "<!doctype html><title>gallery</title>{images}<img id=\"outside\" src=\"{proxy_origin}/gallery/private/secret.gif\">"
     );
     serve_app(app, html).await;
-    let (text, signature) = s3_signing_proxy::policy::sign(
+    let (text, signature) = s3_signing_proxy::auth::policy::sign(
         APP_SECRET,
         &format!(
             r#"{{"resource":"/gallery/photos/*","expires":{}}}"#,
@@ -432,7 +432,7 @@ async fn signed_policies_read_only_what_they_name_and_nothing_else() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_path_sets_scoped_cookies_and_redirects_on_this_origin_only() {
     let gallery = gallery("shelf", "https://app.example.com").await;
-    let (text, signature) = s3_signing_proxy::policy::sign(
+    let (text, signature) = s3_signing_proxy::auth::policy::sign(
         APP_SECRET,
         &format!(
             r#"{{"resource":"/shelf/photos/*","expires":{}}}"#,
@@ -605,7 +605,7 @@ async fn readmes_policy_signers_mint_cookies_the_proxy_accepts() {
         .lines()
         .find_map(|line| line.strip_prefix("S3SP-Policy="))
         .expect("a policy line");
-    let parsed = s3_signing_proxy::policy::parse(policy).unwrap();
+    let parsed = s3_signing_proxy::auth::policy::parse(policy).unwrap();
     assert_eq!(parsed.name, "acme-media");
     assert!(parsed.covers("labelling/a.png") && !parsed.covers("other/a.png"));
     assert!(

@@ -413,7 +413,7 @@ async fn admin_explain_sends_the_request_and_shows_the_stores_answer() {
     let root = dir.0.join("store");
     std::fs::create_dir_all(root.join("media/tenant-a")).unwrap();
     std::fs::write(root.join("media/tenant-a/hello.txt"), b"hello\n").unwrap();
-    let store = s3_signing_proxy::demo::EmbeddedStore::start(&root, None, None)
+    let store = s3_signing_proxy::lab::demo::EmbeddedStore::start(&root, None, None)
         .await
         .unwrap();
     let config = EXPLAINED

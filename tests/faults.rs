@@ -15,7 +15,7 @@ use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use s3_signing_proxy::demo::EmbeddedStore;
+use s3_signing_proxy::lab::demo::EmbeddedStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;

@@ -544,7 +544,8 @@ async fn signed_get(
     let host = door.proxy.address.to_string();
     unsent.headers_mut().insert("host", host.parse().unwrap());
     let credentials = aws_credential_types::Credentials::new(key, secret, None, None, "test");
-    s3_signing_proxy::sign::sign_request(&mut unsent, &credentials, "us-east-1", time).unwrap();
+    s3_signing_proxy::upstream::sign::sign_request(&mut unsent, &credentials, "us-east-1", time)
+        .unwrap();
     let headers: Vec<(String, String)> = unsent
         .headers()
         .iter()
@@ -768,7 +769,7 @@ async fn cors_is_answered_by_the_proxy_for_allowed_origins_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_delivery_answers_with_a_working_upstream_presigned_url() {
     let dir = TempDir::new("redirect");
-    let store = s3_signing_proxy::demo::EmbeddedStore::start(&dir.0, None, None)
+    let store = s3_signing_proxy::lab::demo::EmbeddedStore::start(&dir.0, None, None)
         .await
         .unwrap();
     store.create_bucket("big-media").unwrap();

@@ -12,7 +12,7 @@ use crate::support::repo_root;
 #[test]
 fn route_corpus() {
     // 160 of 577 entries reach the jail's checks (2026-12-06).
-    replay_accepting("route", s3_signing_proxy::fuzzing::route_and_jail, 100);
+    replay_accepting("route", s3_signing_proxy::lab::fuzzing::route_and_jail, 100);
 }
 
 #[test]
@@ -21,7 +21,7 @@ fn sigv4_corpus() {
     // and every entry must be refused. What is accepted is proved below, with requests an
     // independent signer (aws-sigv4) signed.
     let (replayed, accepted) =
-        replay_counting("sigv4", s3_signing_proxy::fuzzing::verify_signature);
+        replay_counting("sigv4", s3_signing_proxy::lab::fuzzing::verify_signature);
     assert_eq!(accepted, 0, "a corpus entry was accepted as the client");
     assert!(replayed > 500, "only {replayed} corpus entries");
 }
@@ -29,7 +29,7 @@ fn sigv4_corpus() {
 #[test]
 fn chunked_corpus() {
     // 2 of 384 entries decode cleanly to their declared length (2026-12-06).
-    replay_accepting("chunked", s3_signing_proxy::fuzzing::decode_chunked, 2);
+    replay_accepting("chunked", s3_signing_proxy::lab::fuzzing::decode_chunked, 2);
 }
 
 /// Replays a corpus through a check that says whether it accepted each input, and insists
@@ -63,24 +63,32 @@ fn replay_counting(target: &str, check: fn(&[u8]) -> bool) -> (usize, usize) {
 
 #[test]
 fn listing_corpus() {
-    replay_accepting("listing", s3_signing_proxy::fuzzing::rewrite_listing, 8);
+    replay_accepting(
+        "listing",
+        s3_signing_proxy::lab::fuzzing::rewrite_listing,
+        8,
+    );
 }
 
 #[test]
 fn delete_corpus() {
-    replay_accepting("delete", s3_signing_proxy::fuzzing::client_delete, 3);
+    replay_accepting("delete", s3_signing_proxy::lab::fuzzing::client_delete, 3);
 }
 
 #[test]
 fn complete_corpus() {
-    replay_accepting("complete", s3_signing_proxy::fuzzing::client_complete, 2);
+    replay_accepting(
+        "complete",
+        s3_signing_proxy::lab::fuzzing::client_complete,
+        2,
+    );
 }
 
 /// Signed policies: of the named seeds, exactly those named `allowed-*` are let through (reads
 /// of keys the policy names); every trick, write, listing, expired or tampered one is refused.
 #[test]
 fn policy_corpus() {
-    replay_accepting("policy", s3_signing_proxy::fuzzing::policy_grant, 5);
+    replay_accepting("policy", s3_signing_proxy::lab::fuzzing::policy_grant, 5);
     let dir = repo_root().join("fuzz/corpus/policy");
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -89,7 +97,7 @@ fn policy_corpus() {
         if name.len() == 40 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
             continue;
         }
-        let accepted = s3_signing_proxy::fuzzing::policy_grant(&std::fs::read(&path).unwrap());
+        let accepted = s3_signing_proxy::lab::fuzzing::policy_grant(&std::fs::read(&path).unwrap());
         assert_eq!(accepted, name.starts_with("allowed-"), "{name}");
     }
 }
@@ -106,7 +114,7 @@ fn below(mut state: u64) -> impl FnMut(usize) -> usize {
 
 #[test]
 fn form_corpus() {
-    replay_accepting("form", s3_signing_proxy::fuzzing::form_parts, 3);
+    replay_accepting("form", s3_signing_proxy::lab::fuzzing::form_parts, 3);
 }
 
 /// The form parsers over many generated bodies: a browser's form with delimiters, line ends,
@@ -143,7 +151,7 @@ fn generated_forms_are_read_alike_by_both_parsers() {
         let mut input = vec![(next(16) + 1) as u8];
         input.extend_from_slice(b"XyZ\n");
         input.extend_from_slice(&body);
-        if s3_signing_proxy::fuzzing::form_parts(&input) {
+        if s3_signing_proxy::lab::fuzzing::form_parts(&input) {
             accepted += 1;
         } else {
             refused += 1;
@@ -187,7 +195,7 @@ fn generated_paths_never_read_outside_a_policy() {
             "{{\"resource\":\"/acme/photos/*\",\"expires\":1700003600}}\n{}\n/acme/{path}\n",
             METHODS[next(METHODS.len())]
         );
-        if s3_signing_proxy::fuzzing::policy_grant(input.as_bytes()) {
+        if s3_signing_proxy::lab::fuzzing::policy_grant(input.as_bytes()) {
             accepted += 1;
         } else {
             refused += 1;
@@ -293,7 +301,7 @@ fn generated_delete_documents_never_name_a_key_outside_the_prefix() {
             document.push_str("<Quiet>true</Quiet>");
         }
         document.push_str("</Delete>");
-        if s3_signing_proxy::fuzzing::client_delete(document.as_bytes()) {
+        if s3_signing_proxy::lab::fuzzing::client_delete(document.as_bytes()) {
             accepted += 1;
         } else {
             refused += 1;
@@ -328,7 +336,9 @@ fn generated_keys_stay_the_same_bytes_from_check_to_wire() {
             .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
             .collect();
         let input = format!("GET\n\n/acme/{key}\n");
-        checked += usize::from(s3_signing_proxy::fuzzing::route_and_jail(input.as_bytes()));
+        checked += usize::from(s3_signing_proxy::lab::fuzzing::route_and_jail(
+            input.as_bytes(),
+        ));
     }
     // 9,577 of the 20,000 keys route and reach the jail's checks (2026-12-06); the rest are
     // refused first (an empty key, `..`, a control character).
@@ -348,7 +358,7 @@ fn independently_signed_requests_are_accepted_and_altered_ones_refused() {
         PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation,
         SigningSettings, UriPathNormalizationMode, sign,
     };
-    use s3_signing_proxy::fuzzing::{CLIENT_KEY, CLIENT_SECRET, SIGV4_NOW, verify_signature};
+    use s3_signing_proxy::lab::fuzzing::{CLIENT_KEY, CLIENT_SECRET, SIGV4_NOW, verify_signature};
     const ALPHABET: &[&str] = &[
         "a", "Z", "0", "/", "-", "_", ".", "~", "%20", "%2B", "%C3%A9",
     ];

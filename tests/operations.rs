@@ -13,7 +13,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use s3_signing_proxy::demo::EmbeddedStore;
+use s3_signing_proxy::lab::demo::EmbeddedStore;
 
 use crate::support::*;
 
@@ -622,7 +622,7 @@ async fn tls_get(
 ) -> Result<(http::Version, StatusCode, Bytes), String> {
     let extra: Vec<_> = ca.into_iter().cloned().collect();
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(s3_signing_proxy::tls::client_config(&extra).unwrap())
+        .with_tls_config(s3_signing_proxy::config::tls::client_config(&extra).unwrap())
         .https_only()
         .enable_http1()
         .enable_http2()

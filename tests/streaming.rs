@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use s3_signing_proxy::demo::EmbeddedStore;
+use s3_signing_proxy::lab::demo::EmbeddedStore;
 
 use crate::support::*;
 

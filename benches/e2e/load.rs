@@ -60,7 +60,7 @@ pub async fn downloads(client: &HttpClient, url: &str, streams: usize) -> f64 {
 pub fn presigned(url: &str) -> String {
     let credentials =
         aws_credential_types::Credentials::new(CLIENT_KEY, CLIENT_SECRET, None, None, "bench");
-    s3_signing_proxy::sign::presigned_get_url(
+    s3_signing_proxy::upstream::sign::presigned_get_url(
         url.parse().unwrap(),
         &credentials,
         "us-east-1",
@@ -75,7 +75,7 @@ pub fn presigned(url: &str) -> String {
 pub fn sign(request: &mut http::Request<()>) {
     let credentials =
         aws_credential_types::Credentials::new(CLIENT_KEY, CLIENT_SECRET, None, None, "bench");
-    s3_signing_proxy::sign::sign_request(
+    s3_signing_proxy::upstream::sign::sign_request(
         request,
         &credentials,
         "us-east-1",

@@ -1,6 +1,6 @@
-//! Fuzz target: see `s3_signing_proxy::fuzzing::decode_chunked`.
+//! Fuzz target: see `s3_signing_proxy::lab::fuzzing::decode_chunked`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    s3_signing_proxy::fuzzing::decode_chunked(data);
+    s3_signing_proxy::lab::fuzzing::decode_chunked(data);
 });

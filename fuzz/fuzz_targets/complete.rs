@@ -1,6 +1,6 @@
-//! Fuzz target: see `s3_signing_proxy::fuzzing::client_complete`.
+//! Fuzz target: see `s3_signing_proxy::lab::fuzzing::client_complete`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    s3_signing_proxy::fuzzing::client_complete(data);
+    s3_signing_proxy::lab::fuzzing::client_complete(data);
 });

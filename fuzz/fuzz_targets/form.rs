@@ -1,6 +1,6 @@
-//! Fuzz target: see `s3_signing_proxy::fuzzing::form_parts`.
+//! Fuzz target: see `s3_signing_proxy::lab::fuzzing::form_parts`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    s3_signing_proxy::fuzzing::form_parts(data);
+    s3_signing_proxy::lab::fuzzing::form_parts(data);
 });

@@ -1,6 +1,6 @@
-//! Fuzz target: see `s3_signing_proxy::fuzzing::rewrite_listing`.
+//! Fuzz target: see `s3_signing_proxy::lab::fuzzing::rewrite_listing`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    s3_signing_proxy::fuzzing::rewrite_listing(data);
+    s3_signing_proxy::lab::fuzzing::rewrite_listing(data);
 });

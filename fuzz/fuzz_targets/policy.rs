@@ -1,6 +1,6 @@
-//! Fuzz target: see `s3_signing_proxy::fuzzing::policy_grant`.
+//! Fuzz target: see `s3_signing_proxy::lab::fuzzing::policy_grant`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    s3_signing_proxy::fuzzing::policy_grant(data);
+    s3_signing_proxy::lab::fuzzing::policy_grant(data);
 });

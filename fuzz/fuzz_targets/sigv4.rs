@@ -1,6 +1,6 @@
-//! Fuzz target: see `s3_signing_proxy::fuzzing::verify_signature`.
+//! Fuzz target: see `s3_signing_proxy::lab::fuzzing::verify_signature`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    s3_signing_proxy::fuzzing::verify_signature(data);
+    s3_signing_proxy::lab::fuzzing::verify_signature(data);
 });

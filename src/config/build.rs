@@ -17,7 +17,7 @@ use super::{
     AdminAccess, BaseCredentials, Buckets, ClientConfig, Config, CredentialSource, ForwardedHeader,
     FrontProxies, Integration, Limits, RateLimit, SameSite, ServerConfig, StsConfig,
 };
-use crate::tls::TlsFiles;
+use crate::config::tls::TlsFiles;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
@@ -97,7 +97,7 @@ fn build_server(
         key: PathBuf::from(raw.key),
     });
     if let Some(files) = &tls
-        && let Err(error) = crate::tls::read_certified_key(files)
+        && let Err(error) = crate::config::tls::read_certified_key(files)
     {
         problems.add("[server.tls]", "cert", error);
     }

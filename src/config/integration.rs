@@ -188,7 +188,7 @@ impl Check<'_, '_> {
                 "ca_file",
                 "is for an `https://` endpoint (AWS is verified against the system's roots)",
             );
-        } else if let Err(error) = crate::tls::read_ca_file(&path) {
+        } else if let Err(error) = crate::config::tls::read_ca_file(&path) {
             self.add("ca_file", error);
         }
         Some(path)

@@ -16,6 +16,7 @@ mod raw;
 mod secret;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::tls::TlsFiles;
+use crate::config::tls::TlsFiles;
 
 pub use env::ENV_PREFIX;
 pub use fields::{check_bucket_name, parse_duration, parse_endpoint};

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use crate::error::Error;
+use crate::s3::error::Error;
 
 /// The longest policy document accepted (S3's own limit is 20 KiB of form fields).
 const MAX_POLICY_BYTES: usize = 20 * 1024;
@@ -135,7 +135,7 @@ fn parse_expiration(text: &str) -> Option<SystemTime> {
     let [year, month, day] = numbers(date, '-', [4, 2, 2])?;
     let [hour, minute, second] = numbers(time, ':', [2, 2, 2])?;
     let compact = format!("{year:04}{month:02}{day:02}T{hour:02}{minute:02}{second:02}Z");
-    crate::sigv4::parse_amz_date(&compact)
+    crate::s3::sigv4::parse_amz_date(&compact)
 }
 
 fn parse_condition(condition: &Value) -> Result<Condition, Error> {

@@ -8,7 +8,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::error::Error;
+use crate::s3::error::Error;
 
 /// The longest part head (its header lines) accepted.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;

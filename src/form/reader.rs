@@ -3,10 +3,10 @@
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
-use crate::body::ProxyBody;
-use crate::error::Error;
 use crate::form::conditions::Fields;
 use crate::form::multipart::{Event, Parser, PartHead};
+use crate::s3::body::ProxyBody;
+use crate::s3::error::Error;
 
 /// The most bytes of fields (names and values) accepted before the file.
 pub const MAX_FIELD_BYTES: usize = 64 * 1024;

@@ -6,16 +6,16 @@
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, header};
 
-use crate::body;
-use crate::budget::Held;
-use crate::documents::{CompleteRequest, CompletedPart};
-use crate::error::Error;
-use crate::exchange::{Signing, send_signed};
 use crate::form::reader::FormReader;
-use crate::integration::Target;
-use crate::route::Operation;
-use crate::sign::Payload;
-use crate::state::State;
+use crate::net::budget::Held;
+use crate::request::integration::Target;
+use crate::s3::body;
+use crate::s3::documents::{CompleteRequest, CompletedPart};
+use crate::s3::error::Error;
+use crate::s3::route::Operation;
+use crate::upstream::exchange::{Signing, send_signed};
+use crate::upstream::sign::Payload;
+use crate::upstream::state::State;
 
 /// The size of a part buffer: above S3's 5 MiB smallest part.
 pub const PART_BYTES: usize = 8 * 1024 * 1024;
@@ -62,7 +62,7 @@ pub async fn store(
 }
 
 /// Reads up to one part buffer of the file, its memory charged to the body budget
-/// ([`crate::budget`]) before it is allocated and until the part has been sent.
+/// ([`crate::net::budget`]) before it is allocated and until the part has been sent.
 async fn fill(
     destination: &Destination<'_>,
     reader: &mut FormReader,
@@ -96,7 +96,7 @@ async fn fill(
     Ok((buffer, held))
 }
 
-fn budget_closed(error: crate::body::BoxError) -> Error {
+fn budget_closed(error: crate::s3::body::BoxError) -> Error {
     Error::Internal {
         detail: format!("the body budget: {error}"),
     }
@@ -266,18 +266,22 @@ fn refused_by_store(status: http::StatusCode, code: &str) -> Error {
 
 async fn read_document(
     response: http::Response<body::ProxyBody>,
-) -> Result<crate::xml::Element, Error> {
-    let bytes = body::collect_capped(response.into_body(), crate::xml::MAX_DOCUMENT)
+) -> Result<crate::s3::xml::Element, Error> {
+    let bytes = body::collect_capped(response.into_body(), crate::s3::xml::MAX_DOCUMENT)
         .await
         .map_err(|error| Error::Internal {
             detail: format!("reading the store's answer to a form upload: {error}"),
         })?;
-    crate::xml::parse(&bytes).map_err(|error| Error::Internal {
+    crate::s3::xml::parse(&bytes).map_err(|error| Error::Internal {
         detail: format!("the store's answer to a form upload is not XML: {error:?}"),
     })
 }
 
-fn child_text(document: &crate::xml::Element, root: &str, child: &str) -> Result<String, Error> {
+fn child_text(
+    document: &crate::s3::xml::Element,
+    root: &str,
+    child: &str,
+) -> Result<String, Error> {
     if document.name != root {
         return Err(Error::Internal {
             detail: format!(

@@ -439,7 +439,7 @@ pub fn test_binary() -> String {
 pub fn sign_as_client<B>(request: &mut Request<B>, access_key_id: &str, secret: &str) {
     let credentials =
         aws_credential_types::Credentials::new(access_key_id, secret, None, None, "test");
-    s3_signing_proxy::sign::sign_request(
+    s3_signing_proxy::upstream::sign::sign_request(
         request,
         &credentials,
         "us-east-1",
@@ -512,7 +512,7 @@ pub async fn start_proxy_with(mut config: Config) -> RunningProxy {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        s3_signing_proxy::server::serve(
+        s3_signing_proxy::ops::server::serve(
             config,
             async {
                 let _ = stopped.await;

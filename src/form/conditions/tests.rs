@@ -20,7 +20,7 @@ fn fields(pairs: &[(&str, &str)]) -> Fields {
 }
 
 fn before_expiry() -> SystemTime {
-    crate::sigv4::parse_amz_date("20261129T115959Z").expect("a date")
+    crate::s3::sigv4::parse_amz_date("20261129T115959Z").expect("a date")
 }
 
 fn good() -> Vec<(&'static str, &'static str)> {

@@ -1,0 +1,422 @@
+//! The admin listener, on its own address: `/healthz` (the process answers), `/readyz` (the
+//! config is loaded, the listeners are up and the proxy's own STS identity works),
+//! `/integrations` (each integration's credentials as the cache knows them: valid, failing
+//! with its error, or not used yet; never fetched here), `/metrics` (Prometheus text
+//! format) and `POST /explain` (how a request described in the body would be handled; see
+//! [`crate::tools::explain`]). None of these is served on the public listener.
+//!
+//! Readiness never asks for integration credentials: with 10,000 integrations that would be
+//! 10,000 AssumeRole calls per replica per probe, and one customer's broken role would take
+//! a shared fleet out of its load balancer.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+use crate::config::{AdminAccess, CredentialSource};
+use crate::observe::metrics::{counter, family, gauge, label};
+use crate::proxy::Proxy;
+use crate::s3::body::{self, ProxyBody};
+
+/// `/readyz` waits this long for STS to confirm the proxy's own identity.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the admin endpoints until `shutdown`.
+pub async fn run(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(connection) => connection,
+                Err(error) => {
+                    tracing::warn!(%error, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let proxy = proxy.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(&proxy, request).await) }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+}
+
+async fn handle(proxy: &Proxy, request: Request<Incoming>) -> Response<ProxyBody> {
+    let probe = matches!(request.uri().path(), "/healthz" | "/readyz");
+    if !probe
+        && let Err((status, reason)) = admit(&proxy.state().tenants.config.server.admin, &request)
+    {
+        tracing::warn!(
+            status = status.as_u16(),
+            method = %request.method(),
+            path = request.uri().path(),
+            reason,
+            "admin request refused"
+        );
+        let mut refused = text(status, format!("{reason}\n"));
+        if status == StatusCode::UNAUTHORIZED {
+            refused.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        return refused;
+    }
+    if request.uri().path() == "/explain" {
+        return explain(proxy, request).await;
+    }
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".to_string());
+    }
+    match request.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n".to_string()),
+        // `?partial` (what earlier versions' deployments probe) is the same answer.
+        "/readyz" => readiness(proxy).await,
+        "/integrations" => text(StatusCode::OK, integrations(proxy)),
+        "/metrics" => {
+            let mut response = text(StatusCode::OK, metrics(proxy));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: /healthz, /readyz, /integrations, /metrics, POST /explain\n".to_string(),
+        ),
+    }
+}
+
+/// What every admin request but the probes (`/healthz`, `/readyz`, which reveal and change
+/// nothing) must show, so that a web page an operator visits cannot drive the listener: the
+/// operator's browser reaches it (localhost, `kubectl port-forward`), and `POST /explain`
+/// with `send` acts as any issued client.
+/// - `Host` names an IP literal, `localhost` or an `admin_hosts` name (421 otherwise): a page
+///   that rebinds its own name to this address still sends its own name;
+/// - no `Origin`, and `Sec-Fetch-Site` absent, `none` or `same-origin` (403): browsers send
+///   these on every cross-site request, operators' tools and Prometheus never do;
+/// - the bearer token, when one is configured (401);
+/// - a `POST` body is `application/json` (415): the one type a page cannot send across sites
+///   without a preflight, which this listener never answers.
+fn admit(
+    access: &AdminAccess,
+    request: &Request<Incoming>,
+) -> Result<(), (StatusCode, &'static str)> {
+    let headers = request.headers();
+    let host = request
+        .uri()
+        .authority()
+        .map(|authority| authority.host().to_string())
+        .or_else(|| {
+            let value = headers.get(header::HOST)?.to_str().ok()?;
+            let authority: http::uri::Authority = value.parse().ok()?;
+            Some(authority.host().to_string())
+        })
+        .ok_or((StatusCode::BAD_REQUEST, "a Host header is required"))?;
+    if !host_allowed(&host, &access.hosts) {
+        return Err((
+            StatusCode::MISDIRECTED_REQUEST,
+            "this host name is not served here: use an IP address, localhost or a name in \
+             [server] admin_hosts",
+        ));
+    }
+    let cross_site = headers.contains_key(header::ORIGIN)
+        || headers
+            .get("sec-fetch-site")
+            .is_some_and(|site| site != "none" && site != "same-origin");
+    if cross_site {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "the admin listener does not serve web pages' requests",
+        ));
+    }
+    if let Some(token) = &access.token {
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
+            .unwrap_or_default();
+        if !crate::s3::sigv4::constant_time_eq(sent, token.expose().as_bytes()) {
+            return Err((
+                StatusCode::UNAUTHORIZED,
+                "this endpoint needs Authorization: Bearer <admin token>",
+            ));
+        }
+    }
+    if request.method() == Method::POST && !is_json(headers.get(header::CONTENT_TYPE)) {
+        return Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "POST bodies are Content-Type: application/json",
+        ));
+    }
+    Ok(())
+}
+
+/// An IP literal (`127.0.0.1`, `[::1]`), `localhost`, or one of the configured names.
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+        .unwrap_or(&host);
+    literal.parse::<std::net::IpAddr>().is_ok() || host == "localhost" || allowed.contains(&host)
+}
+
+/// Whether a `Content-Type` is `application/json` (parameters such as `charset` allowed).
+fn is_json(value: Option<&http::HeaderValue>) -> bool {
+    let Some(value) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+/// The most an `/explain` request document may hold.
+const EXPLAIN_BODY_LIMIT: usize = 64 * 1024;
+
+/// What `POST /explain` is sent: the request to explain, and how far to go.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExplainRequest {
+    method: String,
+    /// A path (`/acme/key`) or a URL, as the client sends it.
+    url: String,
+    /// `Name: value` lines.
+    #[serde(default)]
+    headers: Vec<String>,
+    client: Option<String>,
+    #[serde(default)]
+    offline: bool,
+    #[serde(default)]
+    send: bool,
+    /// The client's canonical request, to compare on SignatureDoesNotMatch.
+    compare: Option<String>,
+}
+
+/// `POST /explain` (`?json` for JSON): `explain` for a request described in the body.
+async fn explain(proxy: &Proxy, request: Request<Incoming>) -> Response<ProxyBody> {
+    if request.method() != Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "POST only\n".to_string());
+    }
+    let json = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "json"));
+    let limited = http_body_util::Limited::new(request.into_body(), EXPLAIN_BODY_LIMIT);
+    let body = match http_body_util::BodyExt::collect(limited).await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => return text(StatusCode::PAYLOAD_TOO_LARGE, format!("{error}\n")),
+    };
+    let asked: ExplainRequest = match serde_json::from_slice(&body) {
+        Ok(asked) => asked,
+        Err(error) => return text(StatusCode::BAD_REQUEST, format!("the document: {error}\n")),
+    };
+    let listen = proxy.state().tenants.config.server.listen;
+    let explained = async {
+        let request =
+            crate::tools::explain::request(&asked.method, &asked.url, &asked.headers, listen)?;
+        let options = crate::tools::explain::Options {
+            client: asked.client,
+            offline: asked.offline,
+            send: asked.send,
+            compare: asked.compare,
+        };
+        crate::tools::explain::explain(proxy, request, &options).await
+    };
+    match explained.await {
+        Ok(explanation) if json => {
+            let mut response = text(
+                StatusCode::OK,
+                crate::tools::explain::render_json(&explanation),
+            );
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Ok(explanation) => text(StatusCode::OK, crate::tools::explain::render(&explanation)),
+        Err(problem) => text(StatusCode::BAD_REQUEST, format!("{problem}\n")),
+    }
+}
+
+fn text(status: StatusCode, content: String) -> Response<ProxyBody> {
+    let mut response = Response::new(body::full(Bytes::from(content)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Ready when the proxy's own identity works, if any integration needs it to call STS (an
+/// all-static config, MinIO's say, is ready at once). The answer is cached by the credential
+/// cache, so probes cost at most one STS call a minute.
+async fn readiness(proxy: &Proxy) -> Response<ProxyBody> {
+    let state = proxy.state();
+    let total = state.tenants.config.integrations.len();
+    let needs_sts = state
+        .tenants
+        .config
+        .integrations
+        .iter()
+        .any(|i| !matches!(i.credentials, CredentialSource::Static(_)));
+    if !needs_sts {
+        return text(
+            StatusCode::OK,
+            format!("ready: {total} integration(s), all with static keys\n"),
+        );
+    }
+    let identity = tokio::time::timeout(READY_TIMEOUT, state.credentials.check_identity()).await;
+    match identity {
+        Ok(Ok(arn)) => text(
+            StatusCode::OK,
+            format!("ready: {total} integration(s); the proxy's identity is {arn}\n"),
+        ),
+        Ok(Err(reason)) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: STS does not accept the proxy's own identity: {reason}\n"),
+        ),
+        Err(_) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: STS did not confirm the proxy's identity within 10s\n".to_string(),
+        ),
+    }
+}
+
+/// One line per integration: its credentials as the cache knows them, never fetched here.
+fn integrations(proxy: &Proxy) -> String {
+    let state = proxy.state();
+    let now = SystemTime::now();
+    let mut out = String::new();
+    for integration in &state.tenants.config.integrations {
+        let line = state.credentials.state(integration).describe(now);
+        let _ = writeln!(out, "{}: {line}", integration.name);
+    }
+    out
+}
+
+fn metrics(proxy: &Proxy) -> String {
+    let state = proxy.state();
+    let mut out = String::new();
+    proxy.metrics.render(&mut out);
+    credential_metrics(&mut out, &state.credentials.stats);
+    gauge(
+        &mut out,
+        "s3sp_integrations",
+        "Integrations in the configuration now in force.",
+        state.tenants.config.integrations.len() as i64,
+    );
+    gauge(
+        &mut out,
+        "s3sp_wide_transfers",
+        "Downloads whose store answers are read body_buffer_bytes at a time now (at most wide_transfers).",
+        state.upstream.wide_in_use() as i64,
+    );
+    gauge(
+        &mut out,
+        "s3sp_buffered_body_bytes",
+        "Body bytes held between reading and writing: uploads on their way to the stores, downloads on their way to the clients, form upload parts (at most max_buffered_body_bytes).",
+        state.upstream.budget().in_use() as i64,
+    );
+    counter(
+        &mut out,
+        "s3sp_config_reloads_total",
+        "Configurations loaded after the first.",
+        proxy.reloads.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "s3sp_config_reload_failures_total",
+        "Reloads refused because the new configuration was invalid.",
+        proxy.reload_failures.load(Ordering::Relaxed),
+    );
+    expiry_metrics(&mut out, &state);
+    out
+}
+
+/// The credential cache's counters.
+fn credential_metrics(out: &mut String, stats: &crate::upstream::credentials::CredentialStats) {
+    counter(
+        out,
+        "s3sp_sts_calls_total",
+        "Credential fetches (STS AssumeRole or the default chain).",
+        stats.calls.load(Ordering::Relaxed),
+    );
+    counter(
+        out,
+        "s3sp_sts_failures_total",
+        "Credential fetches that failed.",
+        stats.failures.load(Ordering::Relaxed),
+    );
+    counter(
+        out,
+        "s3sp_credential_cache_hits_total",
+        "Requests whose credentials came from the cache.",
+        stats.cache_hits.load(Ordering::Relaxed),
+    );
+    counter(
+        out,
+        "s3sp_credential_invalidations_total",
+        "Cached credentials dropped because the store refused them.",
+        stats.invalidations.load(Ordering::Relaxed),
+    );
+    counter(
+        out,
+        "s3sp_credential_invalidations_debounced_total",
+        "Store refusals that did not drop credentials: the identity's were dropped within the debounce period.",
+        stats.invalidations_debounced.load(Ordering::Relaxed),
+    );
+}
+
+/// Seconds until each integration's cached credentials expire, for those that have any.
+fn expiry_metrics(out: &mut String, state: &crate::upstream::state::State) {
+    family(
+        out,
+        "s3sp_credentials_expiry_seconds",
+        "gauge",
+        "Seconds until the integration's cached credentials expire (absent: static or not yet fetched).",
+    );
+    let now = SystemTime::now();
+    for integration in &state.tenants.config.integrations {
+        if let Some(expiry) = state.credentials.expiry(integration) {
+            let seconds = match expiry.duration_since(now) {
+                Ok(left) => left.as_secs() as i64,
+                Err(past) => -(past.duration().as_secs() as i64),
+            };
+            let _ = writeln!(
+                out,
+                "s3sp_credentials_expiry_seconds{{integration=\"{}\"}} {seconds}",
+                label(&integration.name)
+            );
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Running the proxy in production: the public listener (plain or TLS), the admin listener,
+//! reloads on SIGHUP or when the config or certificate files change, and a graceful stop.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::tls::ReloadingCert;
+use crate::config::tls::TlsFiles;
+use crate::config::{Config, ConfigError};
+use crate::proxy::Proxy;
+
+/// How often the config and certificate files are looked at for changes.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Settings given on the command line; they win over the file and the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Flags {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--admin-listen`.
+    pub admin_listen: Option<SocketAddr>,
+}
+
+/// Loads the file (with `S3SP_…` overrides), then applies the flags.
+pub fn load(path: &Path, flags: &Flags) -> Result<Config, ConfigError> {
+    let mut config = Config::load(path)?;
+    if let Some(listen) = flags.listen {
+        config.server.listen = listen;
+    }
+    if let Some(admin) = flags.admin_listen {
+        config.server.admin_listen = Some(admin);
+    }
+    Ok(config)
+}
+
+/// Serves `path` until `shutdown` completes.
+pub async fn serve(
+    path: PathBuf,
+    flags: Flags,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let config = load(&path, &flags)?;
+    let listen = config.server.listen;
+    let admin_listen = config.server.admin_listen;
+    let tls_files = config.server.tls.clone();
+    let integrations = config.integrations.len();
+    let proxy = Arc::new(Proxy::new(config)?);
+    proxy.warm_up();
+
+    let (cert, acceptor) = match &tls_files {
+        None => (None, None),
+        Some(files) => {
+            let cert = Arc::new(ReloadingCert::new(files).map_err(anyhow::Error::msg)?);
+            let server_config = crate::config::tls::server_config(cert.clone())?;
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+            (Some(cert), Some(acceptor))
+        }
+    };
+    // Listening for SIGHUP before anyone can connect: a reload signal sent as soon as the port
+    // answers would otherwise find no handler and end the process.
+    let hangup = hangup_signal();
+    let listener = TcpListener::bind(listen).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let admin = match admin_listen {
+        None => None,
+        Some(address) => {
+            let admin_listener = TcpListener::bind(address).await?;
+            tracing::info!(address = %admin_listener.local_addr()?, "admin listening");
+            Some(tokio::spawn(crate::ops::admin::run(
+                admin_listener,
+                proxy.clone(),
+                stopped(stop_rx.clone()),
+            )))
+        }
+    };
+    let watcher = tokio::spawn(watch(
+        path,
+        flags,
+        hangup,
+        tls_files,
+        proxy.clone(),
+        cert,
+        stopped(stop_rx.clone()),
+    ));
+    tracing::info!(
+        address = %listener.local_addr()?,
+        tls = acceptor.is_some(),
+        integrations,
+        "listening"
+    );
+    let stop = async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stop_tx.send(true);
+    };
+    crate::ops::server::run(listener, proxy, acceptor, stop).await?;
+    watcher.abort();
+    if let Some(admin) = admin {
+        admin.abort();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Loads the config at `path` and swaps it in; says how many integrations it has.
+fn reload(path: &Path, flags: &Flags, proxy: &Proxy) -> Result<usize, String> {
+    let config = load(path, flags).map_err(|e| e.to_string())?;
+    let integrations = config.integrations.len();
+    proxy.reload(config).map_err(|e| e.to_string())?;
+    Ok(integrations)
+}
+
+/// What a watched file looked like, to notice a change.
+fn fingerprint(path: &Path) -> Option<(std::time::SystemTime, u64, Vec<u8>)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    let bytes = std::fs::read(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len(), bytes))
+}
+
+/// SIGHUP, as the config watcher receives it (`None` where it cannot be received).
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = Option<std::convert::Infallible>;
+
+/// The SIGHUP stream, registered now: from here on a SIGHUP is queued for the watcher rather
+/// than ending the process.
+fn hangup_signal() -> Hangup {
+    #[cfg(unix)]
+    return tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    #[cfg(not(unix))]
+    return None;
+}
+
+/// Reloads on SIGHUP, or when the config file or the certificate files change. An invalid
+/// config is refused with its reasons logged, and the old one keeps serving.
+async fn watch(
+    path: PathBuf,
+    flags: Flags,
+    mut hangup: Hangup,
+    tls_files: Option<TlsFiles>,
+    proxy: Arc<Proxy>,
+    cert: Option<Arc<ReloadingCert>>,
+    stopped: impl std::future::Future<Output = ()>,
+) {
+    let mut config_seen = fingerprint(&path);
+    let cert_paths: Vec<PathBuf> = tls_files
+        .iter()
+        .flat_map(|files| [files.cert.clone(), files.key.clone()])
+        .collect();
+    let mut certs_seen: Vec<_> = cert_paths.iter().map(|p| fingerprint(p)).collect();
+    let mut stopped = std::pin::pin!(stopped);
+    loop {
+        #[cfg(unix)]
+        let hung_up = async {
+            match hangup.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hung_up = std::future::pending::<()>();
+        let forced = tokio::select! {
+            () = hung_up => true,
+            () = tokio::time::sleep(WATCH_INTERVAL) => false,
+            () = &mut stopped => return,
+        };
+        let config_now = fingerprint(&path);
+        if forced || config_now != config_seen {
+            config_seen = config_now;
+            let reason = if forced { "SIGHUP" } else { "file changed" };
+            // Off the request workers: building 10,000 integrations takes a fifth of a
+            // second, and what it allocates and frees stays in the building thread's arena
+            // rather than among the allocations requests reuse.
+            let reloading = {
+                let (path, flags, proxy) = (path.clone(), flags.clone(), proxy.clone());
+                tokio::task::spawn_blocking(move || reload(&path, &flags, &proxy))
+            };
+            let reloaded = reloading
+                .await
+                .unwrap_or_else(|failed| Err(format!("the reload stopped: {failed}")));
+            match reloaded {
+                Ok(integrations) => {
+                    tracing::info!(%reason, integrations, "configuration reloaded");
+                }
+                Err(problems) => {
+                    proxy.reload_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(%reason, %problems, "new configuration refused; the previous one keeps serving");
+                }
+            }
+        }
+        let certs_now: Vec<_> = cert_paths.iter().map(|p| fingerprint(p)).collect();
+        if let (Some(cert), Some(files)) = (&cert, &tls_files)
+            && (forced || certs_now != certs_seen)
+        {
+            certs_seen = certs_now;
+            match cert.reload(files) {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(error) => {
+                    tracing::error!(%error, "new TLS certificate refused; the previous one keeps serving")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! Who may call and where they may go: the client keys and the integration table of one
+//! loaded configuration, with the configuration they came from. This is all the request
+//! phase reads; the upstream phase's parts (credentials, the connection pool, the region
+//! cache) live in the upstream phase's `State`, which holds one of these.
+
+use std::sync::Arc;
+
+use crate::auth::front_door::Clients;
+use crate::config::{Config, Limits};
+use crate::request::integration::Integrations;
+
+/// The callers and integrations of one configuration.
+pub struct Tenants {
+    /// The configuration the tables were built from.
+    pub config: Arc<Config>,
+    pub(crate) clients: Clients,
+    pub(crate) integrations: Integrations,
+}
+
+impl Tenants {
+    /// Builds the client and integration tables of `config`.
+    pub fn new(config: Config) -> Self {
+        Tenants {
+            clients: Clients::new(&config.clients).with_sigv2(config.server.sigv2),
+            integrations: Integrations::new(&config.integrations),
+            config: Arc::new(config),
+        }
+    }
+
+    /// The server's limits.
+    pub fn limits(&self) -> &Limits {
+        &self.config.server.limits
+    }
+}

@@ -1,0 +1,497 @@
+//! `s3-signing-proxy explain` and the admin listener's `POST /explain`: one request, taken
+//! through the same steps the proxy takes it through, each step's decision reported in the
+//! order the request meets them — route, front door, integration, authorisation, guard,
+//! credentials, upstream request — and, with `send`, what the store answered.
+//!
+//! It shows access key ids and credential scopes, never a secret, a session token or a
+//! signature of the proxy's: the session token in an upstream canonical request is replaced
+//! with `<redacted>`.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request};
+
+use crate::auth::front_door::{Authentication, Caller, Clients, Verified};
+use crate::config::Integration;
+use crate::observe::access::Seen;
+use crate::proxy::Proxy;
+use crate::request::admit;
+use crate::request::integration::Target;
+use crate::s3::error::Error;
+use crate::s3::route::{Operation, Route};
+use crate::upstream::state::State;
+
+mod render;
+mod upstream;
+
+pub use render::{render, render_json};
+
+/// How far `explain` goes.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Sign the request as this issued client first (SigV4 in headers, `UNSIGNED-PAYLOAD`).
+    pub client: Option<String>,
+    /// Skip STS and the store: credentials are described, not fetched, and the upstream
+    /// request is signed with a placeholder key.
+    pub offline: bool,
+    /// Also send the request through the proxy and report the answer.
+    pub send: bool,
+    /// The client's own canonical request (from its SDK's debug log), to show the first line
+    /// where the proxy's differs.
+    pub compare: Option<String>,
+}
+
+/// A step's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The step let the request on.
+    Passed,
+    /// The step refused the request: the answer is the refusal.
+    Refused,
+    /// The proxy answers the request itself at this step.
+    Answered,
+    /// Not run (offline, or nothing to do).
+    Skipped,
+}
+
+/// One step: its name, outcome and what it found, in order.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// `shape`, `route`, `cors`, `front door`, `service`, `integration`, `authorisation`,
+    /// `config`, `guard`, `credentials`, `region`,
+    /// `upstream request`, `sent`.
+    pub name: &'static str,
+    /// What the step decided.
+    pub outcome: Outcome,
+    /// What it found, as (what, value) pairs; a value may span lines.
+    pub facts: Vec<(&'static str, String)>,
+}
+
+/// The steps, and the answer the client gets (or would get).
+#[derive(Debug, Clone, Default)]
+pub struct Explanation {
+    /// Each step the request met.
+    pub steps: Vec<Step>,
+    /// `forwarded to the store`, or the status and S3 error code of the proxy's own answer.
+    pub answer: String,
+}
+
+impl Explanation {
+    fn step(&mut self, name: &'static str, outcome: Outcome, facts: Vec<(&'static str, String)>) {
+        self.steps.push(Step {
+            name,
+            outcome,
+            facts,
+        });
+    }
+
+    /// The proxy answers at `name` itself, with `what`; the store is never asked.
+    fn answered(&mut self, name: &'static str, what: &str) {
+        self.step(name, Outcome::Answered, vec![("answer", what.to_string())]);
+        self.answer = "answered by the proxy".to_string();
+    }
+
+    /// A refusal at `name`: the error's code, status and message, and the answer.
+    fn refuse(&mut self, name: &'static str, error: &Error) {
+        let answer = format!("{} {}", error.status().as_u16(), error.code());
+        self.step(
+            name,
+            Outcome::Refused,
+            vec![("error", answer.clone()), ("message", error.to_string())],
+        );
+        self.answer = answer;
+    }
+}
+
+/// The request `explain` is asked about: `method url` with `Name: value` headers. A URL that
+/// is only a path is sent to `listen`; `Host` is the URL's authority unless a header sets it.
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &[String],
+    listen: std::net::SocketAddr,
+) -> Result<Request<()>, String> {
+    let url = if url.starts_with('/') {
+        format!("http://{listen}{url}")
+    } else {
+        url.to_string()
+    };
+    let uri: http::Uri = url.parse().map_err(|e| format!("the URL {url}: {e}"))?;
+    let method = http::Method::from_bytes(method.as_bytes())
+        .map_err(|e| format!("the method {method}: {e}"))?;
+    // A client sends the path and query, and names the host in `Host`.
+    let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let mut request = Request::builder().method(method).uri(target);
+    let mut has_host = false;
+    for header in headers {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| format!("the header {header:?} is not `Name: value`"))?;
+        has_host |= name.trim().eq_ignore_ascii_case("host");
+        request = request.header(name.trim(), value.trim());
+    }
+    if !has_host {
+        let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+        request = request.header(http::header::HOST, authority);
+    }
+    request.body(()).map_err(|e| format!("the request: {e}"))
+}
+
+/// Explains `request` as `proxy` would handle it now. Fails only when `options` name an
+/// unknown client.
+pub async fn explain(
+    proxy: &Proxy,
+    mut request: Request<()>,
+    options: &Options,
+) -> Result<Explanation, String> {
+    let state = proxy.state();
+    if let Some(client) = &options.client {
+        sign_as(&state.tenants.clients, client, &mut request)?;
+    }
+    let original = request.clone();
+    let mut explanation = Explanation::default();
+    if let Some(admitted) = request_phase(proxy, &state, request, options, &mut explanation) {
+        upstream::upstream_phase(&state, admitted, options, &mut explanation).await;
+    }
+    if options.send {
+        send(proxy, original, &mut explanation).await;
+    }
+    Ok(explanation)
+}
+
+/// Signs `request` as the issued client `key_id`, as an SDK pointed at the proxy would.
+fn sign_as(clients: &Clients, key_id: &str, request: &mut Request<()>) -> Result<(), String> {
+    let secret = clients
+        .secret_of(key_id)
+        .ok_or_else(|| format!("no client has the access key id {key_id}"))?;
+    let credentials = aws_credential_types::Credentials::new(key_id, secret, None, None, "explain");
+    crate::upstream::sign::sign_request(request, &credentials, "us-east-1", SystemTime::now())
+        .map_err(|error| error.to_string())
+}
+
+/// What the request phase hands on: the request, its route, its caller and its target.
+struct Admitted {
+    request: Request<()>,
+    route: Route,
+    verified: Verified,
+    target: Target,
+}
+
+/// The request phase's steps, as `admit` takes them; `None` once a step refuses or answers.
+fn request_phase(
+    proxy: &Proxy,
+    state: &State,
+    mut request: Request<()>,
+    options: &Options,
+    explanation: &mut Explanation,
+) -> Option<Admitted> {
+    if let Err(error) = admit::check_shape(&state.tenants, &request) {
+        explanation.refuse("shape", &error);
+        return None;
+    }
+    let (route, virtual_bucket) = match admit::route_request(&state.tenants, &request) {
+        Ok(routed) => (routed.route, routed.virtual_bucket),
+        Err(error) => {
+            explanation.refuse("route", &error);
+            return None;
+        }
+    };
+    explanation.step("route", Outcome::Passed, route_facts(&route));
+    if route.operation == Operation::Preflight {
+        explanation.answered("cors", "a CORS preflight, answered from the config");
+        return None;
+    }
+    if route.operation == Operation::PostObject {
+        // As `admit`: the caller, policy and key are in the form, which explain does not read.
+        explanation.answered(
+            "form",
+            "a form upload, verified from the fields in its body",
+        );
+        return None;
+    }
+    let verified = front_door(
+        state,
+        &request,
+        virtual_bucket.as_deref(),
+        options,
+        explanation,
+    )?;
+    if !verified.vouches_for_headers() {
+        admit::strip_amz_headers(request.headers_mut());
+    }
+    // `explain` has no client address: a policy limited to a range is refused here.
+    if let Err(error) = admit::check_grant(&verified, &route, None) {
+        explanation.refuse("policy", &error);
+        return None;
+    }
+    let mut route = route;
+    route.operation = route
+        .operation
+        .with_copy_source(verified.signed("x-amz-copy-source"));
+    let target = authorise(proxy, state, &route, &verified, explanation)?;
+    let integration = target.integration.clone();
+    if route.operation == Operation::StartSession {
+        explanation.answered("session", "the signed policy's cookies, set by the proxy");
+        return None;
+    }
+    // As `admit`: what the config answers first, and only then the header checks.
+    match admit::answer_from_the_config(&route, &integration) {
+        Err(error) => {
+            explanation.refuse("config", &error);
+            return None;
+        }
+        Ok(Some(_)) => {
+            explanation.answered("config", "from the integration's config");
+            return None;
+        }
+        Ok(None) => {}
+    }
+    if let Err(error) = admit::check_headers(&request, &route, &verified, &integration) {
+        explanation.refuse("guard", &error);
+        return None;
+    }
+    explanation.step("guard", Outcome::Passed, Vec::new());
+    Some(Admitted {
+        request,
+        route,
+        verified,
+        target,
+    })
+}
+
+fn route_facts(route: &Route) -> Vec<(&'static str, String)> {
+    let mut facts = vec![
+        ("bucket", route.name.clone()),
+        ("key", route.key.clone()),
+        ("operation", format!("{:?}", route.operation)),
+    ];
+    if !route.query.is_empty() {
+        let query: Vec<String> = route
+            .query
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        facts.push(("query", query.join("&")));
+    }
+    facts
+}
+
+/// Who the caller is, and how they proved it; on a SigV4 mismatch, what the proxy computed.
+fn front_door(
+    state: &State,
+    request: &Request<()>,
+    virtual_bucket: Option<&str>,
+    options: &Options,
+    explanation: &mut Explanation,
+) -> Option<Verified> {
+    let now = SystemTime::now();
+    let (method, uri, headers) = (request.method(), request.uri(), request.headers());
+    let identified = state
+        .tenants
+        .clients
+        .identify(method, uri, headers, now, virtual_bucket);
+    let view = Clients::signature_view(method, uri, headers, now);
+    let mut facts = Vec::new();
+    if let Some(view) = &view {
+        facts.push(("signed with", view.access_key_id.clone()));
+        facts.push(("scope", view.scope.clone()));
+    }
+    match identified {
+        Ok(verified) => {
+            facts.insert(0, ("caller", describe_caller(&verified)));
+            explanation.step("front door", Outcome::Passed, facts);
+            Some(verified)
+        }
+        Err(error) => {
+            explanation.refuse("front door", &error);
+            if let (Error::SignatureDoesNotMatch, Some(view)) = (&error, view) {
+                let step = explanation.steps.last_mut()?;
+                step.facts.extend(facts);
+                step.facts
+                    .push(("canonical request", redact(&view.canonical_request)));
+                step.facts.push(("string to sign", view.string_to_sign));
+                if let Some(theirs) = &options.compare {
+                    let first = first_difference(&view.canonical_request, theirs);
+                    step.facts.push(("compared", first));
+                }
+            }
+            None
+        }
+    }
+}
+
+fn describe_caller(verified: &Verified) -> String {
+    let how = match verified.authentication {
+        Authentication::Anonymous => return "anonymous: no signature".to_string(),
+        Authentication::Header => "a signature in the Authorization header",
+        Authentication::Presigned => "a presigned URL",
+        Authentication::Policy => "a signed policy",
+        Authentication::Form => "a form upload's policy",
+    };
+    format!("client {} by {how}", verified.caller.key_id())
+}
+
+/// Where the first line of the proxy's canonical request differs from the client's.
+fn first_difference(ours: &str, theirs: &str) -> String {
+    let theirs = theirs.trim_end_matches('\n');
+    let (ours_lines, theirs_lines): (Vec<&str>, Vec<&str>) =
+        (ours.lines().collect(), theirs.lines().collect());
+    for line in 0..ours_lines.len().max(theirs_lines.len()) {
+        let (a, b) = (ours_lines.get(line), theirs_lines.get(line));
+        if a != b {
+            return format!(
+                "line {}: the proxy has {:?}, the client has {:?}",
+                line + 1,
+                a.copied().unwrap_or("(nothing)"),
+                b.copied().unwrap_or("(nothing)")
+            );
+        }
+    }
+    "the canonical requests are the same: the signing key differs (a wrong secret, or \
+     another date, region or service in the scope)"
+        .to_string()
+}
+
+/// The integration the request maps to, and whether the caller may do this there.
+fn authorise(
+    proxy: &Proxy,
+    state: &State,
+    route: &Route,
+    verified: &Verified,
+    explanation: &mut Explanation,
+) -> Option<Target> {
+    let gate = proxy.gate();
+    let seen = Seen {
+        cors_for: state.tenants.integrations.integration(&route.name).cloned(),
+        ..Seen::default()
+    };
+    match admit::answer_for_the_service(&state.tenants, route, verified, &gate, &seen) {
+        Err(error) => {
+            explanation.refuse("authorisation", &error);
+            return None;
+        }
+        Ok(Some(_)) => {
+            explanation.answered("service", "the buckets this caller reaches");
+            return None;
+        }
+        Ok(None) => {}
+    }
+    match state.tenants.integrations.resolve(route, &verified.caller) {
+        Ok(target) => {
+            explanation.step("integration", Outcome::Passed, target_facts(&target));
+            let rule = rule(&verified.caller, route, &target.integration);
+            explanation.step("authorisation", Outcome::Passed, vec![("allowed by", rule)]);
+            Some(target)
+        }
+        Err(error @ Error::AccessDenied { .. }) => {
+            explanation.refuse("authorisation", &error);
+            None
+        }
+        // No integration by that name, or a key it refuses.
+        Err(error) => {
+            explanation.refuse("integration", &error);
+            None
+        }
+    }
+}
+
+fn target_facts(target: &Target) -> Vec<(&'static str, String)> {
+    let integration = &target.integration;
+    let endpoint = integration
+        .endpoint
+        .as_ref()
+        .map_or_else(|| "AWS S3".to_string(), |e| e.url());
+    vec![
+        ("integration", integration.name.clone()),
+        ("bucket", target.bucket.clone()),
+        ("upstream key", target.key.clone()),
+        ("region", integration.region.to_string()),
+        ("endpoint", endpoint),
+    ]
+}
+
+/// The rule that let the caller through.
+fn rule(caller: &Caller, route: &Route, integration: &Arc<Integration>) -> String {
+    let what = if route.operation.is_write() {
+        "a write"
+    } else {
+        "a read"
+    };
+    match caller {
+        Caller::Anonymous => {
+            format!(
+                "{what} by anyone: integration {} is public",
+                integration.name
+            )
+        }
+        Caller::Client(client) => format!(
+            "{what} by client {}, which is bound to integration {} ({} for the client, {} for the integration)",
+            client.access_key_id,
+            integration.name,
+            client.access.as_str(),
+            integration.access.as_str()
+        ),
+    }
+}
+
+/// Sends the request through the proxy as a client would, and reports its answer.
+async fn send(proxy: &Proxy, request: Request<()>, explanation: &mut Explanation) {
+    let request = request.map(|()| http_body_util::Empty::<Bytes>::new());
+    let response = proxy.handle(request, None).await;
+    let status = response.status().as_u16();
+    let request_id = header_text(response.headers(), "x-amz-request-id");
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .map(|collected| collected.to_bytes())
+        .unwrap_or_default();
+    let code = crate::s3::xml::parse(&body)
+        .ok()
+        .and_then(|root| root.children.into_iter().find(|c| c.name == "Code"))
+        .map(|code| code.text);
+    let mut facts = vec![("status", status.to_string())];
+    facts.extend(code.map(|code| ("error", code)));
+    facts.push(("request id", request_id));
+    explanation.step("sent", Outcome::Passed, facts);
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string()
+}
+
+/// A canonical request with any session token's value replaced.
+fn redact(canonical_request: &str) -> String {
+    let mut out = String::with_capacity(canonical_request.len());
+    for line in canonical_request.split_inclusive('\n') {
+        let lower = line.to_ascii_lowercase();
+        if lower.starts_with("x-amz-security-token:") {
+            out.push_str("x-amz-security-token:<redacted>\n");
+        } else if lower.contains("x-amz-security-token=") {
+            out.push_str(&redact_query_token(line));
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// A canonical query line with its `X-Amz-Security-Token` value replaced.
+fn redact_query_token(line: &str) -> String {
+    let ending = if line.ends_with('\n') { "\n" } else { "" };
+    let pairs: Vec<String> = line
+        .trim_end_matches('\n')
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if name.eq_ignore_ascii_case("x-amz-security-token") => {
+                format!("{name}=<redacted>")
+            }
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{}{ending}", pairs.join("&"))
+}
