@@ -48,6 +48,8 @@ pub struct Proxy {
     pub reloads: AtomicU64,
     /// Config reloads refused (the old config stays).
     pub reload_failures: AtomicU64,
+    /// The live sources' counters, and whether each has loaded once (readiness waits).
+    pub sources: crate::observe::metrics::SourceStats,
 }
 
 /// A request's access line until its answer is ready. A client that leaves first makes hyper
@@ -118,6 +120,7 @@ impl Proxy {
             rate_limiter: RateLimiter::default(),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
+            sources: Default::default(),
         })
     }
 
@@ -145,6 +148,25 @@ impl Proxy {
         self.reloads.fetch_add(1, Ordering::Relaxed);
         self.warm_up();
         Ok(())
+    }
+
+    /// Swaps in the integrations and clients a live source changed: like a reload, the next
+    /// request sees them and requests in flight finish on theirs, and the credential cache,
+    /// upstream pool and region cache stay.
+    pub fn apply_tenants(&self, config: Config) {
+        let previous = self.state();
+        match State::new(config, Some(&previous)) {
+            Ok(fresh) => {
+                match self.state.write() {
+                    Ok(mut state) => *state = Arc::new(fresh),
+                    Err(poisoned) => *poisoned.into_inner() = Arc::new(fresh),
+                }
+                self.sources.published.fetch_add(1, Ordering::Relaxed);
+                self.warm_up();
+            }
+            // Only a changed upstream pool can fail, and a source changes no limits.
+            Err(error) => tracing::error!(%error, "source change not applied"),
+        }
     }
 
     /// With `[sts] warm_up_per_second`, starts obtaining every integration's credentials in

@@ -11,11 +11,11 @@ use super::credentials::build_credentials;
 use super::fields::{parse_endpoint, parse_ip_net};
 use super::integration::build_integration;
 use super::problems::{Problems, parse_access, parse_setting_duration};
-use super::raw::{RawClient, RawConfig, RawLimits, RawServer, RawSts};
+use super::raw::{RawClient, RawConfig, RawLimits, RawServer, RawSource, RawSts};
 use super::secret::{SecretLookup, read_secret};
 use super::{
     AdminAccess, BaseCredentials, Buckets, ClientConfig, Config, CredentialSource, ForwardedHeader,
-    FrontProxies, Integration, Limits, RateLimit, SameSite, ServerConfig, StsConfig,
+    FrontProxies, Integration, Limits, RateLimit, SameSite, ServerConfig, SourceConfig, StsConfig,
 };
 use crate::config::tls::TlsFiles;
 
@@ -29,6 +29,7 @@ pub(super) fn build_config(
 ) -> Config {
     let server = build_server(raw.server, problems, secrets);
     let sts = build_sts(raw.sts, problems, secrets);
+    let source = build_source(raw.source.unwrap_or_default(), problems, secrets);
     let mut integrations = Vec::new();
     for (index, raw_integration) in raw.integrations.into_iter().enumerate() {
         if let Some(integration) = build_integration(index, raw_integration, problems, secrets) {
@@ -36,7 +37,7 @@ pub(super) fn build_config(
         }
     }
     check_names_unique(&integrations, problems);
-    let bindable = Bindable::new(&integrations);
+    let bindable = Bindings::new(&integrations, false);
     let clients = raw
         .clients
         .into_iter()
@@ -48,6 +49,37 @@ pub(super) fn build_config(
         sts,
         integrations,
         clients,
+        source,
+    }
+}
+
+/// `[source]`: a directory of integration files, a PostgreSQL database, or both.
+fn build_source(
+    raw: RawSource,
+    problems: &mut Problems<'_>,
+    secrets: &dyn SecretLookup,
+) -> SourceConfig {
+    let postgres_url = match (&raw.postgres_url_env, &raw.postgres_url_file) {
+        (None, None) => None,
+        _ => read_secret(
+            "postgres_url",
+            (None, raw.postgres_url_env, raw.postgres_url_file),
+            "[source]",
+            problems,
+            secrets,
+        ),
+    };
+    let resync_interval = parse_setting_duration(
+        raw.resync_interval.as_deref(),
+        Duration::from_secs(300),
+        "[source]",
+        "resync_interval",
+        problems,
+    );
+    SourceConfig {
+        directory: raw.directory.map(PathBuf::from),
+        postgres_url,
+        resync_interval,
     }
 }
 
@@ -158,8 +190,7 @@ fn build_admin_access(
         .then(|| {
             read_secret(
                 "admin_token",
-                token_env,
-                token_file,
+                (None, token_env, token_file),
                 place,
                 problems,
                 secrets,
@@ -427,10 +458,10 @@ fn build_sts(raw: RawSts, problems: &mut Problems<'_>, secrets: &dyn SecretLooku
 }
 
 /// The `index`th `[[client]]`: keys the proxy issues, and the integrations they reach.
-fn build_client(
+pub(super) fn build_client(
     index: usize,
     raw: RawClient,
-    bindable: &Bindable<'_>,
+    bindable: &Bindings,
     problems: &mut Problems<'_>,
     secrets: &dyn SecretLookup,
 ) -> Option<ClientConfig> {
@@ -450,8 +481,11 @@ fn build_client(
     }
     let secret = read_secret(
         "secret_access_key",
-        raw.secret_access_key_env,
-        raw.secret_access_key_file,
+        (
+            raw.secret_access_key,
+            raw.secret_access_key_env,
+            raw.secret_access_key_file,
+        ),
         &place,
         problems,
         secrets,
@@ -484,40 +518,50 @@ fn build_client(
 }
 
 /// Where a client's `integrations` entries point, indexed once for all clients (a config may
-/// have 10,000 integrations and thousands of clients).
-struct Bindable<'a> {
-    names: std::collections::HashSet<&'a str>,
+/// have 10,000 integrations and thousands of clients; a source reads 20,000 client rows
+/// against one index).
+#[derive(Default)]
+pub struct Bindings {
+    names: std::collections::HashSet<String>,
     /// Integrations by the bucket they scope (one bucket, one prefix per tenant).
-    scoped: std::collections::HashMap<&'a str, Vec<&'a str>>,
+    scoped: std::collections::HashMap<String, Vec<String>>,
     /// The first default integration permitting each bucket.
-    permitted: std::collections::HashMap<&'a str, &'a str>,
+    permitted: std::collections::HashMap<String, String>,
+    /// Whether a name that is no integration or bucket in sight is kept as an integration's
+    /// name (a source's client may name an integration another file or row holds, or will).
+    unknown_as_name: bool,
 }
 
-impl<'a> Bindable<'a> {
-    fn new(integrations: &'a [Arc<Integration>]) -> Self {
-        let mut bindable = Bindable {
-            names: integrations.iter().map(|i| i.name.as_str()).collect(),
-            scoped: Default::default(),
-            permitted: Default::default(),
+impl Bindings {
+    /// Indexes `integrations`; with `unknown_as_name`, a name none of them answers to binds
+    /// as an integration's name (the sources' rule), else it is a problem (the main file's).
+    pub fn new<'a>(
+        integrations: impl IntoIterator<Item = &'a Arc<Integration>>,
+        unknown_as_name: bool,
+    ) -> Self {
+        let mut bindings = Bindings {
+            unknown_as_name,
+            ..Bindings::default()
         };
         for integration in integrations {
+            bindings.names.insert(integration.name.clone());
             match &integration.buckets {
-                Buckets::Scoped(bucket) => bindable
+                Buckets::Scoped(bucket) => bindings
                     .scoped
-                    .entry(bucket.as_str())
+                    .entry(bucket.clone())
                     .or_default()
-                    .push(&integration.name),
+                    .push(integration.name.clone()),
                 Buckets::Permitted(list) => {
                     for bucket in list {
-                        bindable
+                        bindings
                             .permitted
-                            .entry(bucket.as_str())
-                            .or_insert(&integration.name);
+                            .entry(bucket.clone())
+                            .or_insert_with(|| integration.name.clone());
                     }
                 }
             }
         }
-        bindable
+        bindings
     }
 
     /// What a client's `integrations` entry grants: an integration by name (all of it), a
@@ -536,10 +580,11 @@ impl<'a> Bindable<'a> {
             }
             _ => {}
         }
-        self.permitted
-            .get(name)
-            .map(|integration| (integration.to_string(), Some(name.to_string())))
-            .ok_or_else(|| format!("`{name}` is not an integration or a bucket of one"))
+        match self.permitted.get(name) {
+            Some(integration) => Ok((integration.to_string(), Some(name.to_string()))),
+            None if self.unknown_as_name => Ok((name.to_string(), None)),
+            None => Err(format!("`{name}` is not an integration or a bucket of one")),
+        }
     }
 }
 
@@ -547,7 +592,7 @@ impl<'a> Bindable<'a> {
 /// may use it as a name or a bucket. A bucket scoped by several integrations (one bucket, one
 /// prefix per tenant) is simply not a logical name: each is reached by its integration's name.
 /// A bucket permitted by two default integrations is ambiguous and refused.
-fn check_names_unique(integrations: &[Arc<Integration>], problems: &mut Problems<'_>) {
+pub(super) fn check_names_unique(integrations: &[Arc<Integration>], problems: &mut Problems<'_>) {
     let mut names: BTreeMap<&str, &str> = BTreeMap::new();
     for integration in integrations {
         if let Some(other) = names.insert(&integration.name, &integration.name) {

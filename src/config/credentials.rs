@@ -176,8 +176,11 @@ fn static_keys(
     }
     let secret = read_secret(
         "secret_access_key",
-        raw.secret_access_key_env,
-        raw.secret_access_key_file,
+        (
+            raw.secret_access_key,
+            raw.secret_access_key_env,
+            raw.secret_access_key_file,
+        ),
         place,
         problems,
         secrets,

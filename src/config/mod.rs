@@ -10,6 +10,7 @@ mod build;
 mod credentials;
 mod env;
 mod fields;
+mod fragment;
 mod integration;
 mod problems;
 mod raw;
@@ -26,8 +27,10 @@ use std::time::Duration;
 
 use crate::config::tls::TlsFiles;
 
+pub use build::Bindings;
 pub use env::ENV_PREFIX;
 pub use fields::{check_bucket_name, parse_duration, parse_endpoint};
+pub use fragment::Fragment;
 use problems::Problems;
 use raw::RawConfig;
 pub use secret::{ProcessEnv, Secret, SecretLookup};
@@ -43,6 +46,20 @@ pub struct Config {
     pub integrations: Vec<Arc<Integration>>,
     /// Every `[[client]]`: keys the proxy issues.
     pub clients: Vec<ClientConfig>,
+    /// `[source]`: where more integrations and clients come from, live.
+    pub source: SourceConfig,
+}
+
+/// `[source]`: integrations and clients kept outside the main file, applied as they change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceConfig {
+    /// A directory of `*.toml` files, each holding `[[integration]]` and `[[client]]` tables
+    /// (relative to the main file's directory).
+    pub directory: Option<std::path::PathBuf>,
+    /// The PostgreSQL connection URL, read from the variable or file the operator named.
+    pub postgres_url: Option<Secret>,
+    /// How often everything is read again from the database, besides on each (re)connect.
+    pub resync_interval: Duration,
 }
 
 /// Keys the proxy issues to an SDK client or URL signer, and where they lead.
@@ -692,6 +709,7 @@ impl Config {
         let mut problems = Problems {
             origin,
             list: Vec::new(),
+            inline_secrets: false,
         };
         let config = build::build_config(raw, &mut problems, secrets);
         if problems.list.is_empty() {

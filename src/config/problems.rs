@@ -11,6 +11,9 @@ use super::fields::parse_duration;
 pub(super) struct Problems<'a> {
     pub(super) origin: &'a str,
     pub(super) list: Vec<String>,
+    /// Whether this origin may write secrets inline: a database row may (the platform's
+    /// trusted store), a file may not.
+    pub(super) inline_secrets: bool,
 }
 
 impl Problems<'_> {

@@ -13,12 +13,35 @@ pub(super) struct RawConfig {
     pub(super) integrations: Vec<RawIntegration>,
     #[serde(default, rename = "client")]
     pub(super) clients: Vec<RawClient>,
+    pub(super) source: Option<RawSource>,
+}
+
+/// `[source]`: where integrations and clients come from besides this file.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSource {
+    pub(super) directory: Option<String>,
+    pub(super) postgres_url_env: Option<String>,
+    pub(super) postgres_url_file: Option<String>,
+    pub(super) resync_interval: Option<String>,
+}
+
+/// A file of the directory source: integrations and clients only.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFragment {
+    #[serde(default, rename = "integration")]
+    pub(super) integrations: Vec<RawIntegration>,
+    #[serde(default, rename = "client")]
+    pub(super) clients: Vec<RawClient>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawClient {
     pub(super) access_key_id: Option<String>,
+    /// Inline: only in a database row (see `Problems::inline_secrets`).
+    pub(super) secret_access_key: Option<String>,
     pub(super) secret_access_key_env: Option<String>,
     pub(super) secret_access_key_file: Option<String>,
     pub(super) integrations: Option<Vec<String>>,
@@ -118,6 +141,8 @@ pub(super) struct RawCredentials {
     pub(super) external_id: Option<String>,
     pub(super) session_name: Option<String>,
     pub(super) access_key_id: Option<String>,
+    /// Inline: only in a database row.
+    pub(super) secret_access_key: Option<String>,
     pub(super) secret_access_key_env: Option<String>,
     pub(super) secret_access_key_file: Option<String>,
     pub(super) session_token_env: Option<String>,

@@ -58,12 +58,26 @@ impl std::hash::Hash for Secret {
 /// `secret_access_key_env` / `secret_access_key_file`).
 pub(super) fn read_secret(
     setting: &str,
-    env: Option<String>,
-    file: Option<String>,
+    (inline, env, file): (Option<String>, Option<String>, Option<String>),
     place: &str,
     problems: &mut Problems<'_>,
     secrets: &dyn SecretLookup,
 ) -> Option<Secret> {
+    if let Some(value) = inline {
+        if !problems.inline_secrets {
+            problems.add(
+                place,
+                setting,
+                "secrets are never written inline in a file: use `_env` or `_file`",
+            );
+            return None;
+        }
+        if env.is_some() || file.is_some() || value.is_empty() {
+            problems.add(place, setting, "give the secret once, and not empty");
+            return None;
+        }
+        return Some(Secret::new(value));
+    }
     match (env, file) {
         (Some(var), None) => match secrets.var(&var) {
             Some(value) if !value.is_empty() => Some(Secret::new(value)),

@@ -25,6 +25,23 @@ pub struct Metrics {
     pub rate_limited: AtomicU64,
 }
 
+/// The live sources' counters (`[source]`).
+#[derive(Default)]
+pub struct SourceStats {
+    /// Parts (files, rows) applied.
+    pub applied: AtomicU64,
+    /// Parts refused: invalid, or defining a name another part defines.
+    pub refused: AtomicU64,
+    /// New states published from the sources.
+    pub published: AtomicU64,
+    /// Whether the database connection is up now (1) or not (0).
+    pub database_up: AtomicI64,
+    /// Database connection attempts that failed, and connections lost.
+    pub database_failures: AtomicU64,
+    /// Sources that have not loaded once yet: readiness waits for them.
+    pub loading: AtomicI64,
+}
+
 #[derive(Default)]
 struct Inner {
     /// integration → (method, status class) → count.

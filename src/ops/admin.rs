@@ -281,6 +281,12 @@ fn text(status: StatusCode, content: String) -> Response<ProxyBody> {
 /// all-static config, MinIO's say, is ready at once). The answer is cached by the credential
 /// cache, so probes cost at most one STS call a minute.
 async fn readiness(proxy: &Proxy) -> Response<ProxyBody> {
+    if proxy.sources.loading.load(Ordering::Relaxed) > 0 {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the database source has not loaded yet\n".to_string(),
+        );
+    }
     let state = proxy.state();
     let total = state.tenants.config.integrations.len();
     let needs_sts = state
@@ -359,8 +365,37 @@ fn metrics(proxy: &Proxy) -> String {
         "Reloads refused because the new configuration was invalid.",
         proxy.reload_failures.load(Ordering::Relaxed),
     );
+    source_metrics(&mut out, &proxy.sources);
     expiry_metrics(&mut out, &state);
     out
+}
+
+/// The live sources' counters (`[source]`).
+fn source_metrics(out: &mut String, sources: &crate::observe::metrics::SourceStats) {
+    counter(
+        out,
+        "s3sp_source_parts_applied_total",
+        "Files of the directory source and rows of the database source applied.",
+        sources.applied.load(Ordering::Relaxed),
+    );
+    counter(
+        out,
+        "s3sp_source_parts_refused_total",
+        "Files and rows refused (invalid, or a name another part defines); their previous version stays.",
+        sources.refused.load(Ordering::Relaxed),
+    );
+    gauge(
+        out,
+        "s3sp_source_database_up",
+        "Whether the database source's connection is up (1) or being retried (0).",
+        sources.database_up.load(Ordering::Relaxed),
+    );
+    counter(
+        out,
+        "s3sp_source_database_failures_total",
+        "Database connections that failed or were lost.",
+        sources.database_failures.load(Ordering::Relaxed),
+    );
 }
 
 /// The credential cache's counters.

@@ -3,3 +3,4 @@
 pub(crate) mod admin;
 pub mod run;
 pub mod server;
+pub mod source;

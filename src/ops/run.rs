@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 
 use crate::config::tls::ReloadingCert;
 use crate::config::tls::TlsFiles;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, SourceConfig};
+use crate::ops::source::{Catalog, Shared, directory, lock, postgres, publish};
 use crate::proxy::Proxy;
 
 /// How often the config and certificate files are looked at for changes.
@@ -48,8 +49,10 @@ pub async fn serve(
     let listen = config.server.listen;
     let admin_listen = config.server.admin_listen;
     let tls_files = config.server.tls.clone();
-    let integrations = config.integrations.len();
+    let sources = config.source.clone();
+    let catalog: Shared = Arc::new(std::sync::Mutex::new(Catalog::new(config.clone())));
     let proxy = Arc::new(Proxy::new(config)?);
+    let integrations = start_sources(&path, &sources, &catalog, &proxy);
     proxy.warm_up();
 
     let (cert, acceptor) = match &tls_files {
@@ -82,12 +85,16 @@ pub async fn serve(
             )))
         }
     };
-    let watcher = tokio::spawn(watch(
+    let reloader = Reloader {
         path,
         flags,
+        proxy: proxy.clone(),
+        catalog,
+    };
+    let watcher = tokio::spawn(watch(
+        reloader,
         hangup,
         tls_files,
-        proxy.clone(),
         cert,
         stopped(stop_rx.clone()),
     ));
@@ -112,14 +119,60 @@ pub async fn serve(
 }
 
 /// Loads the config at `path` and swaps it in; says how many integrations it has.
-fn reload(path: &Path, flags: &Flags, proxy: &Proxy) -> Result<usize, String> {
-    let config = load(path, flags).map_err(|e| e.to_string())?;
+/// What a reload of the main file needs: the file, the command line's flags, the proxy, and
+/// the catalog the file's integrations join the live sources' in.
+#[derive(Clone)]
+struct Reloader {
+    path: PathBuf,
+    flags: Flags,
+    proxy: Arc<Proxy>,
+    catalog: Shared,
+}
+
+fn reload(reloader: &Reloader) -> Result<usize, String> {
+    let config = load(&reloader.path, &reloader.flags).map_err(|e| e.to_string())?;
+    let config = {
+        let mut catalog = lock(&reloader.catalog);
+        catalog.set_base(config)?;
+        catalog.config()
+    };
     let integrations = config.integrations.len();
-    proxy.reload(config).map_err(|e| e.to_string())?;
+    reloader.proxy.reload(config).map_err(|e| e.to_string())?;
     Ok(integrations)
 }
 
 /// What a watched file looked like, to notice a change.
+/// Loads the `[source]` directory (before the proxy listens, so its integrations are served
+/// from the first request) and starts watching it; starts the database source, which readiness
+/// waits for. Returns how many integrations are in force.
+fn start_sources(
+    path: &Path,
+    sources: &SourceConfig,
+    catalog: &Shared,
+    proxy: &Arc<Proxy>,
+) -> usize {
+    if let Some(dir) = &sources.directory {
+        let dir = match path.parent() {
+            Some(parent) if dir.is_relative() => parent.join(dir),
+            _ => dir.clone(),
+        };
+        let mut seen = directory::Seen::default();
+        directory::scan(&dir, catalog, &mut seen, proxy);
+        publish(catalog, proxy);
+        tokio::spawn(directory::watch(dir, catalog.clone(), seen, proxy.clone()));
+    }
+    if let Some(url) = &sources.postgres_url {
+        proxy.sources.loading.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(postgres::run(
+            url.clone(),
+            sources.resync_interval,
+            catalog.clone(),
+            proxy.clone(),
+        ));
+    }
+    lock(catalog).integrations().count()
+}
+
 fn fingerprint(path: &Path) -> Option<(std::time::SystemTime, u64, Vec<u8>)> {
     let metadata = std::fs::metadata(path).ok()?;
     let bytes = std::fs::read(path).ok()?;
@@ -144,15 +197,14 @@ fn hangup_signal() -> Hangup {
 /// Reloads on SIGHUP, or when the config file or the certificate files change. An invalid
 /// config is refused with its reasons logged, and the old one keeps serving.
 async fn watch(
-    path: PathBuf,
-    flags: Flags,
+    reloader: Reloader,
     mut hangup: Hangup,
     tls_files: Option<TlsFiles>,
-    proxy: Arc<Proxy>,
     cert: Option<Arc<ReloadingCert>>,
     stopped: impl std::future::Future<Output = ()>,
 ) {
-    let mut config_seen = fingerprint(&path);
+    let proxy = reloader.proxy.clone();
+    let mut config_seen = fingerprint(&reloader.path);
     let cert_paths: Vec<PathBuf> = tls_files
         .iter()
         .flat_map(|files| [files.cert.clone(), files.key.clone()])
@@ -176,7 +228,7 @@ async fn watch(
             () = tokio::time::sleep(WATCH_INTERVAL) => false,
             () = &mut stopped => return,
         };
-        let config_now = fingerprint(&path);
+        let config_now = fingerprint(&reloader.path);
         if forced || config_now != config_seen {
             config_seen = config_now;
             let reason = if forced { "SIGHUP" } else { "file changed" };
@@ -184,8 +236,8 @@ async fn watch(
             // second, and what it allocates and frees stays in the building thread's arena
             // rather than among the allocations requests reuse.
             let reloading = {
-                let (path, flags, proxy) = (path.clone(), flags.clone(), proxy.clone());
-                tokio::task::spawn_blocking(move || reload(&path, &flags, &proxy))
+                let reloader = reloader.clone();
+                tokio::task::spawn_blocking(move || reload(&reloader))
             };
             let reloaded = reloading
                 .await
