@@ -24,6 +24,7 @@ mod limits;
 mod local_store;
 mod operations;
 mod read_path;
+mod sources;
 mod stalled_uploads;
 mod streaming;
 mod writes;

@@ -29,10 +29,12 @@ use hyper_util::rt::TokioExecutor;
 use s3_signing_proxy::Config;
 
 mod pass_through;
+mod postgres;
 mod process;
 
 pub use pass_through::{PassThrough, StsFault};
-pub use process::{ProxyProcess, TempDir, env_refs, moto_env};
+pub use postgres::Postgres;
+pub use process::{ProxyProcess, TempDir, env_refs, free_address, moto_env};
 
 /// What `moto_server.py` provisioned.
 pub struct Moto {

@@ -1,0 +1,147 @@
+//! A throwaway PostgreSQL cluster for the sources test: Debian's `initdb` and `postgres`, on a
+//! loopback port, its data under `target/`, never a system service. As root (CI), the server
+//! runs as the `postgres` user, which Debian's package creates. It can be stopped and started
+//! again on the same port and data, as a database that goes away and comes back.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+pub struct Postgres {
+    pub port: u16,
+    data: PathBuf,
+    bin: PathBuf,
+    server: Mutex<Option<Child>>,
+}
+
+fn bin_dir() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("bin"))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .expect("PostgreSQL's binaries (scripts/test installs Debian's postgresql)")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// A command run as the server's user: `postgres` when we are root.
+fn as_server_user(program: PathBuf) -> Command {
+    if is_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+impl Postgres {
+    /// initdb into a fresh directory and start the server.
+    pub fn start() -> Postgres {
+        let bin = bin_dir();
+        let data = crate::support::repo_root()
+            .join("target/postgres")
+            .join(format!("{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        std::fs::create_dir_all(&data).expect("data dir");
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&data)
+                .status();
+            assert!(status.is_ok_and(|s| s.success()), "chown the data dir");
+        }
+        let initdb = as_server_user(bin.join("initdb"))
+            .args(["-A", "trust", "-U", "s3sp", "-E", "UTF8", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .output()
+            .expect("initdb");
+        assert!(
+            initdb.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&initdb.stderr)
+        );
+        let port = crate::support::free_address().port();
+        let postgres = Postgres {
+            port,
+            data,
+            bin,
+            server: Mutex::new(None),
+        };
+        postgres.resume();
+        postgres
+    }
+
+    /// `postgres://…` for the proxy and the test's own client.
+    pub fn url(&self) -> String {
+        format!("postgres://s3sp@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    pub fn resume(&self) {
+        let log = std::fs::File::create(crate::support::test_logs().join(format!(
+            "postgres-{}-{}.log",
+            std::process::id(),
+            self.port
+        )))
+        .expect("log");
+        let child = as_server_user(self.bin.join("postgres"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(&self.data)
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start postgres");
+        *self.server.lock().expect("server") = Some(child);
+        for _ in 0..400 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("postgres did not start");
+    }
+
+    /// Stops the server at once (as a crash or a failover would), ending every connection.
+    pub fn pause(&self) {
+        if let Some(mut child) = self.server.lock().expect("server").take() {
+            // SIGINT: "fast" shutdown, every session ended; through `kill` since runuser
+            // passes signals on to the server.
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// A client connection for the test's own statements.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
+            .await
+            .expect("connect to postgres");
+        tokio::spawn(connection);
+        client
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.pause();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
