@@ -4,10 +4,12 @@
 //! The integrations are public readers of SeaweedFS, so an anonymous GET says whether an
 //! integration is in force and which prefix it has.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::support::{Postgres, ProxyProcess, TempDir, free_address, get, metric, seaweedfs};
+use crate::support::{Postgres, ProxyProcess, TempDir, get, metric, seaweedfs};
 
 const SECRET_VAR: &str = "SOURCES_STORE_SECRET";
 
@@ -191,6 +193,178 @@ async fn sources_directory_files_are_applied_one_by_one_within_a_second() {
 
     eprintln!("directory source: changes served after {times:?}");
     for time in &times {
+        assert!(*time < Duration::from_secs(1), "{times:?}");
+    }
+}
+
+/// Inserts, updates or deletes a row and waits until both replicas serve the change; the slower
+/// replica's time.
+async fn on_both(replicas: &[&ProxyProcess], name: &str, want: Option<&str>) -> Duration {
+    let mut slowest = Duration::ZERO;
+    for replica in replicas {
+        slowest = slowest.max(until_served(replica, name, "photo", want).await);
+    }
+    slowest
+}
+
+#[tokio::test]
+async fn sources_postgres_rows_reach_every_replica_within_a_second_and_survive_the_database_going_away()
+ {
+    let store = seaweedfs();
+    for (folder, body) in [("p1", "pg-one"), ("p2", "pg-two"), ("p3", "pg-three")] {
+        store.put(&format!("sources/pg/{folder}/photo"), body).await;
+    }
+    let postgres = Postgres::start();
+    let db = postgres.client().await;
+    let schema =
+        std::fs::read_to_string(crate::support::repo_root().join("deploy/postgres/schema.sql"))
+            .unwrap();
+    db.batch_execute(&schema).await.expect("schema");
+    // Idempotent: the same schema again changes nothing and fails nothing.
+    db.batch_execute(&schema).await.expect("schema again");
+    db.execute(
+        "INSERT INTO s3sp_integrations (name, spec) VALUES ('pg-a', $1::text::jsonb)",
+        &[&integration_spec("sources/pg/p1/").to_string()],
+    )
+    .await
+    .unwrap();
+
+    let url_var = "PLATFORM_DATABASE_URL";
+    let dirs = [TempDir::new("sources-pg-1"), TempDir::new("sources-pg-2")];
+    let config = format!(
+        "[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n\n[source]\npostgres_url_env = \"{url_var}\"\n"
+    );
+    let url = postgres.url();
+    let mut replicas = Vec::new();
+    for dir in &dirs {
+        replicas.push(ProxyProcess::spawn(&dir.0, &config, &[(url_var, &url)]).await);
+    }
+    let both: Vec<&ProxyProcess> = replicas.iter().collect();
+    let mut times = Vec::new();
+    // The first load: readiness waits for it.
+    times.push(on_both(&both, "pg-a", Some("pg-one")).await);
+    for replica in &both {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let ready = get(&replica.admin_url("/readyz")).await;
+            if ready.status == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{}", ready.text());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    // Insert, update (the prefix), delete: each on both replicas within a second.
+    db.execute(
+        "INSERT INTO s3sp_integrations (name, spec) VALUES ('pg-b', $1::text::jsonb)",
+        &[&integration_spec("sources/pg/p2/").to_string()],
+    )
+    .await
+    .unwrap();
+    times.push(on_both(&both, "pg-b", Some("pg-two")).await);
+    db.execute(
+        "UPDATE s3sp_integrations SET spec = $1::text::jsonb WHERE name = 'pg-a'",
+        &[&integration_spec("sources/pg/p3/").to_string()],
+    )
+    .await
+    .unwrap();
+    times.push(on_both(&both, "pg-a", Some("pg-three")).await);
+    db.execute("DELETE FROM s3sp_integrations WHERE name = 'pg-b'", &[])
+        .await
+        .unwrap();
+    times.push(on_both(&both, "pg-b", None).await);
+
+    // A bad row is refused whole; the previous version of it stays.
+    db.execute(
+        "UPDATE s3sp_integrations SET spec = '{\"bucket\": \"Not A Bucket\", \"region\": \"us-east-1\"}' WHERE name = 'pg-a'",
+        &[],
+    )
+    .await
+    .unwrap();
+    for replica in &both {
+        crate::support::wait_for_metric(
+            &replica.admin_url("/metrics"),
+            "s3sp_source_parts_refused_total",
+            1.0,
+        )
+        .await;
+        assert_eq!(
+            served(replica, "pg-a", "photo").await.as_deref(),
+            Some("pg-three")
+        );
+    }
+    // A client row: its inline secret is accepted from the database, never logged.
+    db.execute(
+        "INSERT INTO s3sp_clients (access_key_id, spec) VALUES ('PGCLIENT1', '{\"secret_access_key\": \"pg-client-secret-5e1f\", \"integrations\": [\"pg-a\"]}')",
+        &[],
+    )
+    .await
+    .unwrap();
+    crate::support::register_secrets([&"pg-client-secret-5e1f".to_string()]);
+    for replica in &both {
+        // pg-a, pg-b, pg-a's update and the client.
+        crate::support::wait_for_metric(
+            &replica.admin_url("/metrics"),
+            "s3sp_source_parts_applied_total",
+            4.0,
+        )
+        .await;
+        // The proxy knows the key now: signed with it the request passes, signed with another
+        // secret it is refused as a bad signature (an unknown key would be InvalidAccessKeyId).
+        for (secret, status, code) in [
+            ("pg-client-secret-5e1f", 200, ""),
+            ("not-the-secret", 403, "SignatureDoesNotMatch"),
+        ] {
+            let mut request = http::Request::builder()
+                .uri(replica.url("/pg-a/photo"))
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap();
+            crate::support::sign_as_client(&mut request, "PGCLIENT1", secret);
+            let answer = crate::support::send(request).await;
+            assert_eq!(answer.status, status, "{}", answer.text());
+            if status != 200 {
+                assert_eq!(answer.error_code(), code);
+            }
+        }
+    }
+
+    // The database goes away: both replicas keep serving what they have, and say so.
+    postgres.pause();
+    for replica in &both {
+        let text = crate::support::wait_for_metric(
+            &replica.admin_url("/metrics"),
+            "s3sp_source_database_failures_total",
+            1.0,
+        )
+        .await;
+        assert_eq!(
+            metric(&text, "s3sp_source_database_up"),
+            Some(0.0),
+            "{text}"
+        );
+        assert_eq!(
+            served(replica, "pg-a", "photo").await.as_deref(),
+            Some("pg-three")
+        );
+        let ready = get(&replica.admin_url("/readyz")).await;
+        assert_eq!(ready.status, 200, "readiness stays up: {}", ready.text());
+    }
+    // It comes back with a change made while the proxies were away: the resync on reconnect
+    // finds it (no notification reached them).
+    postgres.resume();
+    let db = postgres.client().await;
+    db.execute(
+        "INSERT INTO s3sp_integrations (name, spec) VALUES ('pg-c', $1::text::jsonb)",
+        &[&integration_spec("sources/pg/p2/").to_string()],
+    )
+    .await
+    .unwrap();
+    for replica in &both {
+        until_served(replica, "pg-c", "photo", Some("pg-two")).await;
+    }
+    eprintln!("database source: changes served on both replicas after {times:?}");
+    for time in &times[1..] {
         assert!(*time < Duration::from_secs(1), "{times:?}");
     }
 }

@@ -24,23 +24,21 @@ BEGIN
 END
 $$;
 
+-- TG_ARGV[0] names the key column. A renamed key announces the old one too: it is gone.
 CREATE OR REPLACE FUNCTION s3sp_announce() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    row_key text;
+    old_key text;
+    new_key text;
 BEGIN
-    IF TG_TABLE_NAME = 's3sp_integrations' THEN
-        row_key := CASE WHEN TG_OP = 'DELETE' THEN OLD.name ELSE NEW.name END;
-    ELSE
-        row_key := CASE WHEN TG_OP = 'DELETE' THEN OLD.access_key_id ELSE NEW.access_key_id END;
+    IF TG_OP <> 'INSERT' THEN
+        old_key := to_jsonb(OLD) ->> TG_ARGV[0];
     END IF;
-    PERFORM pg_notify('s3sp_changes', TG_TABLE_NAME || ':' || row_key);
-    -- A renamed key: the old one is gone.
-    IF TG_OP = 'UPDATE' THEN
-        IF TG_TABLE_NAME = 's3sp_integrations' AND OLD.name <> NEW.name THEN
-            PERFORM pg_notify('s3sp_changes', TG_TABLE_NAME || ':' || OLD.name);
-        ELSIF TG_TABLE_NAME = 's3sp_clients' AND OLD.access_key_id <> NEW.access_key_id THEN
-            PERFORM pg_notify('s3sp_changes', TG_TABLE_NAME || ':' || OLD.access_key_id);
-        END IF;
+    IF TG_OP <> 'DELETE' THEN
+        new_key := to_jsonb(NEW) ->> TG_ARGV[0];
+        PERFORM pg_notify('s3sp_changes', TG_TABLE_NAME || ':' || new_key);
+    END IF;
+    IF old_key IS DISTINCT FROM new_key AND old_key IS NOT NULL THEN
+        PERFORM pg_notify('s3sp_changes', TG_TABLE_NAME || ':' || old_key);
     END IF;
     RETURN NULL;
 END
@@ -55,7 +53,7 @@ CREATE TRIGGER s3sp_clients_touch BEFORE UPDATE ON s3sp_clients
 
 DROP TRIGGER IF EXISTS s3sp_integrations_announce ON s3sp_integrations;
 CREATE TRIGGER s3sp_integrations_announce AFTER INSERT OR UPDATE OR DELETE ON s3sp_integrations
-    FOR EACH ROW EXECUTE FUNCTION s3sp_announce();
+    FOR EACH ROW EXECUTE FUNCTION s3sp_announce('name');
 DROP TRIGGER IF EXISTS s3sp_clients_announce ON s3sp_clients;
 CREATE TRIGGER s3sp_clients_announce AFTER INSERT OR UPDATE OR DELETE ON s3sp_clients
-    FOR EACH ROW EXECUTE FUNCTION s3sp_announce();
+    FOR EACH ROW EXECUTE FUNCTION s3sp_announce('access_key_id');

@@ -35,15 +35,25 @@ fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
-/// A command run as the server's user: `postgres` when we are root.
+/// A command run as the server's user: `postgres` when we are root (the process itself
+/// changes user, so signals sent to the child reach the server).
 fn as_server_user(program: PathBuf) -> Command {
+    use std::os::unix::process::CommandExt as _;
+    let mut command = Command::new(program);
     if is_root() {
-        let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--"]).arg(program);
-        command
-    } else {
-        Command::new(program)
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id")
+                .args([flag, "postgres"])
+                .output()
+                .expect("id postgres");
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .expect("postgres user (Debian's package makes it)")
+        };
+        command.uid(id("-u")).gid(id("-g"));
     }
+    command
 }
 
 impl Postgres {
@@ -108,8 +118,12 @@ impl Postgres {
             .spawn()
             .expect("start postgres");
         *self.server.lock().expect("server") = Some(child);
+        // Listening is not ready: pg_isready asks the server itself.
         for _ in 0..400 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            let ready = Command::new(self.bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .status();
+            if ready.is_ok_and(|status| status.success()) {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(25));
