@@ -368,3 +368,49 @@ async fn sources_postgres_rows_reach_every_replica_within_a_second_and_survive_t
         assert!(*time < Duration::from_secs(1), "{times:?}");
     }
 }
+
+/// README's SQL example is what a platform would insert: its rows pass the proxy's validation.
+#[test]
+fn sources_readme_rows_are_valid() {
+    use s3_signing_proxy::config::{Bindings, Fragment};
+    let readme = std::fs::read_to_string(crate::support::repo_root().join("README.md")).unwrap();
+    let (_, after) = readme
+        .split_once("INSERT INTO s3sp_integrations")
+        .expect("README's example");
+    let (example, _) = after.split_once("```").expect("the end of the example");
+    // Each statement: `VALUES ('key', '{…}')`.
+    let rows: Vec<(String, String)> = example
+        .split("VALUES (")
+        .skip(1)
+        .map(|values| {
+            let (key, rest) = values.split_once(',').unwrap();
+            let (spec, _) = rest
+                .trim()
+                .trim_start_matches('\'')
+                .split_once("}'")
+                .unwrap();
+            (
+                key.trim().trim_matches('\'').to_string(),
+                format!("{spec}}}"),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 2, "{example}");
+    let secrets = std::collections::BTreeMap::new();
+    let integration = Fragment::integration_row(&rows[0].0, &rows[0].1, "README", &secrets)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(integration.integrations[0].name, "acme-media");
+    assert_eq!(integration.integrations[0].prefix, "tenant-42/");
+    let bindings = Bindings::new(&integration.integrations, true);
+    let client = Fragment::client_row(&rows[1].0, &rows[1].1, "README", &bindings, &secrets)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(client.clients[0].access_key_id, "AKACMETOOLS");
+    // The same client written in a file, secret inline, is refused: only the database may.
+    let in_a_file = "[[client]]\naccess_key_id = \"AKACMETOOLS\"\nsecret_access_key = \"x\"\nintegrations = [\"acme-media\"]\n";
+    let refused = Fragment::from_toml(in_a_file, "f.toml", &integration.integrations, &secrets)
+        .expect_err("inline secret in a file");
+    assert!(
+        refused.to_string().contains("never written inline"),
+        "{refused}"
+    );
+}
