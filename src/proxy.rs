@@ -140,12 +140,19 @@ impl Proxy {
         {
             tracing::warn!("listen addresses changed in the config: they take effect on restart");
         }
-        let fresh = Arc::new(State::new(config, Some(&previous))?);
+        self.swap(config, &previous)?;
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Builds the state for `config` from `previous` (keeping its caches), puts it in force
+    /// and starts the warm-up.
+    fn swap(&self, config: Config, previous: &State) -> std::io::Result<()> {
+        let fresh = Arc::new(State::new(config, Some(previous))?);
         match self.state.write() {
             Ok(mut state) => *state = fresh,
             Err(poisoned) => *poisoned.into_inner() = fresh,
         }
-        self.reloads.fetch_add(1, Ordering::Relaxed);
         self.warm_up();
         Ok(())
     }
@@ -154,15 +161,9 @@ impl Proxy {
     /// request sees them and requests in flight finish on theirs, and the credential cache,
     /// upstream pool and region cache stay.
     pub fn apply_tenants(&self, config: Config) {
-        let previous = self.state();
-        match State::new(config, Some(&previous)) {
-            Ok(fresh) => {
-                match self.state.write() {
-                    Ok(mut state) => *state = Arc::new(fresh),
-                    Err(poisoned) => *poisoned.into_inner() = Arc::new(fresh),
-                }
+        match self.swap(config, &self.state()) {
+            Ok(()) => {
                 self.sources.published.fetch_add(1, Ordering::Relaxed);
-                self.warm_up();
             }
             // Only a changed upstream pool can fail, and a source changes no limits.
             Err(error) => tracing::error!(%error, "source change not applied"),
