@@ -270,6 +270,27 @@ async fn sources_postgres_rows_reach_every_replica_within_a_second_and_survive_t
     .await
     .unwrap();
     times.push(on_both(&both, "pg-a", Some("pg-three")).await);
+    // The admin listener says where pg-a comes from and which version of it is in force.
+    let updated: String = db
+        .query_one(
+            "SELECT updated_at::text FROM s3sp_integrations WHERE name = 'pg-a'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let shown = get(&both[0].admin_url("/integrations/pg-a")).await;
+    assert_eq!(shown.status, 200, "{}", shown.text());
+    let shown: serde_json::Value = serde_json::from_str(&shown.text()).unwrap();
+    assert_eq!(shown["source"], "postgres:integration:pg-a", "{shown:#}");
+    assert_eq!(shown["version"], updated.as_str(), "{shown:#}");
+    assert_eq!(shown["credentials"], "ok: static keys", "{shown:#}");
+    assert_eq!(
+        get(&both[0].admin_url("/integrations/pg-nothing"))
+            .await
+            .status,
+        404
+    );
     db.execute("DELETE FROM s3sp_integrations WHERE name = 'pg-b'", &[])
         .await
         .unwrap();
@@ -405,6 +426,15 @@ fn sources_readme_rows_are_valid() {
     let client = Fragment::client_row(&rows[1].0, &rows[1].1, "README", &bindings, &secrets)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(client.clients[0].access_key_id, "AKACMETOOLS");
+    // The Check connection example's candidate is a valid integration too.
+    let (_, curl) = readme
+        .split_once("/integrations/check?write=true&name=acme-media' -d '")
+        .expect("README's check example");
+    let (candidate, _) = curl.split_once("}}'").unwrap();
+    let candidate = format!("{candidate}}}}}");
+    let checked = Fragment::integration_row("acme-media", &candidate, "README", &secrets)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(checked.integrations[0].prefix, "tenant-42/");
     // The same client written in a file, secret inline, is refused: only the database may.
     let in_a_file = "[[client]]\naccess_key_id = \"AKACMETOOLS\"\nsecret_access_key = \"x\"\nintegrations = [\"acme-media\"]\n";
     let refused = Fragment::from_toml(in_a_file, "f.toml", &integration.integrations, &secrets)
@@ -413,4 +443,148 @@ fn sources_readme_rows_are_valid() {
         refused.to_string().contains("never written inline"),
         "{refused}"
     );
+}
+
+/// POSTs `spec` to the admin listener's Check connection endpoint with `query`; the report.
+async fn check_candidate(
+    proxy: &ProxyProcess,
+    query: &str,
+    spec: &serde_json::Value,
+    token: &str,
+) -> (u16, serde_json::Value) {
+    let request = http::Request::post(proxy.admin_url(&format!("/integrations/check{query}")))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            spec.to_string(),
+        )))
+        .unwrap();
+    let answer = crate::support::send(request).await;
+    let report = serde_json::from_str(&answer.text()).unwrap_or(serde_json::Value::Null);
+    (answer.status.as_u16(), report)
+}
+
+/// The result and hint of one step of a check report.
+fn step(report: &serde_json::Value, name: &str) -> (String, Option<String>) {
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["step"] == name)
+        .unwrap_or_else(|| panic!("no {name} step in {report:#}"));
+    (
+        check["result"].as_str().unwrap().to_string(),
+        check["hint"].as_str().map(str::to_string),
+    )
+}
+
+/// The integration page's Check connection button, as the platform calls it: a candidate that
+/// works passes every step, one with the wrong ExternalId is told to fix its trust policy,
+/// one whose role may not write is told which permission it lacks, and one that would read the
+/// proxy's own environment is refused before anything is called. Nothing is saved: the
+/// candidate is not served afterwards.
+#[tokio::test]
+async fn sources_check_connection_api_runs_the_check_on_a_candidate() {
+    let moto = crate::support::moto();
+    let endpoint = moto.endpoint();
+    let token = "check-api-token-41c7a9";
+    crate::support::register_secrets([&token.to_string()]);
+    let config = format!(
+        "[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\nadmin_token_env = \"CHECK_TOKEN\"\n{}",
+        crate::support::sts_section(moto, &endpoint, "")
+    );
+    let dir = TempDir::new("sources-check-api");
+    let mut env = crate::support::moto_env(moto);
+    env.push(("CHECK_TOKEN", token.to_string()));
+    let proxy = ProxyProcess::spawn(&dir.0, &config, &crate::support::env_refs(&env)).await;
+    let candidate = |tenant: &crate::support::Tenant, external_id: &str| {
+        serde_json::json!({
+            "bucket": tenant.bucket,
+            "region": "us-east-1",
+            "endpoint": endpoint,
+            "addressing": "path",
+            "access": "read-write",
+            "credentials": {"role_arn": tenant.role_arn, "external_id": external_id},
+        })
+    };
+
+    let writer = candidate(&moto.tenant_w, &moto.tenant_w.external_id);
+    let (status, report) =
+        check_candidate(&proxy, "?write=true&name=new-one", &writer, token).await;
+    assert_eq!(status, 200, "{report:#}");
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(report["failed"], 0, "{report:#}");
+    for name in ["credentials", "head-bucket", "list", "put", "delete"] {
+        assert_eq!(step(&report, name), ("ok".to_string(), None), "{report:#}");
+    }
+    assert!(
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["integration"] == "new-one"),
+        "{report:#}"
+    );
+    // Without ?write the writes are skipped.
+    let (_, report) = check_candidate(&proxy, "", &writer, token).await;
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert!(
+        !report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["step"] == "put"),
+        "{report:#}"
+    );
+
+    let wrong_id = candidate(&moto.tenant_a, "ext-wrong");
+    let (_, report) = check_candidate(&proxy, "", &wrong_id, token).await;
+    assert_eq!(report["ok"], false, "{report:#}");
+    assert_eq!(
+        step(&report, "credentials"),
+        ("failed".to_string(), Some("trust-policy".to_string()))
+    );
+    let reader = candidate(&moto.tenant_a, &moto.tenant_a.external_id);
+    let (_, report) = check_candidate(&proxy, "?write=true", &reader, token).await;
+    assert_eq!(
+        step(&report, "put"),
+        ("failed".to_string(), Some("put-permission".to_string()))
+    );
+
+    // A candidate naming a variable reads nothing of the proxy's: refused as a spec problem.
+    let mut reads_env = writer.clone();
+    reads_env["credentials"] = serde_json::json!({
+        "access_key_id": moto.proxy_user.access_key_id,
+        "secret_access_key_env": "PROXY_USER_SECRET",
+    });
+    let (status, report) = check_candidate(&proxy, "", &reads_env, token).await;
+    assert_eq!(status, 200);
+    assert_eq!(report["failed"], 1, "{report:#}");
+    assert_eq!(
+        step(&report, "spec"),
+        ("failed".to_string(), Some("spec".to_string()))
+    );
+    let (_, report) = check_candidate(&proxy, "", &serde_json::json!({"bucket": "x"}), token).await;
+    assert_eq!(step(&report, "spec").0, "failed", "{report:#}");
+
+    // The admin token is required; a document that is not JSON is a 400.
+    let (status, _) = check_candidate(&proxy, "", &writer, "not-the-token").await;
+    assert_eq!(status, 401);
+    let not_json = http::Request::post(proxy.admin_url("/integrations/check"))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"{bucket",
+        )))
+        .unwrap();
+    assert_eq!(crate::support::send(not_json).await.status, 400);
+    // The candidate was checked, not saved.
+    assert_eq!(get(&proxy.url("/new-one/anything")).await.status, 404);
+    let shown = crate::support::request(
+        http::Method::GET,
+        &proxy.admin_url("/integrations/new-one"),
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await;
+    assert_eq!(shown.status, 404);
 }

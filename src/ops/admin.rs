@@ -1,13 +1,17 @@
 //! The admin listener, on its own address: `/healthz` (the process answers), `/readyz` (the
 //! config is loaded, the listeners are up and the proxy's own STS identity works),
 //! `/integrations` (each integration's credentials as the cache knows them: valid, failing
-//! with its error, or not used yet; never fetched here), `/metrics` (Prometheus text
-//! format) and `POST /explain` (how a request described in the body would be handled; see
-//! [`crate::tools::explain`]). None of these is served on the public listener.
+//! with its error, or not used yet; never fetched here), `/integrations/{name}`,
+//! `POST /integrations/check` (the integration page's Check connection; see
+//! [`integrations`]), `/metrics` (Prometheus text format) and `POST /explain` (how a request
+//! described in the body would be handled; see [`crate::tools::explain`]). None of these is
+//! served on the public listener.
 //!
 //! Readiness never asks for integration credentials: with 10,000 integrations that would be
 //! 10,000 AssumeRole calls per replica per probe, and one customer's broken role would take
 //! a shared fleet out of its load balancer.
+
+mod integrations;
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -24,6 +28,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{AdminAccess, CredentialSource};
 use crate::observe::metrics::{counter, family, gauge, label};
+use crate::ops::source::Shared;
 use crate::proxy::Proxy;
 use crate::s3::body::{self, ProxyBody};
 
@@ -34,6 +39,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn run(
     listener: TcpListener,
     proxy: Arc<Proxy>,
+    catalog: Shared,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -55,9 +61,11 @@ pub async fn run(
             () = &mut shutdown => return Ok(()),
         };
         let proxy = proxy.clone();
+        let catalog = catalog.clone();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let proxy = proxy.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(&proxy, request).await) }
+            let catalog = catalog.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(&proxy, &catalog, request).await) }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
@@ -68,7 +76,11 @@ pub async fn run(
     }
 }
 
-async fn handle(proxy: &Proxy, request: Request<Incoming>) -> Response<ProxyBody> {
+async fn handle(
+    proxy: &Proxy,
+    catalog: &Shared,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
     let probe = matches!(request.uri().path(), "/healthz" | "/readyz");
     if !probe
         && let Err((status, reason)) = admit(&proxy.state().tenants.config.server.admin, &request)
@@ -89,8 +101,10 @@ async fn handle(proxy: &Proxy, request: Request<Incoming>) -> Response<ProxyBody
         }
         return refused;
     }
-    if request.uri().path() == "/explain" {
-        return explain(proxy, request).await;
+    match request.uri().path() {
+        "/explain" => return explain(proxy, request).await,
+        "/integrations/check" => return integrations::check(proxy, request).await,
+        _ => {}
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".to_string());
@@ -99,7 +113,11 @@ async fn handle(proxy: &Proxy, request: Request<Incoming>) -> Response<ProxyBody
         "/healthz" => text(StatusCode::OK, "ok\n".to_string()),
         // `?partial` (what earlier versions' deployments probe) is the same answer.
         "/readyz" => readiness(proxy).await,
-        "/integrations" => text(StatusCode::OK, integrations(proxy)),
+        "/integrations" => text(StatusCode::OK, integrations::list(proxy)),
+        path if path.starts_with("/integrations/") => {
+            let name = path.strip_prefix("/integrations/").unwrap_or_default();
+            integrations::show(proxy, catalog, name)
+        }
         "/metrics" => {
             let mut response = text(StatusCode::OK, metrics(proxy));
             response.headers_mut().insert(
@@ -110,7 +128,9 @@ async fn handle(proxy: &Proxy, request: Request<Incoming>) -> Response<ProxyBody
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: /healthz, /readyz, /integrations, /metrics, POST /explain\n".to_string(),
+            "not found: /healthz, /readyz, /integrations, /integrations/{name}, /metrics, \
+             POST /explain, POST /integrations/check\n"
+                .to_string(),
         ),
     }
 }
@@ -229,10 +249,9 @@ async fn explain(proxy: &Proxy, request: Request<Incoming>) -> Response<ProxyBod
         .uri()
         .query()
         .is_some_and(|q| q.split('&').any(|p| p == "json"));
-    let limited = http_body_util::Limited::new(request.into_body(), EXPLAIN_BODY_LIMIT);
-    let body = match http_body_util::BodyExt::collect(limited).await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) => return text(StatusCode::PAYLOAD_TOO_LARGE, format!("{error}\n")),
+    let body = match read_body(request, EXPLAIN_BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
     let asked: ExplainRequest = match serde_json::from_slice(&body) {
         Ok(asked) => asked,
@@ -256,15 +275,34 @@ async fn explain(proxy: &Proxy, request: Request<Incoming>) -> Response<ProxyBod
                 StatusCode::OK,
                 crate::tools::explain::render_json(&explanation),
             );
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, http::HeaderValue::from_static(JSON));
             response
         }
         Ok(explanation) => text(StatusCode::OK, crate::tools::explain::render(&explanation)),
         Err(problem) => text(StatusCode::BAD_REQUEST, format!("{problem}\n")),
     }
+}
+
+/// A request's body, at most `limit` bytes (413 beyond).
+async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, Response<ProxyBody>> {
+    let limited = http_body_util::Limited::new(request.into_body(), limit);
+    match http_body_util::BodyExt::collect(limited).await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) => Err(text(StatusCode::PAYLOAD_TOO_LARGE, format!("{error}\n"))),
+    }
+}
+
+const JSON: &str = "application/json";
+
+/// A JSON answer.
+fn json(status: StatusCode, document: &serde_json::Value) -> Response<ProxyBody> {
+    let mut response = text(status, format!("{document:#}\n"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static(JSON));
+    response
 }
 
 fn text(status: StatusCode, content: String) -> Response<ProxyBody> {
@@ -316,18 +354,6 @@ async fn readiness(proxy: &Proxy) -> Response<ProxyBody> {
             "not ready: STS did not confirm the proxy's identity within 10s\n".to_string(),
         ),
     }
-}
-
-/// One line per integration: its credentials as the cache knows them, never fetched here.
-fn integrations(proxy: &Proxy) -> String {
-    let state = proxy.state();
-    let now = SystemTime::now();
-    let mut out = String::new();
-    for integration in &state.tenants.config.integrations {
-        let line = state.credentials.state(integration).describe(now);
-        let _ = writeln!(out, "{}: {line}", integration.name);
-    }
-    out
 }
 
 fn metrics(proxy: &Proxy) -> String {

@@ -81,6 +81,7 @@ pub async fn serve(
             Some(tokio::spawn(crate::ops::admin::run(
                 admin_listener,
                 proxy.clone(),
+                catalog.clone(),
                 stopped(stop_rx.clone()),
             )))
         }

@@ -66,6 +66,9 @@ pub enum Hint {
     SessionToken,
     /// Anything else: the detail names the store's error code.
     Other,
+    /// The candidate integration itself is invalid (`POST /integrations/check`): the detail
+    /// names the setting.
+    Spec,
 }
 
 impl Hint {
@@ -87,6 +90,7 @@ impl Hint {
             Hint::StoreKeys => "store-keys",
             Hint::SessionToken => "session-token",
             Hint::Other => "other",
+            Hint::Spec => "spec",
         }
     }
 }
@@ -119,12 +123,33 @@ pub async fn run(config: Config, only: Option<&str>, write: bool) -> Result<Vec<
         });
     }
     let proxy = Proxy::new(config).map_err(|e| e.to_string())?;
-    let state = proxy.state();
+    Ok(run_on(&proxy.state(), &integrations, write).await)
+}
+
+/// Runs the checks of `integrations` with `state`'s credential cache, upstream pool and
+/// region cache: `check` builds its own state from the file, the admin listener's
+/// `POST /integrations/check` uses the serving one for a candidate integration.
+pub async fn run_on(state: &State, integrations: &[Arc<Integration>], write: bool) -> Vec<Row> {
     let mut rows = Vec::new();
     for integration in integrations {
-        check_integration(&state, &integration, write, &mut rows).await;
+        check_integration(state, integration, write, &mut rows).await;
     }
-    Ok(rows)
+    rows
+}
+
+/// The report of a candidate that never reached the checks: one failed `spec` row per
+/// problem, so a platform's page shows them as it shows a failed check.
+pub fn refused(integration: &str, problems: &[String]) -> Vec<Row> {
+    problems
+        .iter()
+        .map(|problem| Row {
+            integration: integration.to_string(),
+            step: "spec",
+            ok: Some(false),
+            detail: problem.clone(),
+            hint: Some(Hint::Spec),
+        })
+        .collect()
 }
 
 /// One integration's rows: credentials, then per bucket its region, reads and writes.
