@@ -16,6 +16,7 @@ use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
 
+use crate::auth::front_door::Clients;
 use crate::config::Integration;
 use crate::observe::access::Seen;
 use crate::s3::body::{self, ProxyBody};
@@ -69,6 +70,11 @@ pub async fn post_object(
     let mut reader = FormReader::new(request.into_body(), &boundary);
     let (fields, file) = reader.fields().await?;
 
+    if let Some(lazy) = &state.tenants.lazy
+        && let Some(key) = Clients::claimed_form_key(|name| fields.get(name))
+    {
+        lazy.prepare_client(&state.tenants, &key).await?;
+    }
     let verified = state
         .tenants
         .clients

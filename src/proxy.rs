@@ -49,7 +49,7 @@ pub struct Proxy {
     /// Config reloads refused (the old config stays).
     pub reload_failures: AtomicU64,
     /// The live sources' counters, and whether each has loaded once (readiness waits).
-    pub sources: crate::observe::metrics::SourceStats,
+    pub sources: Arc<crate::observe::metrics::SourceStats>,
 }
 
 /// A request's access line until its answer is ready. A client that leaves first makes hyper
@@ -154,6 +154,20 @@ impl Proxy {
             Err(poisoned) => *poisoned.into_inner() = fresh,
         }
         self.warm_up();
+        Ok(())
+    }
+
+    /// From now on, integrations and clients the tables do not hold are fetched on demand by
+    /// `lazy` (`[source] preload = false`); the state keeps it across reloads.
+    pub fn fetch_on_demand(&self, lazy: Arc<crate::request::lazy::Lazy>) -> std::io::Result<()> {
+        let previous = self.state();
+        let config = (*previous.tenants.config).clone();
+        let mut fresh = State::new(config.clone(), Some(&previous))?;
+        fresh.tenants = crate::request::tenants::Tenants::new(config, Some(lazy));
+        match self.state.write() {
+            Ok(mut state) => *state = Arc::new(fresh),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(fresh),
+        }
         Ok(())
     }
 
@@ -267,7 +281,11 @@ impl Proxy {
         B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
-        // The request phase: who, what, where, and may they.
+        // The request phase: who, what, where, and may they. Names fetched on demand are
+        // fetched first, so the phase itself reads only tables.
+        if let Some(lazy) = &state.tenants.lazy {
+            lazy.prepare(&state.tenants, &request).await?;
+        }
         let gate = self.gate();
         let mut admitted =
             match crate::request::admit::admit(&state.tenants, request, peer, &gate, seen)? {

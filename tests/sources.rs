@@ -36,7 +36,7 @@ secret_access_key_env = "{SECRET_VAR}"
 }
 
 /// The same integration as a database row's `spec` (no name; the secret inline).
-fn integration_spec(prefix: &str) -> serde_json::Value {
+pub(crate) fn integration_spec(prefix: &str) -> serde_json::Value {
     let store = seaweedfs();
     serde_json::json!({
         "bucket": store.bucket, "prefix": prefix, "region": "us-east-1",
@@ -48,7 +48,7 @@ fn integration_spec(prefix: &str) -> serde_json::Value {
     })
 }
 
-async fn spawn(dir: &Path, source: &str) -> ProxyProcess {
+pub(crate) async fn spawn(dir: &Path, source: &str) -> ProxyProcess {
     let config =
         format!("[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n\n[source]\n{source}\n");
     let secret = seaweedfs().keys.secret_access_key.clone();
@@ -57,7 +57,7 @@ async fn spawn(dir: &Path, source: &str) -> ProxyProcess {
 
 /// What `/{name}/{key}` answers now: its body, `None` for NoSuchBucket, or the status and
 /// text of anything else.
-async fn served(proxy: &ProxyProcess, name: &str, key: &str) -> Option<String> {
+pub(crate) async fn served(proxy: &ProxyProcess, name: &str, key: &str) -> Option<String> {
     let got = get(&proxy.url(&format!("/{name}/{key}"))).await;
     match got.status.as_u16() {
         200 => Some(got.text()),
@@ -68,7 +68,12 @@ async fn served(proxy: &ProxyProcess, name: &str, key: &str) -> Option<String> {
 
 /// Polls `/{name}/{key}` until its answer is `want` (a body, or `None` for NoSuchBucket);
 /// how long that took. Fails after 5 s.
-async fn until_served(proxy: &ProxyProcess, name: &str, key: &str, want: Option<&str>) -> Duration {
+pub(crate) async fn until_served(
+    proxy: &ProxyProcess,
+    name: &str,
+    key: &str,
+    want: Option<&str>,
+) -> Duration {
     let started = Instant::now();
     loop {
         let seen = served(proxy, name, key).await;

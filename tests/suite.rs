@@ -25,6 +25,7 @@ mod local_store;
 mod operations;
 mod read_path;
 mod sources;
+mod sources_on_demand;
 mod stalled_uploads;
 mod streaming;
 mod writes;

@@ -171,8 +171,25 @@ impl Verified {
 #[derive(Debug)]
 pub struct Clients {
     by_key: HashMap<String, Arc<Client>>,
+    /// Clients fetched on demand from a live source (`[source] preload = false`), beside the
+    /// table: filled before the request phase runs, read here.
+    fetched: Option<moka::sync::Cache<String, Arc<Client>>>,
     /// Whether SigV2 signatures are verified (or refused with S3's 400).
     sigv2: bool,
+}
+
+impl Client {
+    /// The client an issued key describes.
+    pub fn new(config: &ClientConfig) -> Arc<Client> {
+        Arc::new(Client {
+            access_key_id: config.access_key_id.clone(),
+            secret_access_key: config.secret_access_key.clone(),
+            bindings: config.bindings.clone(),
+            access: config.access,
+            policy_key: crate::auth::policy::policy_key(config.secret_access_key.expose()),
+            keys: std::sync::Mutex::default(),
+        })
+    }
 }
 
 impl Clients {
@@ -180,22 +197,60 @@ impl Clients {
     pub fn new(clients: &[ClientConfig]) -> Self {
         let by_key = clients
             .iter()
-            .map(|c| {
-                let client = Client {
-                    access_key_id: c.access_key_id.clone(),
-                    secret_access_key: c.secret_access_key.clone(),
-                    bindings: c.bindings.clone(),
-                    access: c.access,
-                    policy_key: crate::auth::policy::policy_key(c.secret_access_key.expose()),
-                    keys: std::sync::Mutex::default(),
-                };
-                (c.access_key_id.clone(), Arc::new(client))
-            })
+            .map(|c| (c.access_key_id.clone(), Client::new(c)))
             .collect();
         Clients {
             by_key,
+            fetched: None,
             sigv2: true,
         }
+    }
+
+    /// Clients fetched on demand are found in `fetched` too.
+    pub fn with_fetched(self, fetched: Option<moka::sync::Cache<String, Arc<Client>>>) -> Self {
+        Clients { fetched, ..self }
+    }
+
+    /// The client issued `access_key_id`, if any: the table's, or one fetched on demand.
+    pub fn client(&self, access_key_id: &str) -> Option<Arc<Client>> {
+        match self.by_key.get(access_key_id) {
+            Some(client) => Some(client.clone()),
+            None => self.fetched.as_ref()?.get(access_key_id),
+        }
+    }
+
+    /// The key id a request claims to be signed with, read by the parsers
+    /// [`Clients::identify_parsed`] uses (SigV4 header or query, SigV2, a signed policy in the
+    /// query or a cookie), without verifying anything: what a source that fetches clients on
+    /// demand must fetch before the request is identified. `None` for an anonymous request or
+    /// one too malformed to name a key (identifying it refuses it).
+    pub fn claimed_key(request: &SignedRequest<'_>, now: SystemTime) -> Option<String> {
+        let headers = request.headers;
+        if let Some(form) = crate::auth::sigv2::form(headers, request.query) {
+            let claim = match form {
+                crate::auth::sigv2::Form::Header => crate::auth::sigv2::from_header(request, now),
+                crate::auth::sigv2::Form::Query => crate::auth::sigv2::from_query(request, now),
+            };
+            return claim.ok().map(|claim| claim.access_key_id);
+        }
+        if let Some(value) = headers.get(header::AUTHORIZATION) {
+            let value = value.to_str().ok()?;
+            let signed = from_header(value, request.method, headers, now).ok()?;
+            return Some(signed.access_key_id.to_string());
+        }
+        if request
+            .query
+            .iter()
+            .any(|(name, _)| name.starts_with("X-Amz-"))
+        {
+            let signed = from_query(request.query, now).ok()?;
+            return Some(signed.access_key_id.to_string());
+        }
+        let presented = match crate::auth::policy::in_query(request.query).ok()? {
+            Some(presented) => presented,
+            None => crate::auth::policy::in_cookies(headers).ok()??,
+        };
+        Some(presented.key_id)
     }
 
     /// With `false`, SigV2 signatures are refused (`[server] sigv2 = false`).
@@ -282,8 +337,7 @@ impl Clients {
         };
         check_amz_headers_signed(headers, signed.signed_headers)?;
         let client = self
-            .by_key
-            .get(signed.access_key_id)
+            .client(signed.access_key_id)
             .ok_or(Error::InvalidAccessKeyId)?;
         let canonical = claimed_canonical_request(&signed, method, uri, query, headers)?;
         let signing_key = client.signing_key(signed.scope);
@@ -324,7 +378,7 @@ pub struct SignatureView {
 impl Clients {
     /// The secret of an issued key, for `explain --client` to sign a request as that client.
     pub(crate) fn secret_of(&self, access_key_id: &str) -> Option<String> {
-        let client = self.by_key.get(access_key_id)?;
+        let client = self.client(access_key_id)?;
         Some(client.secret_access_key.expose().to_string())
     }
 
@@ -377,8 +431,7 @@ impl Clients {
             ),
         };
         let client = self
-            .by_key
-            .get(&claim.access_key_id)
+            .client(&claim.access_key_id)
             .ok_or(Error::InvalidAccessKeyId)?;
         let expected =
             crate::auth::sigv2::signature(client.secret_access_key.expose(), &claim.string_to_sign);

@@ -59,6 +59,7 @@ fn build_source(
     problems: &mut Problems<'_>,
     secrets: &dyn SecretLookup,
 ) -> SourceConfig {
+    let names_database = raw.postgres_url_env.is_some() || raw.postgres_url_file.is_some();
     let postgres_url = match (&raw.postgres_url_env, &raw.postgres_url_file) {
         (None, None) => None,
         _ => read_secret(
@@ -76,10 +77,32 @@ fn build_source(
         "resync_interval",
         problems,
     );
+    let preload = raw.preload.unwrap_or(true);
+    if !preload && !names_database {
+        problems.add(
+            "[source]",
+            "preload",
+            "`preload = false` fetches rows on demand: it needs postgres_url_env or _file",
+        );
+    }
+    let cache_entries = raw.cache_entries.unwrap_or(100_000);
+    if cache_entries == 0 {
+        problems.add("[source]", "cache_entries", "must be at least 1");
+    }
+    let absent_for = parse_setting_duration(
+        raw.absent_for.as_deref(),
+        Duration::from_secs(5),
+        "[source]",
+        "absent_for",
+        problems,
+    );
     SourceConfig {
         directory: raw.directory.map(PathBuf::from),
         postgres_url,
         resync_interval,
+        preload,
+        cache_entries,
+        absent_for,
     }
 }
 

@@ -60,6 +60,13 @@ pub struct SourceConfig {
     pub postgres_url: Option<Secret>,
     /// How often everything is read again from the database, besides on each (re)connect.
     pub resync_interval: Duration,
+    /// Whether the database's rows are all read at start (`true`), or each is fetched by its
+    /// key when a request first names it.
+    pub preload: bool,
+    /// With `preload = false`: how many fetched integrations and clients are kept.
+    pub cache_entries: u64,
+    /// With `preload = false`: how long a name the database does not hold is believed absent.
+    pub absent_for: Duration,
 }
 
 /// Keys the proxy issues to an SDK client or URL signer, and where they lead.

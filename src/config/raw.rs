@@ -24,6 +24,9 @@ pub(super) struct RawSource {
     pub(super) postgres_url_env: Option<String>,
     pub(super) postgres_url_file: Option<String>,
     pub(super) resync_interval: Option<String>,
+    pub(super) preload: Option<bool>,
+    pub(super) cache_entries: Option<u64>,
+    pub(super) absent_for: Option<String>,
 }
 
 /// A file of the directory source: integrations and clients only.

@@ -392,6 +392,9 @@ fn metrics(proxy: &Proxy) -> String {
         proxy.reload_failures.load(Ordering::Relaxed),
     );
     source_metrics(&mut out, &proxy.sources);
+    if let Some(lazy) = &state.tenants.lazy {
+        on_demand_metrics(&mut out, lazy);
+    }
     expiry_metrics(&mut out, &state);
     out
 }
@@ -421,6 +424,34 @@ fn source_metrics(out: &mut String, sources: &crate::observe::metrics::SourceSta
         "s3sp_source_database_failures_total",
         "Database connections that failed or were lost.",
         sources.database_failures.load(Ordering::Relaxed),
+    );
+}
+
+/// With `[source] preload = false`: the database's answers by key, and what is held.
+fn on_demand_metrics(out: &mut String, lazy: &crate::request::lazy::Lazy) {
+    counter(
+        out,
+        "s3sp_source_lookups_total",
+        "Integrations and clients fetched by key from the database (preload = false).",
+        lazy.queries.load(Ordering::Relaxed),
+    );
+    counter(
+        out,
+        "s3sp_source_lookups_absent_total",
+        "Of those, the keys the database does not hold (each remembered for absent_for).",
+        lazy.absent.load(Ordering::Relaxed),
+    );
+    let (integrations, clients) = lazy.held();
+    family(
+        out,
+        "s3sp_source_fetched_entries",
+        "gauge",
+        "Integrations and clients fetched on demand and held now (at most cache_entries each).",
+    );
+    let _ = writeln!(
+        out,
+        "s3sp_source_fetched_entries{{kind=\"integration\"}} {integrations}\n\
+         s3sp_source_fetched_entries{{kind=\"client\"}} {clients}"
     );
 }
 

@@ -12,8 +12,9 @@ use tokio::net::TcpListener;
 use crate::config::tls::ReloadingCert;
 use crate::config::tls::TlsFiles;
 use crate::config::{Config, ConfigError, SourceConfig};
-use crate::ops::source::{Catalog, Shared, directory, lock, postgres, publish};
+use crate::ops::source::{Catalog, Shared, directory, lock, on_demand, postgres, publish};
 use crate::proxy::Proxy;
+use crate::request::lazy::Lazy;
 
 /// How often the config and certificate files are looked at for changes.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -164,10 +165,28 @@ fn start_sources(
     }
     if let Some(url) = &sources.postgres_url {
         proxy.sources.loading.fetch_add(1, Ordering::Relaxed);
+        let mode = if sources.preload {
+            postgres::Mode::Preload(catalog.clone())
+        } else {
+            let connection = postgres::Connection::default();
+            let fetcher = on_demand::Fetcher {
+                connection: connection.clone(),
+                stats: proxy.sources.clone(),
+            };
+            let lazy = Arc::new(Lazy::new(
+                sources.cache_entries,
+                sources.absent_for,
+                Arc::new(fetcher),
+            ));
+            if let Err(error) = proxy.fetch_on_demand(lazy.clone()) {
+                tracing::error!(%error, "fetching integrations on demand could not start");
+            }
+            postgres::Mode::OnDemand(lazy, connection)
+        };
         tokio::spawn(postgres::run(
             url.clone(),
             sources.resync_interval,
-            catalog.clone(),
+            mode,
             proxy.clone(),
         ));
     }

@@ -72,7 +72,7 @@ pub fn admit<B>(
         query,
     } = route_request(tenants, &request)?;
     seen.bucket = Some(route.name.clone());
-    seen.cors_for = tenants.integrations.integration(&route.name).cloned();
+    seen.cors_for = tenants.integrations.integration(&route.name);
     if route.operation == Operation::Preflight {
         let integration = seen.cors_for.as_ref().ok_or_else(|| Error::NoSuchBucket {
             name: route.name.clone(),
@@ -166,6 +166,34 @@ pub(crate) struct Routed {
     pub virtual_bucket: Option<String>,
     /// The query, parsed once for the route and the front door alike.
     pub query: Vec<(String, String)>,
+}
+
+/// The names a request reaches for, read by the request phase's own steps (the shape, the
+/// route, the key the signature claims) and nothing verified: what a source that fetches
+/// integrations and clients on demand must have fetched before [`admit`] runs. A request the
+/// shape or route refuses names nothing ([`admit`] refuses it the same way).
+pub fn named<B>(tenants: &Tenants, request: &Request<B>) -> (Option<String>, Option<String>) {
+    if check_shape(tenants, request).is_err() {
+        return (None, None);
+    }
+    let Ok(Routed {
+        route,
+        virtual_bucket,
+        query,
+    }) = route_request(tenants, request)
+    else {
+        return (None, None);
+    };
+    let signed = SignedRequest {
+        method: request.method(),
+        uri: request.uri(),
+        headers: request.headers(),
+        query: &query,
+        virtual_bucket: virtual_bucket.as_deref(),
+    };
+    let key = crate::auth::front_door::Clients::claimed_key(&signed, SystemTime::now());
+    let name = (!route.name.is_empty()).then_some(route.name);
+    (name, key)
 }
 
 pub(crate) fn route_request<B>(tenants: &Tenants, request: &Request<B>) -> Result<Routed, Error> {

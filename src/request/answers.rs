@@ -29,6 +29,7 @@ pub fn list_buckets(
         Caller::Anonymous => "anonymous",
         Caller::Client(client) => client.access_key_id.as_str(),
     };
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let document = crate::s3::documents::bucket_list(owner, &names, created);
     Ok(xml(document))
 }

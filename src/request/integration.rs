@@ -32,6 +32,9 @@ const MAX_KEY_BYTES: usize = 1024;
 #[derive(Debug, Default)]
 pub struct Integrations {
     by_name: HashMap<String, (Arc<Integration>, Option<String>)>,
+    /// Integrations fetched on demand from a live source (`[source] preload = false`), by
+    /// name alone: filled before the request phase runs, read here.
+    fetched: Option<moka::sync::Cache<String, Arc<Integration>>>,
 }
 
 impl Integrations {
@@ -76,49 +79,83 @@ impl Integrations {
                 }
             }
         }
-        Integrations { by_name }
+        Integrations {
+            by_name,
+            fetched: None,
+        }
+    }
+
+    /// Integrations fetched on demand are found in `fetched` too, by their names.
+    pub fn with_fetched(
+        self,
+        fetched: Option<moka::sync::Cache<String, Arc<Integration>>>,
+    ) -> Self {
+        Integrations { fetched, ..self }
+    }
+
+    /// The integration a logical name means and the real bucket it names (`None` for a
+    /// multi-bucket integration's own name): the table's, or one fetched on demand.
+    fn entry(&self, name: &str) -> Option<(Arc<Integration>, Option<String>)> {
+        if let Some(found) = self.by_name.get(name) {
+            return Some(found.clone());
+        }
+        let integration = self.fetched.as_ref()?.get(name)?;
+        let bucket = match &integration.buckets {
+            Buckets::Scoped(bucket) => Some(bucket.clone()),
+            Buckets::Permitted(_) => None,
+        };
+        Some((integration, bucket))
     }
 
     /// The integration a logical bucket name means, if any (CORS needs it even when the
     /// request itself is refused).
-    pub fn integration(&self, name: &str) -> Option<&Arc<Integration>> {
-        self.by_name.get(name).map(|(integration, _)| integration)
+    pub fn integration(&self, name: &str) -> Option<Arc<Integration>> {
+        self.entry(name).map(|(integration, _)| integration)
     }
 
     /// The logical bucket names `caller` may list or read, sorted, for ListBuckets: each
     /// integration scoped to one bucket by its name, and each bucket a multi-bucket integration
     /// permits by the bucket's name. An anonymous caller sees the public ones.
-    pub fn reachable(&self, caller: &Caller) -> Vec<&str> {
-        let mut names: Vec<&str> = self
-            .by_name
-            .iter()
+    pub fn reachable(&self, caller: &Caller) -> Vec<String> {
+        let fetched = self.fetched.iter().flat_map(|cache| {
+            cache.iter().filter_map(|(name, integration)| {
+                let Buckets::Scoped(bucket) = &integration.buckets else {
+                    return None;
+                };
+                let bucket = Some(bucket.clone());
+                Some((name.as_ref().clone(), (integration, bucket)))
+            })
+        });
+        let table = self.by_name.iter().map(|(name, (integration, bucket))| {
+            (name.clone(), (integration.clone(), bucket.clone()))
+        });
+        let mut names: Vec<String> = table
+            .chain(fetched)
             .filter_map(|(name, (integration, bucket))| {
                 let bucket = bucket.as_deref()?;
                 let canonical = match integration.buckets {
-                    Buckets::Scoped(_) => *name == integration.name,
+                    Buckets::Scoped(_) => name == integration.name,
                     Buckets::Permitted(_) => name == bucket,
                 };
                 let may = match caller {
                     Caller::Client(client) => client.is_bound_to(&integration.name, bucket),
                     Caller::Anonymous => integration.public,
                 };
-                (canonical && may).then_some(name.as_str())
+                (canonical && may).then_some(name)
             })
             .collect();
         names.sort_unstable();
+        names.dedup();
         names
     }
 
     /// Maps a route to its target, or says why the caller may not go there. Nothing here
     /// contacts the upstream, so a refused request never reaches it.
     pub fn resolve(&self, route: &Route, caller: &Caller) -> Result<Target, Error> {
-        let (integration, bucket) =
-            self.by_name
-                .get(&route.name)
-                .ok_or_else(|| Error::NoSuchBucket {
-                    name: route.name.clone(),
-                })?;
-        let bucket = bucket.clone().ok_or_else(|| Error::InvalidRequest {
+        let (integration, bucket) = self.entry(&route.name).ok_or_else(|| Error::NoSuchBucket {
+            name: route.name.clone(),
+        })?;
+        let bucket = bucket.ok_or_else(|| Error::InvalidRequest {
             reason: format!(
                 "Integration {} serves several buckets; address one of them by its bucket name",
                 integration.name
@@ -126,13 +163,13 @@ impl Integrations {
         })?;
         debug_assert!(integration.permits_bucket(&bucket));
 
-        authorise(integration, &bucket, route.operation, caller)?;
+        authorise(&integration, &bucket, route.operation, caller)?;
 
         // Bucket-level operations name no key; their prefix goes in the query (`server`).
         let key = if route.operation.is_bucket_level() {
             String::new()
         } else {
-            self.upstream_key(integration, &route.key)?
+            self.upstream_key(&integration, &route.key)?
         };
         Ok(Target {
             integration: integration.clone(),
@@ -172,10 +209,10 @@ impl Integrations {
             .ok_or_else(|| Error::InvalidArgument {
                 reason: "x-amz-copy-source must be bucket/key".to_string(),
             })?;
-        let (source, bucket) = self.by_name.get(name).ok_or_else(|| Error::NoSuchBucket {
+        let (source, bucket) = self.entry(name).ok_or_else(|| Error::NoSuchBucket {
             name: name.to_string(),
         })?;
-        let bucket = bucket.clone().ok_or_else(|| Error::InvalidRequest {
+        let bucket = bucket.ok_or_else(|| Error::InvalidRequest {
             reason: format!(
                 "Integration {} serves several buckets; name one",
                 source.name
@@ -189,7 +226,7 @@ impl Integrations {
                 ),
             });
         }
-        let full_key = self.upstream_key(source, key)?;
+        let full_key = self.upstream_key(&source, key)?;
         let mut rewritten = format!("/{bucket}/{}", crate::s3::sigv4::encode_key(&full_key));
         if let Some(version) = version {
             // Decoded and encoded again by the proxy: no client text goes into the header.

@@ -4,6 +4,7 @@ pub(crate) mod admit;
 pub(crate) mod answers;
 pub(crate) mod cors;
 pub mod integration;
+pub mod lazy;
 pub(crate) mod session;
 pub(crate) mod shape;
 pub(crate) mod tenants;

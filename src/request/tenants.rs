@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::auth::front_door::Clients;
 use crate::config::{Config, Limits};
 use crate::request::integration::Integrations;
+use crate::request::lazy::Lazy;
 
 /// The callers and integrations of one configuration.
 pub struct Tenants {
@@ -15,15 +16,23 @@ pub struct Tenants {
     pub config: Arc<Config>,
     pub(crate) clients: Clients,
     pub(crate) integrations: Integrations,
+    /// With `[source] preload = false`: the integrations and clients fetched on demand, kept
+    /// from one configuration to the next.
+    pub lazy: Option<Arc<Lazy>>,
 }
 
 impl Tenants {
-    /// Builds the client and integration tables of `config`.
-    pub fn new(config: Config) -> Self {
+    /// Builds the client and integration tables of `config`; with `lazy`, they consult what
+    /// it fetched after their own.
+    pub fn new(config: Config, lazy: Option<Arc<Lazy>>) -> Self {
         Tenants {
-            clients: Clients::new(&config.clients).with_sigv2(config.server.sigv2),
-            integrations: Integrations::new(&config.integrations),
+            clients: Clients::new(&config.clients)
+                .with_sigv2(config.server.sigv2)
+                .with_fetched(lazy.as_ref().map(|lazy| lazy.clients())),
+            integrations: Integrations::new(&config.integrations)
+                .with_fetched(lazy.as_ref().map(|lazy| lazy.integrations())),
             config: Arc::new(config),
+            lazy,
         }
     }
 

@@ -175,6 +175,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// An integration or client fetched on demand could not be read from the platform's
+    /// database (`[source] preload = false`): it is neither known nor known to be absent.
+    #[error("The proxy could not read {what} from its integration source; retry shortly")]
+    SourceUnavailable {
+        /// `integration NAME` or `client KEY`.
+        what: String,
+    },
+
     /// The upstream could not be reached or failed before sending a response.
     #[error("The upstream store for integration {integration} could not be reached")]
     UpstreamUnreachable {
@@ -266,7 +274,9 @@ impl Error {
             Error::EntityTooSmall => "EntityTooSmall",
             Error::MethodNotAllowed { .. } => "MethodNotAllowed",
             Error::NotImplemented { .. } => "NotImplemented",
-            Error::CredentialsUnavailable { .. } => "ServiceUnavailable",
+            Error::CredentialsUnavailable { .. } | Error::SourceUnavailable { .. } => {
+                "ServiceUnavailable"
+            }
             Error::UpstreamUnreachable { .. } | Error::UpstreamBroken { .. } => "BadGateway",
             Error::UpstreamTimeout { .. } => "RequestTimeout",
             Error::UpstreamRefusedCredentials { .. } => "ServiceUnavailable",
@@ -304,7 +314,9 @@ impl Error {
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::MissingContentLength => StatusCode::LENGTH_REQUIRED,
             Error::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
-            Error::CredentialsUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::CredentialsUnavailable { .. } | Error::SourceUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::UpstreamUnreachable { .. } | Error::UpstreamBroken { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -326,6 +338,7 @@ impl Error {
                 retry_after_seconds,
             } => Some(*retry_after_seconds),
             Error::CredentialsUnavailable { .. }
+            | Error::SourceUnavailable { .. }
             | Error::UpstreamTimeout { .. }
             | Error::UpstreamRefusedCredentials { .. } => Some(5),
             _ => None,

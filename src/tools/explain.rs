@@ -147,6 +147,17 @@ pub async fn explain(
     options: &Options,
 ) -> Result<Explanation, String> {
     let state = proxy.state();
+    if let Some(lazy) = &state.tenants.lazy {
+        // What the proxy fetches on demand before the request phase, fetched here the same way.
+        if let Some(client) = &options.client {
+            lazy.prepare_client(&state.tenants, client)
+                .await
+                .map_err(|error| error.to_string())?;
+        }
+        lazy.prepare(&state.tenants, &request)
+            .await
+            .map_err(|error| error.to_string())?;
+    }
     if let Some(client) = &options.client {
         sign_as(&state.tenants.clients, client, &mut request)?;
     }
@@ -364,7 +375,7 @@ fn authorise(
 ) -> Option<Target> {
     let gate = proxy.gate();
     let seen = Seen {
-        cors_for: state.tenants.integrations.integration(&route.name).cloned(),
+        cors_for: state.tenants.integrations.integration(&route.name),
         ..Seen::default()
     };
     match admit::answer_for_the_service(&state.tenants, route, verified, &gate, &seen) {

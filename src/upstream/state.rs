@@ -48,7 +48,7 @@ impl State {
         };
         let regions = previous.map_or_else(Arc::default, |previous| previous.regions.clone());
         Ok(State {
-            tenants: Tenants::new(config),
+            tenants: Tenants::new(config, previous.and_then(|p| p.tenants.lazy.clone())),
             credentials,
             upstream,
             regions,

@@ -99,14 +99,22 @@ impl Postgres {
         format!("postgres://s3sp@127.0.0.1:{}/postgres", self.port)
     }
 
-    /// Starts the server (again) and waits until it accepts connections.
-    pub fn resume(&self) {
-        let log = std::fs::File::create(crate::support::test_logs().join(format!(
+    /// The server's log (its stderr), appended to by each start.
+    pub fn log_path(&self) -> PathBuf {
+        crate::support::test_logs().join(format!(
             "postgres-{}-{}.log",
             std::process::id(),
             self.port
-        )))
-        .expect("log");
+        ))
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    pub fn resume(&self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log");
         let child = as_server_user(self.bin.join("postgres"))
             .arg("-D")
             .arg(&self.data)

@@ -9,6 +9,16 @@ use crate::s3::error::Error;
 use crate::s3::sigv4::{constant_time_eq, parse_amz_date};
 
 impl Clients {
+    /// The key id a form upload's fields claim (`x-amz-credential`'s first part, or SigV2's
+    /// `awsaccesskeyid`), unverified: what a source that fetches clients on demand must fetch
+    /// before [`Clients::identify_form`].
+    pub fn claimed_form_key<'a>(field: impl Fn(&str) -> Option<&'a str>) -> Option<String> {
+        match field("x-amz-credential") {
+            Some(credential) => credential.split_once('/').map(|(key, _)| key.to_string()),
+            None => field("awsaccesskeyid").map(str::to_string),
+        }
+    }
+
     /// Verifies a form upload's policy signature (S3's POST Object): SigV4 over the encoded
     /// policy with the signing key of `x-amz-credential`'s scope, or SigV2 (`AWSAccessKeyId`,
     /// `signature`), compared in constant time. `field` gives a form field by its lower-case
@@ -37,8 +47,7 @@ impl Clients {
                     bad(&format!("x-amz-credential {why}"))
                 })?;
                 let client = self
-                    .by_key
-                    .get(access_key_id)
+                    .client(access_key_id)
                     .ok_or(Error::InvalidAccessKeyId)?;
                 let expected = crate::auth::policy::signature(&client.signing_key(scope), policy);
                 (client, expected, signature)
@@ -52,8 +61,7 @@ impl Clients {
                     return Err(bad("is not signed"));
                 };
                 let client = self
-                    .by_key
-                    .get(access_key_id)
+                    .client(access_key_id)
                     .ok_or(Error::InvalidAccessKeyId)?;
                 let expected =
                     crate::auth::sigv2::signature(client.secret_access_key.expose(), policy);
@@ -81,8 +89,7 @@ impl Clients {
         now: SystemTime,
     ) -> Result<Verified, Error> {
         let client = self
-            .by_key
-            .get(&presented.key_id)
+            .client(&presented.key_id)
             .ok_or(Error::InvalidAccessKeyId)?;
         let expected = crate::auth::policy::signature(&client.policy_key, &presented.policy);
         if !constant_time_eq(expected.as_bytes(), presented.signature.as_bytes()) {

@@ -45,16 +45,22 @@ pub(super) fn show(proxy: &Proxy, catalog: &Shared, name: &str) -> Response<Prox
     let Some(integration) = state.tenants.integrations.integration(name) else {
         return text(
             StatusCode::NOT_FOUND,
-            format!("no integration is named {name}\n"),
+            format!(
+                "no integration named {name} is in force (with preload = false: fetched yet)\n"
+            ),
         );
     };
     let (source, version) = match lock(catalog).integration_origin(name) {
         Some((origin, part)) => (origin.to_string(), part.version.clone()),
-        None => ("the main file".to_string(), String::new()),
+        // Only what was fetched on demand (`preload = false`) is in force outside the catalog.
+        None => (
+            format!("postgres:integration:{name} (fetched on demand)"),
+            String::new(),
+        ),
     };
     let credentials = state
         .credentials
-        .state(integration)
+        .state(&integration)
         .describe(SystemTime::now());
     json(
         StatusCode::OK,

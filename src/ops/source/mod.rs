@@ -7,6 +7,7 @@
 //! one it started with.
 
 pub mod directory;
+pub mod on_demand;
 pub mod postgres;
 
 use std::collections::{BTreeMap, HashMap};

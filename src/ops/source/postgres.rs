@@ -12,43 +12,51 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
-use super::{Shared, lock, publish};
+use super::{Shared, lock, on_demand, publish};
 use crate::config::{Bindings, Fragment, ProcessEnv, Secret};
 use crate::proxy::Proxy;
+use crate::request::lazy::Lazy;
 
 /// The channel the schema's trigger notifies.
 pub const CHANNEL: &str = "s3sp_changes";
-const INTEGRATIONS: &str = "s3sp_integrations";
-const CLIENTS: &str = "s3sp_clients";
+pub(super) const INTEGRATIONS: &str = "s3sp_integrations";
+pub(super) const CLIENTS: &str = "s3sp_clients";
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 const LAST_RETRY: Duration = Duration::from_secs(30);
 
 /// A row as read: its key, its spec as JSON text, and its `updated_at` as text.
-struct Row {
-    key: String,
-    spec: String,
-    updated_at: String,
+pub(super) struct Row {
+    pub(super) key: String,
+    pub(super) spec: String,
+    pub(super) updated_at: String,
 }
 
 /// The rows refused, with the digest they were refused at, so a resync does not log them again.
 #[derive(Default)]
 struct Refused(HashMap<String, String>);
 
-/// Keeps the catalog in step with the database until the proxy stops.
-pub async fn run(url: Secret, resync: Duration, catalog: Shared, proxy: Arc<Proxy>) {
+/// What the source keeps in step with the database.
+pub enum Mode {
+    /// Every row, in the catalog (`preload = true`).
+    Preload(Shared),
+    /// The rows requests asked for, fetched through the connection this source keeps.
+    OnDemand(Arc<Lazy>, Connection),
+}
+
+/// The connection on-demand fetches use while this source has one.
+pub type Connection = Arc<std::sync::RwLock<Option<Arc<Client>>>>;
+
+/// Keeps the catalog (or what was fetched on demand) in step with the database until the
+/// proxy stops.
+pub async fn run(url: Secret, resync: Duration, mode: Mode, proxy: Arc<Proxy>) {
     let mut retry = FIRST_RETRY;
     let mut loaded_once = false;
     let mut refused = Refused::default();
     loop {
-        let error = session(
-            &url,
-            resync,
-            &catalog,
-            &proxy,
-            &mut refused,
-            &mut loaded_once,
-        )
-        .await;
+        let error = session(&url, resync, &mode, &proxy, &mut refused, &mut loaded_once).await;
+        if let Mode::OnDemand(_, connection) = &mode {
+            on_demand::set(connection, None);
+        }
         if proxy.sources.database_up.swap(0, Ordering::Relaxed) == 1 {
             retry = FIRST_RETRY;
         }
@@ -67,7 +75,7 @@ pub async fn run(url: Secret, resync: Duration, catalog: Shared, proxy: Arc<Prox
 async fn session(
     url: &Secret,
     resync: Duration,
-    catalog: &Shared,
+    mode: &Mode,
     proxy: &Proxy,
     refused: &mut Refused,
     loaded_once: &mut bool,
@@ -90,12 +98,16 @@ async fn session(
         }
         "the database closed the connection".to_string()
     });
+    let client = Arc::new(client);
     let ended = async {
         client
             .batch_execute(&format!("LISTEN {CHANNEL}"))
             .await
             .map_err(|e| e.to_string())?;
-        resync_all(&client, catalog, proxy, refused).await?;
+        read_again(&client, mode, proxy, refused).await?;
+        if let Mode::OnDemand(_, connection) = mode {
+            on_demand::set(connection, Some(client.clone()));
+        }
         proxy.sources.database_up.store(1, Ordering::Relaxed);
         if !std::mem::replace(loaded_once, true) {
             proxy.sources.loading.fetch_sub(1, Ordering::Relaxed);
@@ -109,9 +121,16 @@ async fn session(
                     while let Ok(more) = notes.try_recv() {
                         changed.insert(more);
                     }
-                    apply_notes(&client, changed, catalog, proxy, refused).await?;
+                    match mode {
+                        Mode::Preload(catalog) => {
+                            apply_notes(&client, changed, catalog, proxy, refused).await?;
+                        }
+                        Mode::OnDemand(lazy, _) => {
+                            on_demand::apply_notes(&client, changed, lazy, proxy).await?;
+                        }
+                    }
                 }
-                _ = timer.tick() => resync_all(&client, catalog, proxy, refused).await?,
+                _ = timer.tick() => read_again(&client, mode, proxy, refused).await?,
             }
         }
     };
@@ -124,7 +143,24 @@ async fn session(
     }
 }
 
-async fn read(client: &Client, table: &str, key: Option<&str>) -> Result<Vec<Row>, String> {
+/// Reads everything again: the whole tables, or the rows fetched on demand.
+async fn read_again(
+    client: &Client,
+    mode: &Mode,
+    proxy: &Proxy,
+    refused: &mut Refused,
+) -> Result<(), String> {
+    match mode {
+        Mode::Preload(catalog) => resync_all(client, catalog, proxy, refused).await,
+        Mode::OnDemand(lazy, _) => on_demand::resync(client, lazy, proxy).await,
+    }
+}
+
+pub(super) async fn read(
+    client: &Client,
+    table: &str,
+    key: Option<&str>,
+) -> Result<Vec<Row>, String> {
     let column = if table == INTEGRATIONS {
         "name"
     } else {
@@ -264,7 +300,7 @@ fn apply_rows(
     changed
 }
 
-fn origin(table: &str, key: &str) -> String {
+pub(super) fn origin(table: &str, key: &str) -> String {
     let kind = if table == INTEGRATIONS {
         "integration"
     } else {
