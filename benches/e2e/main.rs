@@ -15,11 +15,13 @@
 //! (1000), `BENCH_SMALL_REQUESTS` (40000), `BENCH_CONNECTIONS` (64), `BENCH_INTEGRATIONS`
 //! (10000), `BENCH_CLIENTS` (2000), `BENCH_RSS_STREAMS` (64), `BENCH_BODY_BUFFER` and
 //! `BENCH_WIDE_TRANSFERS` (the proxy's `body_buffer_bytes` and `wide_transfers`),
-//! `BENCH_STALLED_UPLOADS` (1000: uploads held by a store that stopped reading).
+//! `BENCH_STALLED_UPLOADS` (1000: uploads held by a store that stopped reading),
+//! `BENCH_DB_INTEGRATIONS` (100000) and `BENCH_DB_CLIENTS` (20000) in PostgreSQL for the
+//! `preload = false` rows ([`database`]).
 //! `BENCH_PROXY` runs another build of the proxy than this tree's, and `BENCH_PROXY_B` a
 //! second build beside it in the `bare` rounds, for an A/B in one run; `BENCH_BARE_WRAPPER` a
 //! program the bare relays run under (a counter); `BENCH_ONLY` (`small`, `large`, `relay`,
-//! `bare`, `rss` or `stalled`, comma-separated) runs only those parts, and `BENCH_PROFILE` (`anonymous`,
+//! `bare`, `rss`, `database` or `stalled`, comma-separated) runs only those parts, and `BENCH_PROFILE` (`anonymous`,
 //! `presigned`, or `many` for the many-integration proxy) only proxied small GETs of that kind,
 //! round after round, to profile one of them.
 // Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
@@ -28,6 +30,7 @@
 
 mod bare;
 mod configs;
+mod database;
 mod load;
 mod processes;
 mod stalled;
@@ -511,6 +514,9 @@ async fn bench() {
         let sink = format!("{}/up", bench.proxied_sink);
         let rss = peak_rss_under_uploads(&proxy, &sink, streams, mib).await;
         println!("| peak RSS, {streams} concurrent {mib} MiB PUTs | — | {rss:.1} MiB | — |");
+    }
+    if part("database") {
+        database::run(&bench, store, &proxy).await;
     }
     if part("stalled") {
         let uploads = setting("BENCH_STALLED_UPLOADS", 1000);

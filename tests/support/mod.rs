@@ -34,7 +34,7 @@ mod process;
 
 pub use pass_through::{PassThrough, StsFault};
 pub use postgres::Postgres;
-pub use process::{ProxyProcess, TempDir, env_refs, free_address, moto_env};
+pub use process::{ProxyProcess, TempDir, env_refs, moto_env};
 
 /// What `moto_server.py` provisioned.
 pub struct Moto {
@@ -825,4 +825,19 @@ pub async fn drive_chromium(script: &str, args: &[&str]) -> serde_json::Value {
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("the driver prints JSON")
+}
+
+impl Postgres {
+    /// A cluster under `target/postgres/`, its log in `target/test-logs/` (searched for secrets).
+    pub fn start() -> Postgres {
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
+        Postgres::start_in(
+            repo_root()
+                .join("target/postgres")
+                .join(format!("{pid}-{n}")),
+            test_logs().join(format!("postgres-{pid}-{n}.log")),
+        )
+    }
 }

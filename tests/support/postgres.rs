@@ -1,5 +1,7 @@
-//! A throwaway PostgreSQL cluster for the sources test: Debian's `initdb` and `postgres`, on a
-//! loopback port, its data under `target/`, never a system service. As root (CI), the server
+//! A throwaway PostgreSQL cluster for the sources tests and the bench: Debian's `initdb` and
+//! `postgres`, on a loopback port, its data in a directory the caller names (`target/` for the
+//! tests), never a system service. Shared by path with `benches/e2e`, so it uses nothing of
+//! the tests' own support module. As root (CI), the server
 //! runs as the `postgres` user, which Debian's package creates. It can be stopped and started
 //! again on the same port and data, as a database that goes away and comes back.
 
@@ -10,6 +12,7 @@ use std::sync::Mutex;
 pub struct Postgres {
     pub port: u16,
     data: PathBuf,
+    log: PathBuf,
     bin: PathBuf,
     server: Mutex<Option<Child>>,
 }
@@ -57,12 +60,9 @@ fn as_server_user(program: PathBuf) -> Command {
 }
 
 impl Postgres {
-    /// initdb into a fresh directory and start the server.
-    pub fn start() -> Postgres {
+    /// initdb into `data` (emptied first) and start the server, its log appended to `log`.
+    pub fn start_in(data: PathBuf, log: PathBuf) -> Postgres {
         let bin = bin_dir();
-        let data = crate::support::repo_root()
-            .join("target/postgres")
-            .join(format!("{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
         std::fs::create_dir_all(&data).expect("data dir");
         if is_root() {
@@ -83,10 +83,14 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&initdb.stderr)
         );
-        let port = crate::support::free_address().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
         let postgres = Postgres {
             port,
             data,
+            log,
             bin,
             server: Mutex::new(None),
         };
@@ -101,11 +105,7 @@ impl Postgres {
 
     /// The server's log (its stderr), appended to by each start.
     pub fn log_path(&self) -> PathBuf {
-        crate::support::test_logs().join(format!(
-            "postgres-{}-{}.log",
-            std::process::id(),
-            self.port
-        ))
+        self.log.clone()
     }
 
     /// Starts the server (again) and waits until it accepts connections.
