@@ -49,6 +49,16 @@ async fn sources_on_demand_fetches_by_key_remembers_absence_and_follows_changes(
         std::fs::read_to_string(crate::support::repo_root().join("deploy/postgres/schema.sql"))
             .unwrap();
     db.batch_execute(&schema).await.unwrap();
+    // The proxy's statements in the server's log, with their parameters (keys, never specs):
+    // the database's own count of what it was asked. This session's own statements, which
+    // carry specs and their secrets, stay out of it.
+    db.batch_execute("SET log_statement = 'none'")
+        .await
+        .unwrap();
+    db.batch_execute("ALTER SYSTEM SET log_statement = 'all'")
+        .await
+        .unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").await.unwrap();
     db.execute(
         "INSERT INTO s3sp_integrations (name, spec) VALUES ('od-a', $1::text::jsonb)",
         &[&integration_spec("sources/pg/p1/").to_string()],
@@ -103,12 +113,6 @@ async fn sources_on_demand_fetches_by_key_remembers_absence_and_follows_changes(
     let answer = signed_get(&proxy, "ODNOBODY", "whatever").await;
     assert_eq!(answer.error_code(), "InvalidAccessKeyId");
 
-    // Every statement in the server's log, with its parameters, while the flood runs: the
-    // database's own count (off again before rows with secrets are written).
-    db.batch_execute("ALTER SYSTEM SET log_statement = 'all'")
-        .await
-        .unwrap();
-    db.batch_execute("SELECT pg_reload_conf()").await.unwrap();
     // A flood: 20 unknown names, 10 concurrent requests each. Each is refused as unknown, and
     // the database is asked once per name.
     let before = series(&proxy, "s3sp_source_lookups_total").await;
@@ -150,11 +154,6 @@ async fn sources_on_demand_fetches_by_key_remembers_absence_and_follows_changes(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(asked_for(&log, "flood-7"), asked + 1);
-
-    db.batch_execute("ALTER SYSTEM RESET log_statement")
-        .await
-        .unwrap();
-    db.batch_execute("SELECT pg_reload_conf()").await.unwrap();
 
     // A row inserted for a name remembered as absent is served within a second: the
     // notification drops the remembered absence.

@@ -23,6 +23,7 @@ mod jail;
 mod limits;
 mod local_store;
 mod operations;
+mod operator_kit;
 mod read_path;
 mod sources;
 mod sources_on_demand;

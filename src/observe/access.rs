@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use crate::observe::logging::line::Value;
-use crate::observe::metrics::{Metrics, NO_INTEGRATION};
+use crate::observe::metrics::{Metrics, NO_INTEGRATION, Outcome};
 use crate::s3::body::BoxError;
 
 /// What the phases learn of a request as it goes, for its log line and its answer's headers.
@@ -187,8 +187,16 @@ impl Finished {
         } = self;
         let bytes_in = log.bytes_in.load(Ordering::Relaxed);
         let integration = log.integration.as_deref().unwrap_or(NO_INTEGRATION);
-        log.metrics
-            .request(integration, log.method, log.status, bytes_in, bytes_out);
+        log.metrics.request(&Outcome {
+            integration,
+            method: log.method,
+            status: log.status,
+            bytes_in,
+            bytes_out,
+            complete,
+            upstream_status: log.upstream_status,
+            upstream_code: log.upstream_code.as_deref(),
+        });
         if !tracing::enabled!(target: "access", tracing::Level::INFO) {
             return;
         }

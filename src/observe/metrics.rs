@@ -49,6 +49,43 @@ struct Inner {
     bytes_in: BTreeMap<String, u64>,
     bytes_out: BTreeMap<String, u64>,
     upstream_latency: BTreeMap<String, Histogram>,
+    /// integration → answers whose body did not reach the client whole.
+    incomplete: BTreeMap<String, u64>,
+    /// integration → the store's error code (one of [`STORE_CODES`] or `other`) → count.
+    store_errors: BTreeMap<String, BTreeMap<&'static str, u64>>,
+}
+
+/// The store's error codes counted by name in `s3sp_upstream_errors_total`: what an operator
+/// acts on (a revoked role, a changed bucket policy, a deleted bucket, throttling). Any other
+/// code counts as `other`, so a store cannot grow the label space.
+pub const STORE_CODES: &[&str] = &[
+    "AccessDenied",
+    "AllAccessDisabled",
+    "NoSuchBucket",
+    "PermanentRedirect",
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "ExpiredToken",
+    "InvalidToken",
+    "SlowDown",
+    "InternalError",
+    "ServiceUnavailable",
+];
+
+/// One finished request, as the access line saw it.
+pub struct Outcome<'a> {
+    /// Its integration, or [`NO_INTEGRATION`].
+    pub integration: &'a str,
+    pub method: &'static str,
+    /// The status the client got.
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Whether the answer's body reached the client whole.
+    pub complete: bool,
+    /// The store's status and error code, when the store answered.
+    pub upstream_status: Option<u16>,
+    pub upstream_code: Option<&'a str>,
 }
 
 #[derive(Default)]
@@ -83,25 +120,37 @@ fn status_class(status: u16) -> &'static str {
 
 impl Metrics {
     /// Records one finished request.
-    pub fn request(
-        &self,
-        integration: &str,
-        method: &'static str,
-        status: u16,
-        bytes_in: u64,
-        bytes_out: u64,
-    ) {
+    pub fn request(&self, outcome: &Outcome<'_>) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
+        let integration = outcome.integration;
         if let Some(counts) = slot(&mut inner.requests, integration) {
-            *counts.entry((method, status_class(status))).or_default() += 1;
+            *counts
+                .entry((outcome.method, status_class(outcome.status)))
+                .or_default() += 1;
         }
         if let Some(total) = slot(&mut inner.bytes_in, integration) {
-            *total += bytes_in;
+            *total += outcome.bytes_in;
         }
         if let Some(total) = slot(&mut inner.bytes_out, integration) {
-            *total += bytes_out;
+            *total += outcome.bytes_out;
+        }
+        if !outcome.complete
+            && let Some(total) = slot(&mut inner.incomplete, integration)
+        {
+            *total += 1;
+        }
+        if outcome.upstream_status.is_some_and(|status| status >= 400)
+            && let Some(codes) = slot(&mut inner.store_errors, integration)
+        {
+            let code = outcome.upstream_code.unwrap_or_default();
+            let code = STORE_CODES
+                .iter()
+                .find(|known| **known == code)
+                .copied()
+                .unwrap_or("other");
+            *codes.entry(code).or_default() += 1;
         }
     }
 
@@ -146,6 +195,36 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "{name}{{integration=\"{}\"}} {bytes}",
+                    label(integration)
+                );
+            }
+        }
+        family(
+            out,
+            "s3sp_requests_incomplete_total",
+            "counter",
+            "Answers whose body did not reach the client whole (the client left, or the store broke off), by integration.",
+        );
+        // Every integration with requests has the series, at 0 until one is incomplete.
+        for integration in inner.requests.keys() {
+            let count = inner.incomplete.get(integration).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "s3sp_requests_incomplete_total{{integration=\"{}\"}} {count}",
+                label(integration)
+            );
+        }
+        family(
+            out,
+            "s3sp_upstream_errors_total",
+            "counter",
+            "Error answers from the store, by integration and S3 error code (other codes as other).",
+        );
+        for (integration, codes) in &inner.store_errors {
+            for (code, count) in codes {
+                let _ = writeln!(
+                    out,
+                    "s3sp_upstream_errors_total{{integration=\"{}\",code=\"{code}\"}} {count}",
                     label(integration)
                 );
             }
@@ -258,9 +337,19 @@ mod tests {
     #[test]
     fn renders_counters_and_a_cumulative_histogram() {
         let metrics = Metrics::default();
-        metrics.request("acme", "GET", 200, 0, 1024);
-        metrics.request("acme", "GET", 206, 0, 10);
-        metrics.request(NO_INTEGRATION, "PUT", 403, 5, 0);
+        let outcome = |integration, method, status, bytes_in, bytes_out| Outcome {
+            integration,
+            method,
+            status,
+            bytes_in,
+            bytes_out,
+            complete: status != 206,
+            upstream_status: (status == 206).then_some(403),
+            upstream_code: Some("Revoked<"),
+        };
+        metrics.request(&outcome("acme", "GET", 200, 0, 1024));
+        metrics.request(&outcome("acme", "GET", 206, 0, 10));
+        metrics.request(&outcome(NO_INTEGRATION, "PUT", 403, 5, 0));
         metrics.upstream_latency("acme", Duration::from_millis(20));
         metrics.upstream_latency("acme", Duration::from_secs(3));
         let mut out = String::new();
@@ -289,6 +378,22 @@ mod tests {
             out.contains("s3sp_upstream_latency_seconds_bucket{integration=\"acme\",le=\"5\"} 2")
         );
         assert!(out.contains("s3sp_upstream_latency_seconds_count{integration=\"acme\"} 2"));
+        // A code the store made up is counted as `other`; the label space stays fixed.
+        assert!(out.contains("s3sp_upstream_errors_total{integration=\"acme\",code=\"other\"} 1"));
+        assert!(!out.contains("Revoked"));
+        assert!(out.contains("s3sp_requests_incomplete_total{integration=\"acme\"} 1"));
+        assert!(out.contains("s3sp_requests_incomplete_total{integration=\"-\"} 0"));
+        metrics.request(&Outcome {
+            upstream_code: Some("AccessDenied"),
+            ..outcome("acme", "GET", 206, 0, 0)
+        });
+        let mut out = String::new();
+        metrics.render(&mut out);
+        assert!(
+            out.contains(
+                "s3sp_upstream_errors_total{integration=\"acme\",code=\"AccessDenied\"} 1"
+            )
+        );
     }
 
     #[test]

@@ -369,6 +369,12 @@ fn metrics(proxy: &Proxy) -> String {
     );
     gauge(
         &mut out,
+        "s3sp_max_connections",
+        "The client connections the proxy accepts at once (max_connections).",
+        state.limits().max_connections as i64,
+    );
+    gauge(
+        &mut out,
         "s3sp_wide_transfers",
         "Downloads whose store answers are read body_buffer_bytes at a time now (at most wide_transfers).",
         state.upstream.wide_in_use() as i64,
@@ -471,6 +477,12 @@ fn credential_metrics(out: &mut String, stats: &crate::upstream::credentials::Cr
     );
     counter(
         out,
+        "s3sp_sts_throttled_total",
+        "Credential fetches STS refused as throttled (Throttling).",
+        stats.throttled.load(Ordering::Relaxed),
+    );
+    counter(
+        out,
         "s3sp_credential_cache_hits_total",
         "Requests whose credentials came from the cache.",
         stats.cache_hits.load(Ordering::Relaxed),
@@ -489,26 +501,50 @@ fn credential_metrics(out: &mut String, stats: &crate::upstream::credentials::Cr
     );
 }
 
-/// Seconds until each integration's cached credentials expire, for those that have any.
+/// Seconds until each integration's cached credentials expire, for those that have any, and
+/// whether obtaining or renewing them is failing, for those the proxy has asked for.
 fn expiry_metrics(out: &mut String, state: &crate::upstream::state::State) {
-    family(
-        out,
-        "s3sp_credentials_expiry_seconds",
-        "gauge",
-        "Seconds until the integration's cached credentials expire (absent: static or not yet fetched).",
-    );
+    use crate::upstream::credentials::CredentialState;
     let now = SystemTime::now();
+    let mut expiry_lines = String::new();
+    let mut failing_lines = String::new();
     for integration in &state.tenants.config.integrations {
+        let name = label(&integration.name);
         if let Some(expiry) = state.credentials.expiry(integration) {
             let seconds = match expiry.duration_since(now) {
                 Ok(left) => left.as_secs() as i64,
                 Err(past) => -(past.duration().as_secs() as i64),
             };
             let _ = writeln!(
-                out,
-                "s3sp_credentials_expiry_seconds{{integration=\"{}\"}} {seconds}",
-                label(&integration.name)
+                expiry_lines,
+                "s3sp_credentials_expiry_seconds{{integration=\"{name}\"}} {seconds}"
             );
         }
+        let failing = match state.credentials.state(integration) {
+            CredentialState::Static | CredentialState::NotUsedYet => continue,
+            CredentialState::Valid {
+                refresh_failing, ..
+            } => refresh_failing,
+            CredentialState::Failing(_) => true,
+        };
+        let _ = writeln!(
+            failing_lines,
+            "s3sp_credentials_failing{{integration=\"{name}\"}} {}",
+            u8::from(failing)
+        );
     }
+    family(
+        out,
+        "s3sp_credentials_expiry_seconds",
+        "gauge",
+        "Seconds until the integration's cached credentials expire (absent: static or not yet fetched).",
+    );
+    out.push_str(&expiry_lines);
+    family(
+        out,
+        "s3sp_credentials_failing",
+        "gauge",
+        "1 while obtaining or renewing the integration's credentials fails (absent: static or not yet asked for).",
+    );
+    out.push_str(&failing_lines);
 }

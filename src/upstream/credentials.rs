@@ -152,12 +152,25 @@ pub struct CredentialStats {
     pub calls: AtomicU64,
     /// Of those, the ones that failed.
     pub failures: AtomicU64,
+    /// Of the failures, the ones STS refused as throttled (its `Throttling` error).
+    pub throttled: AtomicU64,
     /// Requests answered from the cache without waiting for a call.
     pub cache_hits: AtomicU64,
     /// Cached credentials dropped because the store refused them.
     pub invalidations: AtomicU64,
     /// Refusals that did not drop credentials: the identity's were dropped moments before.
     pub invalidations_debounced: AtomicU64,
+}
+
+impl CredentialStats {
+    /// Counts a failed fetch, and whether STS throttled it (`Throttling`, as its error names
+    /// it in the reason).
+    fn failed(&self, reason: &str) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        if reason.contains("Throttling") {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Fresh until `expiry - refresh_before_expiry`.
@@ -337,8 +350,8 @@ impl CredentialCache {
                 .map_err(|error| sts_failure(&error)),
             Err(reason) => Err(reason),
         };
-        if result.is_err() {
-            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        if let Err(reason) = &result {
+            self.stats.failed(reason);
         }
         *last = Some((Instant::now(), result.clone()));
         result
@@ -465,9 +478,10 @@ impl CredentialCache {
     /// One fetch per miss; the result is remembered for outages.
     async fn fetch_and_remember(&self, key: &CredentialKey) -> Result<Credentials, String> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let credentials = self.fetch(key).await.inspect_err(|_| {
-            self.stats.failures.fetch_add(1, Ordering::Relaxed);
-        })?;
+        let credentials = self
+            .fetch(key)
+            .await
+            .inspect_err(|reason| self.stats.failed(reason))?;
         if let Ok(mut last_good) = self.last_good.lock() {
             last_good.insert(
                 key.clone(),

@@ -34,7 +34,7 @@ mod process;
 
 pub use pass_through::{PassThrough, StsFault};
 pub use postgres::Postgres;
-pub use process::{ProxyProcess, TempDir, env_refs, moto_env};
+pub use process::{ProxyProcess, TempDir, env_refs, free_address, moto_env};
 
 /// What `moto_server.py` provisioned.
 pub struct Moto {
