@@ -593,28 +593,6 @@ async fn region_auto_is_asked_of_the_bucket_once_and_used() {
     assert_eq!(counted.requests(), 5);
 }
 
-/// A certificate for 127.0.0.1 and localhost and its key (PEM), and the CA that signed it
-/// (PEM and DER).
-type Authority = (
-    String,
-    String,
-    String,
-    rustls::pki_types::CertificateDer<'static>,
-);
-
-fn certificate_authority() -> Authority {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .unwrap();
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    (cert.pem(), key.serialize_pem(), ca.pem(), ca.der().clone())
-}
-
 /// GETs `url` over TLS trusting the webpki roots plus `ca`; the HTTP version and body.
 async fn tls_get(
     url: &str,

@@ -593,3 +593,81 @@ async fn sources_check_connection_api_runs_the_check_on_a_candidate() {
     .await;
     assert_eq!(shown.status, 404);
 }
+
+/// The platform's database over TLS (`sslmode=require`, as Amazon RDS requires by default):
+/// with the database's CA in `postgres_ca_file` the proxy connects over TLS (the server's own
+/// `pg_stat_ssl` says so) and serves the rows; without it, the certificate is refused and
+/// nothing is loaded.
+#[tokio::test]
+async fn sources_postgres_over_tls_verifies_the_servers_certificate() {
+    let store = seaweedfs();
+    store.put("sources/pg/tls/photo", "over-tls").await;
+    let postgres = Postgres::start();
+    let (cert, key, ca_pem, _) = crate::support::certificate_authority();
+    postgres.install_certificate(&cert, &key);
+    let db = postgres.client().await;
+    db.batch_execute("ALTER SYSTEM SET ssl = 'on'")
+        .await
+        .unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    let schema =
+        std::fs::read_to_string(crate::support::repo_root().join("deploy/postgres/schema.sql"))
+            .unwrap();
+    db.batch_execute(&schema).await.unwrap();
+    db.execute(
+        "INSERT INTO s3sp_integrations (name, spec) VALUES ('pg-tls', $1::text::jsonb)",
+        &[&integration_spec("sources/pg/tls/").to_string()],
+    )
+    .await
+    .unwrap();
+
+    let dir = TempDir::new("sources-pg-tls");
+    let ca_file = dir.0.join("database-ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let url = format!("{}?sslmode=require", postgres.url());
+    let config = |ca: &str| {
+        format!(
+            "[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n\n[source]\n\
+             postgres_url_env = \"TLS_DATABASE_URL\"\n{ca}"
+        )
+    };
+    let trusted = ProxyProcess::spawn(
+        &dir.0,
+        &config(&format!("postgres_ca_file = \"{}\"\n", ca_file.display())),
+        &[("TLS_DATABASE_URL", &url)],
+    )
+    .await;
+    until_served(&trusted, "pg-tls", "photo", Some("over-tls")).await;
+    let encrypted: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE ssl AND backend_type = 'client backend'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted >= 1, "the proxy's connection is not encrypted");
+
+    let other = TempDir::new("sources-pg-tls-untrusted");
+    let untrusting =
+        ProxyProcess::spawn(&other.0, &config(""), &[("TLS_DATABASE_URL", &url)]).await;
+    let text = crate::support::wait_for_metric(
+        &untrusting.admin_url("/metrics"),
+        "s3sp_source_database_failures_total",
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        metric(&text, "s3sp_source_database_up"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(served(&untrusting, "pg-tls", "photo").await, None);
+    assert_eq!(get(&untrusting.admin_url("/readyz")).await.status, 503);
+    // The log says why (the line follows the metric by moments).
+    crate::support::eventually("the log names the certificate problem", || {
+        untrusting.log().contains("UnknownIssuer").then_some(())
+    })
+    .await;
+}

@@ -77,6 +77,12 @@ fn build_source(
         "resync_interval",
         problems,
     );
+    let postgres_ca_file = raw.postgres_ca_file.map(PathBuf::from);
+    if let Some(path) = &postgres_ca_file
+        && let Err(problem) = super::tls::read_ca_file(path)
+    {
+        problems.add("[source]", "postgres_ca_file", problem);
+    }
     let preload = raw.preload.unwrap_or(true);
     if !preload && !names_database {
         problems.add(
@@ -99,6 +105,7 @@ fn build_source(
     SourceConfig {
         directory: raw.directory.map(PathBuf::from),
         postgres_url,
+        postgres_ca_file,
         resync_interval,
         preload,
         cache_entries,

@@ -58,6 +58,9 @@ pub struct SourceConfig {
     pub directory: Option<std::path::PathBuf>,
     /// The PostgreSQL connection URL, read from the variable or file the operator named.
     pub postgres_url: Option<Secret>,
+    /// CA certificates (PEM) trusted for the database's TLS certificate, besides the webpki
+    /// roots (a private CA, Amazon RDS's bundle).
+    pub postgres_ca_file: Option<std::path::PathBuf>,
     /// How often everything is read again from the database, besides on each (re)connect.
     pub resync_interval: Duration,
     /// Whether the database's rows are all read at start (`true`), or each is fetched by its

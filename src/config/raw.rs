@@ -23,6 +23,7 @@ pub(super) struct RawSource {
     pub(super) directory: Option<String>,
     pub(super) postgres_url_env: Option<String>,
     pub(super) postgres_url_file: Option<String>,
+    pub(super) postgres_ca_file: Option<String>,
     pub(super) resync_interval: Option<String>,
     pub(super) preload: Option<bool>,
     pub(super) cache_entries: Option<u64>,

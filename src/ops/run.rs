@@ -183,12 +183,18 @@ fn start_sources(
             }
             postgres::Mode::OnDemand(lazy, connection)
         };
-        tokio::spawn(postgres::run(
-            url.clone(),
-            sources.resync_interval,
-            mode,
-            proxy.clone(),
-        ));
+        match postgres::Database::new(url.clone(), sources.postgres_ca_file.as_deref()) {
+            Ok(database) => {
+                tokio::spawn(postgres::run(
+                    database,
+                    sources.resync_interval,
+                    mode,
+                    proxy.clone(),
+                ));
+            }
+            // The CA file was read when the config was; it changed since.
+            Err(error) => tracing::error!(%error, "the database source cannot start"),
+        }
     }
     lock(catalog).integrations().count()
 }

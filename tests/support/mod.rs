@@ -841,3 +841,25 @@ impl Postgres {
         )
     }
 }
+
+/// A certificate for 127.0.0.1 and localhost and its key (PEM), and the CA that signed it
+/// (PEM and DER).
+pub type Authority = (
+    String,
+    String,
+    String,
+    rustls::pki_types::CertificateDer<'static>,
+);
+
+pub fn certificate_authority() -> Authority {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    (cert.pem(), key.serialize_pem(), ca.pem(), ca.der().clone())
+}

@@ -98,6 +98,26 @@ impl Postgres {
         postgres
     }
 
+    /// Puts `cert_pem` and `key_pem` where the server reads its TLS certificate and key
+    /// (`server.crt`, `server.key` in the data directory, the server's own, mode 0600); `ssl =
+    /// on` and a reload then turn TLS on.
+    pub fn install_certificate(&self, cert_pem: &str, key_pem: &str) {
+        use std::os::unix::fs::PermissionsExt as _;
+        for (name, text) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            let path = self.data.join(name);
+            std::fs::write(&path, text).expect("certificate file");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .expect("mode 0600");
+            if is_root() {
+                let status = Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(&path)
+                    .status();
+                assert!(status.is_ok_and(|s| s.success()), "chown {name}");
+            }
+        }
+    }
+
     /// `postgres://…` for the proxy and the test's own client.
     pub fn url(&self) -> String {
         format!("postgres://s3sp@127.0.0.1:{}/postgres", self.port)

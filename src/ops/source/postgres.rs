@@ -10,7 +10,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Shared, lock, on_demand, publish};
 use crate::config::{Bindings, Fragment, ProcessEnv, Secret};
@@ -46,14 +47,45 @@ pub enum Mode {
 /// The connection on-demand fetches use while this source has one.
 pub type Connection = Arc<std::sync::RwLock<Option<Arc<Client>>>>;
 
+/// How the source reaches the database: its URL (whose `sslmode` says whether TLS is used:
+/// `disable`, `prefer` by default, or `require`), and the trust its TLS connections verify the
+/// server's certificate and name against.
+pub struct Database {
+    url: Secret,
+    tls: MakeRustlsConnect,
+}
+
+impl Database {
+    /// `url`, with the webpki roots plus the certificates of `ca_file` trusted.
+    pub fn new(url: Secret, ca_file: Option<&std::path::Path>) -> Result<Self, String> {
+        let extra = match ca_file {
+            Some(path) => crate::config::tls::read_ca_file(path)?,
+            None => Vec::new(),
+        };
+        let config = crate::config::tls::client_config(&extra).map_err(|e| e.to_string())?;
+        Ok(Database {
+            url,
+            tls: MakeRustlsConnect::new(config),
+        })
+    }
+}
+
 /// Keeps the catalog (or what was fetched on demand) in step with the database until the
 /// proxy stops.
-pub async fn run(url: Secret, resync: Duration, mode: Mode, proxy: Arc<Proxy>) {
+pub async fn run(database: Database, resync: Duration, mode: Mode, proxy: Arc<Proxy>) {
     let mut retry = FIRST_RETRY;
     let mut loaded_once = false;
     let mut refused = Refused::default();
     loop {
-        let error = session(&url, resync, &mode, &proxy, &mut refused, &mut loaded_once).await;
+        let error = session(
+            &database,
+            resync,
+            &mode,
+            &proxy,
+            &mut refused,
+            &mut loaded_once,
+        )
+        .await;
         if let Mode::OnDemand(_, connection) = &mode {
             on_demand::set(connection, None);
         }
@@ -73,17 +105,18 @@ pub async fn run(url: Secret, resync: Duration, mode: Mode, proxy: Arc<Proxy>) {
 /// One connection: listen, read everything, then apply each notified change and resync on the
 /// timer. Returns why it ended.
 async fn session(
-    url: &Secret,
+    database: &Database,
     resync: Duration,
     mode: &Mode,
     proxy: &Proxy,
     refused: &mut Refused,
     loaded_once: &mut bool,
 ) -> String {
-    let (client, mut connection) = match tokio_postgres::connect(url.expose(), NoTls).await {
+    let connected = tokio_postgres::connect(database.url.expose(), database.tls.clone()).await;
+    let (client, mut connection) = match connected {
         Ok(connected) => connected,
         // The driver's message names the host and user, never the password.
-        Err(error) => return format!("connecting: {error}"),
+        Err(error) => return format!("connecting: {}", with_causes(&error)),
     };
     let (notify, mut notes) = tokio::sync::mpsc::unbounded_channel::<String>();
     let driver = tokio::spawn(async move {
@@ -141,6 +174,18 @@ async fn session(
         (Err(error), Err(_)) | (Ok(()), Ok(error)) => error,
         (Ok(()), Err(_)) => "the connection ended".to_string(),
     }
+}
+
+/// An error and the errors under it (the driver's "error performing TLS handshake" says why
+/// only in its source: an unknown issuer, a name mismatch).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text = format!("{text}: {inner}");
+        cause = inner.source();
+    }
+    text
 }
 
 /// Reads everything again: the whole tables, or the rows fetched on demand.
