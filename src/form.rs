@@ -73,7 +73,7 @@ pub async fn post_object(
     if let Some(lazy) = &state.tenants.lazy
         && let Some(key) = Clients::claimed_form_key(|name| fields.get(name))
     {
-        lazy.prepare_client(&state.tenants, &key).await?;
+        lazy.prepare_client(&state.tenants.clients, &key).await?;
     }
     let verified = state
         .tenants

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
-use http::{Method, Request, Response, header};
+use http::{Method, Request, Response, StatusCode, header};
 use tracing::Instrument;
 
 use crate::config::Config;
@@ -28,6 +28,8 @@ use crate::net::limits::RateLimiter;
 use crate::observe::access::{CountingBody, LineGate, LoggedBody, RequestLog, Seen};
 use crate::observe::metrics::{Metrics, method_label};
 use crate::request::admit::{Admission, Gate};
+use crate::request::integration::Target;
+use crate::response::cache::Lookup;
 use crate::s3::body::{self, BoxError, ProxyBody};
 use crate::s3::error::Error;
 use crate::s3::route::Operation;
@@ -50,6 +52,9 @@ pub struct Proxy {
     pub reload_failures: AtomicU64,
     /// The live sources' counters, and whether each has loaded once (readiness waits).
     pub sources: Arc<crate::observe::metrics::SourceStats>,
+    /// The object cache (`[server.cache] memory`), if configured; it lives as long as the
+    /// process (a reload keeps it, and a changed budget takes effect on restart).
+    pub cache: Option<crate::response::cache::ObjectCache>,
 }
 
 /// A request's access line until its answer is ready. A client that leaves first makes hyper
@@ -92,6 +97,7 @@ impl Pending {
             upstream_status: seen.upstream_status,
             upstream_code: seen.upstream_code,
             upstream_request_id: seen.upstream_request_id,
+            cache: seen.cache,
             started: self.started,
             bytes_in: self.bytes_in.clone(),
             gate: self.gate.clone(),
@@ -112,7 +118,12 @@ impl Drop for Pending {
 impl Proxy {
     /// A proxy serving `config`; nothing is fetched until the first request.
     pub fn new(config: Config) -> std::io::Result<Self> {
+        let cache = config
+            .server
+            .cache_memory
+            .map(crate::response::cache::ObjectCache::new);
         Ok(Proxy {
+            cache,
             state: RwLock::new(Arc::new(State::new(config, None)?)),
             request_ids: RequestIds::default(),
             started: SystemTime::now(),
@@ -284,21 +295,44 @@ impl Proxy {
         // The request phase: who, what, where, and may they. Names fetched on demand are
         // fetched first, so the phase itself reads only tables.
         if let Some(lazy) = &state.tenants.lazy {
-            lazy.prepare(&state.tenants, &request).await?;
+            let names = crate::request::admit::named(&state.tenants, &request);
+            lazy.prepare(state.tenants.tables(), names).await?;
         }
         let gate = self.gate();
-        let mut admitted =
+        let admitted =
             match crate::request::admit::admit(&state.tenants, request, peer, &gate, seen)? {
                 Admission::Answered(response) => return Ok(response),
                 Admission::Form(form) => {
                     let (route, request) = *form;
+                    let integration = state.tenants.integrations.integration(&route.name);
                     let request = request.map(crate::s3::body::stream);
                     let form = crate::form::post_object(state, route, request, seen);
-                    return Box::pin(form).await;
+                    let answer = Box::pin(form).await;
+                    // Which key the form wrote is in its body: all the integration's entries go.
+                    if let (Some(cache), Some(integration)) = (&self.cache, integration) {
+                        cache.written(&integration, "", None);
+                    }
+                    return answer;
                 }
                 Admission::Forward(admitted) => admitted,
             };
 
+        Box::pin(self.upstream_phase(state, admitted, request_id, seen)).await
+    }
+
+    /// The upstream phase and the response phase of an admitted request, with the object
+    /// cache between them.
+    async fn upstream_phase<B>(
+        &self,
+        state: &State,
+        mut admitted: Box<crate::request::admit::Admitted<B>>,
+        request_id: &str,
+        seen: &mut Seen,
+    ) -> Result<Response<ProxyBody>, Error>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
         // The upstream phase: the bucket's region, then (unless the proxy can answer from the
         // config) credentials, the signed request and the store's answer.
         admitted.target = state.regions.resolve(state, admitted.target).await?;
@@ -313,14 +347,110 @@ impl Proxy {
             }
             _ => {}
         }
-        let exchange = crate::upstream::exchange::exchange(state, admitted).await?;
+        let plan = match self.consult_cache(&mut admitted, seen) {
+            Ok(plan) => plan,
+            Err(hit) => return Ok(*hit),
+        };
+        let cache = self.cache.as_ref().filter(|_| !matches!(plan, Plan::None));
+        let integration = admitted.target.integration.clone();
+        let written = written(&admitted.route, &admitted.target);
+        let exchange = crate::upstream::exchange::exchange(state, admitted).await;
+        if let (Some(cache), Some((bucket, key))) = (cache, &written) {
+            cache.written(&integration, bucket, key.as_deref());
+        }
+        let exchange = exchange?;
         if let Exchange::Answered(answered) = &exchange {
             self.metrics
                 .upstream_latency(&answered.target.integration.name, answered.latency);
         }
+        if let (Some(cache), Plan::Revalidate(key, entry), Exchange::Answered(answered)) =
+            (cache, &plan, &exchange)
+            && answered.response.status() == StatusCode::NOT_MODIFIED
+        {
+            seen.cache = Some("revalidated");
+            return Ok(cache.refreshed(&integration, key.clone(), entry));
+        }
 
         // The response phase: what the client gets of it.
-        crate::response::respond::answer(state, exchange, request_id, seen).await
+        let response = crate::response::respond::answer(state, exchange, request_id, seen).await?;
+        Ok(match (cache, plan) {
+            (Some(cache), Plan::Fill(key)) => {
+                seen.cache = Some("miss");
+                cache.fill(&integration, key, false, response)
+            }
+            (Some(cache), Plan::Revalidate(key, _)) => {
+                seen.cache = Some("stale");
+                cache.fill(&integration, key, true, response)
+            }
+            (Some(_), Plan::Bypass) if integration.cache.is_some() => {
+                seen.cache = Some("bypass");
+                crate::response::cache::with_status(response, "fwd=bypass")
+            }
+            _ => response,
+        })
+    }
+
+    /// What the object cache makes of an admitted request: a hit (`Err`, the answer), or the
+    /// plan for the store's answer; a revalidation adds `If-None-Match` to the request.
+    fn consult_cache<B>(
+        &self,
+        admitted: &mut crate::request::admit::Admitted<B>,
+        seen: &mut Seen,
+    ) -> Result<Plan, Box<Response<ProxyBody>>> {
+        let Some(cache) = &self.cache else {
+            return Ok(Plan::None);
+        };
+        let target = &admitted.target;
+        let headers = admitted.request.headers();
+        let found = (target.bucket.as_str(), target.key.as_str());
+        Ok(
+            match cache.lookup(&admitted.route, &target.integration, found, headers) {
+                Lookup::Hit(response) => {
+                    seen.cache = Some("hit");
+                    return Err(Box::new(response));
+                }
+                Lookup::Revalidate(key, entry) => {
+                    if let Some(etag) = entry.etag() {
+                        admitted
+                            .request
+                            .headers_mut()
+                            .insert(header::IF_NONE_MATCH, etag.clone());
+                    }
+                    Plan::Revalidate(key, entry)
+                }
+                Lookup::Miss(key) => Plan::Fill(key),
+                Lookup::Bypass => Plan::Bypass,
+            },
+        )
+    }
+}
+
+/// What the object cache does with a request that goes to the store.
+enum Plan {
+    /// Keep the answer.
+    Fill(crate::response::cache::Key),
+    /// The store was asked whether the entry changed.
+    Revalidate(
+        crate::response::cache::Key,
+        Arc<crate::response::cache::Entry>,
+    ),
+    Bypass,
+    /// There is no object cache.
+    None,
+}
+
+/// The bucket and key a write changes, for the object cache to drop (`None` as the key: the
+/// request names its keys in its body, so all the integration's entries go).
+fn written(route: &crate::s3::route::Route, target: &Target) -> Option<(String, Option<String>)> {
+    match route.operation {
+        Operation::PutObject
+        | Operation::DeleteObject
+        | Operation::CopyObject
+        | Operation::CompleteMultipartUpload => {
+            Some((target.bucket.clone(), Some(target.key.clone())))
+        }
+        Operation::DeleteObjects => Some((target.bucket.clone(), None)),
+        _ => None,
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::credentials::build_credentials;
-use super::fields::{parse_endpoint, parse_ip_net};
+use super::fields::{parse_endpoint, parse_ip_net, parse_size};
 use super::integration::build_integration;
 use super::problems::{Problems, parse_access, parse_setting_duration};
 use super::raw::{RawClient, RawConfig, RawLimits, RawServer, RawSource, RawSts};
@@ -113,6 +113,24 @@ fn build_source(
     }
 }
 
+/// `[server.cache] memory`: the object cache's budget, 1 MiB or more.
+fn build_cache(raw: Option<super::raw::RawCache>, problems: &mut Problems<'_>) -> Option<u64> {
+    raw.and_then(|cache| match parse_size(&cache.memory) {
+        Some(bytes) if bytes >= 1 << 20 => Some(bytes),
+        _ => {
+            problems.add(
+                "[server.cache]",
+                "memory",
+                format!(
+                    "`{}` is not a size of 1MiB or more, like \"512MiB\"",
+                    cache.memory
+                ),
+            );
+            None
+        }
+    })
+}
+
 /// `[server]`: the listeners, the virtual-host domain, TLS and the limits.
 fn build_server(
     raw: RawServer,
@@ -170,7 +188,9 @@ fn build_server(
         problems,
         secrets,
     );
+    let cache_memory = build_cache(raw.cache, problems);
     ServerConfig {
+        cache_memory,
         listen,
         admin_listen,
         admin,

@@ -163,6 +163,24 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     Some(Duration::from_secs(seconds))
 }
 
+/// A size: `512MiB`, `64KiB`, `2GiB` or a number of bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, unit) = match text.bytes().position(|b| !b.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, ""),
+    };
+    let number: u64 = number.parse().ok()?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        _ => return None,
+    };
+    number.checked_mul(1 << shift)
+}
+
 /// `10.0.0.0/8`, `2001:db8::/32` or a single address; host bits must be clear.
 pub(super) fn parse_ip_net(text: &str) -> Result<IpNet, String> {
     let (address, prefix) = match text.split_once('/') {

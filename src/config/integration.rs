@@ -5,11 +5,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::credentials::build_credentials;
-use super::fields::{check_bucket_name, check_prefix, parse_endpoint};
+use super::fields::{check_bucket_name, check_prefix, parse_duration, parse_endpoint, parse_size};
 use super::problems::{Problems, parse_access, parse_setting_duration};
 use super::raw::RawIntegration;
 use super::secret::SecretLookup;
-use super::{ActiveContent, Addressing, Buckets, Delivery, Endpoint, Integration, Region, Scheme};
+use super::{
+    ActiveContent, Addressing, Buckets, CachePolicy, Delivery, Endpoint, Integration, Region,
+    Scheme,
+};
 
 /// The longest an S3 presigned URL may live.
 const MAX_PRESIGN_SECONDS: u64 = 7 * 24 * 3600;
@@ -48,6 +51,7 @@ pub(super) fn build_integration(
     let active_content = check.active_content(raw.active_content.as_deref());
     let cors_origins = check.cors_origins(raw.cors_origins.clone().unwrap_or_default(), raw.public);
     let delivery = check.delivery(raw.delivery.as_deref(), raw.redirect_expires.as_deref());
+    let cache = check.cache(raw.cache_ttl.as_deref(), raw.cache_max_object.as_deref());
     let credentials = match raw.credentials {
         None => {
             problems.add(
@@ -83,6 +87,7 @@ pub(super) fn build_integration(
         credentials: credentials?,
         cors_origins,
         delivery,
+        cache,
     })
 }
 
@@ -93,6 +98,32 @@ struct Check<'p, 'o> {
 }
 
 impl Check<'_, '_> {
+    /// `cache_ttl` (caching on for this integration) and `cache_max_object` (64 MiB).
+    fn cache(&mut self, ttl: Option<&str>, max_object: Option<&str>) -> Option<CachePolicy> {
+        let max_object = match max_object.map(|text| (text, parse_size(text))) {
+            None => 64 << 20,
+            Some((_, Some(bytes))) if bytes > 0 => bytes,
+            Some((text, _)) => {
+                self.add(
+                    "cache_max_object",
+                    format!("`{text}` is not a size like \"64MiB\""),
+                );
+                return None;
+            }
+        };
+        let text = ttl?;
+        match parse_duration(text) {
+            Some(ttl) if !ttl.is_zero() => Some(CachePolicy { ttl, max_object }),
+            _ => {
+                self.add(
+                    "cache_ttl",
+                    format!("`{text}` is not a duration like \"60s\""),
+                );
+                None
+            }
+        }
+    }
+
     fn add(&mut self, field: &str, message: impl std::fmt::Display) {
         self.problems.add(self.place, field, message);
     }

@@ -118,6 +118,8 @@ pub struct ServerConfig {
     pub cookie_same_site: SameSite,
     /// Where the client's own address comes from behind load balancers.
     pub front: FrontProxies,
+    /// `[server.cache] memory`: the object cache's budget in bytes (`None`: no cache).
+    pub cache_memory: Option<u64>,
 }
 
 /// What the admin listener asks of a request, so that a web page an operator visits cannot
@@ -509,6 +511,17 @@ pub struct Integration {
     pub cors_origins: Vec<String>,
     /// Whether GETs are streamed or redirected.
     pub delivery: Delivery,
+    /// Whether and how long its objects are kept in the object cache (`cache_ttl`).
+    pub cache: Option<CachePolicy>,
+}
+
+/// An integration's use of the object cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// How long an entry is served without asking the store (`cache_ttl`).
+    pub ttl: Duration,
+    /// The largest object kept (`cache_max_object`, default 64 MiB).
+    pub max_object: u64,
 }
 
 /// Serving tenant content from the proxy's one origin: an HTML or SVG object rendered inline

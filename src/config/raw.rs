@@ -69,6 +69,14 @@ pub(super) struct RawServer {
     #[serde(default)]
     pub(super) proxy_protocol: bool,
     pub(super) cookie_same_site: Option<String>,
+    pub(super) cache: Option<RawCache>,
+}
+
+/// `[server.cache]`: the object cache's budget.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCache {
+    pub(super) memory: String,
 }
 
 #[derive(Deserialize)]
@@ -132,6 +140,8 @@ pub(super) struct RawIntegration {
     pub(super) cors_origins: Option<Vec<String>>,
     pub(super) delivery: Option<String>,
     pub(super) redirect_expires: Option<String>,
+    pub(super) cache_ttl: Option<String>,
+    pub(super) cache_max_object: Option<String>,
     pub(super) credentials: Option<RawCredentials>,
 }
 

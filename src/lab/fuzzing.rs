@@ -37,6 +37,7 @@ fn integration() -> Arc<Integration> {
         credentials: CredentialSource::DefaultChain,
         cors_origins: Vec::new(),
         delivery: Delivery::Stream,
+        cache: None,
     })
 }
 

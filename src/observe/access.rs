@@ -32,6 +32,9 @@ pub struct Seen {
     pub upstream_request_id: Option<String>,
     /// The answer is for one browser's cookies (a signed policy): no shared cache may keep it.
     pub private: bool,
+    /// What the object cache did: `hit`, `miss`, `stale` (changed), `revalidated` (304),
+    /// `bypass`; `None` for an integration without caching.
+    pub cache: Option<&'static str>,
 }
 
 /// What is known of a request by the time its response starts.
@@ -50,6 +53,8 @@ pub struct RequestLog {
     /// The store's error code and request id, when it answered with an error.
     pub upstream_code: Option<String>,
     pub upstream_request_id: Option<String>,
+    /// What the object cache did ([`Seen::cache`]).
+    pub cache: Option<&'static str>,
     pub started: Instant,
     pub bytes_in: Arc<AtomicU64>,
     pub metrics: Arc<Metrics>,
@@ -222,6 +227,7 @@ impl Finished {
             ("bytes_out", Value::Unsigned(bytes_out)),
             ("duration_ms", Value::Unsigned(duration_ms)),
             ("complete", Value::Flag(complete)),
+            ("cache", Value::Text(log.cache.unwrap_or("-"))),
         ]);
     }
 }

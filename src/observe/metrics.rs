@@ -199,36 +199,7 @@ impl Metrics {
                 );
             }
         }
-        family(
-            out,
-            "s3sp_requests_incomplete_total",
-            "counter",
-            "Answers whose body did not reach the client whole (the client left, or the store broke off), by integration.",
-        );
-        // Every integration with requests has the series, at 0 until one is incomplete.
-        for integration in inner.requests.keys() {
-            let count = inner.incomplete.get(integration).copied().unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "s3sp_requests_incomplete_total{{integration=\"{}\"}} {count}",
-                label(integration)
-            );
-        }
-        family(
-            out,
-            "s3sp_upstream_errors_total",
-            "counter",
-            "Error answers from the store, by integration and S3 error code (other codes as other).",
-        );
-        for (integration, codes) in &inner.store_errors {
-            for (code, count) in codes {
-                let _ = writeln!(
-                    out,
-                    "s3sp_upstream_errors_total{{integration=\"{}\",code=\"{code}\"}} {count}",
-                    label(integration)
-                );
-            }
-        }
+        render_outcomes(out, &inner);
         family(
             out,
             "s3sp_upstream_latency_seconds",
@@ -270,6 +241,41 @@ impl Metrics {
             "Requests refused with 429 SlowDown.",
             self.rate_limited.load(Ordering::Relaxed),
         );
+    }
+}
+
+/// The incomplete answers (every integration with requests has the series) and the store's
+/// error answers by code.
+fn render_outcomes(out: &mut String, inner: &Inner) {
+    family(
+        out,
+        "s3sp_requests_incomplete_total",
+        "counter",
+        "Answers whose body did not reach the client whole (the client left, or the store broke off), by integration.",
+    );
+    // Every integration with requests has the series, at 0 until one is incomplete.
+    for integration in inner.requests.keys() {
+        let count = inner.incomplete.get(integration).copied().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "s3sp_requests_incomplete_total{{integration=\"{}\"}} {count}",
+            label(integration)
+        );
+    }
+    family(
+        out,
+        "s3sp_upstream_errors_total",
+        "counter",
+        "Error answers from the store, by integration and S3 error code (other codes as other).",
+    );
+    for (integration, codes) in &inner.store_errors {
+        for (code, count) in codes {
+            let _ = writeln!(
+                out,
+                "s3sp_upstream_errors_total{{integration=\"{}\",code=\"{code}\"}} {count}",
+                label(integration)
+            );
+        }
     }
 }
 

@@ -104,6 +104,7 @@ async fn handle(
     match request.uri().path() {
         "/explain" => return explain(proxy, request).await,
         "/integrations/check" => return integrations::check(proxy, request).await,
+        "/cache/purge" => return purge(proxy, request).await,
         _ => {}
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
@@ -401,6 +402,9 @@ fn metrics(proxy: &Proxy) -> String {
     if let Some(lazy) = &state.tenants.lazy {
         on_demand_metrics(&mut out, lazy);
     }
+    if let Some(cache) = &proxy.cache {
+        cache_metrics(&mut out, cache);
+    }
     expiry_metrics(&mut out, &state);
     out
 }
@@ -431,6 +435,104 @@ fn source_metrics(out: &mut String, sources: &crate::observe::metrics::SourceSta
         "Database connections that failed or were lost.",
         sources.database_failures.load(Ordering::Relaxed),
     );
+}
+
+/// The object cache's counts by integration, its weight and its evictions.
+fn cache_metrics(out: &mut String, cache: &crate::response::cache::ObjectCache) {
+    let (counts, weight, evictions) = cache.stats();
+    type Pick = fn(&crate::response::cache::Counts) -> u64;
+    let families: [(&str, &str, Pick); 4] = [
+        (
+            "s3sp_cache_hits_total",
+            "Answers served from the object cache.",
+            |c| c.hits,
+        ),
+        (
+            "s3sp_cache_misses_total",
+            "Cacheable GETs fetched from the store.",
+            |c| c.misses,
+        ),
+        (
+            "s3sp_cache_revalidations_total",
+            "Stale entries the store confirmed unchanged (304).",
+            |c| c.revalidations,
+        ),
+        (
+            "s3sp_cache_served_bytes_total",
+            "Body bytes served from the object cache: egress the store did not send.",
+            |c| c.bytes_served,
+        ),
+    ];
+    for (name, help, pick) in families {
+        family(out, name, "counter", &format!("{help} By integration."));
+        for (integration, count) in &counts {
+            let _ = writeln!(
+                out,
+                "{name}{{integration=\"{}\"}} {}",
+                label(integration),
+                pick(count)
+            );
+        }
+    }
+    gauge(
+        out,
+        "s3sp_cache_bytes",
+        "What the object cache holds now, weighed in bytes (at most [server.cache] memory).",
+        i64::try_from(weight).unwrap_or(i64::MAX),
+    );
+    counter(
+        out,
+        "s3sp_cache_evictions_total",
+        "Entries the object cache evicted to stay within its memory.",
+        evictions,
+    );
+}
+
+/// What `POST /cache/purge` is sent.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Purge {
+    integration: String,
+    /// A key as clients name it (the integration's prefix is added); absent: all its entries.
+    key: Option<String>,
+}
+
+/// `POST /cache/purge` with `{"integration": "acme", "key": "photos/cat.jpg"}` (the key is
+/// optional): drops the entries, and says how many.
+async fn purge(proxy: &Proxy, request: Request<Incoming>) -> Response<ProxyBody> {
+    if request.method() != Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "POST only\n".to_string());
+    }
+    let Some(cache) = &proxy.cache else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "no object cache: [server.cache] memory is not set\n".to_string(),
+        );
+    };
+    let body = match read_body(request, EXPLAIN_BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    let asked: Purge = match serde_json::from_slice(&body) {
+        Ok(asked) => asked,
+        Err(error) => return text(StatusCode::BAD_REQUEST, format!("the document: {error}\n")),
+    };
+    let state = proxy.state();
+    let Some(integration) = state.tenants.integrations.integration(&asked.integration) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("no integration is named {}\n", asked.integration),
+        );
+    };
+    let key = match &asked.key {
+        None => None,
+        Some(key) => match state.tenants.integrations.upstream_key(&integration, key) {
+            Ok(upstream) => Some(upstream),
+            Err(error) => return text(StatusCode::BAD_REQUEST, format!("{error}\n")),
+        },
+    };
+    let purged = cache.purge(&integration.name, key.as_deref());
+    json(StatusCode::OK, &serde_json::json!({ "purged": purged }))
 }
 
 /// With `[source] preload = false`: the database's answers by key, and what is held.

@@ -161,6 +161,7 @@ mod tests {
             credentials: CredentialSource::DefaultChain,
             cors_origins: origins.iter().map(|o| o.to_string()).collect(),
             delivery: Delivery::Stream,
+            cache: None,
         }
     }
 

@@ -12,11 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use http::Request;
-
-use crate::auth::front_door::Client;
+use crate::auth::front_door::{Client, Clients};
 use crate::config::{ClientConfig, Integration};
-use crate::request::tenants::Tenants;
+use crate::request::integration::Integrations;
 use crate::s3::error::Error;
 
 /// What a fetch answers: the row, `None` when the source holds no such key, or why the source
@@ -84,27 +82,29 @@ impl Lazy {
         self.clients.clone()
     }
 
-    /// Before the request phase: fetches the integration and the client key `request` names,
-    /// unless the tables hold them already. A source that cannot be read is a 503; a name it
-    /// does not hold is left for the request phase to refuse as it refuses any unknown name.
-    pub async fn prepare<B>(&self, tenants: &Tenants, request: &Request<B>) -> Result<(), Error> {
-        let (name, key) = crate::request::admit::named(tenants, request);
+    /// Before the request phase: fetches the integration and the client key a request names
+    /// (the request phase's `admit::named`), unless the tables hold them already. A source that
+    /// cannot be read is a 503; a name it does not hold is left for the request phase to
+    /// refuse as it refuses any unknown name.
+    pub async fn prepare(
+        &self,
+        (integrations, clients): (&Integrations, &Clients),
+        (name, key): (Option<String>, Option<String>),
+    ) -> Result<(), Error> {
         if let Some(name) = name
-            && tenants.integrations.integration(&name).is_none()
+            && integrations.integration(&name).is_none()
         {
             self.load(Key::Integration(name)).await?;
         }
-        if let Some(key) = key
-            && tenants.clients.client(&key).is_none()
-        {
-            self.load(Key::Client(key)).await?;
+        if let Some(key) = key {
+            self.prepare_client(clients, &key).await?;
         }
         Ok(())
     }
 
-    /// A form upload's client, named in its body once the form is read.
-    pub async fn prepare_client(&self, tenants: &Tenants, key: &str) -> Result<(), Error> {
-        if tenants.clients.client(key).is_none() {
+    /// The client `key` names (a form upload's, named in its body once the form is read).
+    pub async fn prepare_client(&self, clients: &Clients, key: &str) -> Result<(), Error> {
+        if clients.client(key).is_none() {
             self.load(Key::Client(key.to_string())).await?;
         }
         Ok(())

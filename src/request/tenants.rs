@@ -36,6 +36,11 @@ impl Tenants {
         }
     }
 
+    /// The tables a source that fetches on demand fills ([`Lazy::prepare`]).
+    pub fn tables(&self) -> (&Integrations, &Clients) {
+        (&self.integrations, &self.clients)
+    }
+
     /// The server's limits.
     pub fn limits(&self) -> &Limits {
         &self.config.server.limits

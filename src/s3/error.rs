@@ -145,6 +145,10 @@ pub enum Error {
     #[error("You must provide the Content-Length HTTP header.")]
     MissingContentLength,
 
+    /// A `Range` outside the object (answered from the object cache).
+    #[error("The requested range is not satisfiable")]
+    InvalidRange,
+
     /// A request shape S3 itself would refuse.
     #[error("{reason}")]
     InvalidRequest {
@@ -265,6 +269,7 @@ impl Error {
             Error::KeyTooLong { .. } => "KeyTooLongError",
             Error::InvalidRequest { .. } => "InvalidRequest",
             Error::MissingContentLength => "MissingContentLength",
+            Error::InvalidRange => "InvalidRange",
             Error::MalformedXML { .. } => "MalformedXML",
             Error::BadDigest { .. } => "BadDigest",
             Error::InvalidDigest { .. } => "InvalidDigest",
@@ -313,6 +318,7 @@ impl Error {
             | Error::RequestTimeTooSkewed => StatusCode::FORBIDDEN,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::MissingContentLength => StatusCode::LENGTH_REQUIRED,
+            Error::InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
             Error::CredentialsUnavailable { .. } | Error::SourceUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -626,6 +626,7 @@ mod tests {
             credentials: crate::config::CredentialSource::DefaultChain,
             cors_origins: Vec::new(),
             delivery: crate::config::Delivery::Stream,
+            cache: None,
         }
     }
 

@@ -150,11 +150,12 @@ pub async fn explain(
     if let Some(lazy) = &state.tenants.lazy {
         // What the proxy fetches on demand before the request phase, fetched here the same way.
         if let Some(client) = &options.client {
-            lazy.prepare_client(&state.tenants, client)
+            lazy.prepare_client(&state.tenants.clients, client)
                 .await
                 .map_err(|error| error.to_string())?;
         }
-        lazy.prepare(&state.tenants, &request)
+        let names = crate::request::admit::named(&state.tenants, &request);
+        lazy.prepare(state.tenants.tables(), names)
             .await
             .map_err(|error| error.to_string())?;
     }

@@ -655,6 +655,7 @@ mod tests {
                 credentials: CredentialSource::DefaultChain,
                 cors_origins: Vec::new(),
                 delivery: Delivery::Stream,
+                cache: None,
             }),
             bucket: "acme-bucket".to_string(),
             key: key.to_string(),

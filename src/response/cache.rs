@@ -1,0 +1,506 @@
+//! The object cache (`[server.cache] memory`; an integration opts in with `cache_ttl`): whole
+//! objects the store answered 200 to a GET, kept in memory and served again without the store
+//! while fresh, then revalidated with `If-None-Match`.
+//!
+//! It is looked at only after the whole request phase admitted the request (shape, route,
+//! front door, binding, policy, jail), so a hit is only ever served to a caller that may fetch
+//! the object from the store. An entry's key is the integration's identity (its name, how it
+//! obtains credentials, its endpoint) and the real bucket and key: two integrations never
+//! share an entry, even over one bucket, and an integration whose role or endpoint changed
+//! does not see its former entries. A write through the proxy (PUT, DELETE, copy, completed
+//! multipart upload; a form upload or DeleteObjects: all of the integration's entries) drops
+//! what it changed at once. The store's `Cache-Control: no-store` or `private` is obeyed.
+//!
+//! Answers carry RFC 9211's `Cache-Status`: `s3-signing-proxy; hit`, `…; fwd=miss` (fetched,
+//! and kept when it fits), `…; fwd=stale` (revalidated), `…; fwd=bypass` (a request the cache
+//! does not answer: a range or a condition it cannot answer from what it holds, a version, a
+//! `response-*` override).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http_body::{Body, Frame};
+
+use crate::config::{CredentialSource, Endpoint, Integration};
+use crate::s3::body::{self, BoxError, ProxyBody};
+use crate::s3::route::{Operation, Route};
+
+const CACHE_STATUS: &str = "cache-status";
+
+/// Where an entry comes from: the integration's identity and the object upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    integration: String,
+    credentials: CredentialSource,
+    endpoint: Option<Endpoint>,
+    bucket: String,
+    key: String,
+}
+
+impl Key {
+    /// The entry of `key` in `bucket`, as `integration` reaches it.
+    pub fn new(integration: &Integration, bucket: &str, key: &str) -> Key {
+        Key {
+            integration: integration.name.clone(),
+            credentials: integration.credentials.clone(),
+            endpoint: integration.endpoint.clone(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        }
+    }
+}
+
+/// A kept answer: the store's 200 as the response phase made it, and when it was checked.
+pub struct Entry {
+    headers: HeaderMap,
+    body: Bytes,
+    checked: Instant,
+    ttl: Duration,
+}
+
+impl Entry {
+    fn fresh(&self) -> bool {
+        self.checked.elapsed() < self.ttl
+    }
+
+    /// Its ETag, which a revalidation sends as `If-None-Match`.
+    pub fn etag(&self) -> Option<&HeaderValue> {
+        self.headers.get(header::ETAG)
+    }
+}
+
+/// What the cache says about an admitted request.
+pub enum Lookup {
+    /// Answered from a fresh entry.
+    Hit(Response<ProxyBody>),
+    /// A stale entry: ask the store with `If-None-Match` first.
+    Revalidate(Key, Arc<Entry>),
+    /// Nothing kept: fetch, and keep the answer if it fits.
+    Miss(Key),
+    /// Not the cache's to answer: forward as if there were none.
+    Bypass,
+}
+
+/// Per integration: what the cache did.
+#[derive(Default, Clone, Copy)]
+pub struct Counts {
+    pub hits: u64,
+    pub misses: u64,
+    pub revalidations: u64,
+    /// Body bytes served from entries: the egress saved.
+    pub bytes_served: u64,
+}
+
+/// The cache: entries weighed by their bodies, at most the configured memory.
+pub struct ObjectCache {
+    entries: moka::sync::Cache<Key, Arc<Entry>>,
+    counts: Mutex<BTreeMap<String, Counts>>,
+    evictions: Arc<AtomicU64>,
+}
+
+impl ObjectCache {
+    /// A cache holding at most `memory` bytes of bodies and headers.
+    pub fn new(memory: u64) -> Self {
+        let evictions = Arc::new(AtomicU64::new(0));
+        let counted = evictions.clone();
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(memory)
+            .weigher(|_key: &Key, entry: &Arc<Entry>| {
+                let size = entry.body.len() + 64 * entry.headers.len() + 256;
+                u32::try_from(size).unwrap_or(u32::MAX)
+            })
+            .eviction_listener(move |_, _, cause| {
+                if cause.was_evicted() {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .support_invalidation_closures()
+            .build();
+        ObjectCache {
+            entries,
+            counts: Mutex::default(),
+            evictions,
+        }
+    }
+
+    /// What to do with a request the request phase admitted: `target` is its integration, real
+    /// bucket and upstream key.
+    pub fn lookup(
+        &self,
+        route: &Route,
+        integration: &Integration,
+        (bucket, key): (&str, &str),
+        headers: &HeaderMap,
+    ) -> Lookup {
+        if integration.cache.is_none() {
+            return Lookup::Bypass;
+        }
+        let reads = matches!(
+            route.operation,
+            Operation::GetObject | Operation::HeadObject
+        );
+        let conditions = ["if-match", "if-modified-since", "if-unmodified-since"]
+            .iter()
+            .any(|name| headers.contains_key(*name));
+        if !reads || !route.query.is_empty() || conditions {
+            return Lookup::Bypass;
+        }
+        let key = Key::new(integration, bucket, key);
+        let range = headers.get(header::RANGE);
+        let plain_get = route.operation == Operation::GetObject
+            && range.is_none()
+            && !headers.contains_key(header::IF_NONE_MATCH);
+        match self.entries.get(&key) {
+            Some(entry) if entry.fresh() => {
+                let head = route.operation == Operation::HeadObject;
+                match serve(&entry, head, range, headers.get(header::IF_NONE_MATCH)) {
+                    Some(response) => {
+                        let sent = if head { 0 } else { response_len(&response) };
+                        self.count(integration, |c| {
+                            c.hits += 1;
+                            c.bytes_served += sent;
+                        });
+                        Lookup::Hit(with_status(response, "hit"))
+                    }
+                    None => Lookup::Bypass,
+                }
+            }
+            Some(entry) if plain_get && entry.etag().is_some() => Lookup::Revalidate(key, entry),
+            _ if plain_get => {
+                self.count(integration, |c| c.misses += 1);
+                Lookup::Miss(key)
+            }
+            _ => Lookup::Bypass,
+        }
+    }
+
+    /// The store answered a revalidation `304 Not Modified`: the entry is fresh again, and
+    /// answers the request.
+    pub fn refreshed(
+        &self,
+        integration: &Integration,
+        key: Key,
+        entry: &Entry,
+    ) -> Response<ProxyBody> {
+        let renewed = Arc::new(Entry {
+            headers: entry.headers.clone(),
+            body: entry.body.clone(),
+            checked: Instant::now(),
+            ttl: entry.ttl,
+        });
+        self.entries.insert(key, renewed.clone());
+        let response = answer(&renewed, StatusCode::OK, renewed.body.clone());
+        let sent = renewed.body.len() as u64;
+        self.count(integration, |c| {
+            c.revalidations += 1;
+            c.bytes_served += sent;
+        });
+        with_status(response, "fwd=stale")
+    }
+
+    /// The store's answer to a miss or a revalidation that changed: passed on as it streams,
+    /// and kept once whole if it is a 200 that fits and may be kept.
+    pub fn fill(
+        &self,
+        integration: &Integration,
+        key: Key,
+        revalidated: bool,
+        response: Response<ProxyBody>,
+    ) -> Response<ProxyBody> {
+        let detail = if revalidated { "fwd=stale" } else { "fwd=miss" };
+        let Some(policy) = integration.cache else {
+            return response;
+        };
+        if !keepable(&response, policy.max_object) {
+            if response.status() == StatusCode::NOT_FOUND {
+                self.entries.invalidate(&key);
+            }
+            return with_status(response, detail);
+        }
+        let (parts, inner) = response.into_parts();
+        let tee = Tee {
+            inner,
+            kept: Some(BytesMut::new()),
+            limit: policy.max_object,
+            store: Some(Store {
+                cache: self.entries.clone(),
+                key,
+                headers: parts.headers.clone(),
+                ttl: policy.ttl,
+            }),
+        };
+        with_status(
+            Response::from_parts(parts, body::stream(tee)),
+            &format!("{detail}; stored"),
+        )
+    }
+
+    /// A write through the proxy changed `key` of `bucket` (or, with `None`, objects of the
+    /// integration the cache cannot name): their entries go.
+    pub fn written(&self, integration: &Integration, bucket: &str, key: Option<&str>) {
+        match key {
+            Some(key) => self.entries.invalidate(&Key::new(integration, bucket, key)),
+            None => {
+                self.purge(&integration.name, None);
+            }
+        }
+    }
+
+    /// Drops an integration's entries, or those of one upstream key of it; how many went.
+    pub fn purge(&self, integration: &str, key: Option<&str>) -> u64 {
+        let (integration, key) = (integration.to_string(), key.map(str::to_string));
+        let matching = self
+            .entries
+            .iter()
+            .filter(|(k, _)| {
+                k.integration == integration && key.as_ref().is_none_or(|key| *key == k.key)
+            })
+            .count() as u64;
+        let _ = self.entries.invalidate_entries_if(move |k, _| {
+            k.integration == integration && key.as_ref().is_none_or(|key| *key == k.key)
+        });
+        matching
+    }
+
+    /// Each integration's counts, the entries' weight and the evictions so far.
+    pub fn stats(&self) -> (BTreeMap<String, Counts>, u64, u64) {
+        self.entries.run_pending_tasks();
+        let counts = self.counts.lock().map(|c| c.clone()).unwrap_or_default();
+        (
+            counts,
+            self.entries.weighted_size(),
+            self.evictions.load(Ordering::Relaxed),
+        )
+    }
+
+    fn count(&self, integration: &Integration, change: impl FnOnce(&mut Counts)) {
+        if let Ok(mut counts) = self.counts.lock() {
+            change(counts.entry(integration.name.clone()).or_default());
+        }
+    }
+}
+
+/// Whether the store's answer may be kept: a 200 with its length known and within the limit,
+/// and no `Cache-Control: no-store` or `private`.
+fn keepable(response: &Response<ProxyBody>, max_object: u64) -> bool {
+    let length = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let forbidden = response
+        .headers()
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|directive| {
+            let directive = directive.trim().to_ascii_lowercase();
+            directive == "no-store" || directive == "private"
+        });
+    response.status() == StatusCode::OK && length.is_some_and(|l| l <= max_object) && !forbidden
+}
+
+/// An entry's answer to a GET or HEAD: whole, a single byte range of it, or 304 when the
+/// client's `If-None-Match` names its ETag. `None` when the range is not one the cache serves
+/// (several ranges): the store answers it.
+fn serve(
+    entry: &Entry,
+    head: bool,
+    range: Option<&HeaderValue>,
+    if_none_match: Option<&HeaderValue>,
+) -> Option<Response<ProxyBody>> {
+    if let (Some(wanted), Some(etag)) = (if_none_match, entry.etag()) {
+        let matches = wanted.to_str().ok()?.split(',').any(|tag| {
+            tag.trim() == "*"
+                || tag.trim().trim_start_matches("W/") == etag.to_str().unwrap_or_default()
+        });
+        if matches {
+            let mut response = Response::new(body::empty());
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            response.headers_mut().insert(header::ETAG, etag.clone());
+            return Some(response);
+        }
+    }
+    let whole = entry.body.len() as u64;
+    let Some(range) = range else {
+        let body = if head {
+            Bytes::new()
+        } else {
+            entry.body.clone()
+        };
+        return Some(answer(entry, StatusCode::OK, body));
+    };
+    match byte_range(range.to_str().ok()?, whole)? {
+        Ok((first, last)) => {
+            let body = if head {
+                Bytes::new()
+            } else {
+                entry.body.slice(first as usize..=last as usize)
+            };
+            let mut response = answer(entry, StatusCode::PARTIAL_CONTENT, body);
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(last - first + 1));
+            let content_range = format!("bytes {first}-{last}/{whole}");
+            headers.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&content_range).ok()?,
+            );
+            Some(response)
+        }
+        Err(()) => Some(crate::s3::error::Error::InvalidRange.into_response("", head)),
+    }
+}
+
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n` against `whole` bytes: the first and last byte, or
+/// `Err` when unsatisfiable; `None` for anything else (several ranges), which the store answers.
+fn byte_range(text: &str, whole: u64) -> Option<Result<(u64, u64), ()>> {
+    let spec = text.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.split_once('-')?;
+    let (first, last) = (first.trim(), last.trim());
+    let range = match (first.is_empty(), last.is_empty()) {
+        (true, false) => {
+            let suffix: u64 = last.parse().ok()?;
+            if suffix == 0 || whole == 0 {
+                return Some(Err(()));
+            }
+            (whole.saturating_sub(suffix), whole - 1)
+        }
+        (false, _) => {
+            let first: u64 = first.parse().ok()?;
+            let last = if last.is_empty() {
+                whole.saturating_sub(1)
+            } else {
+                last.parse::<u64>().ok()?.min(whole.saturating_sub(1))
+            };
+            if first >= whole || last < first {
+                return Some(Err(()));
+            }
+            (first, last)
+        }
+        (true, true) => return None,
+    };
+    Some(Ok(range))
+}
+
+fn answer(entry: &Entry, status: StatusCode, body: Bytes) -> Response<ProxyBody> {
+    let length = body.len();
+    let mut response = Response::new(body::full(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = entry.headers.clone();
+    let age = entry.checked.elapsed().as_secs();
+    response
+        .headers_mut()
+        .insert(header::AGE, HeaderValue::from(age));
+    if status == StatusCode::OK && length as u64 == entry.body.len() as u64 {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    response
+}
+
+fn response_len(response: &Response<ProxyBody>) -> u64 {
+    response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `response` with its `Cache-Status` (`s3-signing-proxy; DETAIL`).
+pub fn with_status(mut response: Response<ProxyBody>, detail: &str) -> Response<ProxyBody> {
+    if let Ok(value) = HeaderValue::from_str(&format!("s3-signing-proxy; {detail}")) {
+        response.headers_mut().insert(CACHE_STATUS, value);
+    }
+    response
+}
+
+/// What a [`Tee`] needs to keep the body it saw.
+struct Store {
+    cache: moka::sync::Cache<Key, Arc<Entry>>,
+    key: Key,
+    headers: HeaderMap,
+    ttl: Duration,
+}
+
+/// A body passed on frame by frame as it arrives, and kept whole when it ends (unless it
+/// outgrew the limit, or broke off).
+struct Tee {
+    inner: ProxyBody,
+    kept: Option<BytesMut>,
+    limit: u64,
+    store: Option<Store>,
+}
+
+impl Body for Tee {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(kept), Some(data)) = (this.kept.as_mut(), frame.data_ref()) {
+                    if kept.len() as u64 + data.len() as u64 > this.limit {
+                        this.kept = None;
+                    } else {
+                        kept.extend_from_slice(data);
+                    }
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.kept = None,
+            Poll::Ready(None) => {
+                if let (Some(kept), Some(store)) = (this.kept.take(), this.store.take()) {
+                    let entry = Entry {
+                        headers: store.headers,
+                        body: kept.freeze(),
+                        checked: Instant::now(),
+                        ttl: store.ttl,
+                    };
+                    store.cache.insert(store.key, Arc::new(entry));
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_byte_ranges_are_served_and_others_left_to_the_store() {
+        assert_eq!(byte_range("bytes=0-9", 100), Some(Ok((0, 9))));
+        assert_eq!(byte_range("bytes=90-", 100), Some(Ok((90, 99))));
+        assert_eq!(byte_range("bytes=-10", 100), Some(Ok((90, 99))));
+        assert_eq!(byte_range("bytes=95-200", 100), Some(Ok((95, 99))));
+        assert_eq!(byte_range("bytes=100-", 100), Some(Err(())));
+        assert_eq!(byte_range("bytes=5-1", 100), Some(Err(())));
+        assert_eq!(byte_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(byte_range("items=0-1", 100), None);
+    }
+}
