@@ -11,6 +11,7 @@ mod abuse;
 mod admin_port;
 mod bound_bodies;
 mod browser;
+mod cache;
 mod cli;
 mod clients;
 mod credentials;

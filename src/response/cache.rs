@@ -160,7 +160,11 @@ impl ObjectCache {
                 let head = route.operation == Operation::HeadObject;
                 match serve(&entry, head, range, headers.get(header::IF_NONE_MATCH)) {
                     Some(response) => {
-                        let sent = if head { 0 } else { response_len(&response) };
+                        let sent = if head {
+                            0
+                        } else {
+                            content_length(&response).unwrap_or(0)
+                        };
                         self.count(integration, |c| {
                             c.hits += 1;
                             c.bytes_served += sent;
@@ -222,11 +226,12 @@ impl ObjectCache {
             }
             return with_status(response, detail);
         }
+        let length = content_length(&response).unwrap_or(0);
         let (parts, inner) = response.into_parts();
         let tee = Tee {
             inner,
-            kept: Some(BytesMut::new()),
-            limit: policy.max_object,
+            kept: Some(BytesMut::with_capacity(length as usize)),
+            length,
             store: Some(Store {
                 cache: self.entries.clone(),
                 key,
@@ -288,11 +293,7 @@ impl ObjectCache {
 /// Whether the store's answer may be kept: a 200 with its length known and within the limit,
 /// and no `Cache-Control: no-store` or `private`.
 fn keepable(response: &Response<ProxyBody>, max_object: u64) -> bool {
-    let length = response
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let length = content_length(response);
     let forbidden = response
         .headers()
         .get_all(header::CACHE_CONTROL)
@@ -408,13 +409,12 @@ fn answer(entry: &Entry, status: StatusCode, body: Bytes) -> Response<ProxyBody>
     response
 }
 
-fn response_len(response: &Response<ProxyBody>) -> u64 {
+fn content_length(response: &Response<ProxyBody>) -> Option<u64> {
     response
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// `response` with its `Cache-Status` (`s3-signing-proxy; DETAIL`).
@@ -433,13 +433,34 @@ struct Store {
     ttl: Duration,
 }
 
-/// A body passed on frame by frame as it arrives, and kept whole when it ends (unless it
-/// outgrew the limit, or broke off).
+/// A body passed on frame by frame as it arrives, and kept once all of it passed (its
+/// `Content-Length`, checked when the body ends or is dropped: hyper stops polling a sized
+/// body after its last byte), unless it outgrew the limit or broke off.
 struct Tee {
     inner: ProxyBody,
     kept: Option<BytesMut>,
-    limit: u64,
+    /// The `Content-Length` the store announced.
+    length: u64,
     store: Option<Store>,
+}
+
+impl Tee {
+    /// Keeps the body if all of it passed; at most once.
+    fn finish(&mut self) {
+        let whole = self
+            .kept
+            .as_ref()
+            .is_some_and(|kept| kept.len() as u64 == self.length);
+        if let (true, Some(kept), Some(store)) = (whole, self.kept.take(), self.store.take()) {
+            let entry = Entry {
+                headers: store.headers,
+                body: kept.freeze(),
+                checked: Instant::now(),
+                ttl: store.ttl,
+            };
+            store.cache.insert(store.key, Arc::new(entry));
+        }
+    }
 }
 
 impl Body for Tee {
@@ -455,25 +476,18 @@ impl Body for Tee {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(kept), Some(data)) = (this.kept.as_mut(), frame.data_ref()) {
-                    if kept.len() as u64 + data.len() as u64 > this.limit {
+                    if kept.len() as u64 + data.len() as u64 > this.length {
                         this.kept = None;
                     } else {
                         kept.extend_from_slice(data);
                     }
                 }
-            }
-            Poll::Ready(Some(Err(_))) => this.kept = None,
-            Poll::Ready(None) => {
-                if let (Some(kept), Some(store)) = (this.kept.take(), this.store.take()) {
-                    let entry = Entry {
-                        headers: store.headers,
-                        body: kept.freeze(),
-                        checked: Instant::now(),
-                        ttl: store.ttl,
-                    };
-                    store.cache.insert(store.key, Arc::new(entry));
+                if this.inner.is_end_stream() {
+                    this.finish();
                 }
             }
+            Poll::Ready(Some(Err(_))) => this.kept = None,
+            Poll::Ready(None) => this.finish(),
             Poll::Pending => {}
         }
         polled
@@ -485,6 +499,12 @@ impl Body for Tee {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for Tee {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 

@@ -677,6 +677,12 @@ pub async fn store_put(tenant: &Tenant, key: &str, data: &str) {
     assert_eq!(put["status"], 200, "{put}");
 }
 
+/// Deletes `key` from a tenant's bucket, with the tenant's own role.
+pub async fn store_delete(tenant: &Tenant, key: &str) {
+    let deleted = store_view(tenant, serde_json::json!({"op": "delete", "object": key})).await;
+    assert_eq!(deleted["status"], 204, "{deleted}");
+}
+
 async fn store_view(tenant: &Tenant, op: serde_json::Value) -> serde_json::Value {
     let moto = moto();
     let mut args = serde_json::json!({

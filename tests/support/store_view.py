@@ -2,7 +2,7 @@
 assumed with its ExternalId), never through the proxy: what really changed there.
 
 Usage: store_view.py '{"endpoint": ..., "key": ..., "secret": ..., "role_arn": ...,
-                       "external_id": ..., "bucket": ..., "op": "list"|"put",
+                       "external_id": ..., "bucket": ..., "op": "list"|"put"|"delete"|"acl",
                        "object": ..., "data": text, "prefix": ...}'
 "list" (of the keys under "prefix", if given) prints {"objects": {key: {"size", "storage_class", "metadata", "tags", "body"}}};
 "put" stores `data` under `object` and prints {"status": 200}.
@@ -41,6 +41,10 @@ def main():
     if args["op"] == "put":
         s3.put_object(Bucket=bucket, Key=args["object"], Body=args["data"].encode("utf-8"))
         print(json.dumps({"status": 200}))
+        return
+    if args["op"] == "delete":
+        s3.delete_object(Bucket=bucket, Key=args["object"])
+        print(json.dumps({"status": 204}))
         return
     if args["op"] == "acl":
         grants = s3.get_object_acl(Bucket=bucket, Key=args["object"])["Grants"]

@@ -1,0 +1,262 @@
+//! The object cache against moto, counting the store's requests with a pass-through: a repeat
+//! GET is served without the store; after `cache_ttl` one conditional GET revalidates it (304)
+//! or brings the changed object, and a deleted one 404s; a write through the proxy is seen at
+//! once; ranges and If-None-Match are answered from an entry; two integrations over one bucket
+//! and key never share an entry, and a client bound to one gets 403, not a hit, for the
+//! other's cached object.
+// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
+#![allow(clippy::disallowed_methods)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+
+use crate::support::*;
+
+const CACHED_SECRET: &str = "cache-client-secret-3f9a";
+const TWIN_SECRET: &str = "cache-twin-secret-8c21";
+const PREFIX: &str = "cache-test/";
+
+/// A GET of `path` (signed as `client` when given), with its extra `headers`.
+async fn fetch(
+    proxy: &RunningProxy,
+    path: &str,
+    client: Option<(&str, &str)>,
+    headers: &[(&str, &str)],
+) -> Fetched {
+    let mut builder = http::Request::builder().uri(proxy.url(path));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let mut request = builder.body(Full::new(Bytes::new())).unwrap();
+    if let Some((key, secret)) = client {
+        sign_as_client(&mut request, key, secret);
+    }
+    send(request).await
+}
+
+fn cache_status(fetched: &Fetched) -> String {
+    fetched
+        .headers
+        .get("cache-status")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn cache_serves_repeats_without_the_store_revalidates_and_keeps_integrations_apart() {
+    let moto = moto();
+    let tenant = &moto.tenant_w;
+    let s3 = PassThrough::start(moto.address()).await;
+    let integration = |name: &str, extra: &str| {
+        role_integration(
+            name,
+            tenant,
+            &s3.endpoint(),
+            "path",
+            &tenant.external_id,
+            &format!(
+                "access = \"read-write\"\npublic = false\nprefix = \"{PREFIX}\"\ncache_ttl = \"1s\"\n{extra}"
+            ),
+        )
+    };
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.cache]\nmemory = \"16MiB\"\n{}{}{}\
+         [[client]]\naccess_key_id = \"AKCACHED\"\nsecret_access_key_env = \"CACHED_SECRET\"\n\
+         integrations = [\"cached\"]\naccess = \"read-write\"\n\
+         [[client]]\naccess_key_id = \"AKTWIN\"\nsecret_access_key_env = \"TWIN_SECRET\"\n\
+         integrations = [\"twin\"]\n",
+        sts_section(moto, &moto.endpoint(), ""),
+        integration("cached", ""),
+        integration("twin", ""),
+    );
+    let mut env = secrets(moto);
+    env.insert("CACHED_SECRET".to_string(), CACHED_SECRET.to_string());
+    env.insert("TWIN_SECRET".to_string(), TWIN_SECRET.to_string());
+    register_secrets([&CACHED_SECRET.to_string(), &TWIN_SECRET.to_string()]);
+    let proxy = start_proxy(&config, &env).await;
+    store_put(tenant, &format!("{PREFIX}photo.txt"), "first version").await;
+    let cached = Some(("AKCACHED", CACHED_SECRET));
+    let twin = Some(("AKTWIN", TWIN_SECRET));
+
+    // A miss goes to the store and is kept; the repeat is served without it.
+    let first = fetch(&proxy, "/cached/photo.txt", cached, &[]).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.text(), "first version");
+    assert_eq!(cache_status(&first), "s3-signing-proxy; fwd=miss; stored");
+    let seen = s3.requests();
+    let again = fetch(&proxy, "/cached/photo.txt", cached, &[]).await;
+    assert_eq!(again.text(), "first version");
+    assert_eq!(cache_status(&again), "s3-signing-proxy; hit");
+    assert!(again.headers.contains_key("etag"), "{:?}", again.headers);
+    // A range and a matching If-None-Match, from the entry too.
+    let range = fetch(
+        &proxy,
+        "/cached/photo.txt",
+        cached,
+        &[("range", "bytes=6-12")],
+    )
+    .await;
+    assert_eq!(range.status, 206);
+    assert_eq!(range.text(), "version");
+    assert_eq!(range.headers["content-range"], "bytes 6-12/13");
+    let etag = again.headers["etag"].to_str().unwrap().to_string();
+    let unchanged = fetch(
+        &proxy,
+        "/cached/photo.txt",
+        cached,
+        &[("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!(unchanged.status, 304);
+    assert_eq!(s3.requests(), seen, "hits reached the store");
+
+    // The other integration over the same bucket and key: its own entry, never this one.
+    let other = fetch(&proxy, "/twin/photo.txt", twin, &[]).await;
+    assert_eq!(cache_status(&other), "s3-signing-proxy; fwd=miss; stored");
+    assert_eq!(s3.requests(), seen + 1);
+    assert_eq!(
+        cache_status(&fetch(&proxy, "/twin/photo.txt", twin, &[]).await),
+        "s3-signing-proxy; hit"
+    );
+    // A client bound to `cached` is refused twin's cached object by the request phase.
+    let refused = fetch(&proxy, "/twin/photo.txt", cached, &[]).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert_eq!(refused.error_code(), "AccessDenied");
+    assert!(cache_status(&refused).is_empty());
+    // Anonymous callers of a private integration likewise.
+    assert_eq!(
+        fetch(&proxy, "/cached/photo.txt", None, &[]).await.status,
+        403
+    );
+    assert_eq!(s3.requests(), seen + 1);
+
+    // After the TTL: one conditional GET, answered 304, and the entry serves again.
+    let before = s3.requests();
+    let started = Instant::now();
+    let revalidated = loop {
+        let got = fetch(&proxy, "/cached/photo.txt", cached, &[]).await;
+        if cache_status(&got) != "s3-signing-proxy; hit" {
+            break got;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "never stale");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(cache_status(&revalidated), "s3-signing-proxy; fwd=stale");
+    assert_eq!(revalidated.text(), "first version");
+    assert_eq!(s3.requests(), before + 1);
+
+    // Changed on the store: served new once the entry is stale.
+    store_put(tenant, &format!("{PREFIX}photo.txt"), "second version!").await;
+    let started = Instant::now();
+    loop {
+        let got = fetch(&proxy, "/cached/photo.txt", cached, &[]).await;
+        if got.text() == "second version!" {
+            assert_eq!(cache_status(&got), "s3-signing-proxy; fwd=stale; stored");
+            break;
+        }
+        assert_eq!(got.text(), "first version");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never refreshed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A PUT through the proxy is seen at once.
+    let mut put = http::Request::builder()
+        .method("PUT")
+        .uri(proxy.url("/cached/photo.txt"))
+        .body(Full::new(Bytes::from_static(b"third, through the proxy")))
+        .unwrap();
+    sign_as_client(&mut put, "AKCACHED", CACHED_SECRET);
+    assert_eq!(send(put).await.status, 200);
+    let after_put = fetch(&proxy, "/cached/photo.txt", cached, &[]).await;
+    assert_eq!(after_put.text(), "third, through the proxy");
+    assert_eq!(
+        cache_status(&after_put),
+        "s3-signing-proxy; fwd=miss; stored"
+    );
+
+    // Deleted on the store: a 404 once the entry is stale, and the entry is gone.
+    store_delete(tenant, &format!("{PREFIX}photo.txt")).await;
+    let started = Instant::now();
+    loop {
+        let got = fetch(&proxy, "/cached/photo.txt", cached, &[]).await;
+        if got.status == 404 {
+            assert_eq!(got.error_code(), "NoSuchKey");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "never gone");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let gone = fetch(&proxy, "/cached/photo.txt", cached, &[]).await;
+    assert_eq!(gone.status, 404);
+    assert_ne!(cache_status(&gone), "s3-signing-proxy; hit");
+}
+
+/// The operator's side: per-integration counts on `/metrics`, the access line's `cache`
+/// field, and `POST /cache/purge` dropping one key's entry.
+#[tokio::test]
+async fn cache_is_counted_and_purged_from_the_admin_listener() {
+    let moto = moto();
+    let tenant = &moto.tenant_w;
+    let config = format!(
+        "[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n[server.cache]\nmemory = \"16MiB\"\n{}{}",
+        sts_section(moto, &moto.endpoint(), ""),
+        role_integration(
+            "purged",
+            tenant,
+            &moto.endpoint(),
+            "path",
+            &tenant.external_id,
+            "prefix = \"cache-purge/\"\ncache_ttl = \"60s\"",
+        ),
+    );
+    store_put(tenant, "cache-purge/page.txt", "twelve bytes").await;
+    let dir = TempDir::new("cache-purge");
+    let env = moto_env(moto);
+    let proxy = ProxyProcess::spawn(&dir.0, &config, &env_refs(&env)).await;
+    let url = proxy.url("/purged/page.txt");
+    for _ in 0..3 {
+        assert_eq!(get(&url).await.text(), "twelve bytes");
+    }
+    let text = wait_for_metric(
+        &proxy.admin_url("/metrics"),
+        "s3sp_cache_hits_total{integration=\"purged\"}",
+        2.0,
+    )
+    .await;
+    assert_eq!(
+        metric(&text, "s3sp_cache_misses_total{integration=\"purged\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "s3sp_cache_served_bytes_total{integration=\"purged\"}"
+        ),
+        Some(24.0)
+    );
+    assert!(metric(&text, "s3sp_cache_bytes").is_some_and(|bytes| bytes >= 12.0));
+    eventually("the access lines' cache field", || {
+        let log = proxy.log();
+        (log.contains("cache=\"miss\"") && log.contains("cache=\"hit\"")).then_some(())
+    })
+    .await;
+
+    let purge = http::Request::post(proxy.admin_url("/cache/purge"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(
+            br#"{"integration": "purged", "key": "page.txt"}"#,
+        )))
+        .unwrap();
+    let purged = send(purge).await;
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    let purged: serde_json::Value = serde_json::from_slice(&purged.body).unwrap();
+    assert_eq!(purged["purged"], 1);
+    let after = get(&url).await;
+    assert_eq!(cache_status(&after), "s3-signing-proxy; fwd=miss; stored");
+}
