@@ -115,12 +115,21 @@ async fn query_until_data(address: &str, query: &str) -> serde_json::Value {
 async fn operator_kit_metrics_pass_promtool_and_prometheus_answers_every_dashboard_query() {
     let moto = moto();
     let dir = TempDir::new("operator-kit");
+    // acme keeps its objects in the object cache, so the cache's panel has data too.
     let config = format!(
-        "[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n{}\n\
+        "[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n[server.cache]\nmemory = \"16MiB\"\n{}{}\n\
          [[integration]]\nname = \"broken\"\nbucket = \"nowhere\"\nregion = \"us-east-1\"\n\
          endpoint = \"http://127.0.0.1:1\"\npublic = true\n[integration.credentials]\n\
          access_key_id = \"AKIDNOWHERE\"\nsecret_access_key_env = \"PROXY_USER_SECRET\"\n",
-        crate::support::acme_config(&moto.endpoint(), &moto.endpoint(), "")
+        crate::support::sts_section(moto, &moto.endpoint(), ""),
+        crate::support::role_integration(
+            "acme",
+            &moto.tenant_a,
+            &moto.endpoint(),
+            "path",
+            &moto.tenant_a.external_id,
+            "cache_ttl = \"60s\"",
+        ),
     );
     let env = crate::support::moto_env(moto);
     let proxy = ProxyProcess::spawn(&dir.0, &config, &crate::support::env_refs(&env)).await;
@@ -168,6 +177,7 @@ async fn operator_kit_metrics_pass_promtool_and_prometheus_answers_every_dashboa
         "s3sp_credentials_failing",
         "s3sp_sts_throttled_total",
         "s3sp_max_connections",
+        "s3sp_cache_hits_total",
     ] {
         assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
     }
