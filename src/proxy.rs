@@ -347,7 +347,7 @@ impl Proxy {
             }
             _ => {}
         }
-        let plan = match self.consult_cache(&mut admitted, seen) {
+        let plan = match self.consult_cache(&mut admitted, seen).await {
             Ok(plan) => plan,
             Err(hit) => return Ok(*hit),
         };
@@ -374,13 +374,13 @@ impl Proxy {
         // The response phase: what the client gets of it.
         let response = crate::response::respond::answer(state, exchange, request_id, seen).await?;
         Ok(match (cache, plan) {
-            (Some(cache), Plan::Fill(key)) => {
+            (Some(cache), Plan::Fill(key, guard)) => {
                 seen.cache = Some("miss");
-                cache.fill(&integration, key, false, response)
+                cache.fill(&integration, (key, guard), false, response)
             }
             (Some(cache), Plan::Revalidate(key, _)) => {
                 seen.cache = Some("stale");
-                cache.fill(&integration, key, true, response)
+                cache.fill(&integration, (key, None), true, response)
             }
             (Some(_), Plan::Bypass) if integration.cache.is_some() => {
                 seen.cache = Some("bypass");
@@ -392,7 +392,7 @@ impl Proxy {
 
     /// What the object cache makes of an admitted request: a hit (`Err`, the answer), or the
     /// plan for the store's answer; a revalidation adds `If-None-Match` to the request.
-    fn consult_cache<B>(
+    async fn consult_cache<B>(
         &self,
         admitted: &mut crate::request::admit::Admitted<B>,
         seen: &mut Seen,
@@ -403,32 +403,36 @@ impl Proxy {
         let target = &admitted.target;
         let headers = admitted.request.headers();
         let found = (target.bucket.as_str(), target.key.as_str());
-        Ok(
-            match cache.lookup(&admitted.route, &target.integration, found, headers) {
-                Lookup::Hit(response) => {
-                    seen.cache = Some("hit");
-                    return Err(Box::new(response));
+        let lookup = cache
+            .lookup(&admitted.route, &target.integration, found, headers)
+            .await;
+        Ok(match lookup {
+            Lookup::Hit(response) => {
+                seen.cache = Some("hit");
+                return Err(Box::new(response));
+            }
+            Lookup::Revalidate(key, entry) => {
+                if let Some(etag) = entry.etag() {
+                    admitted
+                        .request
+                        .headers_mut()
+                        .insert(header::IF_NONE_MATCH, etag.clone());
                 }
-                Lookup::Revalidate(key, entry) => {
-                    if let Some(etag) = entry.etag() {
-                        admitted
-                            .request
-                            .headers_mut()
-                            .insert(header::IF_NONE_MATCH, etag.clone());
-                    }
-                    Plan::Revalidate(key, entry)
-                }
-                Lookup::Miss(key) => Plan::Fill(key),
-                Lookup::Bypass => Plan::Bypass,
-            },
-        )
+                Plan::Revalidate(key, entry)
+            }
+            Lookup::Miss(key, guard) => Plan::Fill(key, guard),
+            Lookup::Bypass => Plan::Bypass,
+        })
     }
 }
 
 /// What the object cache does with a request that goes to the store.
 enum Plan {
-    /// Keep the answer.
-    Fill(crate::response::cache::Key),
+    /// Keep the answer (other misses for the object wait while the guard lives).
+    Fill(
+        crate::response::cache::Key,
+        Option<crate::response::cache::FillGuard>,
+    ),
     /// The store was asked whether the entry changed.
     Revalidate(
         crate::response::cache::Key,

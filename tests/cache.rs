@@ -3,7 +3,7 @@
 //! or brings the changed object, and a deleted one 404s; a write through the proxy is seen at
 //! once; ranges and If-None-Match are answered from an entry; two integrations over one bucket
 //! and key never share an entry, and a client bound to one gets 403, not a hit, for the
-//! other's cached object.
+//! other's cached object; 50 concurrent misses for one object make one store request.
 // Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
@@ -195,6 +195,41 @@ async fn cache_serves_repeats_without_the_store_revalidates_and_keeps_integratio
     let gone = fetch(&proxy, "/cached/photo.txt", cached, &[]).await;
     assert_eq!(gone.status, 404);
     assert_ne!(cache_status(&gone), "s3-signing-proxy; hit");
+
+    // 50 concurrent first GETs of one object: one request reaches the store, and all 50 get
+    // the object (one fetched it, the others waited for its entry).
+    store_put(tenant, &format!("{PREFIX}crowd.txt"), "wanted by many").await;
+    let before = s3.requests();
+    let mut crowd = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let url = proxy.url("/cached/crowd.txt");
+        crowd.spawn(async move {
+            let mut request = http::Request::builder()
+                .uri(url)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            sign_as_client(&mut request, "AKCACHED", CACHED_SECRET);
+            let got = send(request).await;
+            (got.text(), cache_status(&got))
+        });
+    }
+    let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+    while let Some(answer) = crowd.join_next().await {
+        let (text, status) = answer.unwrap();
+        assert_eq!(text, "wanted by many");
+        *statuses.entry(status).or_default() += 1;
+    }
+    assert_eq!(s3.requests(), before + 1, "{statuses:?}");
+    assert_eq!(
+        statuses.get("s3-signing-proxy; fwd=miss; stored"),
+        Some(&1),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.get("s3-signing-proxy; hit"),
+        Some(&49),
+        "{statuses:?}"
+    );
 }
 
 /// The operator's side: per-integration counts on `/metrics`, the access line's `cache`

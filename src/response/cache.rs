@@ -16,7 +16,7 @@
 //! does not answer: a range or a condition it cannot answer from what it holds, a version, a
 //! `response-*` override).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body::{Body, Frame};
+use tokio::sync::watch;
 
 use crate::config::{CredentialSource, Endpoint, Integration};
 use crate::s3::body::{self, BoxError, ProxyBody};
@@ -80,10 +81,62 @@ pub enum Lookup {
     Hit(Response<ProxyBody>),
     /// A stale entry: ask the store with `If-None-Match` first.
     Revalidate(Key, Arc<Entry>),
-    /// Nothing kept: fetch, and keep the answer if it fits.
-    Miss(Key),
+    /// Nothing kept: fetch, and keep the answer if it fits (other misses for the object wait
+    /// while the guard lives).
+    Miss(Key, Option<FillGuard>),
     /// Not the cache's to answer: forward as if there were none.
     Bypass,
+}
+
+/// What one look at the cache found: a decision, or a fetch of the object under way.
+enum Looked {
+    Decided(Box<Lookup>),
+    Filling(watch::Receiver<()>),
+}
+
+/// How long a miss waits for another request's fetch of the same object before fetching it
+/// itself.
+pub const FILL_WAIT: Duration = Duration::from_secs(10);
+
+/// The objects being fetched now, each with a channel that closes when its fetch ends.
+#[derive(Default, Clone)]
+struct Filling(Arc<Mutex<HashMap<Key, watch::Receiver<()>>>>);
+
+impl Filling {
+    /// The guard of a new fetch of `key`, or the channel of the one under way.
+    fn claim(&self, key: &Key) -> Result<FillGuard, watch::Receiver<()>> {
+        let Ok(mut filling) = self.0.lock() else {
+            return Err(watch::channel(()).1);
+        };
+        if let Some(done) = filling.get(key)
+            && done.has_changed().is_ok()
+        {
+            return Err(done.clone());
+        }
+        let (sender, done) = watch::channel(());
+        filling.insert(key.clone(), done);
+        Ok(FillGuard {
+            filling: self.clone(),
+            key: key.clone(),
+            _sender: sender,
+        })
+    }
+}
+
+/// A fetch under way: while it lives, other misses for the object wait; dropped (the entry kept,
+/// or the fetch failed or was not keepable), they look again.
+pub struct FillGuard {
+    filling: Filling,
+    key: Key,
+    _sender: watch::Sender<()>,
+}
+
+impl Drop for FillGuard {
+    fn drop(&mut self) {
+        if let Ok(mut filling) = self.filling.0.lock() {
+            filling.remove(&self.key);
+        }
+    }
 }
 
 /// Per integration: what the cache did.
@@ -99,6 +152,7 @@ pub struct Counts {
 /// The cache: entries weighed by their bodies, at most the configured memory.
 pub struct ObjectCache {
     entries: moka::sync::Cache<Key, Arc<Entry>>,
+    filling: Filling,
     counts: Mutex<BTreeMap<String, Counts>>,
     evictions: Arc<AtomicU64>,
 }
@@ -123,22 +177,45 @@ impl ObjectCache {
             .build();
         ObjectCache {
             entries,
+            filling: Filling::default(),
             counts: Mutex::default(),
             evictions,
         }
     }
 
     /// What to do with a request the request phase admitted: `target` is its integration, real
-    /// bucket and upstream key.
-    pub fn lookup(
+    /// bucket and upstream key. A miss for an object another request is already fetching
+    /// waits for that fetch (at most [`FILL_WAIT`]) and is then answered from its entry: any
+    /// number of concurrent misses for one object make one request to the store.
+    pub async fn lookup(
+        &self,
+        route: &Route,
+        integration: &Integration,
+        found: (&str, &str),
+        headers: &HeaderMap,
+    ) -> Lookup {
+        let mut waited = false;
+        loop {
+            match self.look(route, integration, found, headers, waited) {
+                Looked::Decided(lookup) => return *lookup,
+                Looked::Filling(mut done) => {
+                    let _ = tokio::time::timeout(FILL_WAIT, done.changed()).await;
+                    waited = true;
+                }
+            }
+        }
+    }
+
+    fn look(
         &self,
         route: &Route,
         integration: &Integration,
         (bucket, key): (&str, &str),
         headers: &HeaderMap,
-    ) -> Lookup {
+        waited: bool,
+    ) -> Looked {
         if integration.cache.is_none() {
-            return Lookup::Bypass;
+            return Looked::Decided(Box::new(Lookup::Bypass));
         }
         let reads = matches!(
             route.operation,
@@ -148,14 +225,14 @@ impl ObjectCache {
             .iter()
             .any(|name| headers.contains_key(*name));
         if !reads || !route.query.is_empty() || conditions {
-            return Lookup::Bypass;
+            return Looked::Decided(Box::new(Lookup::Bypass));
         }
         let key = Key::new(integration, bucket, key);
         let range = headers.get(header::RANGE);
         let plain_get = route.operation == Operation::GetObject
             && range.is_none()
             && !headers.contains_key(header::IF_NONE_MATCH);
-        match self.entries.get(&key) {
+        let lookup = match self.entries.get(&key) {
             Some(entry) if entry.fresh() => {
                 let head = route.operation == Operation::HeadObject;
                 match serve(&entry, head, range, headers.get(header::IF_NONE_MATCH)) {
@@ -176,11 +253,18 @@ impl ObjectCache {
             }
             Some(entry) if plain_get && entry.etag().is_some() => Lookup::Revalidate(key, entry),
             _ if plain_get => {
+                // One fetch per object at a time; after waiting once, a fetch of its own.
+                let guard = match self.filling.claim(&key) {
+                    Err(done) if !waited => return Looked::Filling(done),
+                    Err(_) => None,
+                    Ok(guard) => Some(guard),
+                };
                 self.count(integration, |c| c.misses += 1);
-                Lookup::Miss(key)
+                Lookup::Miss(key, guard)
             }
             _ => Lookup::Bypass,
-        }
+        };
+        Looked::Decided(Box::new(lookup))
     }
 
     /// The store answered a revalidation `304 Not Modified`: the entry is fresh again, and
@@ -212,7 +296,7 @@ impl ObjectCache {
     pub fn fill(
         &self,
         integration: &Integration,
-        key: Key,
+        (key, guard): (Key, Option<FillGuard>),
         revalidated: bool,
         response: Response<ProxyBody>,
     ) -> Response<ProxyBody> {
@@ -237,6 +321,7 @@ impl ObjectCache {
                 key,
                 headers: parts.headers.clone(),
                 ttl: policy.ttl,
+                _guard: guard,
             }),
         };
         with_status(
@@ -431,6 +516,8 @@ struct Store {
     key: Key,
     headers: HeaderMap,
     ttl: Duration,
+    /// Released once the entry is kept (or the body broke off): the waiting misses look again.
+    _guard: Option<FillGuard>,
 }
 
 /// A body passed on frame by frame as it arrives, and kept once all of it passed (its
