@@ -82,20 +82,26 @@ access = "read-write"
     start_proxy(&config, &secrets).await
 }
 
-/// GETs `url`; the status and whether the body ended cleanly.
-async fn fetch_to_end(url: &str) -> (StatusCode, usize, bool) {
+/// GETs `url`; the status, the bytes received, whether the body ended cleanly, and the
+/// proxy's request id.
+async fn fetch_to_end(url: &str) -> (StatusCode, usize, bool, String) {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let response = client
         .request(Request::get(url).body(Empty::new()).unwrap())
         .await
         .unwrap();
     let status = response.status();
+    let request_id = response
+        .headers()
+        .get("x-amz-request-id")
+        .map(|id| id.to_str().unwrap().to_string())
+        .unwrap_or_default();
     let mut body = response.into_body();
     let mut received = 0;
     loop {
         match body.frame().await {
-            None => return (status, received, true),
-            Some(Err(_)) => return (status, received, false),
+            None => return (status, received, true, request_id),
+            Some(Err(_)) => return (status, received, false, request_id),
             Some(Ok(frame)) => received += frame.data_ref().map_or(0, |d| d.len()),
         }
     }
@@ -274,13 +280,29 @@ async fn an_upstream_reset_mid_body_aborts_the_clients_transfer() {
     chunked.extend(b"\r\n");
     for (kind, answer) in [("content-length", sized), ("chunked", chunked)] {
         let proxy = proxy_for(resetting_store(answer).await).await;
-        let (status, received, clean) = fetch_to_end(&proxy.url("/faulty/key.bin")).await;
+        let (status, received, clean, request_id) =
+            fetch_to_end(&proxy.url("/faulty/key.bin")).await;
         assert_eq!(status, StatusCode::OK, "{kind}");
         assert!(
             !clean,
             "{kind}: a reset upstream looked like a complete body"
         );
         assert!(received <= 1000, "{kind}: {received}");
+        // Its access line says the transfer did not complete, with the bytes that moved.
+        let line = eventually("the reset request's access line", || {
+            std::fs::read_to_string(test_log())
+                .unwrap_or_default()
+                .lines()
+                .find(|line| line.contains(&format!("request_id={request_id} ")))
+                .map(str::to_string)
+        })
+        .await;
+        assert!(line.contains("status=200"), "{kind}: {line}");
+        assert!(line.contains("complete=false"), "{kind}: {line}");
+        assert!(
+            line.contains(&format!("bytes_out={received} ")),
+            "{kind}: {line}"
+        );
         // Over HTTP/2 the same reset reaches the client as RST_STREAM, never END_STREAM.
         let (status, received, ended) = fetch_over_h2(proxy.address, "/faulty/key.bin").await;
         assert_eq!(status, StatusCode::OK, "{kind}, h2");
