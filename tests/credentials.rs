@@ -695,3 +695,114 @@ async fn a_role_given_as_account_and_name_assumes_the_same_role_as_its_arn() {
     // One identity: the second integration's credentials came from the first one's call.
     assert_eq!(sts.assume_role_calls(), 1);
 }
+
+/// A store that answers every request with `400 ExpiredToken`, as S3 does for a session token
+/// past its expiry; counts the requests.
+async fn expired_token_store() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
+    tokio::spawn(async move {
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>ExpiredToken</Code>\
+                    <Message>The provided token has expired.</Message></Error>";
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let answer = format!(
+                    "HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (address, requests)
+}
+
+/// SECURITY.md: a store's `ExpiredToken` drops the identity's cached credentials at once (the
+/// next request assumes the role again), at most once per 10 s however many refusals follow,
+/// and both are counted on `/metrics`. The client gets 503, never the store's document.
+#[tokio::test]
+async fn an_expired_token_refusal_drops_the_credentials_once_and_is_counted() {
+    let moto = moto();
+    let sts = PassThrough::start(moto.address()).await;
+    let (store, store_requests) = expired_token_store().await;
+    let config = format!(
+        "[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n{}",
+        acme_config(&sts.endpoint(), &format!("http://{store}"), "")
+    );
+    let dir = TempDir::new("credentials-expired-token");
+    let env = moto_env(moto);
+    let proxy = ProxyProcess::spawn(&dir.0, &config, &env_refs(&env)).await;
+    let url = proxy.url("/acme/owner.txt");
+    let metrics = proxy.admin_url("/metrics");
+
+    let refused = get(&url).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.text()
+    );
+    assert_eq!(refused.error_code(), "ServiceUnavailable");
+    assert!(
+        !refused.text().contains("ExpiredToken"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(sts.assume_role_calls(), 1);
+    let text = wait_for_metric(&metrics, "s3sp_credential_invalidations_total", 1.0).await;
+    assert_eq!(
+        metric(&text, "s3sp_credential_invalidations_debounced_total"),
+        Some(0.0)
+    );
+
+    // Dropped: the next request assumes the role again; its refusal, within 10 s of the drop,
+    // does not drop the new credentials.
+    assert_eq!(get(&url).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        sts.assume_role_calls(),
+        2,
+        "the dropped credentials were fetched again"
+    );
+    let text = wait_for_metric(
+        &metrics,
+        "s3sp_credential_invalidations_debounced_total",
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        metric(&text, "s3sp_credential_invalidations_total"),
+        Some(1.0)
+    );
+    assert_eq!(get(&url).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        sts.assume_role_calls(),
+        2,
+        "kept within the debounce period"
+    );
+    assert_eq!(store_requests.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let text = get(&metrics).await.text();
+    assert_eq!(
+        metric(
+            &text,
+            "s3sp_upstream_errors_total{integration=\"acme\",code=\"ExpiredToken\"}"
+        ),
+        Some(3.0)
+    );
+}
