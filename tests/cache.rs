@@ -295,3 +295,64 @@ async fn cache_is_counted_and_purged_from_the_admin_listener() {
     let after = get(&url).await;
     assert_eq!(cache_status(&after), "s3-signing-proxy; fwd=miss; stored");
 }
+
+/// The same cache in front of SeaweedFS, a local store with its own ETags and conditional
+/// requests: a repeat GET is served without it; after the TTL one conditional request
+/// revalidates the entry; a changed object is served new.
+#[tokio::test]
+async fn cache_revalidates_against_seaweedfs() {
+    let store = seaweedfs();
+    let s3 = PassThrough::start(std::net::SocketAddr::from(([127, 0, 0, 1], store.port))).await;
+    store.put("cache-local/clip.txt", "local one").await;
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.cache]\nmemory = \"16MiB\"\n\
+         [[integration]]\nname = \"local\"\nbucket = \"{}\"\nprefix = \"cache-local/\"\n\
+         region = \"us-east-1\"\nendpoint = \"{}\"\npublic = true\ncache_ttl = \"1s\"\n\
+         [integration.credentials]\naccess_key_id = \"{}\"\nsecret_access_key_env = \"LOCAL_SECRET\"\n",
+        store.bucket,
+        s3.endpoint(),
+        store.keys.access_key_id
+    );
+    let env = std::collections::BTreeMap::from([(
+        "LOCAL_SECRET".to_string(),
+        store.keys.secret_access_key.clone(),
+    )]);
+    let proxy = start_proxy(&config, &env).await;
+    let first = fetch(&proxy, "/local/clip.txt", None, &[]).await;
+    assert_eq!(first.text(), "local one");
+    assert_eq!(cache_status(&first), "s3-signing-proxy; fwd=miss; stored");
+    let seen = s3.requests();
+    let again = fetch(&proxy, "/local/clip.txt", None, &[]).await;
+    assert_eq!(cache_status(&again), "s3-signing-proxy; hit");
+    assert_eq!(again.text(), "local one");
+    assert_eq!(s3.requests(), seen);
+
+    // Past the TTL: one conditional request, and the entry serves again.
+    let started = Instant::now();
+    let stale = loop {
+        let got = fetch(&proxy, "/local/clip.txt", None, &[]).await;
+        if cache_status(&got) != "s3-signing-proxy; hit" {
+            break got;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "never stale");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(stale.text(), "local one");
+    assert_eq!(cache_status(&stale), "s3-signing-proxy; fwd=stale");
+    assert_eq!(s3.requests(), seen + 1);
+
+    store.put("cache-local/clip.txt", "local two").await;
+    let started = Instant::now();
+    loop {
+        let got = fetch(&proxy, "/local/clip.txt", None, &[]).await;
+        if got.text() == "local two" {
+            break;
+        }
+        assert_eq!(got.text(), "local one");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never refreshed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
