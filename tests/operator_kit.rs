@@ -101,7 +101,14 @@ async fn query_until_data(address: &str, query: &str) -> serde_json::Value {
     loop {
         let answer = get(&url).await;
         let document: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
-        assert_eq!(document["status"], "success", "{query}: {}", answer.text());
+        // A query that does not parse is a 400 with `status: error`, at once.
+        assert_ne!(document["status"], "error", "{query}: {}", answer.text());
+        assert!(
+            answer.status == 200 || Instant::now() < deadline,
+            "{query}: {} {}",
+            answer.status,
+            answer.text()
+        );
         let result = &document["data"]["result"];
         if result.as_array().is_some_and(|series| !series.is_empty()) {
             return result.clone();
@@ -221,6 +228,11 @@ async fn operator_kit_metrics_pass_promtool_and_prometheus_answers_every_dashboa
     while tokio::net::TcpStream::connect(&address).await.is_err() {
         assert!(Instant::now() < deadline, "prometheus did not listen");
         assert!(server.try_wait().unwrap().is_none(), "prometheus stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Listening comes before ready (the TSDB opening): 503 until then.
+    while get(&format!("http://{address}/-/ready")).await.status != 200 {
+        assert!(Instant::now() < deadline, "prometheus was never ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Traffic keeps coming while Prometheus scrapes.
