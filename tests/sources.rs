@@ -220,13 +220,11 @@ async fn sources_postgres_rows_reach_every_replica_within_a_second_and_survive_t
         store.put(&format!("sources/pg/{folder}/photo"), body).await;
     }
     let postgres = Postgres::start();
-    let db = postgres.client().await;
-    let schema =
-        std::fs::read_to_string(crate::support::repo_root().join("deploy/postgres/schema.sql"))
-            .unwrap();
-    db.batch_execute(&schema).await.expect("schema");
+    let db = postgres.with_schema().await;
     // Idempotent: the same schema again changes nothing and fails nothing.
-    db.batch_execute(&schema).await.expect("schema again");
+    db.batch_execute(&crate::support::postgres_schema())
+        .await
+        .expect("schema again");
     db.execute(
         "INSERT INTO s3sp_integrations (name, spec) VALUES ('pg-a', $1::text::jsonb)",
         &[&integration_spec("sources/pg/p1/").to_string()],
@@ -610,10 +608,9 @@ async fn sources_postgres_over_tls_verifies_the_servers_certificate() {
         .await
         .unwrap();
     db.batch_execute("SELECT pg_reload_conf()").await.unwrap();
-    let schema =
-        std::fs::read_to_string(crate::support::repo_root().join("deploy/postgres/schema.sql"))
-            .unwrap();
-    db.batch_execute(&schema).await.unwrap();
+    db.batch_execute(&crate::support::postgres_schema())
+        .await
+        .unwrap();
     db.execute(
         "INSERT INTO s3sp_integrations (name, spec) VALUES ('pg-tls', $1::text::jsonb)",
         &[&integration_spec("sources/pg/tls/").to_string()],

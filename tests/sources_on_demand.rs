@@ -44,11 +44,7 @@ async fn sources_on_demand_fetches_by_key_remembers_absence_and_follows_changes(
         store.put(&format!("sources/pg/{folder}/photo"), body).await;
     }
     let postgres = Postgres::start();
-    let db = postgres.client().await;
-    let schema =
-        std::fs::read_to_string(crate::support::repo_root().join("deploy/postgres/schema.sql"))
-            .unwrap();
-    db.batch_execute(&schema).await.unwrap();
+    let db = postgres.with_schema().await;
     // The proxy's statements in the server's log, with their parameters (keys, never specs):
     // the database's own count of what it was asked. This session's own statements, which
     // carry specs and their secrets, stay out of it.

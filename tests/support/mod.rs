@@ -833,7 +833,19 @@ pub async fn drive_chromium(script: &str, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).expect("the driver prints JSON")
 }
 
+/// The schema platforms run, `deploy/postgres/schema.sql`.
+pub fn postgres_schema() -> String {
+    std::fs::read_to_string(repo_root().join("deploy/postgres/schema.sql")).expect("the schema")
+}
+
 impl Postgres {
+    /// A client of the cluster with the schema installed.
+    pub async fn with_schema(&self) -> tokio_postgres::Client {
+        let db = self.client().await;
+        db.batch_execute(&postgres_schema()).await.expect("schema");
+        db
+    }
+
     /// A cluster under `target/postgres/`, its log in `target/test-logs/` (searched for secrets).
     pub fn start() -> Postgres {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use tokio_postgres::Client;
 
-use super::postgres::{CLIENTS, Connection, INTEGRATIONS, Row, origin, read};
+use super::postgres::{CLIENTS, Connection, INTEGRATIONS, Row, origin, parse_note, read};
 use crate::config::{Bindings, ClientConfig, Fragment, Integration, ProcessEnv};
 use crate::observe::metrics::SourceStats;
 use crate::proxy::Proxy;
@@ -119,13 +119,7 @@ pub async fn apply_notes(
     lazy: &Lazy,
     proxy: &Proxy,
 ) -> Result<(), String> {
-    for note in &notes {
-        let Some((table, key)) = note.split_once(':') else {
-            continue;
-        };
-        if table != INTEGRATIONS && table != CLIENTS {
-            continue;
-        }
+    for (table, key) in notes.iter().filter_map(|note| parse_note(note)) {
         let rows = read(client, table, Some(key)).await?;
         apply(table, key, rows.first(), lazy, &proxy.sources).await;
     }

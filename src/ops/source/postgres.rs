@@ -273,13 +273,7 @@ async fn apply_notes(
     refused: &mut Refused,
 ) -> Result<(), String> {
     let mut changed = false;
-    for note in &notes {
-        let Some((table, key)) = note.split_once(':') else {
-            continue;
-        };
-        if table != INTEGRATIONS && table != CLIENTS {
-            continue;
-        }
+    for (table, key) in notes.iter().filter_map(|note| parse_note(note)) {
         let rows = read(client, table, Some(key)).await?;
         if rows.is_empty() {
             changed |= lock(catalog).remove(&origin(table, key));
@@ -343,6 +337,12 @@ fn apply_rows(
         }
     }
     changed
+}
+
+/// A notification's payload, `table:key`, for one of the two tables; anything else is ignored.
+pub(super) fn parse_note(note: &str) -> Option<(&str, &str)> {
+    let (table, key) = note.split_once(':')?;
+    (table == INTEGRATIONS || table == CLIENTS).then_some((table, key))
 }
 
 pub(super) fn origin(table: &str, key: &str) -> String {
