@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use tokio_postgres::Client;
 
-use super::postgres::{CLIENTS, Connection, INTEGRATIONS, Row, origin, parse_note, read};
+use super::postgres::{CLIENTS, Connection, INTEGRATIONS, Row, Rows, origin, parse_note, read};
 use crate::config::{Bindings, ClientConfig, Fragment, Integration, ProcessEnv};
 use crate::observe::metrics::SourceStats;
 use crate::proxy::Proxy;
@@ -47,7 +47,7 @@ impl Fetch for Fetcher {
     fn integration(&self, name: &str) -> Fetched<Arc<Integration>> {
         let (client, name, stats) = (self.connected(), name.to_string(), self.stats.clone());
         Box::pin(async move {
-            let rows = read(&*client?, INTEGRATIONS, Some(&name)).await?;
+            let rows = read(&*client?, INTEGRATIONS, Rows::Key(&name)).await?;
             Ok(rows.first().and_then(|row| {
                 let built = integration(row);
                 count(&stats, &built, row);
@@ -63,7 +63,7 @@ impl Fetch for Fetcher {
             self.stats.clone(),
         );
         Box::pin(async move {
-            let rows = read(&*client?, CLIENTS, Some(&key)).await?;
+            let rows = read(&*client?, CLIENTS, Rows::Key(&key)).await?;
             Ok(rows.first().and_then(|row| {
                 let built = client_config(row);
                 count(&stats, &built, row);
@@ -120,7 +120,7 @@ pub async fn apply_notes(
     proxy: &Proxy,
 ) -> Result<(), String> {
     for (table, key) in notes.iter().filter_map(|note| parse_note(note)) {
-        let rows = read(client, table, Some(key)).await?;
+        let rows = read(client, table, Rows::Key(key)).await?;
         apply(table, key, rows.first(), lazy, &proxy.sources).await;
     }
     Ok(())
@@ -154,28 +154,11 @@ async fn apply(table: &str, key: &str, row: Option<&Row>, lazy: &Lazy, stats: &S
 pub async fn resync(client: &Client, lazy: &Lazy, proxy: &Proxy) -> Result<(), String> {
     lazy.forget_answers();
     let (integrations, clients) = lazy.fetched();
-    for (table, column, keys) in [
-        (INTEGRATIONS, "name", integrations),
-        (CLIENTS, "access_key_id", clients),
-    ] {
+    for (table, keys) in [(INTEGRATIONS, integrations), (CLIENTS, clients)] {
         if keys.is_empty() {
             continue;
         }
-        let select = format!(
-            "SELECT {column}, spec::text, updated_at::text FROM {table} WHERE {column} = ANY($1)"
-        );
-        let rows = client
-            .query(&select, &[&keys])
-            .await
-            .map_err(|error| format!("reading {table}: {error}"))?;
-        let rows: Vec<Row> = rows
-            .iter()
-            .map(|row| Row {
-                key: row.get(0),
-                spec: row.get(1),
-                updated_at: row.get(2),
-            })
-            .collect();
+        let rows = read(client, table, Rows::Keys(&keys)).await?;
         for key in &keys {
             let row = rows.iter().find(|row| &row.key == key);
             apply(table, key, row, lazy, &proxy.sources).await;

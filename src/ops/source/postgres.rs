@@ -201,10 +201,17 @@ async fn read_again(
     }
 }
 
+/// Which rows of a table to read.
+pub(super) enum Rows<'a> {
+    All,
+    Key(&'a str),
+    Keys(&'a [String]),
+}
+
 pub(super) async fn read(
     client: &Client,
     table: &str,
-    key: Option<&str>,
+    which: Rows<'_>,
 ) -> Result<Vec<Row>, String> {
     let column = if table == INTEGRATIONS {
         "name"
@@ -212,11 +219,15 @@ pub(super) async fn read(
         "access_key_id"
     };
     let select = format!("SELECT {column}, spec::text, updated_at::text FROM {table}");
-    let rows = match key {
-        None => client.query(&select, &[]).await,
-        Some(key) => {
+    let rows = match which {
+        Rows::All => client.query(&select, &[]).await,
+        Rows::Key(key) => {
             let one = format!("{select} WHERE {column} = $1");
             client.query(&one, &[&key]).await
+        }
+        Rows::Keys(keys) => {
+            let some = format!("{select} WHERE {column} = ANY($1)");
+            client.query(&some, &[&keys]).await
         }
     }
     .map_err(|error| format!("reading {table}: {error}"))?;
@@ -237,8 +248,8 @@ async fn resync_all(
     proxy: &Proxy,
     refused: &mut Refused,
 ) -> Result<(), String> {
-    let integrations = read(client, INTEGRATIONS, None).await?;
-    let clients = read(client, CLIENTS, None).await?;
+    let integrations = read(client, INTEGRATIONS, Rows::All).await?;
+    let clients = read(client, CLIENTS, Rows::All).await?;
     let mut changed = false;
     {
         let mut held = lock(catalog);
@@ -274,7 +285,7 @@ async fn apply_notes(
 ) -> Result<(), String> {
     let mut changed = false;
     for (table, key) in notes.iter().filter_map(|note| parse_note(note)) {
-        let rows = read(client, table, Some(key)).await?;
+        let rows = read(client, table, Rows::Key(key)).await?;
         if rows.is_empty() {
             changed |= lock(catalog).remove(&origin(table, key));
             refused.0.remove(&origin(table, key));
