@@ -28,7 +28,6 @@ use crate::net::limits::RateLimiter;
 use crate::observe::access::{CountingBody, LineGate, LoggedBody, RequestLog, Seen};
 use crate::observe::metrics::{Metrics, method_label};
 use crate::request::admit::{Admission, Gate};
-use crate::request::integration::Target;
 use crate::response::cache::Lookup;
 use crate::s3::body::{self, BoxError, ProxyBody};
 use crate::s3::error::Error;
@@ -310,7 +309,7 @@ impl Proxy {
                     let answer = Box::pin(form).await;
                     // Which key the form wrote is in its body: all the integration's entries go.
                     if let (Some(cache), Some(integration)) = (&self.cache, integration) {
-                        cache.written(&integration, "", None);
+                        cache.written(&crate::response::cache::Write::unnamed(&integration));
                     }
                     return answer;
                 }
@@ -351,12 +350,12 @@ impl Proxy {
             Ok(plan) => plan,
             Err(hit) => return Ok(*hit),
         };
-        let cache = self.cache.as_ref().filter(|_| !matches!(plan, Plan::None));
+        let cache = self.cache.as_ref();
         let integration = admitted.target.integration.clone();
-        let written = written(&admitted.route, &admitted.target);
+        let write = crate::response::cache::Write::of(&admitted.route, &admitted.target);
         let exchange = crate::upstream::exchange::exchange(state, admitted).await;
-        if let (Some(cache), Some((bucket, key))) = (cache, &written) {
-            cache.written(&integration, bucket, key.as_deref());
+        if let (Some(cache), Some(write)) = (cache, &write) {
+            cache.written(write);
         }
         let exchange = exchange?;
         if let Exchange::Answered(answered) = &exchange {
@@ -398,7 +397,7 @@ impl Proxy {
         seen: &mut Seen,
     ) -> Result<Plan, Box<Response<ProxyBody>>> {
         let Some(cache) = &self.cache else {
-            return Ok(Plan::None);
+            return Ok(Plan::Bypass);
         };
         let target = &admitted.target;
         let headers = admitted.request.headers();
@@ -439,23 +438,6 @@ enum Plan {
         Arc<crate::response::cache::Entry>,
     ),
     Bypass,
-    /// There is no object cache.
-    None,
-}
-
-/// The bucket and key a write changes, for the object cache to drop (`None` as the key: the
-/// request names its keys in its body, so all the integration's entries go).
-fn written(route: &crate::s3::route::Route, target: &Target) -> Option<(String, Option<String>)> {
-    match route.operation {
-        Operation::PutObject
-        | Operation::DeleteObject
-        | Operation::CopyObject
-        | Operation::CompleteMultipartUpload => {
-            Some((target.bucket.clone(), Some(target.key.clone())))
-        }
-        Operation::DeleteObjects => Some((target.bucket.clone(), None)),
-        _ => None,
-    }
 }
 
 /// The one error exit: the error logged (a server error as a warning with its detail) and

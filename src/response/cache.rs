@@ -28,6 +28,7 @@ use http_body::{Body, Frame};
 use tokio::sync::watch;
 
 use crate::config::{CredentialSource, Endpoint, Integration};
+use crate::request::integration::Target;
 use crate::s3::body::{self, BoxError, ProxyBody};
 use crate::s3::route::{Operation, Route};
 
@@ -86,6 +87,42 @@ pub enum Lookup {
     Miss(Key, Option<FillGuard>),
     /// Not the cache's to answer: forward as if there were none.
     Bypass,
+}
+
+/// What a write through the proxy changed, for the cache to drop: one object, or (a form
+/// upload, DeleteObjects: their keys are in their bodies) any of the integration's.
+pub struct Write {
+    integration: String,
+    object: Option<Key>,
+}
+
+impl Write {
+    /// The write `route` makes at `target`, if it is one: PUT, DELETE, copy and a completed
+    /// multipart upload change their key; DeleteObjects changes keys its body names.
+    pub fn of(route: &Route, target: &Target) -> Option<Write> {
+        let object = match route.operation {
+            Operation::PutObject
+            | Operation::DeleteObject
+            | Operation::CopyObject
+            | Operation::CompleteMultipartUpload => {
+                Some(Key::new(&target.integration, &target.bucket, &target.key))
+            }
+            Operation::DeleteObjects => None,
+            _ => return None,
+        };
+        Some(Write {
+            integration: target.integration.name.clone(),
+            object,
+        })
+    }
+
+    /// A write to objects of `integration` the cache cannot name (a form upload).
+    pub fn unnamed(integration: &Integration) -> Write {
+        Write {
+            integration: integration.name.clone(),
+            object: None,
+        }
+    }
 }
 
 /// What one look at the cache found: a decision, or a fetch of the object under way.
@@ -330,31 +367,31 @@ impl ObjectCache {
         )
     }
 
-    /// A write through the proxy changed `key` of `bucket` (or, with `None`, objects of the
-    /// integration the cache cannot name): their entries go.
-    pub fn written(&self, integration: &Integration, bucket: &str, key: Option<&str>) {
-        match key {
-            Some(key) => self.entries.invalidate(&Key::new(integration, bucket, key)),
-            None => {
-                self.purge(&integration.name, None);
-            }
+    /// A write through the proxy happened: what it changed goes.
+    pub fn written(&self, write: &Write) {
+        match &write.object {
+            Some(key) => self.entries.invalidate(key),
+            None => self.forget(&write.integration, None),
         }
     }
 
     /// Drops an integration's entries, or those of one upstream key of it; how many went.
     pub fn purge(&self, integration: &str, key: Option<&str>) -> u64 {
-        let (integration, key) = (integration.to_string(), key.map(str::to_string));
         let matching = self
             .entries
             .iter()
-            .filter(|(k, _)| {
-                k.integration == integration && key.as_ref().is_none_or(|key| *key == k.key)
-            })
+            .filter(|(k, _)| k.integration == integration && key.is_none_or(|key| key == k.key))
             .count() as u64;
+        self.forget(integration, key);
+        matching
+    }
+
+    /// Drops an integration's entries, or those of one upstream key of it.
+    fn forget(&self, integration: &str, key: Option<&str>) {
+        let (integration, key) = (integration.to_string(), key.map(str::to_string));
         let _ = self.entries.invalidate_entries_if(move |k, _| {
             k.integration == integration && key.as_ref().is_none_or(|key| *key == k.key)
         });
-        matching
     }
 
     /// Each integration's counts, the entries' weight and the evictions so far.
