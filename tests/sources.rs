@@ -202,6 +202,21 @@ async fn sources_directory_files_are_applied_one_by_one_within_a_second() {
     }
 }
 
+/// Waits until `proxy` has failed to reach its database, and checks that it says so.
+async fn database_down(proxy: &ProxyProcess) {
+    let text = crate::support::wait_for_metric(
+        &proxy.admin_url("/metrics"),
+        "s3sp_source_database_failures_total",
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        metric(&text, "s3sp_source_database_up"),
+        Some(0.0),
+        "{text}"
+    );
+}
+
 /// Inserts, updates or deletes a row and waits until both replicas serve the change; the slower
 /// replica's time.
 async fn on_both(replicas: &[&ProxyProcess], name: &str, want: Option<&str>) -> Duration {
@@ -356,17 +371,7 @@ async fn sources_postgres_rows_reach_every_replica_within_a_second_and_survive_t
     // The database goes away: both replicas keep serving what they have, and say so.
     postgres.pause();
     for replica in &both {
-        let text = crate::support::wait_for_metric(
-            &replica.admin_url("/metrics"),
-            "s3sp_source_database_failures_total",
-            1.0,
-        )
-        .await;
-        assert_eq!(
-            metric(&text, "s3sp_source_database_up"),
-            Some(0.0),
-            "{text}"
-        );
+        database_down(replica).await;
         assert_eq!(
             served(replica, "pg-a", "photo").await.as_deref(),
             Some("pg-three")
@@ -649,17 +654,7 @@ async fn sources_postgres_over_tls_verifies_the_servers_certificate() {
     let other = TempDir::new("sources-pg-tls-untrusted");
     let untrusting =
         ProxyProcess::spawn(&other.0, &config(""), &[("TLS_DATABASE_URL", &url)]).await;
-    let text = crate::support::wait_for_metric(
-        &untrusting.admin_url("/metrics"),
-        "s3sp_source_database_failures_total",
-        1.0,
-    )
-    .await;
-    assert_eq!(
-        metric(&text, "s3sp_source_database_up"),
-        Some(0.0),
-        "{text}"
-    );
+    database_down(&untrusting).await;
     assert_eq!(served(&untrusting, "pg-tls", "photo").await, None);
     assert_eq!(get(&untrusting.admin_url("/readyz")).await.status, 503);
     // The log says why (the line follows the metric by moments).
