@@ -28,6 +28,7 @@ use crate::net::limits::RateLimiter;
 use crate::observe::access::{CountingBody, LineGate, LoggedBody, RequestLog, Seen};
 use crate::observe::metrics::{Metrics, method_label};
 use crate::request::admit::{Admission, Gate};
+use crate::request::tenants::Change;
 use crate::response::cache::Lookup;
 use crate::s3::body::{self, BoxError, ProxyBody};
 use crate::s3::error::Error;
@@ -156,50 +157,60 @@ impl Proxy {
     }
 
     /// Builds the state for `config` from `previous` (keeping its caches), puts it in force
-    /// and starts the warm-up.
+    /// and starts the warm-up of every integration.
     fn swap(&self, config: Config, previous: &State) -> std::io::Result<()> {
-        let fresh = Arc::new(State::new(config, Some(previous))?);
-        match self.state.write() {
-            Ok(mut state) => *state = fresh,
-            Err(poisoned) => *poisoned.into_inner() = fresh,
-        }
-        self.warm_up();
+        let fresh = State::new(config, Some(previous))?;
+        self.put(fresh);
+        let state = self.state();
+        self.warm_up(state.tenants.integrations.all().cloned().collect());
         Ok(())
     }
 
-    /// From now on, integrations and clients the tables do not hold are fetched on demand by
-    /// `lazy` (`[source] preload = false`); the state keeps it across reloads.
-    pub fn fetch_on_demand(&self, lazy: Arc<crate::request::lazy::Lazy>) -> std::io::Result<()> {
-        let previous = self.state();
-        let config = (*previous.tenants.config).clone();
-        let mut fresh = State::new(config.clone(), Some(&previous))?;
-        fresh.tenants = crate::request::tenants::Tenants::new(config, Some(lazy));
+    /// Puts `fresh` in force: the next request sees it.
+    fn put(&self, fresh: State) {
         match self.state.write() {
             Ok(mut state) => *state = Arc::new(fresh),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(fresh),
         }
-        Ok(())
     }
 
-    /// Swaps in the integrations and clients a live source changed: like a reload, the next
-    /// request sees them and requests in flight finish on theirs, and the credential cache,
-    /// upstream pool and region cache stay.
-    pub fn apply_tenants(&self, config: Config) {
-        match self.swap(config, &self.state()) {
-            Ok(()) => {
-                self.sources.published.fetch_add(1, Ordering::Relaxed);
-            }
-            // Only a changed upstream pool can fail, and a source changes no limits.
-            Err(error) => tracing::error!(%error, "source change not applied"),
+    /// From now on, integrations and clients the tables do not hold are fetched on demand by
+    /// `lazy` (`[source] preload = false`); the state keeps it across reloads.
+    pub fn fetch_on_demand(&self, lazy: Arc<crate::request::lazy::Lazy>) {
+        let previous = self.state();
+        let tenants = previous.tenants.changed(&Change::default());
+        self.put(State::with_tenants(
+            &previous,
+            tenants.with_lazy(Some(lazy)),
+        ));
+    }
+
+    /// Applies what a live source changed: the next request sees the changed integrations and
+    /// clients, requests in flight finish on theirs, and nothing else is rebuilt (the tables
+    /// share every untouched entry with the previous ones; the credential cache, upstream
+    /// pool and region cache stay). The caller holds the catalog's lock, so two sources'
+    /// changes never race.
+    pub fn apply_change(&self, change: &Change) {
+        if change.is_empty() {
+            return;
         }
+        let previous = self.state();
+        self.put(State::with_tenants(
+            &previous,
+            previous.tenants.changed(change),
+        ));
+        self.sources.published.fetch_add(1, Ordering::Relaxed);
+        let added = change.integrations.values().flatten().cloned().collect();
+        self.warm_up(added);
     }
 
-    /// With `[sts] warm_up_per_second`, starts obtaining every integration's credentials in
-    /// the background; otherwise each is obtained when a request first needs it.
-    pub fn warm_up(&self) {
+    /// With `[sts] warm_up_per_second`, starts obtaining `integrations`' credentials in the
+    /// background; otherwise each is obtained when a request first needs it.
+    pub fn warm_up(&self, integrations: Vec<Arc<crate::config::Integration>>) {
         let state = self.state();
-        if let Some(per_second) = state.tenants.config.sts.warm_up_per_second {
-            let integrations = state.tenants.config.integrations.clone();
+        if let Some(per_second) = state.tenants.config.sts.warm_up_per_second
+            && !integrations.is_empty()
+        {
             state.credentials.warm_up(integrations, per_second);
         }
     }

@@ -663,3 +663,101 @@ async fn sources_postgres_over_tls_verifies_the_servers_certificate() {
     })
     .await;
 }
+
+/// An assumed-role integration over moto as a row's `spec`: tenant B's bucket, reached with
+/// `role_arn` and `external_id`.
+fn role_spec(role_arn: &str, external_id: &str) -> String {
+    let moto = crate::support::moto();
+    serde_json::json!({
+        "bucket": moto.tenant_b.bucket, "region": "us-east-1", "endpoint": moto.endpoint(),
+        "addressing": "path", "public": true,
+        "credentials": {"role_arn": role_arn, "external_id": external_id},
+    })
+    .to_string()
+}
+
+/// A changed role or ExternalId is used by the next request: the credentials cache is keyed
+/// by the whole identity, so the old role's credentials never serve the new one. Moto enforces
+/// IAM: tenant A's role may not read tenant B's bucket, tenant B's may.
+#[tokio::test]
+async fn sources_postgres_changed_role_and_external_id_are_used_by_the_next_request() {
+    let moto = crate::support::moto();
+    let postgres = Postgres::start();
+    let db = postgres.with_schema().await;
+    let (a, b) = (&moto.tenant_a, &moto.tenant_b);
+    db.execute(
+        "INSERT INTO s3sp_integrations (name, spec) VALUES ('pg-role', $1::text::jsonb)",
+        &[&role_spec(&a.role_arn, &a.external_id)],
+    )
+    .await
+    .unwrap();
+    let url_var = "PLATFORM_DATABASE_URL";
+    let dir = TempDir::new("sources-pg-role");
+    let config = format!(
+        "[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n{}\n[source]\npostgres_url_env = \"{url_var}\"\n",
+        crate::support::sts_section(moto, &moto.endpoint(), "")
+    );
+    let mut env = crate::support::moto_env(moto);
+    env.push((url_var, postgres.url()));
+    let proxy = ProxyProcess::spawn(&dir.0, &config, &crate::support::env_refs(&env)).await;
+    let owner = || async { served(&proxy, "pg-role", "owner.txt").await };
+    // The first load: until then the name is unknown (NoSuchBucket).
+    let started = Instant::now();
+    let first = loop {
+        match owner().await {
+            Some(answer) => break answer,
+            None => assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{}",
+                proxy.log()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        first.starts_with("403 ") && first.contains("AccessDenied"),
+        "tenant A's role must not read tenant B's bucket: {first}"
+    );
+
+    // Tenant B's role and ExternalId: the next request assumes it and reads.
+    db.execute(
+        "UPDATE s3sp_integrations SET spec = $1::text::jsonb, updated_at = now() WHERE name = 'pg-role'",
+        &[&role_spec(&b.role_arn, &b.external_id)],
+    )
+    .await
+    .unwrap();
+    let took = until_served(&proxy, "pg-role", "owner.txt", Some("tenant b\n")).await;
+    assert!(took < Duration::from_secs(1), "{took:?}");
+
+    // The same role with an ExternalId its trust policy does not name: the credentials just
+    // obtained for tenant B's identity are not used for it; STS refuses the new one.
+    db.execute(
+        "UPDATE s3sp_integrations SET spec = $1::text::jsonb, updated_at = now() WHERE name = 'pg-role'",
+        &[&role_spec(&b.role_arn, "not-the-external-id")],
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let refused = loop {
+        let answer = owner().await.unwrap_or_default();
+        if answer != "tenant b\n" {
+            break answer;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        refused.starts_with("503 ") && refused.contains("STS AssumeRole refused: AccessDenied"),
+        "{refused}"
+    );
+    let shown = get(&proxy.admin_url("/integrations/pg-role")).await;
+    let shown: serde_json::Value = serde_json::from_str(&shown.text()).unwrap();
+    assert!(
+        shown["credentials"].as_str().unwrap_or("").contains("fail"),
+        "{shown:#}"
+    );
+}

@@ -3,6 +3,9 @@
 //! Measured: RSS at start and after 10,000 distinct integrations were used, the latency of an
 //! integration's first request (fetched from the database) against its next ones, and the
 //! small-GET rate of a hot integration against the file-configured proxy in the same rounds.
+//! Then the same tables with `preload = true`: the time to read them all, RSS, and how long a
+//! changed row takes to be served (`UPDATE` to the first answer that shows it) with every
+//! integration in the proxy's tables, against the same with a hundred of them.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -182,4 +185,113 @@ pub async fn run(bench: &crate::Bench, store: u16, file_proxy: &Killed) {
         filled.as_secs_f64()
     );
     drop(proxy);
+    preloaded(bench, &db, &url_file, &client, integrations).await;
+}
+
+/// Integrations changed one after another to time how long a change takes to be served.
+const CHANGES: usize = 40;
+
+/// Starts a proxy that reads the whole tables (`preload = true`): how long until it is up,
+/// and its RSS.
+async fn start_preloaded(
+    bench: &crate::Bench,
+    name: &str,
+    url_file: &Path,
+    client: &HttpClient,
+) -> (Killed, u16, f64, f64) {
+    let [port, admin] = [(); 2].map(|()| processes::free_port());
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\
+         [server.limits]\nrate_limit = 0\n\n[source]\npostgres_url_file = \"{}\"\n",
+        url_file.display()
+    );
+    let started = Instant::now();
+    let proxy = processes::start_proxy(&bench.work, name, &config, load::CLIENT_SECRET);
+    processes::wait_for(port).await;
+    while !metrics(client, admin)
+        .await
+        .contains("s3sp_source_database_up 1")
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let loaded = started.elapsed().as_secs_f64();
+    let rss = processes::rss_mib(proxy.pid());
+    (proxy, port, loaded, rss)
+}
+
+/// `CHANGES` times: points integration `tenant-{n}` at another prefix and polls it until an
+/// answer shows the change (the object under the old prefix is gone: 404). The latencies,
+/// sorted.
+async fn changes_served(
+    db: &tokio_postgres::Client,
+    client: &HttpClient,
+    port: u16,
+    first: usize,
+) -> Vec<Duration> {
+    let mut latencies = Vec::with_capacity(CHANGES);
+    for n in first..first + CHANGES {
+        let url = format!("http://127.0.0.1:{port}/tenant-{n}/small/00000.bin");
+        assert_eq!(
+            load::status(client, &url).await,
+            200,
+            "{url} before its change"
+        );
+        let changed = Instant::now();
+        db.execute(
+            "UPDATE s3sp_integrations SET spec = spec || '{\"prefix\": \"moved/\"}', updated_at = now() WHERE name = $1",
+            &[&format!("tenant-{n}")],
+        )
+        .await
+        .unwrap();
+        while load::status(client, &url).await != 404 {
+            assert!(
+                changed.elapsed() < Duration::from_secs(10),
+                "{url} never changed"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        latencies.push(changed.elapsed());
+    }
+    latencies.sort_unstable();
+    latencies
+}
+
+/// The `preload = true` rows: all the tables, then a hundred rows of them.
+async fn preloaded(
+    bench: &crate::Bench,
+    db: &tokio_postgres::Client,
+    url_file: &Path,
+    client: &HttpClient,
+    integrations: usize,
+) {
+    let (proxy, port, loaded, rss) = start_preloaded(bench, "preloaded", url_file, client).await;
+    let many = changes_served(db, client, port, 0).await;
+    drop(proxy);
+    // The same changes with a hundred integrations in the tables: the rest are deleted.
+    db.execute(
+        "DELETE FROM s3sp_integrations WHERE substr(name, 8)::int >= $1",
+        &[&((CHANGES * 2 + 20) as i32)],
+    )
+    .await
+    .unwrap();
+    db.execute("DELETE FROM s3sp_clients", &[]).await.unwrap();
+    let (proxy, port, small_loaded, small_rss) =
+        start_preloaded(bench, "preloaded-small", url_file, client).await;
+    let few = changes_served(db, client, port, CHANGES).await;
+    drop(proxy);
+    println!(
+        "| a changed row served (`preload = true`), p50 / p99: {} integrations / {} | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.2} (p50) |",
+        CHANGES * 2 + 20,
+        integrations,
+        percentile(&few, 50),
+        percentile(&few, 99),
+        percentile(&many, 50),
+        percentile(&many, 99),
+        percentile(&many, 50) / percentile(&few, 50),
+    );
+    println!(
+        "| `preload = true`: up with every row read, and RSS: {} / {} integrations | {small_loaded:.2} s, {small_rss:.1} MiB | {loaded:.2} s, {rss:.1} MiB | — |",
+        CHANGES * 2 + 20,
+        integrations,
+    );
 }

@@ -40,6 +40,16 @@ pub async fn download(client: &HttpClient, url: &str) -> u64 {
     bytes
 }
 
+/// The status of a GET of `url`, its body read to the end.
+pub async fn status(client: &HttpClient, url: &str) -> u16 {
+    let response = client.get(url.parse().unwrap()).await.unwrap();
+    let status = response.status().as_u16();
+    http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap();
+    status
+}
+
 /// MiB/s of `streams` concurrent downloads of `url`.
 pub async fn downloads(client: &HttpClient, url: &str, streams: usize) -> f64 {
     let started = Instant::now();

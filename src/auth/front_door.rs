@@ -10,7 +10,7 @@
 //! signature is never forwarded (`sign` makes a new one with the integration's credentials).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -167,10 +167,11 @@ impl Verified {
     }
 }
 
-/// The issued keys, by access key id.
-#[derive(Debug)]
+/// The issued keys, by access key id: a persistent map, so a live source's change makes a new
+/// table sharing every other client (and its derived signing keys) with the previous one.
+#[derive(Debug, Clone)]
 pub struct Clients {
-    by_key: HashMap<String, Arc<Client>>,
+    by_key: imbl::HashMap<String, Arc<Client>>,
     /// Clients fetched on demand from a live source (`[source] preload = false`), beside the
     /// table: filled before the request phase runs, read here.
     fetched: Option<moka::sync::Cache<String, Arc<Client>>>,
@@ -204,6 +205,28 @@ impl Clients {
             fetched: None,
             sigv2: true,
         }
+    }
+
+    /// This table with `changes` applied, each key id to its new client (`None`: removed).
+    pub fn changed(&self, changes: &BTreeMap<String, Option<ClientConfig>>) -> Self {
+        let mut table = self.clone();
+        for (key, client) in changes {
+            match client {
+                Some(client) => table.by_key.insert(key.clone(), Client::new(client)),
+                None => table.by_key.remove(key),
+            };
+        }
+        table
+    }
+
+    /// How many clients the table holds (not those fetched on demand).
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Whether the table holds none.
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
     }
 
     /// Clients fetched on demand are found in `fetched` too.

@@ -327,12 +327,11 @@ async fn readiness(proxy: &Proxy) -> Response<ProxyBody> {
         );
     }
     let state = proxy.state();
-    let total = state.tenants.config.integrations.len();
+    let total = state.tenants.integrations.len();
     let needs_sts = state
         .tenants
-        .config
         .integrations
-        .iter()
+        .all()
         .any(|i| !matches!(i.credentials, CredentialSource::Static(_)));
     if !needs_sts {
         return text(
@@ -366,7 +365,7 @@ fn metrics(proxy: &Proxy) -> String {
         &mut out,
         "s3sp_integrations",
         "Integrations in the configuration now in force.",
-        state.tenants.config.integrations.len() as i64,
+        state.tenants.integrations.len() as i64,
     );
     gauge(
         &mut out,
@@ -610,7 +609,7 @@ fn expiry_metrics(out: &mut String, state: &crate::upstream::state::State) {
     let now = SystemTime::now();
     let mut expiry_lines = String::new();
     let mut failing_lines = String::new();
-    for integration in &state.tenants.config.integrations {
+    for integration in state.tenants.integrations.sorted() {
         let name = label(&integration.name);
         if let Some(expiry) = state.credentials.expiry(integration) {
             let seconds = match expiry.duration_since(now) {

@@ -53,8 +53,8 @@ pub async fn serve(
     let sources = config.source.clone();
     let catalog: Shared = Arc::new(std::sync::Mutex::new(Catalog::new(config.clone())));
     let proxy = Arc::new(Proxy::new(config)?);
+    proxy.warm_up(proxy.state().tenants.integrations.all().cloned().collect());
     let integrations = start_sources(&path, &sources, &catalog, &proxy);
-    proxy.warm_up();
 
     let (cert, acceptor) = match &tls_files {
         None => (None, None),
@@ -133,11 +133,11 @@ struct Reloader {
 
 fn reload(reloader: &Reloader) -> Result<usize, String> {
     let config = load(&reloader.path, &reloader.flags).map_err(|e| e.to_string())?;
-    let config = {
-        let mut catalog = lock(&reloader.catalog);
-        catalog.set_base(config)?;
-        catalog.config()
-    };
+    // The whole state is built anew from everything the catalog holds, under its lock so
+    // that no source's change is published between the two.
+    let mut catalog = lock(&reloader.catalog);
+    catalog.set_base(config)?;
+    let config = catalog.config();
     let integrations = config.integrations.len();
     reloader.proxy.reload(config).map_err(|e| e.to_string())?;
     Ok(integrations)
@@ -178,9 +178,7 @@ fn start_sources(
                 sources.absent_for,
                 Arc::new(fetcher),
             ));
-            if let Err(error) = proxy.fetch_on_demand(lazy.clone()) {
-                tracing::error!(%error, "fetching integrations on demand could not start");
-            }
+            proxy.fetch_on_demand(lazy.clone());
             postgres::Mode::OnDemand(lazy, connection)
         };
         match postgres::Database::new(url.clone(), sources.postgres_ca_file.as_deref()) {

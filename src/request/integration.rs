@@ -6,7 +6,7 @@
 //! from the validated config (which already refused two integrations claiming one name), so a
 //! lookup is a single map access and a caller can never name a bucket outside the table.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::auth::front_door::Caller;
@@ -29,9 +29,20 @@ pub struct Target {
 const MAX_KEY_BYTES: usize = 1024;
 
 /// Logical bucket name → (integration, real bucket).
-#[derive(Debug, Default)]
+///
+/// Persistent maps (`imbl`): a live source's change makes a new table that shares everything
+/// it did not change with the previous one, so applying a row costs a few map operations
+/// whatever the number of integrations, and a request holding the previous table keeps it.
+#[derive(Debug, Default, Clone)]
 pub struct Integrations {
-    by_name: HashMap<String, (Arc<Integration>, Option<String>)>,
+    /// Integrations by their names.
+    names: imbl::HashMap<String, Arc<Integration>>,
+    /// The integrations scoped to each bucket, by name: a bucket with exactly one is reached by
+    /// its own name too.
+    scoped: imbl::HashMap<String, imbl::OrdSet<String>>,
+    /// The default integrations permitting each bucket, in the order they came in: the first
+    /// serves the bucket by its name when no integration is scoped to it.
+    permitted: imbl::HashMap<String, imbl::Vector<String>>,
     /// Integrations fetched on demand from a live source (`[source] preload = false`), by
     /// name alone: filled before the request phase runs, read here.
     fetched: Option<moka::sync::Cache<String, Arc<Integration>>>,
@@ -42,47 +53,102 @@ impl Integrations {
     /// unambiguous): names first, then buckets scoped by exactly one integration, then buckets
     /// a default integration permits and no integration is scoped to.
     pub fn new(integrations: &[Arc<Integration>]) -> Self {
-        let mut by_name = HashMap::new();
-        let mut scoped: HashMap<&str, Vec<&Arc<Integration>>> = HashMap::new();
+        let mut table = Integrations::default();
         for integration in integrations {
-            let bucket = match &integration.buckets {
-                Buckets::Scoped(bucket) => {
-                    scoped.entry(bucket).or_default().push(integration);
-                    Some(bucket.clone())
-                }
-                // The name alone does not say which bucket: only bucket names route there.
-                Buckets::Permitted(_) => None,
-            };
-            by_name.insert(integration.name.clone(), (integration.clone(), bucket));
+            table.insert(integration.clone());
         }
-        for (bucket, owners) in &scoped {
-            match owners.as_slice() {
-                [only] => {
-                    by_name
-                        .entry(bucket.to_string())
-                        .or_insert(((*only).clone(), Some(bucket.to_string())));
-                }
-                _ => tracing::info!(
+        for (bucket, owners) in &table.scoped {
+            if owners.len() > 1 {
+                tracing::info!(
                     bucket,
                     "bucket is shared by several integrations; reach each by its name"
-                ),
+                );
             }
         }
-        for integration in integrations {
-            if let Buckets::Permitted(buckets) = &integration.buckets {
+        table
+    }
+
+    /// This table with `changes` applied, each integration name to its new version (`None`:
+    /// removed). The previous table is untouched.
+    pub fn changed(&self, changes: &BTreeMap<String, Option<Arc<Integration>>>) -> Self {
+        let mut table = self.clone();
+        for (name, integration) in changes {
+            table.remove(name);
+            if let Some(integration) = integration {
+                table.insert(integration.clone());
+            }
+        }
+        table
+    }
+
+    fn insert(&mut self, integration: Arc<Integration>) {
+        let name = integration.name.clone();
+        self.remove(&name);
+        match &integration.buckets {
+            Buckets::Scoped(bucket) => {
+                self.scoped
+                    .entry(bucket.clone())
+                    .or_default()
+                    .insert(name.clone());
+            }
+            Buckets::Permitted(buckets) => {
                 for bucket in buckets {
-                    if !scoped.contains_key(bucket.as_str()) {
-                        by_name
-                            .entry(bucket.clone())
-                            .or_insert((integration.clone(), Some(bucket.clone())));
+                    self.permitted
+                        .entry(bucket.clone())
+                        .or_default()
+                        .push_back(name.clone());
+                }
+            }
+        }
+        self.names.insert(name, integration);
+    }
+
+    fn remove(&mut self, name: &str) {
+        let Some(integration) = self.names.remove(name) else {
+            return;
+        };
+        match &integration.buckets {
+            Buckets::Scoped(bucket) => {
+                if let Some(owners) = self.scoped.get_mut(bucket) {
+                    owners.remove(name);
+                    if owners.is_empty() {
+                        self.scoped.remove(bucket);
+                    }
+                }
+            }
+            Buckets::Permitted(buckets) => {
+                for bucket in buckets {
+                    if let Some(owners) = self.permitted.get_mut(bucket) {
+                        owners.retain(|owner| owner != name);
+                        if owners.is_empty() {
+                            self.permitted.remove(bucket);
+                        }
                     }
                 }
             }
         }
-        Integrations {
-            by_name,
-            fetched: None,
-        }
+    }
+
+    /// Every integration in the table (not those fetched on demand), in no particular order.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Integration>> {
+        self.names.values()
+    }
+
+    /// Every integration in the table, by name.
+    pub fn sorted(&self) -> Vec<&Arc<Integration>> {
+        let mut all: Vec<_> = self.names.values().collect();
+        all.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// How many integrations the table holds.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether the table holds none.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
     }
 
     /// Integrations fetched on demand are found in `fetched` too, by their names.
@@ -93,13 +159,27 @@ impl Integrations {
         Integrations { fetched, ..self }
     }
 
+    /// The integration serving a bucket by the bucket's own name: the one integration scoped
+    /// to it, or (when none is) the first default integration permitting it.
+    fn by_bucket(&self, bucket: &str) -> Option<Arc<Integration>> {
+        let owner = match self.scoped.get(bucket) {
+            Some(owners) if owners.len() == 1 => owners.get_min()?,
+            Some(_) => return None,
+            None => self.permitted.get(bucket)?.front()?,
+        };
+        self.names.get(owner).cloned()
+    }
+
     /// The integration a logical name means and the real bucket it names (`None` for a
     /// multi-bucket integration's own name): the table's, or one fetched on demand.
     fn entry(&self, name: &str) -> Option<(Arc<Integration>, Option<String>)> {
-        if let Some(found) = self.by_name.get(name) {
-            return Some(found.clone());
-        }
-        let integration = self.fetched.as_ref()?.get(name)?;
+        let integration = match self.names.get(name) {
+            Some(integration) => integration.clone(),
+            None => match self.by_bucket(name) {
+                Some(integration) => return Some((integration, Some(name.to_string()))),
+                None => self.fetched.as_ref()?.get(name)?,
+            },
+        };
         let bucket = match &integration.buckets {
             Buckets::Scoped(bucket) => Some(bucket.clone()),
             Buckets::Permitted(_) => None,
@@ -118,32 +198,36 @@ impl Integrations {
     /// permits by the bucket's name. An anonymous caller sees the public ones.
     pub fn reachable(&self, caller: &Caller) -> Vec<String> {
         let fetched = self.fetched.iter().flat_map(|cache| {
-            cache.iter().filter_map(|(name, integration)| {
-                let Buckets::Scoped(bucket) = &integration.buckets else {
-                    return None;
-                };
-                let bucket = Some(bucket.clone());
-                Some((name.as_ref().clone(), (integration, bucket)))
-            })
+            cache
+                .iter()
+                .filter(|(name, _)| !self.names.contains_key(name.as_str()))
+                .map(|(_, integration)| integration)
         });
-        let table = self.by_name.iter().map(|(name, (integration, bucket))| {
-            (name.clone(), (integration.clone(), bucket.clone()))
-        });
-        let mut names: Vec<String> = table
-            .chain(fetched)
-            .filter_map(|(name, (integration, bucket))| {
-                let bucket = bucket.as_deref()?;
-                let canonical = match integration.buckets {
-                    Buckets::Scoped(_) => name == integration.name,
-                    Buckets::Permitted(_) => name == bucket,
-                };
-                let may = match caller {
-                    Caller::Client(client) => client.is_bound_to(&integration.name, bucket),
-                    Caller::Anonymous => integration.public,
-                };
-                (canonical && may).then_some(name)
-            })
-            .collect();
+        let table = self.names.values().cloned();
+        let mut names: Vec<String> = Vec::new();
+        for integration in table.chain(fetched) {
+            let may = |bucket: &str| match caller {
+                Caller::Client(client) => client.is_bound_to(&integration.name, bucket),
+                Caller::Anonymous => integration.public,
+            };
+            match &integration.buckets {
+                Buckets::Scoped(bucket) => {
+                    if may(bucket) {
+                        names.push(integration.name.clone());
+                    }
+                }
+                Buckets::Permitted(buckets) => {
+                    for bucket in buckets {
+                        let serves = self
+                            .by_bucket(bucket)
+                            .is_some_and(|owner| owner.name == integration.name);
+                        if serves && may(bucket) {
+                            names.push(bucket.clone());
+                        }
+                    }
+                }
+            }
+        }
         names.sort_unstable();
         names.dedup();
         names
@@ -444,6 +528,114 @@ mod tests {
                 .integration
                 .name,
             "fallback"
+        );
+    }
+
+    /// A change applied to a table gives what building the table whole from the changed list
+    /// gives (names, buckets reached by their own name, ListBuckets), and leaves the previous
+    /// table as it was.
+    #[test]
+    fn a_change_gives_what_a_rebuild_gives() {
+        let config = Config::parse(
+            r#"
+            [[integration]]
+            name = "tenant-a"
+            bucket = "shared-bucket"
+            region = "us-east-1"
+            public = true
+            [integration.credentials]
+            source = "default-chain"
+
+            [[integration]]
+            name = "tenant-b"
+            bucket = "shared-bucket"
+            prefix = "b/"
+            region = "us-east-1"
+            public = true
+            [integration.credentials]
+            source = "default-chain"
+
+            [[integration]]
+            name = "fallback"
+            default = true
+            buckets = ["shared-bucket", "open-bucket"]
+            region = "us-east-1"
+            public = true
+            [integration.credentials]
+            source = "default-chain"
+
+            [[integration]]
+            name = "second-fallback"
+            default = true
+            buckets = ["other-bucket"]
+            region = "us-east-1"
+            public = true
+            [integration.credentials]
+            source = "default-chain"
+            "#,
+            "shared.toml",
+            &NoSecrets,
+        )
+        .expect("valid");
+        let all = config.integrations;
+        let names = [
+            "shared-bucket",
+            "open-bucket",
+            "other-bucket",
+            "tenant-a",
+            "tenant-b",
+        ];
+        let view = |table: &Integrations| {
+            let owners: Vec<Option<String>> = names
+                .iter()
+                .map(|name| table.integration(name).map(|i| i.name.clone()))
+                .collect();
+            (owners, table.reachable(&Caller::Anonymous))
+        };
+        let full = Integrations::new(&all);
+        let before = view(&full);
+        assert_eq!(before.0[0], None, "two tenants share the bucket");
+        // Each subset of the four, reached by changes from the full table, against a rebuild.
+        for mask in 0..16u32 {
+            let kept: Vec<Arc<Integration>> = (0..4)
+                .filter(|bit| mask & (1 << bit) != 0)
+                .map(|bit| all[bit].clone())
+                .collect();
+            let changes: BTreeMap<String, Option<Arc<Integration>>> = (0..4)
+                .filter(|bit| mask & (1 << bit) == 0)
+                .map(|bit| (all[bit].name.clone(), None))
+                .collect();
+            let changed = full.changed(&changes);
+            assert_eq!(
+                view(&changed),
+                view(&Integrations::new(&kept)),
+                "{mask:04b}"
+            );
+            assert_eq!(changed.len(), kept.len());
+            // And back again: adding the removed ones restores the full table.
+            let restore = changes
+                .keys()
+                .map(|name| {
+                    let integration = all.iter().find(|i| &i.name == name).cloned();
+                    (name.clone(), integration)
+                })
+                .collect();
+            let restored = changed.changed(&restore);
+            let (owners, listed) = view(&restored);
+            assert_eq!(owners, before.0, "{mask:04b}");
+            assert_eq!(listed, before.1, "{mask:04b}");
+        }
+        assert_eq!(view(&full), before, "the previous table is untouched");
+        let open = |table: &Integrations| table.integration("open-bucket").map(|i| i.name.clone());
+        assert_eq!(open(&full).as_deref(), Some("fallback"));
+        let without_a = full.changed(&BTreeMap::from([("tenant-a".to_string(), None)]));
+        assert_eq!(
+            without_a
+                .integration("shared-bucket")
+                .map(|i| i.name.clone())
+                .as_deref(),
+            Some("tenant-b"),
+            "a bucket left with one tenant is reached by its name"
         );
     }
 

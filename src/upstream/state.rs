@@ -55,6 +55,17 @@ impl State {
         })
     }
 
+    /// The state `previous` becomes with other `tenants`: the same credential cache,
+    /// upstream pool and region cache.
+    pub fn with_tenants(previous: &State, tenants: Tenants) -> Self {
+        State {
+            tenants,
+            credentials: previous.credentials.clone(),
+            upstream: previous.upstream.clone(),
+            regions: previous.regions.clone(),
+        }
+    }
+
     pub fn limits(&self) -> &Limits {
         self.tenants.limits()
     }

@@ -30,7 +30,7 @@ pub(super) fn list(proxy: &Proxy) -> String {
     let state = proxy.state();
     let now = SystemTime::now();
     let mut out = String::new();
-    for integration in &state.tenants.config.integrations {
+    for integration in state.tenants.integrations.sorted() {
         let line = state.credentials.state(integration).describe(now);
         let _ = writeln!(out, "{}: {line}", integration.name);
     }

@@ -1,10 +1,11 @@
 //! Live sources of integrations and clients: a directory of TOML files and a PostgreSQL
 //! database, beside the main file. Each source puts *parts* (a file, a row) into the
 //! [`Catalog`]; a part is validated whole before it goes in, and a refused part leaves the
-//! previous version of it in force. What the catalog holds is published to the proxy as one
-//! new state that keeps the credential cache, the upstream pool and the region cache, so a
-//! changed integration is used by the next request and a request in flight finishes on the
-//! one it started with.
+//! previous version of it in force. The catalog notes every name a part's change touched, and
+//! publishing hands the proxy just those ([`Change`]): its tables take them without being
+//! rebuilt, so a changed integration is used by the next request, a request in flight
+//! finishes on the one it started with, and the cost of a change does not grow with the
+//! number of integrations.
 
 pub mod directory;
 pub mod on_demand;
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, Fragment, Integration};
 use crate::proxy::Proxy;
+use crate::request::tenants::Change;
 
 /// What every source holds now, and where each name came from.
 pub struct Catalog {
@@ -24,6 +26,8 @@ pub struct Catalog {
     parts: BTreeMap<String, Part>,
     /// Integration names and client keys, each with the origin that defines it.
     owners: HashMap<(Kind, String), String>,
+    /// What changed since the last publication.
+    pending: Change,
 }
 
 /// A part in force, with when it was last changed (a row's `updated_at`, a file's content).
@@ -58,6 +62,7 @@ impl Catalog {
             },
             parts: BTreeMap::new(),
             owners: HashMap::new(),
+            pending: Change::default(),
         };
         let fragment = Fragment {
             integrations: base.integrations,
@@ -154,6 +159,16 @@ impl Catalog {
         }
         self.remove(origin);
         self.own(origin, &fragment);
+        for integration in &fragment.integrations {
+            let name = integration.name.clone();
+            self.pending
+                .integrations
+                .insert(name, Some(integration.clone()));
+        }
+        for client in &fragment.clients {
+            let key = client.access_key_id.clone();
+            self.pending.clients.insert(key, Some(client.clone()));
+        }
         let part = Part {
             fragment,
             version,
@@ -169,12 +184,14 @@ impl Catalog {
             return false;
         };
         for integration in &part.fragment.integrations {
-            self.owners
-                .remove(&(Kind::Integration, integration.name.clone()));
+            let name = integration.name.clone();
+            self.owners.remove(&(Kind::Integration, name.clone()));
+            self.pending.integrations.insert(name, None);
         }
         for client in &part.fragment.clients {
-            self.owners
-                .remove(&(Kind::Client, client.access_key_id.clone()));
+            let key = client.access_key_id.clone();
+            self.owners.remove(&(Kind::Client, key.clone()));
+            self.pending.clients.insert(key, None);
         }
         true
     }
@@ -204,8 +221,9 @@ impl Catalog {
     }
 
     /// The configuration all parts make together: the main file's settings, every part's
-    /// integrations and clients.
-    pub fn config(&self) -> Config {
+    /// integrations and clients. The state built from it holds every change so far.
+    pub fn config(&mut self) -> Config {
+        self.pending = Change::default();
         let mut config = self.base.clone();
         for part in self.parts.values() {
             config
@@ -217,10 +235,12 @@ impl Catalog {
     }
 }
 
-/// Publishes what the catalog holds to the proxy: the next request sees it.
+/// Publishes what changed in the catalog to the proxy: the next request sees it. Under the
+/// catalog's lock, so changes reach the proxy in the order they were made.
 pub fn publish(catalog: &Shared, proxy: &Proxy) {
-    let config = lock(catalog).config();
-    proxy.apply_tenants(config);
+    let mut catalog = lock(catalog);
+    let change = std::mem::take(&mut catalog.pending);
+    proxy.apply_change(&change);
 }
 
 /// Locks the catalog (a panic elsewhere does not stop the sources).
