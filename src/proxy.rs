@@ -118,10 +118,11 @@ impl Drop for Pending {
 impl Proxy {
     /// A proxy serving `config`; nothing is fetched until the first request.
     pub fn new(config: Config) -> std::io::Result<Self> {
+        let chunk = config.server.cache_chunk;
         let cache = config
             .server
             .cache_memory
-            .map(crate::response::cache::ObjectCache::new);
+            .map(|memory| crate::response::cache::ObjectCache::new(memory, chunk));
         Ok(Proxy {
             cache,
             state: RwLock::new(Arc::new(State::new(config, None)?)),
@@ -368,6 +369,13 @@ impl Proxy {
         if let (Some(cache), Some(write)) = (cache, &write) {
             cache.written(write);
         }
+        if let (Some(cache), Plan::Revalidate(_, entry)) = (cache, &plan)
+            && let Some(status) = failed(&exchange)
+            && let Some(stale) = cache.stale_if_error(&integration, entry, status)
+        {
+            seen.cache = Some("stale-if-error");
+            return Ok(stale);
+        }
         let exchange = exchange?;
         if let Exchange::Answered(answered) = &exchange {
             self.metrics
@@ -391,6 +399,10 @@ impl Proxy {
             (Some(cache), Plan::Revalidate(key, _)) => {
                 seen.cache = Some("stale");
                 cache.fill(&integration, (key, None), true, response)
+            }
+            (Some(cache), Plan::Ranged(fetch)) => {
+                seen.cache = Some("miss");
+                cache.fill_ranged(&integration, fetch, response)
             }
             (Some(_), Plan::Bypass) if integration.cache.is_some() => {
                 seen.cache = Some("bypass");
@@ -431,6 +443,11 @@ impl Proxy {
                 Plan::Revalidate(key, entry)
             }
             Lookup::Miss(key, guard) => Plan::Fill(key, guard),
+            Lookup::Ranged(fetch) => {
+                let range = fetch.upstream_range();
+                admitted.request.headers_mut().insert(header::RANGE, range);
+                Plan::Ranged(fetch)
+            }
             Lookup::Bypass => Plan::Bypass,
         })
     }
@@ -448,7 +465,20 @@ enum Plan {
         crate::response::cache::Key,
         Arc<crate::response::cache::Entry>,
     ),
+    /// The store was asked for the aligned span around the client's range.
+    Ranged(Box<crate::response::cache::Fetch>),
     Bypass,
+}
+
+/// The status of an exchange that failed on the store's side or before reaching it (a 5xx
+/// answer, an unreachable store, credentials STS refused): what `cache_stale_if_error` covers.
+fn failed(exchange: &Result<Exchange, Error>) -> Option<StatusCode> {
+    let status = match exchange {
+        Ok(Exchange::Answered(answered)) => answered.response.status(),
+        Ok(_) => return None,
+        Err(error) => error.status(),
+    };
+    status.is_server_error().then_some(status)
 }
 
 /// The one error exit: the error logged (a server error as a warning with its detail) and

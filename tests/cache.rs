@@ -356,3 +356,211 @@ async fn cache_revalidates_against_seaweedfs() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `len` bytes of text that differ from one offset to the next.
+fn video_text(len: usize) -> String {
+    (0..len)
+        .map(|i| char::from(b'a' + ((i * 7 + i / 26) % 26) as u8))
+        .collect()
+}
+
+/// Ranges from aligned chunks (64 KiB here): a first `bytes=0-` fills every chunk as it
+/// streams, later ranges anywhere in the object are served from them; concurrent ranged misses
+/// make one store request; the store is asked for whole chunks. A fresh entry answers
+/// `If-Modified-Since`; a failed revalidation is answered from the stale entry within
+/// `cache_stale_if_error`, and is an error without it.
+#[tokio::test]
+async fn cache_serves_ranges_from_chunks_answers_validators_and_serves_stale_on_error() {
+    let moto = moto();
+    let tenant = &moto.tenant_w;
+    let s3 = PassThrough::start(moto.address()).await;
+    let prefix = "cache-ranges/";
+    let integration = |name: &str, extra: &str| {
+        role_integration(
+            name,
+            tenant,
+            &s3.endpoint(),
+            "path",
+            &tenant.external_id,
+            &format!("prefix = \"{prefix}\"\n{extra}"),
+        )
+    };
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.cache]\nmemory = \"16MiB\"\nchunk = \"64KiB\"\n{}{}{}{}{}",
+        sts_section(moto, &moto.endpoint(), ""),
+        integration("video", "cache_ttl = \"1h\""),
+        integration("video-twin", "cache_ttl = \"1h\""),
+        integration("flaky", "cache_ttl = \"1s\"\ncache_stale_if_error = \"1h\""),
+        integration("strict", "cache_ttl = \"1s\""),
+    );
+    let proxy = start_proxy(&config, &secrets(moto)).await;
+    let video = video_text(200_000);
+    store_put(tenant, &format!("{prefix}clip.webm"), &video).await;
+    let ranged = |path: &'static str, range: String| {
+        let proxy = &proxy;
+        async move { fetch(proxy, path, None, &[("range", &range)]).await }
+    };
+
+    // The first view: all of it, passed on as it streams and kept chunk by chunk.
+    let before = s3.requests();
+    let whole = ranged("/video/clip.webm", "bytes=0-".into()).await;
+    assert_eq!(whole.status, 206, "{}", whole.text());
+    assert_eq!(whole.headers["content-range"], "bytes 0-199999/200000");
+    assert_eq!(whole.text(), video);
+    assert_eq!(cache_status(&whole), "s3-signing-proxy; fwd=miss; stored");
+    assert_eq!(s3.requests(), before + 1);
+    assert_eq!(s3.ranges.lock().unwrap().last().unwrap(), "bytes=0-");
+
+    // Seeks anywhere, the last bytes, a range across three chunks: none reaches the store.
+    for (range, first, last) in [
+        ("bytes=70000-140000", 70_000, 140_000),
+        ("bytes=-500", 199_500, 199_999),
+        ("bytes=199990-", 199_990, 199_999),
+        ("bytes=65535-131072", 65_535, 131_072),
+        ("bytes=0-0", 0, 0),
+    ] {
+        let got = ranged("/video/clip.webm", range.into()).await;
+        assert_eq!(got.status, 206, "{range}: {}", got.text());
+        assert_eq!(cache_status(&got), "s3-signing-proxy; hit", "{range}");
+        assert_eq!(got.text(), video[first..=last], "{range}");
+        assert_eq!(
+            got.headers["content-range"],
+            format!("bytes {first}-{last}/200000"),
+            "{range}"
+        );
+        assert_eq!(
+            got.headers["content-length"],
+            (last - first + 1).to_string()
+        );
+    }
+    assert_eq!(s3.requests(), before + 1, "hits reached the store");
+
+    // The other integration over the same bucket and key keeps its own chunks.
+    let twin = ranged("/video-twin/clip.webm", "bytes=10-19".into()).await;
+    assert_eq!(twin.text(), video[10..20]);
+    assert_eq!(cache_status(&twin), "s3-signing-proxy; fwd=miss; stored");
+    assert_eq!(s3.requests(), before + 2);
+    assert_eq!(s3.ranges.lock().unwrap().last().unwrap(), "bytes=0-65535");
+
+    // 20 concurrent misses for one range of a new object: one store request for its chunk.
+    let other = video_text(100_000).to_uppercase();
+    store_put(tenant, &format!("{prefix}other.webm"), &other).await;
+    let before = s3.requests();
+    let mut crowd = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let url = proxy.url("/video/other.webm");
+        crowd.spawn(async move {
+            let request = http::Request::builder()
+                .uri(url)
+                .header("range", "bytes=70000-70999")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let got = send(request).await;
+            (got.status, got.text(), cache_status(&got))
+        });
+    }
+    let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+    while let Some(answer) = crowd.join_next().await {
+        let (status, text, cache) = answer.unwrap();
+        assert_eq!(
+            (status.as_u16(), text.as_str()),
+            (206, &other[70_000..71_000])
+        );
+        *statuses.entry(cache).or_default() += 1;
+    }
+    assert_eq!(s3.requests(), before + 1, "{statuses:?}");
+    assert_eq!(
+        statuses.get("s3-signing-proxy; hit"),
+        Some(&19),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        s3.ranges.lock().unwrap().last().unwrap(),
+        "bytes=65536-131071"
+    );
+
+    // A range ending inside a chunk: the rest of that chunk is read after the client has its
+    // bytes, so the next range in it is a hit.
+    let first = ranged("/video/other.webm", "bytes=0-99".into()).await;
+    assert_eq!(first.text(), other[..100]);
+    let started = Instant::now();
+    loop {
+        let next = ranged("/video/other.webm", "bytes=60000-60099".into()).await;
+        assert_eq!(next.text(), other[60_000..60_100]);
+        if cache_status(&next) == "s3-signing-proxy; hit" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "chunk 0 never kept"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Validators from a fresh whole entry: If-Modified-Since at its Last-Modified is 304,
+    // an earlier one is the object.
+    store_put(tenant, &format!("{prefix}poster.txt"), "poster").await;
+    let poster = fetch(&proxy, "/video/poster.txt", None, &[]).await;
+    assert_eq!(cache_status(&poster), "s3-signing-proxy; fwd=miss; stored");
+    let modified = poster.headers["last-modified"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let before = s3.requests();
+    let not_modified = fetch(
+        &proxy,
+        "/video/poster.txt",
+        None,
+        &[("if-modified-since", &modified)],
+    )
+    .await;
+    assert_eq!(not_modified.status, 304);
+    assert_eq!(cache_status(&not_modified), "s3-signing-proxy; hit");
+    let earlier = fetch(
+        &proxy,
+        "/video/poster.txt",
+        None,
+        &[("if-modified-since", "Thu, 01 Jan 2015 00:00:00 GMT")],
+    )
+    .await;
+    assert_eq!(
+        (earlier.status.as_u16(), earlier.text().as_str()),
+        (200, "poster")
+    );
+    assert_eq!(s3.requests(), before);
+
+    // The store fails while entries are stale: `flaky` answers from its stale entry, `strict`
+    // (no cache_stale_if_error) passes the failure on.
+    for name in ["flaky", "strict"] {
+        let got = fetch(&proxy, &format!("/{name}/poster.txt"), None, &[]).await;
+        assert_eq!(cache_status(&got), "s3-signing-proxy; fwd=miss; stored");
+    }
+    s3.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = Instant::now();
+    let stale = loop {
+        let got = fetch(&proxy, "/flaky/poster.txt", None, &[]).await;
+        if cache_status(&got) != "s3-signing-proxy; hit" {
+            break got;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "never stale");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (stale.status.as_u16(), stale.text().as_str()),
+        (200, "poster")
+    );
+    assert_eq!(
+        cache_status(&stale),
+        "s3-signing-proxy; hit; fwd=stale; fwd-status=503; detail=stale-if-error"
+    );
+    let strict = loop {
+        let got = fetch(&proxy, "/strict/poster.txt", None, &[]).await;
+        if cache_status(&got) != "s3-signing-proxy; hit" {
+            break got;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "never stale");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(strict.status, 503, "{}", strict.text());
+    s3.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+}

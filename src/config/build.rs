@@ -113,10 +113,29 @@ fn build_source(
     }
 }
 
-/// `[server.cache] memory`: the object cache's budget, 1 MiB or more.
-fn build_cache(raw: Option<super::raw::RawCache>, problems: &mut Problems<'_>) -> Option<u64> {
-    raw.and_then(|cache| match parse_size(&cache.memory) {
-        Some(bytes) if bytes >= 1 << 20 => Some(bytes),
+/// The default `[server.cache] chunk`.
+const CACHE_CHUNK: u64 = 1 << 20;
+
+/// `[server.cache] memory`, the object cache's budget (1 MiB or more), and `chunk`, the size
+/// of the chunks ranges are kept in (64 KiB to 64 MiB).
+fn build_cache(
+    raw: Option<super::raw::RawCache>,
+    problems: &mut Problems<'_>,
+) -> (Option<u64>, u64) {
+    let Some(cache) = raw else {
+        return (None, CACHE_CHUNK);
+    };
+    let chunk = match cache.chunk.as_deref().map(|text| (text, parse_size(text))) {
+        None => CACHE_CHUNK,
+        Some((_, Some(bytes))) if ((64 << 10)..=(64 << 20)).contains(&bytes) => bytes,
+        Some((text, _)) => {
+            let reason = format!("`{text}` is not a size from 64KiB to 64MiB, like \"1MiB\"");
+            problems.add("[server.cache]", "chunk", reason);
+            CACHE_CHUNK
+        }
+    };
+    match parse_size(&cache.memory) {
+        Some(bytes) if bytes >= 1 << 20 => (Some(bytes), chunk),
         _ => {
             problems.add(
                 "[server.cache]",
@@ -126,9 +145,9 @@ fn build_cache(raw: Option<super::raw::RawCache>, problems: &mut Problems<'_>) -
                     cache.memory
                 ),
             );
-            None
+            (None, chunk)
         }
-    })
+    }
 }
 
 /// `[server]`: the listeners, the virtual-host domain, TLS and the limits.
@@ -188,9 +207,10 @@ fn build_server(
         problems,
         secrets,
     );
-    let cache_memory = build_cache(raw.cache, problems);
+    let (cache_memory, cache_chunk) = build_cache(raw.cache, problems);
     ServerConfig {
         cache_memory,
+        cache_chunk,
         listen,
         admin_listen,
         admin,

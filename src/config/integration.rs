@@ -51,7 +51,11 @@ pub(super) fn build_integration(
     let active_content = check.active_content(raw.active_content.as_deref());
     let cors_origins = check.cors_origins(raw.cors_origins.clone().unwrap_or_default(), raw.public);
     let delivery = check.delivery(raw.delivery.as_deref(), raw.redirect_expires.as_deref());
-    let cache = check.cache(raw.cache_ttl.as_deref(), raw.cache_max_object.as_deref());
+    let cache = check.cache(
+        raw.cache_ttl.as_deref(),
+        raw.cache_max_object.as_deref(),
+        raw.cache_stale_if_error.as_deref(),
+    );
     let credentials = match raw.credentials {
         None => {
             problems.add(
@@ -98,8 +102,25 @@ struct Check<'p, 'o> {
 }
 
 impl Check<'_, '_> {
-    /// `cache_ttl` (caching on for this integration) and `cache_max_object` (64 MiB).
-    fn cache(&mut self, ttl: Option<&str>, max_object: Option<&str>) -> Option<CachePolicy> {
+    /// `cache_ttl` (caching on for this integration), `cache_max_object` (64 MiB) and
+    /// `cache_stale_if_error` (0: off).
+    fn cache(
+        &mut self,
+        ttl: Option<&str>,
+        max_object: Option<&str>,
+        stale_if_error: Option<&str>,
+    ) -> Option<CachePolicy> {
+        let stale_if_error = match stale_if_error.map(|text| (text, parse_duration(text))) {
+            None => Duration::ZERO,
+            Some((_, Some(duration))) => duration,
+            Some((text, None)) => {
+                self.add(
+                    "cache_stale_if_error",
+                    format!("`{text}` is not a duration like \"5m\""),
+                );
+                return None;
+            }
+        };
         let max_object = match max_object.map(|text| (text, parse_size(text))) {
             None => 64 << 20,
             Some((_, Some(bytes))) if bytes > 0 => bytes,
@@ -113,7 +134,11 @@ impl Check<'_, '_> {
         };
         let text = ttl?;
         match parse_duration(text) {
-            Some(ttl) if !ttl.is_zero() => Some(CachePolicy { ttl, max_object }),
+            Some(ttl) if !ttl.is_zero() => Some(CachePolicy {
+                ttl,
+                max_object,
+                stale_if_error,
+            }),
             _ => {
                 self.add(
                     "cache_ttl",

@@ -120,6 +120,8 @@ pub struct ServerConfig {
     pub front: FrontProxies,
     /// `[server.cache] memory`: the object cache's budget in bytes (`None`: no cache).
     pub cache_memory: Option<u64>,
+    /// `[server.cache] chunk`: the size of the aligned chunks ranges are kept in (1 MiB).
+    pub cache_chunk: u64,
 }
 
 /// What the admin listener asks of a request, so that a web page an operator visits cannot
@@ -522,6 +524,9 @@ pub struct CachePolicy {
     pub ttl: Duration,
     /// The largest object kept (`cache_max_object`, default 64 MiB).
     pub max_object: u64,
+    /// How long past its TTL an entry still answers when its revalidation fails (the store's
+    /// 5xx, an unreachable store, refused credentials): `cache_stale_if_error`, default 0 (off).
+    pub stale_if_error: Duration,
 }
 
 /// Serving tenant content from the proxy's one origin: an HTML or SVG object rendered inline

@@ -77,6 +77,7 @@ pub(super) struct RawServer {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCache {
     pub(super) memory: String,
+    pub(super) chunk: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -142,6 +143,7 @@ pub(super) struct RawIntegration {
     pub(super) redirect_expires: Option<String>,
     pub(super) cache_ttl: Option<String>,
     pub(super) cache_max_object: Option<String>,
+    pub(super) cache_stale_if_error: Option<String>,
     pub(super) credentials: Option<RawCredentials>,
 }
 

@@ -696,12 +696,19 @@ async fn store_view(tenant: &Tenant, op: serde_json::Value) -> serde_json::Value
     args.as_object_mut()
         .expect("object")
         .extend(op.as_object().expect("object").clone());
-    let output = tokio::process::Command::new(python())
+    let mut child = tokio::process::Command::new(python())
         .arg(repo_root().join("tests/support/store_view.py"))
-        .arg(args.to_string())
-        .output()
-        .await
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run store_view.py");
+    let mut stdin = child.stdin.take().expect("stdin");
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, args.to_string().as_bytes())
+        .await
+        .expect("arguments to store_view.py");
+    drop(stdin);
+    let output = child.wait_with_output().await.expect("store_view.py ends");
     let stdout = String::from_utf8_lossy(&output.stdout);
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
         panic!(

@@ -23,6 +23,8 @@ pub struct PassThrough {
     pub failing: Arc<AtomicBool>,
     /// A fault injected into STS answers (see [`StsFault`]); `failing` wins over it.
     pub fault: Arc<std::sync::atomic::AtomicU8>,
+    /// The `Range` header of every request that carried one, in order.
+    pub ranges: Arc<std::sync::Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -56,11 +58,13 @@ impl PassThrough {
         let assume_role_calls = Arc::new(AtomicUsize::new(0));
         let failing = Arc::new(AtomicBool::new(false));
         let fault = Arc::new(std::sync::atomic::AtomicU8::new(0));
+        let ranges = Arc::new(std::sync::Mutex::new(Vec::new()));
         let counters = (
             requests.clone(),
             assume_role_calls.clone(),
             failing.clone(),
             fault.clone(),
+            ranges.clone(),
         );
         let task = tokio::spawn(async move {
             let client: Client<HttpConnector, Full<Bytes>> =
@@ -70,7 +74,7 @@ impl PassThrough {
                     return;
                 };
                 let client = client.clone();
-                let (requests, assume_role_calls, failing, fault) = counters.clone();
+                let (requests, assume_role_calls, failing, fault, ranges) = counters.clone();
                 let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                     let client = client.clone();
                     let (requests, assume_role_calls, failing, fault) = (
@@ -79,6 +83,10 @@ impl PassThrough {
                         failing.clone(),
                         fault.clone(),
                     );
+                    if let Some(range) = request.headers().get("range") {
+                        let range = String::from_utf8_lossy(range.as_bytes()).into_owned();
+                        ranges.lock().expect("ranges").push(range);
+                    }
                     async move {
                         requests.fetch_add(1, Ordering::SeqCst);
                         let (mut parts, body) = request.into_parts();
@@ -141,6 +149,7 @@ impl PassThrough {
             assume_role_calls,
             failing,
             fault,
+            ranges,
             task,
         }
     }

@@ -17,7 +17,8 @@ from botocore.exceptions import ClientError
 
 
 def main():
-    args = json.loads(sys.argv[1])
+    # The arguments arrive on standard input: an object body can be larger than one argument may be.
+    args = json.loads(sys.stdin.read())
     sts = boto3.client(
         "sts",
         endpoint_url=args["endpoint"],
