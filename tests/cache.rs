@@ -564,3 +564,27 @@ async fn cache_serves_ranges_from_chunks_answers_validators_and_serves_stale_on_
     assert_eq!(strict.status, 503, "{}", strict.text());
     s3.failing.store(false, std::sync::atomic::Ordering::SeqCst);
 }
+
+/// README's cache example, completed with what every integration needs, is a valid
+/// configuration with the settings it describes.
+#[test]
+fn cache_readme_example_is_valid() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let (_, after) = readme
+        .split_once("```toml\n[server.cache]")
+        .expect("README's cache example");
+    let (example, _) = after.split_once("```").unwrap();
+    let text = format!(
+        "[server.cache]{example}bucket = \"acme-media-bucket\"\nregion = \"us-east-1\"\n\
+         [integration.credentials]\nsource = \"default-chain\"\n"
+    );
+    let secrets = std::collections::BTreeMap::<String, String>::new();
+    let config = s3_signing_proxy::config::Config::parse(&text, "README", &secrets)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(config.server.cache_memory, Some(512 << 20));
+    assert_eq!(config.server.cache_chunk, 1 << 20);
+    let policy = config.integrations[0].cache.expect("cache_ttl");
+    assert_eq!(policy.ttl, Duration::from_secs(60));
+    assert_eq!(policy.max_object, 64 << 20);
+    assert_eq!(policy.stale_if_error, Duration::from_secs(300));
+}
