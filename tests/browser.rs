@@ -42,6 +42,7 @@ async fn the_demo_page_renders_plays_seeks_and_enforces_cors_in_chromium() {
         .local_addr()
         .unwrap()
         .port();
+    let log = test_logs().join(format!("{}-{}-demo.log", test_binary(), std::process::id()));
     let _demo = Demo(
         Command::new(env!("CARGO_BIN_EXE_s3-signing-proxy"))
             .args([
@@ -53,14 +54,7 @@ async fn the_demo_page_renders_plays_seeks_and_enforces_cors_in_chromium() {
             ])
             .env("RUST_LOG", TRACE_FILTER)
             .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(test_logs().join(format!(
-                    "{}-{}-demo.log",
-                    test_binary(),
-                    std::process::id()
-                )))
-                .expect("demo log"),
-            )
+            .stderr(std::fs::File::create(&log).expect("demo log"))
             .spawn()
             .expect("start the demo"),
     );
@@ -106,6 +100,53 @@ async fn the_demo_page_renders_plays_seeks_and_enforces_cors_in_chromium() {
     assert_eq!(seen["allowed"]["status"], 206, "{seen}");
     assert_eq!(seen["allowed"]["bytes"], 4, "{seen}");
     assert_eq!(seen["blocked"]["blocked"], true, "{seen}");
+
+    // The second view, in a context with nothing cached: it renders, plays and seeks again,
+    // and every private media request of it (the image, the video's ranges) is answered by
+    // the proxy's cache without the store.
+    assert!(
+        seen["second"]["image"]["naturalWidth"].as_f64().unwrap() > 0.0,
+        "{seen}"
+    );
+    let second = &seen["second"]["video"];
+    assert!(
+        second["currentTime"].as_f64().unwrap() > second["seekTo"].as_f64().unwrap(),
+        "{seen}"
+    );
+    let media_lines = |text: &str| -> (Vec<String>, Vec<String>) {
+        let access: Vec<&str> = text
+            .lines()
+            .filter(|line| line.contains("request_id="))
+            .collect();
+        let marker = access
+            .iter()
+            .position(|line| line.contains("second-load-marker"));
+        let private = |lines: &[&str]| -> Vec<String> {
+            lines
+                .iter()
+                .filter(|line| line.contains("integration=\"demo-private\""))
+                .map(|line| line.to_string())
+                .collect()
+        };
+        match marker {
+            Some(at) => (private(&access[..at]), private(&access[at + 1..])),
+            None => (private(&access), Vec::new()),
+        }
+    };
+    let (first_view, second_view) = eventually("the second view's access lines", || {
+        let (first, second) = media_lines(&std::fs::read_to_string(&log).unwrap_or_default());
+        (second.len() >= 2).then_some((first, second))
+    })
+    .await;
+    assert!(
+        first_view
+            .iter()
+            .any(|line| line.contains("cache=\"miss\"")),
+        "{first_view:#?}"
+    );
+    for line in &second_view {
+        assert!(line.contains("cache=\"hit\""), "{line}\n{second_view:#?}");
+    }
 }
 
 /// What another application's origin serves at `/`.

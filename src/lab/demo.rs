@@ -280,6 +280,10 @@ fn demo_config(
         .join(", ");
     let config_text = format!(
         r#"
+# Repeat views of the private media (the video's ranges in chunks) come from memory.
+[server.cache]
+memory = "64MiB"
+
 [[integration]]
 name = "demo"
 bucket = "demo-media"
@@ -298,6 +302,7 @@ bucket = "demo-private"
 region = "us-east-1"
 endpoint = "{endpoint}"
 cors_origins = [{cors}]
+cache_ttl = "10m"
 [integration.credentials]
 access_key_id = "{key_id}"
 secret_access_key_env = "DEMO_STORE_SECRET"

@@ -184,7 +184,7 @@ impl ObjectCache {
             Operation::GetObject | Operation::HeadObject
         );
         // Conditions an entry cannot answer for: the store does.
-        let conditions = ["if-match", "if-unmodified-since", "if-range"]
+        let conditions = ["if-match", "if-unmodified-since"]
             .iter()
             .any(|name| headers.contains_key(*name));
         if !reads || !route.query.is_empty() || conditions {
@@ -192,12 +192,16 @@ impl ObjectCache {
         }
         let key = Key::new(integration, bucket, key);
         let range = headers.get(header::RANGE);
+        let if_range = headers.get(header::IF_RANGE);
         let validators = headers.contains_key(header::IF_NONE_MATCH)
             || headers.contains_key(header::IF_MODIFIED_SINCE);
         let get = route.operation == Operation::GetObject && !validators;
         let lookup = match self.entries.get(&key) {
             Some(entry) if entry.fresh() => {
                 let head = route.operation == Operation::HeadObject;
+                // An If-Range naming another version: the whole object instead of the range.
+                let range =
+                    range.filter(|_| if_range.is_none_or(|v| keys::if_range_holds(&entry, v)));
                 match serve(&entry, head, range, headers) {
                     Some(response) => self.hit(integration, response, head),
                     None => Lookup::Bypass,
@@ -216,10 +220,16 @@ impl ObjectCache {
                 self.count(integration, |c| c.misses += 1);
                 Lookup::Miss(key, guard)
             }
-            _ if get => match range.and_then(|r| r.to_str().ok()) {
-                Some(range) => return self.look_ranged(integration, &key, range, waited),
-                None => Lookup::Bypass,
-            },
+            // A range: its validators are answered from the kept version, or go to the store.
+            _ if route.operation == Operation::GetObject => {
+                match range.and_then(|r| r.to_str().ok()) {
+                    Some(range) => {
+                        let asked = (range, if_range, headers);
+                        return self.look_ranged(integration, &key, asked, waited);
+                    }
+                    None => Lookup::Bypass,
+                }
+            }
             _ => Lookup::Bypass,
         };
         Looked::Decided(Box::new(lookup))
@@ -231,7 +241,7 @@ impl ObjectCache {
         &self,
         integration: &Integration,
         key: &Key,
-        range: &str,
+        range: (&str, Option<&HeaderValue>, &HeaderMap),
         waited: bool,
     ) -> Looked {
         let lookup = match ranges::look(&self.entries, key, range, self.chunk) {
@@ -449,15 +459,8 @@ fn serve(
     range: Option<&HeaderValue>,
     headers: &HeaderMap,
 ) -> Option<Response<ProxyBody>> {
-    if not_modified(entry, headers)? {
-        let mut response = Response::new(body::empty());
-        *response.status_mut() = StatusCode::NOT_MODIFIED;
-        for name in [header::ETAG, header::LAST_MODIFIED] {
-            if let Some(value) = entry.headers.get(&name) {
-                response.headers_mut().insert(name, value.clone());
-            }
-        }
-        return Some(response);
+    if keys::not_modified(entry, headers)? {
+        return Some(keys::unchanged(entry));
     }
     let Some(range) = range else {
         let body = if head {
@@ -483,23 +486,4 @@ fn serve(
         }
         Err(()) => Some(crate::s3::error::Error::InvalidRange.into_response("", head)),
     }
-}
-
-/// Whether the client's validators say its copy is current: `If-None-Match` against the
-/// entry's ETag, else `If-Modified-Since` against its `Last-Modified` (RFC 9110 13.2.2).
-/// `None` when a validator cannot be read.
-fn not_modified(entry: &Entry, headers: &HeaderMap) -> Option<bool> {
-    if let Some(wanted) = headers.get(header::IF_NONE_MATCH) {
-        let etag = entry.etag().and_then(|e| e.to_str().ok());
-        return Some(wanted.to_str().ok()?.split(',').any(|tag| {
-            let tag = tag.trim();
-            tag == "*" || Some(tag.trim_start_matches("W/")) == etag
-        }));
-    }
-    let Some(since) = headers.get(header::IF_MODIFIED_SINCE) else {
-        return Some(false);
-    };
-    let since = httpdate::parse_http_date(since.to_str().ok()?).ok()?;
-    let modified = entry.headers.get(header::LAST_MODIFIED)?.to_str().ok()?;
-    Some(httpdate::parse_http_date(modified).ok()? <= since)
 }

@@ -1,6 +1,8 @@
 // Drives Debian's Chromium (through playwright-core) against the demo page and prints what a
 // person would see, as JSON: does the image render, does the video play and seek, and does
-// CORS let an allowed origin fetch a private object while blocking another origin.
+// CORS let an allowed origin fetch a private object while blocking another origin. Then a
+// request to a marker path, and the page again in a new context (nothing in the browser's
+// cache): the test reads the proxy's access lines after the marker.
 //
 // Usage: node browser_check.js PAGE_URL ALLOWED_ORIGIN BLOCKED_ORIGIN
 const { launch } = require("./chromium.js");
@@ -23,8 +25,7 @@ async function fetchFrom(browser, origin, url) {
   return result;
 }
 
-(async () => {
-  const browser = await launch(["--autoplay-policy=no-user-gesture-required"]);
+async function view(browser) {
   const page = await browser.newPage();
   await page.goto(pageUrl);
   await page.waitForFunction(() => document.getElementById("image").complete, null, { timeout: 15000 });
@@ -47,10 +48,19 @@ async function fetchFrom(browser, origin, url) {
     await new Promise((ok) => setTimeout(ok, 700));
     return { duration: v.duration, seekTo, currentTime: v.currentTime };
   });
+  await page.close();
+  return { image, video };
+}
+
+(async () => {
+  const browser = await launch(["--autoplay-policy=no-user-gesture-required"]);
+  const { image, video } = await view(browser);
   const allowed = await fetchFrom(browser, allowedOrigin, image.src);
   const blocked = await fetchFrom(browser, blockedOrigin, image.src);
+  await fetch(new URL("/second-load-marker/here", pageUrl));
+  const second = await view(browser);
   await browser.close();
-  console.log(JSON.stringify({ image, video, allowed, blocked }));
+  console.log(JSON.stringify({ image, video, allowed, blocked, second }));
 })().catch((error) => {
   console.error(error);
   process.exit(1);

@@ -134,6 +134,54 @@ impl Drop for FillGuard {
     }
 }
 
+/// Whether an `If-Range` validator names `entry`'s version: its strong ETag, or exactly its
+/// `Last-Modified` (RFC 9110 13.1.5). When it does not, the range is not served.
+pub fn if_range_holds(entry: &Entry, value: &HeaderValue) -> bool {
+    let named = value.as_bytes();
+    if named.starts_with(b"\"") {
+        return entry.etag().is_some_and(|etag| etag.as_bytes() == named);
+    }
+    let since = value
+        .to_str()
+        .ok()
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    let modified = (entry.headers.get(header::LAST_MODIFIED))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    since.is_some() && since == modified
+}
+
+/// Whether the client's validators say its copy is current: `If-None-Match` against the
+/// entry's ETag, else `If-Modified-Since` against its `Last-Modified` (RFC 9110 13.2.2).
+/// `None` when a validator cannot be read.
+pub fn not_modified(entry: &Entry, headers: &HeaderMap) -> Option<bool> {
+    if let Some(wanted) = headers.get(header::IF_NONE_MATCH) {
+        let etag = entry.etag().and_then(|e| e.to_str().ok());
+        return Some(wanted.to_str().ok()?.split(',').any(|tag| {
+            let tag = tag.trim();
+            tag == "*" || Some(tag.trim_start_matches("W/")) == etag
+        }));
+    }
+    let Some(since) = headers.get(header::IF_MODIFIED_SINCE) else {
+        return Some(false);
+    };
+    let since = httpdate::parse_http_date(since.to_str().ok()?).ok()?;
+    let modified = entry.headers.get(header::LAST_MODIFIED)?.to_str().ok()?;
+    Some(httpdate::parse_http_date(modified).ok()? <= since)
+}
+
+/// `304 Not Modified` for `entry`, with its validators.
+pub fn unchanged(entry: &Entry) -> Response<ProxyBody> {
+    let mut response = Response::new(body::empty());
+    *response.status_mut() = StatusCode::NOT_MODIFIED;
+    for name in [header::ETAG, header::LAST_MODIFIED] {
+        if let Some(value) = entry.headers.get(&name) {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    response
+}
+
 /// An answer made from `entry`'s headers with `body`, and its age.
 pub fn answer(entry: &Entry, status: StatusCode, body: ProxyBody) -> Response<ProxyBody> {
     let mut response = Response::new(body);

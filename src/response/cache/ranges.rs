@@ -98,12 +98,33 @@ pub enum Ranged {
     Bypass,
 }
 
-/// Looks up the chunks a GET's `Range` covers.
-pub fn look(entries: &Entries, key: &Key, range: &str, chunk: u64) -> Ranged {
+/// Looks up the chunks a GET's `Range` covers. With `If-Range`, only when the kept version is
+/// the one it names; otherwise (or with no kept version to compare) the store answers.
+pub fn look(
+    entries: &Entries,
+    key: &Key,
+    (range, if_range, headers): (&str, Option<&HeaderValue>, &HeaderMap),
+    chunk: u64,
+) -> Ranged {
     let Some(spec) = spec(range) else {
         return Ranged::Bypass;
     };
     let head = entries.get(&key.piece(Piece::Head)).filter(|h| h.fresh());
+    if let Some(if_range) = if_range
+        && !head
+            .as_ref()
+            .is_some_and(|head| keys::if_range_holds(head, if_range))
+    {
+        return Ranged::Bypass;
+    }
+    // The client's validators against the kept version (without one, the store answers them).
+    if let Some(head) = &head {
+        match keys::not_modified(head, headers) {
+            Some(true) => return Ranged::Hit(keys::unchanged(head), 0),
+            Some(false) => {}
+            None => return Ranged::Bypass,
+        }
+    }
     let (first, last) = match (&spec, &head) {
         (_, Some(head)) => match byte_range(range, head.total) {
             Some(Ok((first, last))) => (first, Some(last)),
