@@ -21,7 +21,7 @@
 //! `BENCH_PROXY` runs another build of the proxy than this tree's, and `BENCH_PROXY_B` a
 //! second build beside it in the `bare` rounds, for an A/B in one run; `BENCH_BARE_WRAPPER` a
 //! program the bare relays run under (a counter); `BENCH_ONLY` (`small`, `large`, `relay`,
-//! `bare`, `rss`, `database` or `stalled`, comma-separated) runs only those parts, and `BENCH_PROFILE` (`anonymous`,
+//! `bare`, `rss`, `cache`, `database` or `stalled`, comma-separated) runs only those parts, and `BENCH_PROFILE` (`anonymous`,
 //! `presigned`, or `many` for the many-integration proxy) only proxied small GETs of that kind,
 //! round after round, to profile one of them.
 // Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
@@ -29,6 +29,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly
 
 mod bare;
+mod cache;
 mod configs;
 mod database;
 mod load;
@@ -514,6 +515,9 @@ async fn bench() {
         let sink = format!("{}/up", bench.proxied_sink);
         let rss = peak_rss_under_uploads(&proxy, &sink, streams, mib).await;
         println!("| peak RSS, {streams} concurrent {mib} MiB PUTs | — | {rss:.1} MiB | — |");
+    }
+    if part("cache") {
+        cache::run(&bench, (store, sink), relay_worker, &proxy).await;
     }
     if part("database") {
         database::run(&bench, store, &proxy).await;

@@ -25,6 +25,8 @@ pub struct PassThrough {
     pub fault: Arc<std::sync::atomic::AtomicU8>,
     /// The `Range` header of every request that carried one, in order.
     pub ranges: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Every request's path and headers as they arrived, in order: what the store received.
+    pub received: Arc<std::sync::Mutex<Vec<(String, http::HeaderMap)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -59,12 +61,13 @@ impl PassThrough {
         let failing = Arc::new(AtomicBool::new(false));
         let fault = Arc::new(std::sync::atomic::AtomicU8::new(0));
         let ranges = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
         let counters = (
             requests.clone(),
             assume_role_calls.clone(),
             failing.clone(),
             fault.clone(),
-            ranges.clone(),
+            (ranges.clone(), received.clone()),
         );
         let task = tokio::spawn(async move {
             let client: Client<HttpConnector, Full<Bytes>> =
@@ -74,7 +77,8 @@ impl PassThrough {
                     return;
                 };
                 let client = client.clone();
-                let (requests, assume_role_calls, failing, fault, ranges) = counters.clone();
+                let (requests, assume_role_calls, failing, fault, (ranges, received)) =
+                    counters.clone();
                 let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                     let client = client.clone();
                     let (requests, assume_role_calls, failing, fault) = (
@@ -87,6 +91,9 @@ impl PassThrough {
                         let range = String::from_utf8_lossy(range.as_bytes()).into_owned();
                         ranges.lock().expect("ranges").push(range);
                     }
+                    let path = request.uri().path().to_string();
+                    let headers = request.headers().clone();
+                    received.lock().expect("received").push((path, headers));
                     async move {
                         requests.fetch_add(1, Ordering::SeqCst);
                         let (mut parts, body) = request.into_parts();
@@ -150,6 +157,7 @@ impl PassThrough {
             failing,
             fault,
             ranges,
+            received,
             task,
         }
     }
