@@ -1,7 +1,9 @@
 //! The jail against a tenant who attacks it: DeleteObjects bodies spelled every way an XML
 //! parser reads, `x-amz-*` headers nobody signed, and active content on the shared origin.
 //! Every effect is checked on the store itself with the tenant's own role, not only by the
-//! status the proxy answers. Runs against moto with IAM auth enforced.
+//! status the proxy answers. Runs against moto with IAM auth enforced, in a bucket of its own
+//! (tenant j's), so the whole-bucket listings that look for an escaped write see no other
+//! test's objects.
 // Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
@@ -18,7 +20,7 @@ const WRITER_SECRET: &str = "jail-writer-secret-41d7";
 /// One bucket, two tenants under two prefixes; the client may write only the first.
 async fn start() -> RunningProxy {
     let moto = moto();
-    let w = &moto.tenant_w;
+    let w = &moto.tenant_j;
     let tenant = role_integration(
         "tenant",
         w,
@@ -96,7 +98,7 @@ fn exists(objects: &serde_json::Value, key: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_objects_cannot_name_a_key_outside_the_prefix_however_it_is_spelled() {
     let proxy = start().await;
-    let w = &moto().tenant_w;
+    let w = &moto().tenant_j;
     store_put(w, "other-tenant/secret.txt", "the other tenant's").await;
     store_put(w, "root.txt", "at the bucket root").await;
     store_put(w, "tenant-prefix/mine.txt", "the tenant's own").await;
@@ -182,7 +184,7 @@ async fn delete_objects_cannot_name_a_key_outside_the_prefix_however_it_is_spell
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsigned_amz_headers_are_refused_and_change_nothing_on_the_store() {
     let proxy = start().await;
-    let w = &moto().tenant_w;
+    let w = &moto().tenant_j;
     store_put(w, "tenant-prefix/private/secret.txt", "the secret").await;
 
     // A presigned upload URL with an unsigned copy source: S3 refuses it, and so do we.
@@ -313,7 +315,7 @@ async fn unsigned_amz_headers_are_refused_and_change_nothing_on_the_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_amz_headers_are_dropped_and_active_types_are_sandboxed() {
     let proxy = start().await;
-    let w = &moto().tenant_w;
+    let w = &moto().tenant_j;
     store_put(w, "tenant-prefix/page.txt", "<script>alert(1)</script>").await;
 
     // An anonymous reader's copy source makes no copy: an anonymous PUT is still refused.
@@ -371,7 +373,7 @@ async fn anonymous_amz_headers_are_dropped_and_active_types_are_sandboxed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_presigned_url_with_an_encoded_parameter_name_is_still_browser_reachable() {
     let proxy = start().await;
-    let w = &moto().tenant_w;
+    let w = &moto().tenant_j;
     store_put(w, "tenant-prefix/override.txt", "hello").await;
     // Percent-encoding a parameter name changes nothing the verifier reads, so the
     // response-content-type override check must see a presigned request all the same.

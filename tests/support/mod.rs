@@ -46,6 +46,8 @@ pub struct Moto {
     pub tenant_b: Tenant,
     /// May read and write its own bucket.
     pub tenant_w: Tenant,
+    /// A read-write tenant whose bucket only `tests/jail.rs` uses.
+    pub tenant_j: Tenant,
     pub awkward_keys: Vec<String>,
     _process: Child,
 }
@@ -140,6 +142,7 @@ pub fn moto() -> &'static Moto {
             tenant_a: tenant(&v["tenants"]["a"]),
             tenant_b: tenant(&v["tenants"]["b"]),
             tenant_w: tenant(&v["tenants"]["w"]),
+            tenant_j: tenant(&v["tenants"]["j"]),
             awkward_keys: v["awkward_keys"]
                 .as_array()
                 .expect("keys")

@@ -99,8 +99,12 @@ def main():
     )
 
     tenants = {}
-    # a and b may read their own bucket; w may read and write its own.
-    for name, external_id in [("a", "ext-a-5f1c"), ("b", "ext-b-93d2"), ("w", "ext-w-c0de")]:
+    # a and b may read their own bucket; w may read and write its own, and so may j, whose
+    # bucket only the jail tests use (they list it whole to find any escaped write).
+    writers = ("w", "j")
+    for name, external_id in [
+        ("a", "ext-a-5f1c"), ("b", "ext-b-93d2"), ("w", "ext-w-c0de"), ("j", "ext-j-7a11"),
+    ]:
         bucket = f"tenant-{name}-media"
         s3.create_bucket(Bucket=bucket)
         role = iam.create_role(
@@ -121,7 +125,7 @@ def main():
                 allow(
                     # moto checks HeadBucket against an action of that name, where AWS
                     # checks s3:ListBucket: grant both so HeadBucket behaves as on AWS.
-                    "s3:*" if name == "w" else ["s3:GetObject", "s3:ListBucket", "s3:HeadBucket"],
+                    "s3:*" if name in writers else ["s3:GetObject", "s3:ListBucket", "s3:HeadBucket"],
                     [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
                 )
             ),
