@@ -1010,3 +1010,157 @@ async fn readmes_form_upload_example_posts_a_file() {
     let empty = post_form(&post, &[], "empty.gif", b"").await;
     assert_eq!(empty.error_code(), "EntityTooSmall", "{}", empty.text());
 }
+
+/// A form body whose file is `file_len` bytes of one repeated chunk, counting what the client
+/// handed to the connection: what the server read, plus what the socket buffers hold.
+struct StreamedForm {
+    pieces: std::collections::VecDeque<bytes::Bytes>,
+    chunk: bytes::Bytes,
+    file_left: usize,
+    suffix: Option<bytes::Bytes>,
+    sent: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    length: u64,
+}
+
+impl http_body::Body for StreamedForm {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let next = if let Some(piece) = self.pieces.pop_front() {
+            Some(piece)
+        } else if self.file_left > 0 {
+            let take = self.file_left.min(self.chunk.len());
+            self.file_left -= take;
+            Some(self.chunk.slice(..take))
+        } else {
+            self.suffix.take()
+        };
+        if let Some(piece) = &next {
+            self.sent
+                .fetch_add(piece.len(), std::sync::atomic::Ordering::SeqCst);
+        }
+        std::task::Poll::Ready(next.map(|piece| Ok(http_body::Frame::data(piece))))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.length)
+    }
+}
+
+/// Every file under `root`, relative to it.
+fn files_under(root: &std::path::Path) -> Vec<String> {
+    fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, root, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// A file larger than `content-length-range` is cut off while it streams: the proxy answers
+/// EntityTooLarge long before the client has sent it all, whether the excess comes within the
+/// first part buffer (the store never contacted) or after a multipart upload began (aborted:
+/// nothing is left on the store, not even parts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn form_uploads_over_the_range_are_cut_off_mid_stream_and_leave_nothing() {
+    let gallery = gallery("cutoff", "https://app.example.com").await;
+    let before = files_under(&gallery.store.root);
+    const MIB: usize = 1 << 20;
+    let file_len = 96 * MIB;
+    for (what, max, past_first_part) in [
+        ("over the range within the first part", MIB, false),
+        ("over the range after the first part", 12 * MIB, true),
+    ] {
+        let post = boto3_post(
+            &gallery.proxy,
+            "cutoff",
+            "uploads/${filename}",
+            600,
+            serde_json::json!({}),
+            serde_json::json!([
+                ["starts-with", "$key", "uploads/"],
+                ["content-length-range", 1, max]
+            ]),
+        )
+        .await;
+        let fields: Vec<(String, String)> = post["fields"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, value)| (name.clone(), value.as_str().unwrap().to_string()))
+            .collect();
+        let (content_type, prefix, suffix) = form_framing(&fields, "big.bin");
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let body = StreamedForm {
+            length: (prefix.len() + file_len + suffix.len()) as u64,
+            pieces: std::collections::VecDeque::from([bytes::Bytes::from(prefix)]),
+            chunk: bytes::Bytes::from(vec![b'x'; 64 << 10]),
+            file_left: file_len,
+            suffix: Some(bytes::Bytes::from(suffix)),
+            sent: sent.clone(),
+        };
+        let request = http::Request::builder()
+            .method(Method::POST)
+            .uri(post["url"].as_str().unwrap())
+            .header("content-type", content_type)
+            .body(body)
+            .unwrap();
+        let client: hyper_util::client::legacy::Client<_, StreamedForm> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let response = client.request(request).await.expect("an answer");
+        let status = response.status();
+        let id = response.headers()["x-amz-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let text = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .map(|body| String::from_utf8_lossy(&body.to_bytes()).into_owned())
+            .unwrap_or_default();
+        let sent = sent.load(std::sync::atomic::Ordering::SeqCst);
+        eprintln!(
+            "{what}: answered {status} after {} MiB of {} MiB",
+            sent / MIB,
+            file_len / MIB
+        );
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {text}");
+        assert!(
+            text.contains("<Code>EntityTooLarge</Code>"),
+            "{what}: {text}"
+        );
+        assert!(
+            sent < max + 12 * MIB,
+            "{what}: the client sent {sent} bytes before the answer"
+        );
+        // The first was refused within the first part buffer (8 MiB), before the store was
+        // contacted; the second read past it, so its first part had gone to the store as the
+        // first of a multipart upload. (A form's access line does not record its store calls.)
+        let line = wait_for_access_line(&id).await;
+        let bytes_in: usize = line
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("bytes_in="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert_eq!(bytes_in > 8 * MIB, past_first_part, "{what}: {line}");
+    }
+    // Nothing landed, and no multipart upload's parts stayed behind.
+    let after = eventually("the store back as it was", || {
+        let after = files_under(&gallery.store.root);
+        (after == before).then_some(after)
+    })
+    .await;
+    assert_eq!(after, before);
+}
