@@ -446,9 +446,14 @@ secret_access_key_env = "STORE_SECRET"
     )
 }
 
-/// Reads a download slowly (a chunk, then a pause) to the end; returns the bytes and whether it
-/// ended cleanly.
-async fn slow_download(url: String, pause: Duration) -> (Vec<u8>, bool) {
+/// A download held in flight: its first MiB is read, `started` says so, and nothing more is
+/// read (the rest waits in the connection) until `gate` opens; then it is read to the end.
+/// The bytes, and whether it ended cleanly.
+async fn held_download(
+    url: String,
+    started: tokio::sync::oneshot::Sender<()>,
+    gate: tokio::sync::oneshot::Receiver<()>,
+) -> (Vec<u8>, bool) {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let response = client
         .request(Request::get(url).body(Empty::new()).unwrap())
@@ -457,23 +462,39 @@ async fn slow_download(url: String, pause: Duration) -> (Vec<u8>, bool) {
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
     let mut received = Vec::new();
-    let mut since_pause = 0;
+    let mut waiting = Some((started, gate));
     loop {
         match body.frame().await {
             None => return (received, true),
             Some(Err(_)) => return (received, false),
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
-                    since_pause += data.len();
                     received.extend_from_slice(&data);
-                    if since_pause >= 1 << 20 {
-                        since_pause = 0;
-                        tokio::time::sleep(pause).await;
-                    }
+                }
+                if received.len() >= 1 << 20
+                    && let Some((started, gate)) = waiting.take()
+                {
+                    let _ = started.send(());
+                    let _ = gate.await;
                 }
             }
         }
     }
+}
+
+/// Starts a [`held_download`] of `url`; returns once its first MiB arrived, with the task and
+/// the gate that lets it finish.
+async fn download_in_flight(
+    url: String,
+) -> (
+    tokio::task::JoinHandle<(Vec<u8>, bool)>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let (started, in_flight) = tokio::sync::oneshot::channel();
+    let (open, gate) = tokio::sync::oneshot::channel();
+    let download = tokio::spawn(held_download(url, started, gate));
+    in_flight.await.expect("the download started");
+    (download, open)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -494,12 +515,8 @@ async fn a_reload_removing_an_integration_does_not_cut_its_download() {
         &[("STORE_SECRET", secret.as_str())],
     )
     .await;
-    // 24 MiB at 1 MiB per 150 ms: the download spans the reload.
-    let download = tokio::spawn(slow_download(
-        proxy.url("/old/big.bin"),
-        Duration::from_millis(150),
-    ));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // 24 MiB, held in flight until the reload is done.
+    let (download, open) = download_in_flight(proxy.url("/old/big.bin")).await;
     proxy.rewrite_config(&config(&["new"]));
     let added = wait_for(&proxy.url("/new/small.txt"), Duration::from_secs(15), |f| {
         f.status == StatusCode::OK
@@ -514,6 +531,7 @@ async fn a_reload_removing_an_integration_does_not_cut_its_download() {
         !download.is_finished(),
         "the download ended before the reload"
     );
+    open.send(()).unwrap();
     let (received, clean) = download.await.unwrap();
     assert!(clean, "the download was cut");
     assert!(received == content, "the download's bytes differ");
@@ -530,11 +548,7 @@ async fn sigterm_lets_a_long_download_finish_then_exits_zero() {
     let secret = store.secret_access_key.clone();
     let mut proxy =
         ProxyProcess::spawn(&dir.0, &config, &[("STORE_SECRET", secret.as_str())]).await;
-    let download = tokio::spawn(slow_download(
-        proxy.url("/media/big.bin"),
-        Duration::from_millis(150),
-    ));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (download, open) = download_in_flight(proxy.url("/media/big.bin")).await;
     proxy.signal("TERM");
     // New connections are refused soon after.
     let started = Instant::now();
@@ -549,6 +563,7 @@ async fn sigterm_lets_a_long_download_finish_then_exits_zero() {
         !download.is_finished(),
         "the download ended before SIGTERM took effect"
     );
+    open.send(()).unwrap();
     let (received, clean) = download.await.unwrap();
     assert!(
         clean && received == content,
