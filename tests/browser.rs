@@ -580,18 +580,18 @@ async fn the_session_path_sets_scoped_cookies_and_redirects_on_this_origin_only(
     assert!(!gallery.store.root.join("gallery-bucket/_session").exists());
 }
 
-/// A fenced block of README.md that contains `marker`.
+/// A fenced block of the user docs (README.md, docs/) that contains `marker`.
 fn readme_block(language: &str, marker: &str) -> String {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let readme = user_docs();
     readme
         .split(&format!("```{language}\n"))
         .skip(1)
         .map(|rest| rest.split("```").next().unwrap().to_string())
         .find(|block| block.contains(marker))
-        .unwrap_or_else(|| panic!("README has no {language} block with {marker}"))
+        .unwrap_or_else(|| panic!("the docs have no {language} block with {marker}"))
 }
 
-/// README's Python and JavaScript signers, as written, mint cookies the proxy accepts for
+/// The docs' Python and JavaScript signers, as written, mint cookies the proxy accepts for
 /// the prefix and refuses outside it; `sign-policy`'s example runs too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readmes_policy_signers_mint_cookies_the_proxy_accepts() {
@@ -625,8 +625,7 @@ async fn readmes_policy_signers_mint_cookies_the_proxy_accepts() {
         assert_eq!(refused.error_code(), "AccessDenied", "{program}");
     }
 
-    let example = std::fs::read_to_string(repo_root().join("README.md"))
-        .unwrap()
+    let example = user_docs()
         .lines()
         .find(|line| line.starts_with("s3-signing-proxy sign-policy "))
         .expect("README has a sign-policy example")
@@ -981,7 +980,7 @@ async fn a_form_upload_larger_than_a_part_buffer_is_stored_whole() {
     );
 }
 
-/// README's form-upload example, as written, with an `s3` client on the proxy: its fields
+/// The docs' form-upload example, as written, with an `s3` client on the proxy: its fields
 /// post a file that lands under `uploads/`, and a file over its size range is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readmes_form_upload_example_posts_a_file() {

@@ -608,14 +608,14 @@ async fn cache_serves_ranges_from_chunks_answers_validators_and_serves_stale_on_
     s3.failing.store(false, std::sync::atomic::Ordering::SeqCst);
 }
 
-/// README's cache example, completed with what every integration needs, is a valid
+/// The docs' cache example, completed with what every integration needs, is a valid
 /// configuration with the settings it describes.
 #[test]
 fn cache_readme_example_is_valid() {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let readme = user_docs();
     let (_, after) = readme
         .split_once("```toml\n[server.cache]")
-        .expect("README's cache example");
+        .expect("the docs' cache example");
     let (example, _) = after.split_once("```").unwrap();
     let text = format!(
         "[server.cache]{example}bucket = \"acme-media-bucket\"\nregion = \"us-east-1\"\n\

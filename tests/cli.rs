@@ -76,7 +76,7 @@ fn a_valid_config_checks_clean() {
 /// README's `explain` example, word for word.
 #[test]
 fn readmes_explain_example_explains() {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let readme = user_docs();
     let example = readme
         .lines()
         .find(|line| line.starts_with("s3-signing-proxy explain "))

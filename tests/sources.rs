@@ -398,14 +398,14 @@ async fn sources_postgres_rows_reach_every_replica_within_a_second_and_survive_t
     }
 }
 
-/// README's SQL example is what a platform would insert: its rows pass the proxy's validation.
+/// The docs' SQL example is what a platform would insert: its rows pass the proxy's validation.
 #[test]
 fn sources_readme_rows_are_valid() {
     use s3_signing_proxy::config::{Bindings, Fragment};
-    let readme = std::fs::read_to_string(crate::support::repo_root().join("README.md")).unwrap();
+    let readme = crate::support::user_docs();
     let (_, after) = readme
         .split_once("INSERT INTO s3sp_integrations")
-        .expect("README's example");
+        .expect("the docs' SQL example");
     let (example, _) = after.split_once("```").expect("the end of the example");
     // Each statement: `VALUES ('key', '{…}')`.
     let rows: Vec<(String, String)> = example
@@ -437,7 +437,7 @@ fn sources_readme_rows_are_valid() {
     // The Check connection example's candidate is a valid integration too.
     let (_, curl) = readme
         .split_once("/integrations/check?write=true&name=acme-media' -d '")
-        .expect("README's check example");
+        .expect("the docs' check example");
     let (candidate, _) = curl.split_once("}}'").unwrap();
     let candidate = format!("{candidate}}}}}");
     let checked = Fragment::integration_row("acme-media", &candidate, "README", &secrets)

@@ -80,6 +80,25 @@ pub fn body_for(key: &str) -> Vec<u8> {
     format!("object:{key}\n").repeat(3).into_bytes()
 }
 
+/// What users read: README.md, then every page under `docs/` (by name), as one text. Tests
+/// find the examples they run here, wherever a page keeps them.
+pub fn user_docs() -> String {
+    let root = repo_root();
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
+        .expect("docs/")
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "md"))
+        .collect();
+    pages.sort();
+    let mut text = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    for page in pages {
+        text.push('\n');
+        text.push_str(&std::fs::read_to_string(&page).expect("a docs page"));
+    }
+    text
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
