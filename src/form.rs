@@ -99,8 +99,14 @@ pub async fn post_object(
         target: &target,
         headers,
         range,
+        answered: Default::default(),
     };
-    let etag = upload::store(&destination, &mut reader).await?;
+    let stored = upload::store(&destination, &mut reader).await;
+    let answered = destination.last_answer();
+    seen.upstream_status = answered.status;
+    seen.upstream_code = answered.code;
+    seen.upstream_request_id = answered.request_id;
+    let etag = stored?;
     success.answer(&route.name, &key, &etag)
 }
 

@@ -1146,8 +1146,14 @@ async fn form_uploads_over_the_range_are_cut_off_mid_stream_and_leave_nothing() 
         );
         // The first was refused within the first part buffer (8 MiB), before the store was
         // contacted; the second read past it, so its first part had gone to the store as the
-        // first of a multipart upload. (A form's access line does not record its store calls.)
+        // first of a multipart upload, which was aborted: the store's last answer (204).
         let line = wait_for_access_line(&id).await;
+        let upstream = if past_first_part {
+            "upstream_status=204"
+        } else {
+            "upstream_status=-1"
+        };
+        assert!(line.contains(upstream), "{what}: {line}");
         let bytes_in: usize = line
             .split_whitespace()
             .find_map(|field| field.strip_prefix("bytes_in="))

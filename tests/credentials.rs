@@ -806,3 +806,93 @@ async fn an_expired_token_refusal_drops_the_credentials_once_and_is_counted() {
         Some(3.0)
     );
 }
+
+/// A form upload takes the same path as any request when the store refuses the proxy's
+/// credentials: the identity's cached credentials are dropped (and counted), the client gets
+/// 503, and the access line shows the store's answer.
+#[tokio::test]
+async fn a_form_upload_refused_for_expired_credentials_drops_them_too() {
+    let moto = moto();
+    let sts = PassThrough::start(moto.address()).await;
+    let (store, _) = expired_token_store().await;
+    let form_secret = "form-expired-secret-2b7d";
+    let config = format!(
+        "[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n{}{}\
+         [[client]]\naccess_key_id = \"AKFORMEXPIRED\"\nsecret_access_key_env = \"FORM_SECRET\"\n\
+         integrations = [\"uploads\"]\naccess = \"read-write\"\n",
+        sts_section(moto, &sts.endpoint(), ""),
+        role_integration(
+            "uploads",
+            &moto.tenant_w,
+            &format!("http://{store}"),
+            "path",
+            &moto.tenant_w.external_id,
+            "access = \"read-write\"\npublic = false",
+        ),
+    );
+    register_secrets([&form_secret.to_string()]);
+    let dir = TempDir::new("credentials-expired-form");
+    let mut env = moto_env(moto);
+    env.push(("FORM_SECRET", form_secret.to_string()));
+    let proxy = ProxyProcess::spawn(&dir.0, &config, &env_refs(&env)).await;
+    let post = presigned_post(
+        &proxy.url(""),
+        ("AKFORMEXPIRED", form_secret),
+        "uploads",
+        "in/${filename}",
+        600,
+        serde_json::json!({}),
+        serde_json::json!([["starts-with", "$key", "in/"]]),
+    )
+    .await;
+    let fields: Vec<(String, String)> = post["fields"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, value)| (name.clone(), value.as_str().unwrap().to_string()))
+        .collect();
+    let (content_type, mut body, suffix) = form_framing(&fields, "note.txt");
+    body.extend_from_slice(b"a small note");
+    body.extend_from_slice(&suffix);
+    let request = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(post["url"].as_str().unwrap())
+        .header("content-type", content_type)
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let refused = send(request).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.text()
+    );
+    assert!(
+        !refused.text().contains("ExpiredToken"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(sts.assume_role_calls(), 1);
+    wait_for_metric(
+        &proxy.admin_url("/metrics"),
+        "s3sp_credential_invalidations_total",
+        1.0,
+    )
+    .await;
+    let id = refused.headers["x-amz-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let line = eventually("the upload's access line", || {
+        proxy
+            .log()
+            .lines()
+            .find(|line| line.contains(&format!("request_id={id}")) && line.contains("access"))
+            .map(str::to_string)
+    })
+    .await;
+    assert!(
+        line.contains("upstream_status=400") && line.contains("ExpiredToken"),
+        "{line}"
+    );
+}

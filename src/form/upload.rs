@@ -32,6 +32,33 @@ pub struct Destination<'a> {
     pub headers: HeaderMap,
     /// The policy's `content-length-range`.
     pub range: (u64, u64),
+    /// The store's last answer to this upload, for the access line.
+    pub answered: std::sync::Mutex<StoreAnswer>,
+}
+
+/// What the store last answered an upload's request: its status, its error code, its request
+/// id (as the access line shows them for any request).
+#[derive(Default, Clone)]
+pub struct StoreAnswer {
+    pub status: Option<u16>,
+    pub code: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl Destination<'_> {
+    fn answered(&self, answer: StoreAnswer) {
+        if let Ok(mut last) = self.answered.lock() {
+            *last = answer;
+        }
+    }
+
+    /// The store's last answer (none if it was never asked).
+    pub fn last_answer(&self) -> StoreAnswer {
+        self.answered
+            .lock()
+            .map(|last| last.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// Stores the file the reader is at; returns its ETag.
@@ -218,7 +245,8 @@ async fn abort(destination: &Destination<'_>, upload_id: &str) {
     }
 }
 
-/// Sends one request of the upload; a store's refusal becomes an error.
+/// Sends one request of the upload; a store's refusal becomes an error, and a refusal of the
+/// proxy's own credentials drops them as any request's does.
 async fn send(
     destination: &Destination<'_>,
     operation: Operation,
@@ -235,10 +263,16 @@ async fn send(
     };
     let answer = send_signed(destination.state, destination.target, signing).await?;
     let response = answer.response;
-    if response.status().is_success() {
+    let status = response.status();
+    let request_id = crate::response::respond::store_request_id(response.headers());
+    if status.is_success() {
+        destination.answered(StoreAnswer {
+            status: Some(status.as_u16()),
+            code: None,
+            request_id,
+        });
         return Ok(response);
     }
-    let status = response.status();
     let code = read_document(response)
         .await
         .ok()
@@ -250,6 +284,26 @@ async fn send(
                 .map(|code| code.text.clone())
         })
         .unwrap_or_default();
+    destination.answered(StoreAnswer {
+        status: Some(status.as_u16()),
+        code: Some(code.clone()),
+        request_id,
+    });
+    if crate::response::upstream_error::is_credentials_code(&code) {
+        let (state, target) = (destination.state, destination.target);
+        tracing::warn!(integration = %target.integration.name, %code,
+            "the upstream refused the proxy's credentials");
+        crate::response::respond::credentials_refused(
+            state,
+            &target.integration,
+            &target.bucket,
+            &code,
+        )
+        .await;
+        return Err(Error::UpstreamRefusedCredentials {
+            integration: target.integration.name.clone(),
+        });
+    }
     Err(refused_by_store(status, &code))
 }
 

@@ -66,7 +66,7 @@ fn hidden<'a>(target: &'a Target, credentials: &'a Credentials) -> Vec<&'a str> 
 }
 
 /// The store's own id for its answer, from its headers (for the log line only).
-fn store_request_id(headers: &http::HeaderMap) -> Option<String> {
+pub(crate) fn store_request_id(headers: &http::HeaderMap) -> Option<String> {
     ["x-amz-request-id", "x-amzn-requestid"]
         .iter()
         .find_map(|name| headers.get(*name)?.to_str().ok())
@@ -119,7 +119,7 @@ async fn upstream_error(
 /// `SignatureDoesNotMatch` may be about the request (a store that signs some queries
 /// differently), so it counts only when a fresh, plain listing signed with the same
 /// credentials is refused the same way.
-async fn credentials_refused(
+pub(crate) async fn credentials_refused(
     state: &State,
     integration: &Arc<Integration>,
     bucket: &str,
