@@ -693,12 +693,7 @@ async fn post_form(
     file_name: &str,
     file: &[u8],
 ) -> Fetched {
-    let mut fields: Vec<(String, String)> = post["fields"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(name, value)| (name.clone(), value.as_str().unwrap().to_string()))
-        .collect();
+    let mut fields = post_fields(post);
     fields.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
     let (content_type, body) = form_body(&fields, file_name, file);
     let request = http::Request::builder()
@@ -1094,12 +1089,7 @@ async fn form_uploads_over_the_range_are_cut_off_mid_stream_and_leave_nothing() 
             ]),
         )
         .await;
-        let fields: Vec<(String, String)> = post["fields"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(name, value)| (name.clone(), value.as_str().unwrap().to_string()))
-            .collect();
+        let fields = post_fields(&post);
         let (content_type, prefix, suffix) = form_framing(&fields, "big.bin");
         let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let body = StreamedForm {

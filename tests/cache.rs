@@ -37,6 +37,12 @@ async fn fetch(
     send(request).await
 }
 
+/// Integration `name` over tenant W's bucket, its store reached at `store`, with `settings`.
+fn tenant_w_integration(name: &str, store: &str, settings: &str) -> String {
+    let tenant = &moto().tenant_w;
+    role_integration(name, tenant, store, "path", &tenant.external_id, settings)
+}
+
 fn cache_status(fetched: &Fetched) -> String {
     fetched
         .headers
@@ -51,12 +57,9 @@ async fn cache_serves_repeats_without_the_store_revalidates_and_keeps_integratio
     let tenant = &moto.tenant_w;
     let s3 = PassThrough::start(moto.address()).await;
     let integration = |name: &str, extra: &str| {
-        role_integration(
+        tenant_w_integration(
             name,
-            tenant,
             &s3.endpoint(),
-            "path",
-            &tenant.external_id,
             &format!(
                 "access = \"read-write\"\npublic = false\nprefix = \"{PREFIX}\"\ncache_ttl = \"1s\"\n{extra}"
             ),
@@ -241,12 +244,9 @@ async fn cache_is_counted_and_purged_from_the_admin_listener() {
     let config = format!(
         "[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n[server.cache]\nmemory = \"16MiB\"\n{}{}",
         sts_section(moto, &moto.endpoint(), ""),
-        role_integration(
+        tenant_w_integration(
             "purged",
-            tenant,
             &moto.endpoint(),
-            "path",
-            &tenant.external_id,
             "prefix = \"cache-purge/\"\ncache_ttl = \"60s\"",
         ),
     );
@@ -376,12 +376,9 @@ async fn cache_serves_ranges_from_chunks_answers_validators_and_serves_stale_on_
     let s3 = PassThrough::start(moto.address()).await;
     let prefix = "cache-ranges/";
     let integration = |name: &str, extra: &str| {
-        role_integration(
+        tenant_w_integration(
             name,
-            tenant,
             &s3.endpoint(),
-            "path",
-            &tenant.external_id,
             &format!("prefix = \"{prefix}\"\n{extra}"),
         )
     };

@@ -845,12 +845,7 @@ async fn a_form_upload_refused_for_expired_credentials_drops_them_too() {
         serde_json::json!([["starts-with", "$key", "in/"]]),
     )
     .await;
-    let fields: Vec<(String, String)> = post["fields"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(name, value)| (name.clone(), value.as_str().unwrap().to_string()))
-        .collect();
+    let fields = post_fields(&post);
     let (content_type, mut body, suffix) = form_framing(&fields, "note.txt");
     body.extend_from_slice(b"a small note");
     body.extend_from_slice(&suffix);

@@ -211,12 +211,7 @@ async fn a_gigabyte_form_upload_is_stored_whole_while_proxy_memory_stays_flat() 
         ]),
     )
     .await;
-    let fields: Vec<(String, String)> = post["fields"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(name, value)| (name.clone(), value.as_str().unwrap().to_string()))
-        .collect();
+    let fields = post_fields(&post);
     let (content_type, prefix, suffix) = form_framing(&fields, "whole gigabyte.bin");
     let request = http::Request::builder()
         .method(http::Method::POST)

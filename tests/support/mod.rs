@@ -813,6 +813,16 @@ pub async fn presigned_post(
     serde_json::from_slice(&output.stdout).expect("JSON")
 }
 
+/// A presigned POST's form fields (`fields` of what [`presigned_post`] printed), in order.
+pub fn post_fields(post: &serde_json::Value) -> Vec<(String, String)> {
+    post["fields"]
+        .as_object()
+        .expect("fields")
+        .iter()
+        .map(|(name, value)| (name.clone(), value.as_str().expect("text").to_string()))
+        .collect()
+}
+
 /// A multipart/form-data form around a file: its Content-Type, the bytes before the file
 /// (each field in order, then the file part's head) and the bytes after it.
 pub fn form_framing(fields: &[(String, String)], file_name: &str) -> (String, Vec<u8>, Vec<u8>) {
