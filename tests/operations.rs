@@ -739,3 +739,98 @@ secret_access_key_env = "TLS_CLIENT_SECRET"
         "the old certificate is still served"
     );
 }
+
+/// boto3 sends its CRC checksum as an aws-chunked trailer only over HTTPS: over the proxy's TLS
+/// listener the upload arrives aws-chunked (its framing counted in the access line's bytes in),
+/// is decoded as it streams with its trailer checked, and the store gets the plain body with
+/// its real length (read off a pass-through in front of moto).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_over_tls_uploads_with_a_checksum_trailer() {
+    let moto = moto();
+    let s3 = PassThrough::start(moto.address()).await;
+    let dir = TempDir::new("ops-tls-trailer");
+    let (cert, key, ca_pem, _) = certificate_authority();
+    let [cert_path, key_path, ca_path] = ["cert.pem", "key.pem", "ca.pem"].map(|f| dir.0.join(f));
+    std::fs::write(&cert_path, &cert).unwrap();
+    std::fs::write(&key_path, &key).unwrap();
+    std::fs::write(&ca_path, &ca_pem).unwrap();
+    let client_secret = "tls-trailer-secret-41c9";
+    let tenant = &moto.tenant_w;
+    let config = format!(
+        "[server]\nlisten = \"LISTEN\"\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n{}{}\
+         [[client]]\naccess_key_id = \"AKTLSTRAILER\"\nsecret_access_key_env = \"TRAILER_SECRET\"\n\
+         integrations = [\"trailers\"]\naccess = \"read-write\"\n",
+        cert_path.display(),
+        key_path.display(),
+        sts_section(moto, &moto.endpoint(), ""),
+        role_integration(
+            "trailers",
+            tenant,
+            &s3.endpoint(),
+            "path",
+            &tenant.external_id,
+            "access = \"read-write\"\npublic = false\nprefix = \"tls-trailers/\"",
+        ),
+    );
+    register_secrets([&client_secret.to_string()]);
+    let mut env = moto_env(moto);
+    env.push(("TRAILER_SECRET", client_secret.to_string()));
+    let proxy = ProxyProcess::spawn(&dir.0, &config, &env_refs(&env)).await;
+    let data = "checked by its trailer\n".repeat(1000);
+    let put = boto3(serde_json::json!({
+        "endpoint": format!("https://localhost:{}", proxy.address.port()),
+        "verify": ca_path.display().to_string(),
+        "key": "AKTLSTRAILER", "secret": client_secret,
+        "op": "put", "bucket": "trailers", "object": "note.txt", "data": data,
+    }))
+    .await;
+    assert!(put["etag"].is_string(), "{put}\n{}", proxy.log());
+    let line = eventually("the upload's access line", || {
+        proxy
+            .log()
+            .lines()
+            .find(|line| line.contains("access") && line.contains("method=\"PUT\""))
+            .map(str::to_string)
+    })
+    .await;
+    let bytes_in: usize = line
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("bytes_in="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(bytes_in > data.len(), "not aws-chunked: {line}");
+    let received = s3.received.lock().unwrap().clone();
+    let (_, headers) = received
+        .iter()
+        .rev()
+        .find(|(path, _)| path.ends_with("/tls-trailers/note.txt"))
+        .expect("the PUT reached the store");
+    let names: Vec<&str> = headers.keys().map(|name| name.as_str()).collect();
+    assert!(
+        !headers.contains_key("x-amz-trailer")
+            && !headers.contains_key("x-amz-decoded-content-length")
+            && headers
+                .get("content-encoding")
+                .is_none_or(|v| !v.to_str().unwrap().contains("aws-chunked")),
+        "{names:?}"
+    );
+    assert_eq!(headers["content-length"], data.len().to_string());
+    assert_eq!(headers["x-amz-content-sha256"], "UNSIGNED-PAYLOAD");
+    let stored = store_objects_under(tenant, "tls-trailers/").await;
+    assert_eq!(
+        stored["tls-trailers/note.txt"]["size"],
+        data.len(),
+        "{stored}"
+    );
+    let back = boto3(serde_json::json!({
+        "endpoint": format!("https://localhost:{}", proxy.address.port()),
+        "verify": ca_path.display().to_string(),
+        "key": "AKTLSTRAILER", "secret": client_secret,
+        "op": "get", "bucket": "trailers", "object": "note.txt",
+    }))
+    .await;
+    assert!(
+        back["body"] == data.as_str(),
+        "the object read back differs"
+    );
+}

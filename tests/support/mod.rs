@@ -761,8 +761,17 @@ pub async fn python_json(script: &str, args: serde_json::Value) -> serde_json::V
         .unwrap_or_else(|e| panic!("run {script}: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        // The message shows the arguments, less any secret among them.
+        let mut shown = args.clone();
+        if let Some(fields) = shown.as_object_mut() {
+            for (name, value) in fields.iter_mut() {
+                if name.contains("secret") || name == "token" {
+                    *value = serde_json::Value::from("(hidden)");
+                }
+            }
+        }
         panic!(
-            "{script} {args}: {e}\nstdout: {stdout}\nstderr: {}",
+            "{script} {shown}: {e}\nstdout: {stdout}\nstderr: {}",
             String::from_utf8_lossy(&output.stderr)
         )
     })
@@ -912,11 +921,19 @@ pub fn certificate_authority() -> Authority {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    // Distinct names: OpenSSL (Python's ssl) takes a leaf whose issuer is its own subject for
+    // a self-signed certificate.
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "s3-signing-proxy test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
-    let params =
+    let mut params =
         rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
             .unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
     let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
     (cert.pem(), key.serialize_pem(), ca.pem(), ca.der().clone())
 }

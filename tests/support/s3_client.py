@@ -6,7 +6,7 @@ Usage: s3_client.py '{"endpoint": ..., "key": ..., "secret": ..., "style": "path
                             "list_buckets"|"create_bucket"|…,
                       "bucket": ..., "object": ..., "range": ..., "expires": seconds,
                       "data": text (latin-1), "metadata": {...}, "acl": ..., "content_type": ...,
-                      "source_bucket": ..., "source_object": ...,
+                      "source_bucket": ..., "source_object": ..., "verify": CA bundle path,
                       "signature": "s3v4" (default) | "s3" (SigV2) | null (boto3's default)}'
 """
 
@@ -33,6 +33,8 @@ def main():
             retries={"max_attempts": 1},
             request_checksum_calculation=args.get("checksums", "when_supported"),
         ),
+        # A CA bundle's path for an https endpoint the system does not trust.
+        verify=args.get("verify", True),
     )
     where = {"Bucket": args["bucket"], "Key": args.get("object", "")}
     try:
