@@ -32,7 +32,6 @@ use crate::request::tenants::Change;
 use crate::response::cache::Lookup;
 use crate::s3::body::{self, BoxError, ProxyBody};
 use crate::s3::error::Error;
-use crate::s3::route::Operation;
 use crate::upstream::exchange::Exchange;
 use crate::upstream::state::State;
 
@@ -347,16 +346,11 @@ impl Proxy {
         // The upstream phase: the bucket's region, then (unless the proxy can answer from the
         // config) credentials, the signed request and the store's answer.
         admitted.target = state.regions.resolve(state, admitted.target).await?;
-        match admitted.route.operation {
-            Operation::HeadBucket => {
-                return Ok(crate::request::answers::head_bucket(admitted.integration()));
-            }
-            Operation::GetBucketLocation => {
-                return Ok(crate::request::answers::bucket_location(
-                    admitted.integration(),
-                ));
-            }
-            _ => {}
+        let operation = admitted.route.operation;
+        if let Some(answer) =
+            crate::request::answers::after_region(operation, admitted.integration())
+        {
+            return Ok(answer);
         }
         let plan = match self.consult_cache(&mut admitted, seen).await {
             Ok(plan) => plan,

@@ -297,15 +297,21 @@ fn explain_names_the_step_and_rule_of_each_refusal() {
         outputs.push_str(&text);
     }
 
-    // What the config answers itself, as `admit` does, before any header check: HeadBucket,
-    // and CreateBucket from a client that may write there.
-    let (_, text) = explain(
-        &path,
-        store_secret,
-        &["--offline", "--client", "AKREADER", "HEAD", "/acme"],
-    );
-    assert!(step(&text, "config").contains("answered"), "{text}");
-    assert!(text.contains("answer: answered by the proxy"), "{text}");
+    // What the config answers itself, as the proxy does: HeadBucket and GetBucketLocation
+    // once the region is known (no credentials, no store), and CreateBucket from a client that
+    // may write there before any header check.
+    for args in [["HEAD", "/acme"], ["GET", "/acme?location"]] {
+        let mut all = vec!["--offline", "--client", "AKREADER"];
+        all.extend_from_slice(&args);
+        let (_, text) = explain(&path, store_secret, &all);
+        let answered = step(&text, "config");
+        assert!(answered.contains("in region us-east-1"), "{args:?}\n{text}");
+        assert!(
+            text.contains("answer: answered by the proxy"),
+            "{args:?}\n{text}"
+        );
+        assert!(!text.contains("upstream request"), "{args:?}\n{text}");
+    }
     let (_, text) = explain(
         &path,
         store_secret,

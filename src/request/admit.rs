@@ -113,7 +113,7 @@ pub fn admit<B>(
 
     let target = tenants.integrations.resolve(&route, &verified.caller)?;
     seen.integration = Some(target.integration.name.clone());
-    if let Some(answer) = answer_from_the_config(&route, &target.integration)? {
+    if let Some(answer) = answer_from_the_config(&route)? {
         return Ok(Admission::Answered(answer));
     }
     if route.operation == Operation::StartSession {
@@ -240,18 +240,12 @@ pub(crate) fn answer_for_the_service(
     }
 }
 
-/// What the integration's config answers without the store.
-pub(crate) fn answer_from_the_config(
-    route: &Route,
-    integration: &Integration,
-) -> Result<Option<Response<ProxyBody>>, Error> {
+/// What the integration's config answers without the store before its region is known (the
+/// rest, HeadBucket and GetBucketLocation, once it is: [`crate::request::answers::after_region`]).
+pub(crate) fn answer_from_the_config(route: &Route) -> Result<Option<Response<ProxyBody>>, Error> {
     match route.operation {
         // The caller may write here (`resolve` checked): the bucket is as good as its own.
         Operation::CreateBucket => Err(Error::BucketAlreadyOwnedByYou),
-        // Cheap answers first: HeadBucket needs no region unless it is discovered.
-        Operation::HeadBucket if !integration.region_is_auto() => {
-            Ok(Some(crate::request::answers::head_bucket(integration)))
-        }
         _ => Ok(None),
     }
 }

@@ -34,6 +34,19 @@ pub fn list_buckets(
     Ok(xml(document))
 }
 
+/// What the integration's config answers once its region is known (discovered, for
+/// `region = "auto"`): HeadBucket and GetBucketLocation. The proxy and `explain` both ask here.
+pub fn after_region(
+    operation: crate::s3::route::Operation,
+    integration: &Integration,
+) -> Option<Response<ProxyBody>> {
+    match operation {
+        crate::s3::route::Operation::HeadBucket => Some(head_bucket(integration)),
+        crate::s3::route::Operation::GetBucketLocation => Some(bucket_location(integration)),
+        _ => None,
+    }
+}
+
 /// HeadBucket: the caller may reach this bucket; it is in the integration's region.
 pub fn head_bucket(integration: &Integration) -> Response<ProxyBody> {
     let mut response = Response::new(body::empty());

@@ -249,7 +249,7 @@ fn request_phase(
         return None;
     }
     // As `admit`: what the config answers first, and only then the header checks.
-    match admit::answer_from_the_config(&route, &integration) {
+    match admit::answer_from_the_config(&route) {
         Err(error) => {
             explanation.refuse("config", &error);
             return None;

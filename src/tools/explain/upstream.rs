@@ -9,16 +9,15 @@ use crate::config::CredentialSource;
 use crate::upstream::sign::{Payload, UpstreamParts};
 use crate::upstream::state::State;
 
-/// Credentials (fetched unless offline), then the upstream request as it would be signed.
+/// The region (discovered unless offline), what the config answers once it is known,
+/// credentials (fetched unless offline), then the upstream request as it would be signed: the
+/// proxy's order.
 pub(super) async fn upstream_phase(
     state: &State,
     admitted: Admitted,
     options: &Options,
     explanation: &mut Explanation,
 ) {
-    let Some(credentials) = credentials(state, &admitted, options, explanation).await else {
-        return;
-    };
     let integration = &admitted.target.integration;
     let resolved = if options.offline {
         integration.clone()
@@ -37,6 +36,19 @@ pub(super) async fn upstream_phase(
     let target = crate::request::integration::Target {
         integration: resolved,
         ..admitted.target.clone()
+    };
+    if crate::request::answers::after_region(admitted.route.operation, &target.integration)
+        .is_some()
+    {
+        let what = format!(
+            "from the integration's config, in region {}",
+            target.integration.region.signing_name()
+        );
+        explanation.answered("config", &what);
+        return;
+    }
+    let Some(credentials) = credentials(state, &admitted, options, explanation).await else {
+        return;
     };
     match upstream_request(state, &admitted, &target, &credentials) {
         Ok(facts) => {
