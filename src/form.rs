@@ -68,6 +68,20 @@ pub async fn post_object(
         .unwrap_or("");
     let boundary = multipart::boundary(content_type)?;
     let mut reader = FormReader::new(request.into_body(), &boundary);
+    let answer = store_form(state, route, &mut reader, seen).await;
+    if answer.is_err() {
+        reader.linger();
+    }
+    answer
+}
+
+/// Reads the form's fields, checks its policy and stores its file.
+async fn store_form(
+    state: &State,
+    route: Route,
+    reader: &mut FormReader,
+    seen: &mut Seen,
+) -> Result<Response<ProxyBody>, Error> {
     let (fields, file) = reader.fields().await?;
 
     if let Some(lazy) = &state.tenants.lazy
@@ -101,7 +115,7 @@ pub async fn post_object(
         range,
         answered: Default::default(),
     };
-    let stored = upload::store(&destination, &mut reader).await;
+    let stored = upload::store(&destination, reader).await;
     let answered = destination.last_answer();
     seen.upstream_status = answered.status;
     seen.upstream_code = answered.code;

@@ -13,6 +13,10 @@ pub const MAX_FIELD_BYTES: usize = 64 * 1024;
 /// The most fields accepted before the file.
 pub const MAX_FIELDS: usize = 64;
 
+/// How long the rest of a refused form's body is read and dropped, so that a browser still
+/// sending it gets the answer instead of a reset connection (nginx's lingering close).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A form body being read.
 pub struct FormReader {
     body: ProxyBody,
@@ -25,6 +29,21 @@ impl FormReader {
             body,
             parser: Parser::new(boundary),
         }
+    }
+
+    /// After a refusal part-way through the body: the rest is read and dropped in the
+    /// background for at most [`LINGER`], nothing of it kept or sent anywhere. Closing at once
+    /// would leave the client's unread bytes in the socket, and the kernel would answer them
+    /// with a reset that can destroy the refusal before the client reads it.
+    pub fn linger(self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut body = self.body;
+        runtime.spawn(async move {
+            let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+            let _ = tokio::time::timeout(LINGER, drain).await;
+        });
     }
 
     /// Pushes the next frame of the body into the parser; the body's end before the form's is
