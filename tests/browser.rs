@@ -453,7 +453,7 @@ async fn signed_policies_read_only_what_they_name_and_nothing_else() {
             .to_str()
             .unwrap()
             .to_string();
-        let line = access_line(&id).unwrap_or_default();
+        let line = wait_for_access_line(&id).await;
         assert!(
             line.contains("upstream_status=-1"),
             "{target} reached the store: {line}"
@@ -887,7 +887,7 @@ async fn form_uploads_meet_every_condition_or_leave_no_object() {
             .to_str()
             .unwrap()
             .to_string();
-        let line = access_line(&id).unwrap_or_default();
+        let line = wait_for_access_line(&id).await;
         assert!(
             line.contains("upstream_status=-1"),
             "{what} reached the store: {line}"

@@ -429,15 +429,7 @@ access = "read-write"
         .to_string();
     // The answer came before the body went up; the line waits for the body's end, and then
     // counts all of it and the time it took.
-    let mut line = None;
-    for _ in 0..100 {
-        line = access_line(&request_id);
-        if line.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let line = line.expect("an access line");
+    let line = wait_for_access_line(&request_id).await;
     assert!(line.contains(&format!(" bytes_in={size} ")), "{line}");
     let duration: u64 = line
         .split(' ')
