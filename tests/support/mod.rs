@@ -435,17 +435,18 @@ pub fn access_line(request_id: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// [`access_line`], waited for: lines are flushed within 50 ms of the body's end, so this
-/// polls until the line is there or 5 s have passed (then it panics, naming the id).
+/// [`access_line`], waited for: lines are flushed within 50 ms of the request body's end, which
+/// for a refused form upload comes after up to 5 s of lingering; this polls until the line is
+/// there or 15 s have passed (then it panics, naming the id).
 pub async fn wait_for_access_line(request_id: &str) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         if let Some(line) = access_line(request_id) {
             return line;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no access line for request {request_id} within 5 s"
+            "no access line for request {request_id} within 15 s"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
