@@ -707,26 +707,8 @@ async fn post_form(
 
 /// The files under the gallery store's bucket, relative to it.
 fn stored_files(gallery: &Gallery) -> Vec<String> {
-    fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, root, out);
-            } else {
-                out.push(
-                    path.strip_prefix(root)
-                        .unwrap()
-                        .to_string_lossy()
-                        .to_string(),
-                );
-            }
-        }
-    }
-    let root = gallery.store.root.join("gallery-bucket");
-    let mut out = Vec::new();
-    walk(&root, &root, &mut out);
+    let mut out = files_under(&gallery.store.root.join("gallery-bucket"));
     out.retain(|path| !path.starts_with('.') && !path.contains("/."));
-    out.sort();
     out
 }
 

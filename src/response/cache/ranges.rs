@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body::{Body, Frame};
 
-use super::keys::{self, Entries, Entry, FillGuard, Key, Piece};
+use super::keys::{self, Entries, Entry, FillGuard, Key, Piece, Pieces};
 use crate::s3::body::{self, BoxError, ProxyBody};
 
 /// `bytes=a-b`, `bytes=a-` or `bytes=-n` against `whole` bytes: the first and last byte, or
@@ -155,8 +155,6 @@ pub fn look(
         guard: None,
     }))
 }
-
-use keys::Pieces;
 
 /// The slices of the kept chunks that make bytes `first..=last`, if every chunk is kept, fresh
 /// and of the same version as `head`.
