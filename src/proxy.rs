@@ -309,23 +309,29 @@ impl Proxy {
             lazy.prepare(state.tenants.tables(), names).await?;
         }
         let gate = self.gate();
-        let admitted =
-            match crate::request::admit::admit(&state.tenants, request, peer, &gate, seen)? {
-                Admission::Answered(response) => return Ok(response),
-                Admission::Form(form) => {
-                    let (route, request) = *form;
-                    let integration = state.tenants.integrations.integration(&route.name);
-                    let request = request.map(crate::s3::body::stream);
-                    let form = crate::form::post_object(state, route, request, seen);
-                    let answer = Box::pin(form).await;
-                    // Which key the form wrote is in its body: all the integration's entries go.
-                    if let (Some(cache), Some(integration)) = (&self.cache, integration) {
-                        cache.written(&crate::response::cache::Write::unnamed(&integration));
-                    }
-                    return answer;
+        let admitted = match crate::request::admit::admit(
+            &state.tenants,
+            request,
+            peer,
+            &gate,
+            seen,
+            &mut (),
+        )? {
+            Admission::Answered(response) => return Ok(response),
+            Admission::Form(form) => {
+                let (route, request) = *form;
+                let integration = state.tenants.integrations.integration(&route.name);
+                let request = request.map(crate::s3::body::stream);
+                let form = crate::form::post_object(state, route, request, seen);
+                let answer = Box::pin(form).await;
+                // Which key the form wrote is in its body: all the integration's entries go.
+                if let (Some(cache), Some(integration)) = (&self.cache, integration) {
+                    cache.written(&crate::response::cache::Write::unnamed(&integration));
                 }
-                Admission::Forward(admitted) => admitted,
-            };
+                return answer;
+            }
+            Admission::Forward(admitted) => admitted,
+        };
 
         Box::pin(self.upstream_phase(state, admitted, request_id, seen)).await
     }

@@ -258,6 +258,7 @@ async fn send(
         operation,
         query,
         headers,
+        extra_headers: Vec::new(),
         body: body::full(bytes),
         payload: Payload::Unsigned,
     };

@@ -22,6 +22,7 @@ use crate::net::peer::{Peer, browser_used_https};
 use crate::observe::access::Seen;
 use crate::observe::metrics::Metrics;
 use crate::request::integration::Target;
+use crate::request::steps::{Head, Observer, Step, observed};
 use crate::request::tenants::Tenants;
 use crate::request::{cors, session};
 use crate::s3::body::ProxyBody;
@@ -58,83 +59,137 @@ pub struct Gate<'a> {
 
 /// Runs the request phase. `seen` collects what the log line says, and the integration whose
 /// CORS headers the answer carries (set as soon as it is known, so a refusal carries them too).
-pub fn admit<B>(
+/// `observer` is told each step's decision (`()` on the hot path; `explain`'s recorder).
+pub fn admit<B, O: Observer>(
     tenants: &Tenants,
     mut request: Request<B>,
     peer: Peer,
     gate: &Gate<'_>,
     seen: &mut Seen,
+    observer: &mut O,
 ) -> Result<Admission<B>, Error> {
-    check_shape(tenants, &request)?;
+    observed(observer, Step::Shape, check_shape(tenants, &request))?;
     let Routed {
         mut route,
         virtual_bucket,
         query,
-    } = route_request(tenants, &request)?;
+    } = observed(observer, Step::Route, route_request(tenants, &request))?;
+    observer.routed(&route);
     seen.bucket = Some(route.name.clone());
     seen.cors_for = tenants.integrations.integration(&route.name);
     if route.operation == Operation::Preflight {
         let integration = seen.cors_for.as_ref().ok_or_else(|| Error::NoSuchBucket {
             name: route.name.clone(),
-        })?;
-        return cors::preflight(integration, request.headers()).map(Admission::Answered);
+        });
+        let answer = integration.and_then(|i| cors::preflight(i, request.headers()));
+        let answer = observed(observer, Step::Preflight, answer)?;
+        observer.answered(Step::Preflight);
+        return Ok(Admission::Answered(answer));
     }
     if route.operation == Operation::PostObject {
         // Who posts is proven by the form's fields; until then, the caller's address.
-        check_rate(tenants, &Caller::Anonymous, peer.client, gate)?;
+        let rate = check_rate(tenants, &Caller::Anonymous, peer.client, gate);
+        observed(observer, Step::Rate, rate)?;
+        observer.answered(Step::Form);
         return Ok(Admission::Form(Box::new((route, request))));
     }
 
-    let signed = SignedRequest {
-        method: request.method(),
-        uri: request.uri(),
-        headers: request.headers(),
-        query: &query,
-        virtual_bucket: virtual_bucket.as_deref(),
-    };
-    let verified = tenants
-        .clients
-        .identify_parsed(&signed, SystemTime::now())?;
-    if !verified.vouches_for_headers() {
-        // Nobody vouches for an anonymous or policy caller's `x-amz-*` headers: none goes
-        // further.
-        strip_amz_headers(request.headers_mut());
-    }
-    check_grant(&verified, &route, peer.client)?;
+    let verified = identify(
+        tenants,
+        &mut request,
+        (&query, virtual_bucket.as_deref()),
+        observer,
+    )?;
+    let grant = check_grant(&verified, &route, peer.client);
+    observed(observer, Step::Policy, grant)?;
     seen.private = verified.authentication == Authentication::Policy;
     route.operation = route
         .operation
         .with_copy_source(verified.signed("x-amz-copy-source"));
     seen.client = Some(verified.caller.key_id().to_string());
-    check_rate(tenants, &verified.caller, peer.client, gate)?;
-    if let Some(answer) = answer_for_the_service(tenants, &route, &verified, gate, seen)? {
+    let rate = check_rate(tenants, &verified.caller, peer.client, gate);
+    observed(observer, Step::Rate, rate)?;
+    let service = answer_for_the_service(tenants, &route, &verified, gate, seen);
+    if let Some(answer) = observed(observer, Step::Service, service)? {
+        observer.answered(Step::Service);
         return Ok(Admission::Answered(answer));
     }
 
-    let target = tenants.integrations.resolve(&route, &verified.caller)?;
+    let target = tenants.integrations.resolve(&route, &verified.caller);
+    let target = observed(observer, Step::Integration, target)?;
+    observer.resolved(&route, &verified, &target);
     seen.integration = Some(target.integration.name.clone());
-    if let Some(answer) = answer_from_the_config(&route)? {
+    if let Some(answer) = observed(observer, Step::Config, answer_from_the_config(&route))? {
+        observer.answered(Step::Config);
         return Ok(Admission::Answered(answer));
     }
     if route.operation == Operation::StartSession {
-        let scope = session::CookieScope {
-            path: match virtual_bucket {
-                Some(_) => "/".to_string(),
-                None => format!("/{}/", route.name),
-            },
-            secure: browser_used_https(&tenants.config.server, peer.socket, request.headers()),
-            same_site: tenants.config.server.cookie_same_site,
-        };
-        return session::answer(&route, &verified, &request, &scope, SystemTime::now())
-            .map(Admission::Answered);
+        let virtual_host = virtual_bucket.is_some();
+        let answer = start_session(tenants, &route, &verified, &request, &peer, virtual_host);
+        let answer = observed(observer, Step::Session, answer)?;
+        observer.answered(Step::Session);
+        return Ok(Admission::Answered(answer));
     }
-    check_headers(&request, &route, &verified, &target.integration)?;
+    let guard = check_headers(&request, &route, &verified, &target.integration);
+    observed(observer, Step::Guard, guard)?;
+    observer.passed(Step::Guard);
     Ok(Admission::Forward(Box::new(Admitted {
         route,
         verified,
         target,
         request,
     })))
+}
+
+/// The front door: who the caller is. Nobody vouches for an anonymous or policy caller's
+/// `x-amz-*` headers: none goes further.
+fn identify<B, O: Observer>(
+    tenants: &Tenants,
+    request: &mut Request<B>,
+    (query, virtual_bucket): (&[(String, String)], Option<&str>),
+    observer: &mut O,
+) -> Result<Verified, Error> {
+    let signed = SignedRequest {
+        method: request.method(),
+        uri: request.uri(),
+        headers: request.headers(),
+        query,
+        virtual_bucket,
+    };
+    let verified = tenants.clients.identify_parsed(&signed, SystemTime::now());
+    let head = Head {
+        method: request.method(),
+        uri: request.uri(),
+        headers: request.headers(),
+    };
+    observer.front_door(head, verified.as_ref());
+    let verified = verified?;
+    if !verified.vouches_for_headers() {
+        strip_amz_headers(request.headers_mut());
+    }
+    Ok(verified)
+}
+
+/// A signed policy's session: its cookies, scoped to the name's path (or the whole host, for
+/// a virtual-host name), `Secure` when the browser used HTTPS.
+fn start_session<B>(
+    tenants: &Tenants,
+    route: &Route,
+    verified: &Verified,
+    request: &Request<B>,
+    peer: &Peer,
+    virtual_host: bool,
+) -> Result<Response<ProxyBody>, Error> {
+    let scope = session::CookieScope {
+        path: if virtual_host {
+            "/".to_string()
+        } else {
+            format!("/{}/", route.name)
+        },
+        secure: browser_used_https(&tenants.config.server, peer.socket, request.headers()),
+        same_site: tenants.config.server.cookie_same_site,
+    };
+    session::answer(route, verified, request, &scope, SystemTime::now())
 }
 
 /// What a signed policy allows: checked against the route, and the caller's address.

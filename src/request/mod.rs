@@ -7,4 +7,5 @@ pub mod integration;
 pub mod lazy;
 pub(crate) mod session;
 pub(crate) mod shape;
+pub(crate) mod steps;
 pub(crate) mod tenants;

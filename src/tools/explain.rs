@@ -15,12 +15,16 @@ use http::{HeaderMap, Request};
 
 use crate::auth::front_door::{Authentication, Caller, Clients, Verified};
 use crate::config::Integration;
+use crate::net::limits::RateLimiter;
+use crate::net::peer::Peer;
 use crate::observe::access::Seen;
+use crate::observe::metrics::Metrics;
 use crate::proxy::Proxy;
-use crate::request::admit;
+use crate::request::admit::{self, Admission, Admitted, Gate};
 use crate::request::integration::Target;
+use crate::request::steps::{self, Head, Observer};
 use crate::s3::error::Error;
-use crate::s3::route::{Operation, Route};
+use crate::s3::route::Route;
 use crate::upstream::state::State;
 
 mod render;
@@ -183,94 +187,115 @@ fn sign_as(clients: &Clients, key_id: &str, request: &mut Request<()>) -> Result
         .map_err(|error| error.to_string())
 }
 
-/// What the request phase hands on: the request, its route, its caller and its target.
-struct Admitted {
-    request: Request<()>,
-    route: Route,
-    verified: Verified,
-    target: Target,
-}
-
-/// The request phase's steps, as `admit` takes them; `None` once a step refuses or answers.
+/// The request phase, run by [`admit::admit`] itself with a recorder as its observer: what
+/// it hands on, or `None` once a step refused or answered. `explain` has no client address
+/// (a policy limited to a range of addresses is refused), and its own rate limiter (it spends
+/// none of the caller's tokens).
 fn request_phase(
     proxy: &Proxy,
     state: &State,
-    mut request: Request<()>,
+    request: Request<()>,
     options: &Options,
     explanation: &mut Explanation,
-) -> Option<Admitted> {
-    if let Err(error) = admit::check_shape(&state.tenants, &request) {
-        explanation.refuse("shape", &error);
-        return None;
-    }
-    let (route, virtual_bucket) = match admit::route_request(&state.tenants, &request) {
-        Ok(routed) => (routed.route, routed.virtual_bucket),
-        Err(error) => {
-            explanation.refuse("route", &error);
-            return None;
-        }
+) -> Option<Admitted<()>> {
+    let (rate_limiter, metrics) = (RateLimiter::default(), Metrics::default());
+    let gate = Gate {
+        rate_limiter: &rate_limiter,
+        metrics: &metrics,
+        started: proxy.gate().started,
     };
-    explanation.step("route", Outcome::Passed, route_facts(&route));
-    if route.operation == Operation::Preflight {
-        explanation.answered("cors", "a CORS preflight, answered from the config");
-        return None;
-    }
-    if route.operation == Operation::PostObject {
-        // As `admit`: the caller, policy and key are in the form, which explain does not read.
-        explanation.answered(
-            "form",
-            "a form upload, verified from the fields in its body",
-        );
-        return None;
-    }
-    let verified = front_door(
-        state,
-        &request,
-        virtual_bucket.as_deref(),
-        options,
+    let peer = Peer {
+        socket: None,
+        client: None,
+    };
+    let mut recorder = Recorder {
         explanation,
-    )?;
-    if !verified.vouches_for_headers() {
-        admit::strip_amz_headers(request.headers_mut());
-    }
-    // `explain` has no client address: a policy limited to a range is refused here.
-    if let Err(error) = admit::check_grant(&verified, &route, None) {
-        explanation.refuse("policy", &error);
-        return None;
-    }
-    let mut route = route;
-    route.operation = route
-        .operation
-        .with_copy_source(verified.signed("x-amz-copy-source"));
-    let target = authorise(proxy, state, &route, &verified, explanation)?;
-    let integration = target.integration.clone();
-    if route.operation == Operation::StartSession {
-        explanation.answered("session", "the signed policy's cookies, set by the proxy");
-        return None;
-    }
-    // As `admit`: what the config answers first, and only then the header checks.
-    match admit::answer_from_the_config(&route) {
-        Err(error) => {
-            explanation.refuse("config", &error);
-            return None;
-        }
-        Ok(Some(_)) => {
-            explanation.answered("config", "from the integration's config");
-            return None;
-        }
-        Ok(None) => {}
-    }
-    if let Err(error) = admit::check_headers(&request, &route, &verified, &integration) {
-        explanation.refuse("guard", &error);
-        return None;
-    }
-    explanation.step("guard", Outcome::Passed, Vec::new());
-    Some(Admitted {
+        options,
+    };
+    let mut seen = Seen::default();
+    match admit::admit(
+        &state.tenants,
         request,
-        route,
-        verified,
-        target,
-    })
+        peer,
+        &gate,
+        &mut seen,
+        &mut recorder,
+    ) {
+        Ok(Admission::Forward(admitted)) => Some(*admitted),
+        Ok(Admission::Answered(_) | Admission::Form(_)) | Err(_) => None,
+    }
+}
+
+/// Writes each step the request phase reports as explain's steps.
+struct Recorder<'a> {
+    explanation: &'a mut Explanation,
+    options: &'a Options,
+}
+
+impl Observer for Recorder<'_> {
+    fn passed(&mut self, step: steps::Step) {
+        if step == steps::Step::Guard {
+            self.explanation.step("guard", Outcome::Passed, Vec::new());
+        }
+    }
+
+    fn refused(&mut self, step: steps::Step, error: &Error) {
+        // The front door reports its own refusal, with what it computed.
+        if step != steps::Step::FrontDoor {
+            self.explanation.refuse(step_name(step, Some(error)), error);
+        }
+    }
+
+    fn answered(&mut self, step: steps::Step) {
+        let what = match step {
+            steps::Step::Preflight => "a CORS preflight, answered from the config",
+            // Its caller, policy and key are in the form, which explain does not read.
+            steps::Step::Form => "a form upload, verified from the fields in its body",
+            steps::Step::Service => "the buckets this caller reaches",
+            steps::Step::Session => "the signed policy's cookies, set by the proxy",
+            _ => "from the integration's config",
+        };
+        self.explanation.answered(step_name(step, None), what);
+    }
+
+    fn routed(&mut self, route: &Route) {
+        self.explanation
+            .step("route", Outcome::Passed, route_facts(route));
+    }
+
+    fn front_door(&mut self, head: Head<'_>, caller: Result<&Verified, &Error>) {
+        front_door(head, caller, self.options, self.explanation);
+    }
+
+    fn resolved(&mut self, route: &Route, verified: &Verified, target: &Target) {
+        self.explanation
+            .step("integration", Outcome::Passed, target_facts(target));
+        let rule = rule(&verified.caller, route, &target.integration);
+        self.explanation
+            .step("authorisation", Outcome::Passed, vec![("allowed by", rule)]);
+    }
+}
+
+/// The name explain gives a step. A refusal to let this caller do this is `authorisation`,
+/// whichever step found it.
+fn step_name(step: steps::Step, error: Option<&Error>) -> &'static str {
+    match (step, error) {
+        (steps::Step::Service | steps::Step::Integration, Some(Error::AccessDenied { .. })) => {
+            "authorisation"
+        }
+        (steps::Step::Shape, _) => "shape",
+        (steps::Step::Route, _) => "route",
+        (steps::Step::Preflight, _) => "cors",
+        (steps::Step::Form, _) => "form",
+        (steps::Step::FrontDoor, _) => "front door",
+        (steps::Step::Policy, _) => "policy",
+        (steps::Step::Rate, _) => "rate",
+        (steps::Step::Service, _) => "service",
+        (steps::Step::Integration, _) => "integration",
+        (steps::Step::Config, _) => "config",
+        (steps::Step::Session, _) => "session",
+        (steps::Step::Guard, _) => "guard",
+    }
 }
 
 fn route_facts(route: &Route) -> Vec<(&'static str, String)> {
@@ -292,34 +317,27 @@ fn route_facts(route: &Route) -> Vec<(&'static str, String)> {
 
 /// Who the caller is, and how they proved it; on a SigV4 mismatch, what the proxy computed.
 fn front_door(
-    state: &State,
-    request: &Request<()>,
-    virtual_bucket: Option<&str>,
+    head: Head<'_>,
+    caller: Result<&Verified, &Error>,
     options: &Options,
     explanation: &mut Explanation,
-) -> Option<Verified> {
-    let now = SystemTime::now();
-    let (method, uri, headers) = (request.method(), request.uri(), request.headers());
-    let identified = state
-        .tenants
-        .clients
-        .identify(method, uri, headers, now, virtual_bucket);
-    let view = Clients::signature_view(method, uri, headers, now);
+) {
+    let view = Clients::signature_view(head.method, head.uri, head.headers, SystemTime::now());
     let mut facts = Vec::new();
     if let Some(view) = &view {
         facts.push(("signed with", view.access_key_id.clone()));
         facts.push(("scope", view.scope.clone()));
     }
-    match identified {
+    match caller {
         Ok(verified) => {
-            facts.insert(0, ("caller", describe_caller(&verified)));
+            facts.insert(0, ("caller", describe_caller(verified)));
             explanation.step("front door", Outcome::Passed, facts);
-            Some(verified)
         }
         Err(error) => {
-            explanation.refuse("front door", &error);
-            if let (Error::SignatureDoesNotMatch, Some(view)) = (&error, view) {
-                let step = explanation.steps.last_mut()?;
+            explanation.refuse("front door", error);
+            if let (Error::SignatureDoesNotMatch, Some(view), Some(step)) =
+                (error, view, explanation.steps.last_mut())
+            {
                 step.facts.extend(facts);
                 step.facts
                     .push(("canonical request", redact(&view.canonical_request)));
@@ -329,7 +347,6 @@ fn front_door(
                     step.facts.push(("compared", first));
                 }
             }
-            None
         }
     }
 }
@@ -364,49 +381,6 @@ fn first_difference(ours: &str, theirs: &str) -> String {
     "the canonical requests are the same: the signing key differs (a wrong secret, or \
      another date, region or service in the scope)"
         .to_string()
-}
-
-/// The integration the request maps to, and whether the caller may do this there.
-fn authorise(
-    proxy: &Proxy,
-    state: &State,
-    route: &Route,
-    verified: &Verified,
-    explanation: &mut Explanation,
-) -> Option<Target> {
-    let gate = proxy.gate();
-    let seen = Seen {
-        cors_for: state.tenants.integrations.integration(&route.name),
-        ..Seen::default()
-    };
-    match admit::answer_for_the_service(&state.tenants, route, verified, &gate, &seen) {
-        Err(error) => {
-            explanation.refuse("authorisation", &error);
-            return None;
-        }
-        Ok(Some(_)) => {
-            explanation.answered("service", "the buckets this caller reaches");
-            return None;
-        }
-        Ok(None) => {}
-    }
-    match state.tenants.integrations.resolve(route, &verified.caller) {
-        Ok(target) => {
-            explanation.step("integration", Outcome::Passed, target_facts(&target));
-            let rule = rule(&verified.caller, route, &target.integration);
-            explanation.step("authorisation", Outcome::Passed, vec![("allowed by", rule)]);
-            Some(target)
-        }
-        Err(error @ Error::AccessDenied { .. }) => {
-            explanation.refuse("authorisation", &error);
-            None
-        }
-        // No integration by that name, or a key it refuses.
-        Err(error) => {
-            explanation.refuse("integration", &error);
-            None
-        }
-    }
 }
 
 fn target_facts(target: &Target) -> Vec<(&'static str, String)> {

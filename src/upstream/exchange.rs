@@ -2,8 +2,10 @@
 //! document the proxy wrote), the integration's credentials, the signed request, and the
 //! store's answer.
 //!
-//! [`send_signed`] is the one way the proxy signs and sends: for a client's request
-//! ([`exchange`]), for `check`'s probes ([`State::probe`]) and for region discovery.
+//! [`sign`] is the one way an upstream request is signed, and [`send_signed`] the one way it
+//! is signed and sent: for a client's request ([`exchange`]), for `check`'s probes
+//! ([`State::probe`]), form uploads and region discovery. What a client's request becomes
+//! before it is signed is decided once, by [`plan`], which `explain` runs too.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -42,11 +44,14 @@ pub struct Answered {
     pub credentials: aws_credential_types::Credentials,
 }
 
-/// How a request of the proxy's own (not a client's) is signed and what it carries.
+/// What an upstream request carries and how it is signed.
 pub struct Signing<'a> {
     pub operation: Operation,
     pub query: &'a [(String, String)],
+    /// The headers the guard lets through ([`crate::upstream::sign`]'s `forwarded`).
     pub headers: http::HeaderMap,
+    /// Headers the proxy wrote itself (a rewritten copy source), set as they are.
+    pub extra_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub body: ProxyBody,
     pub payload: Payload,
 }
@@ -58,43 +63,75 @@ impl<'a> Signing<'a> {
             operation,
             query,
             headers: http::HeaderMap::new(),
+            extra_headers: Vec::new(),
             body: body::empty(),
             payload: Payload::Unsigned,
         }
     }
 }
 
-/// Signs a request of the proxy's own for `target` with its integration's credentials and
-/// sends it.
+/// Signs `signing` for `target` with `credentials`, in the headers: every upstream request
+/// (a presigned redirect aside) is signed here.
+pub fn sign(
+    target: &Target,
+    signing: Signing<'_>,
+    credentials: &aws_credential_types::Credentials,
+) -> Result<http::Request<ProxyBody>, Error> {
+    signed_request(
+        upstream_uri(target, signing.query)?,
+        UpstreamParts {
+            operation: signing.operation,
+            client_headers: &signing.headers,
+            extra_headers: signing.extra_headers,
+            body: signing.body,
+            payload: signing.payload,
+        },
+        credentials,
+        target.integration.region.signing_name(),
+        SystemTime::now(),
+    )
+}
+
+/// Signs a request for `target` with its integration's credentials and sends it.
 pub async fn send_signed(
     state: &State,
     target: &Target,
     signing: Signing<'_>,
 ) -> Result<Answer, Error> {
+    let credentials = state.credentials.credentials(&target.integration).await?;
+    send_with(state, target, signing, &credentials).await
+}
+
+async fn send_with(
+    state: &State,
+    target: &Target,
+    signing: Signing<'_>,
+    credentials: &aws_credential_types::Credentials,
+) -> Result<Answer, Error> {
     let integration = &target.integration;
-    let credentials = state.credentials.credentials(integration).await?;
-    let request = signed_request(
-        upstream_uri(target, signing.query)?,
-        UpstreamParts {
-            operation: signing.operation,
-            client_headers: &signing.headers,
-            extra_headers: Vec::new(),
-            body: signing.body,
-            payload: signing.payload,
-        },
-        &credentials,
-        integration.region.signing_name(),
-        SystemTime::now(),
-    )?;
+    let request = sign(target, signing, credentials)?;
     state
         .upstream
         .send(request, &integration.name, integration.ca_file.as_deref())
         .await
 }
 
-/// Runs the upstream phase for an admitted request whose region is known. Every check is
-/// done: only now are credentials fetched and the store contacted.
-pub async fn exchange<B>(state: &State, admitted: Box<Admitted<B>>) -> Result<Exchange, Error>
+/// What an admitted request becomes before it is signed: the listing scoped to the prefix,
+/// the copy source rewritten, and the body's plan. Decided by the proxy alone: no credentials
+/// yet, nothing sent.
+pub struct Planned {
+    pub route: Route,
+    pub target: Target,
+    /// The query the store gets.
+    pub query: Vec<(String, String)>,
+    pub headers: http::HeaderMap,
+    pub extra_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub body: ProxyBody,
+    pub payload: Payload,
+}
+
+/// Plans an admitted request whose region is known ([`Planned`]).
+pub async fn plan<B>(state: &State, admitted: Box<Admitted<B>>) -> Result<Planned, Error>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
@@ -121,14 +158,40 @@ where
         (&state.tenants.integrations, &integration),
     )
     .await?;
-    let credentials = state.credentials.credentials(&integration).await?;
-    let uri = upstream_uri(&target, &query)?;
+    Ok(Planned {
+        route,
+        target,
+        query,
+        headers,
+        extra_headers,
+        body,
+        payload,
+    })
+}
 
+/// Runs the upstream phase for an admitted request whose region is known. Every check is
+/// done: only now are credentials fetched and the store contacted.
+pub async fn exchange<B>(state: &State, admitted: Box<Admitted<B>>) -> Result<Exchange, Error>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    let Planned {
+        route,
+        target,
+        query,
+        headers,
+        extra_headers,
+        body,
+        payload,
+    } = plan(state, admitted).await?;
+    let integration = &target.integration;
+    let credentials = state.credentials.credentials(integration).await?;
     if let (Delivery::Redirect { expires }, Operation::GetObject) =
         (integration.delivery, route.operation)
     {
         let location = presigned_get_url(
-            uri,
+            upstream_uri(&target, &query)?,
             &credentials,
             integration.region.signing_name(),
             SystemTime::now(),
@@ -136,28 +199,15 @@ where
         )?;
         return crate::request::answers::redirect(&location).map(Exchange::Redirect);
     }
-
-    let upstream_request = signed_request(
-        uri,
-        UpstreamParts {
-            operation: route.operation,
-            client_headers: &headers,
-            extra_headers,
-            body,
-            payload,
-        },
-        &credentials,
-        integration.region.signing_name(),
-        SystemTime::now(),
-    )?;
-    let answer = state
-        .upstream
-        .send(
-            upstream_request,
-            &integration.name,
-            integration.ca_file.as_deref(),
-        )
-        .await?;
+    let signing = Signing {
+        operation: route.operation,
+        query: &query,
+        headers,
+        extra_headers,
+        body,
+        payload,
+    };
+    let answer = send_with(state, &target, signing, &credentials).await?;
     Ok(Exchange::Answered(Box::new(Answered {
         response: answer.response,
         latency: answer.latency,

@@ -1,56 +1,66 @@
-//! The upstream phase's steps: credentials, the region, and the request the store would get.
+//! The upstream phase's steps: the region, credentials, and the request the store would get.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
 
-use super::{Admitted, Explanation, Options, Outcome, redact};
-use crate::config::CredentialSource;
-use crate::upstream::sign::{Payload, UpstreamParts};
+use super::{Explanation, Options, Outcome, redact};
+use crate::auth::front_door::Authentication;
+use crate::config::{CredentialSource, Integration};
+use crate::request::admit::Admitted;
+use crate::upstream::exchange;
 use crate::upstream::state::State;
 
-/// The region (discovered unless offline), what the config answers once it is known,
-/// credentials (fetched unless offline), then the upstream request as it would be signed: the
-/// proxy's order.
+/// The region (discovered unless offline), what the config answers once it is known, the
+/// request planned as the proxy plans it, credentials (fetched unless offline), then the
+/// request signed as the proxy signs it ([`exchange::plan`], [`exchange::sign`]): the
+/// proxy's order and its own functions.
 pub(super) async fn upstream_phase(
     state: &State,
-    admitted: Admitted,
+    mut admitted: Admitted<()>,
     options: &Options,
     explanation: &mut Explanation,
 ) {
-    let integration = &admitted.target.integration;
-    let resolved = if options.offline {
-        integration.clone()
-    } else {
-        match state
-            .resolve_region(integration, &admitted.target.bucket)
-            .await
-        {
-            Ok(resolved) => resolved,
+    if !options.offline {
+        match state.regions.resolve(state, admitted.target.clone()).await {
+            Ok(target) => admitted.target = target,
             Err(error) => {
                 explanation.refuse("region", &error);
                 return;
             }
         }
-    };
-    let target = crate::request::integration::Target {
-        integration: resolved,
-        ..admitted.target.clone()
-    };
-    if crate::request::answers::after_region(admitted.route.operation, &target.integration)
-        .is_some()
-    {
+    }
+    let integration = admitted.target.integration.clone();
+    if crate::request::answers::after_region(admitted.route.operation, &integration).is_some() {
         let what = format!(
             "from the integration's config, in region {}",
-            target.integration.region.signing_name()
+            integration.region.signing_name()
         );
         explanation.answered("config", &what);
         return;
     }
-    let Some(credentials) = credentials(state, &admitted, options, explanation).await else {
+    let client_headers = admitted.request.headers().clone();
+    let presigned = admitted.verified.authentication == Authentication::Presigned;
+    let admitted = Box::new(Admitted {
+        request: admitted
+            .request
+            .map(|()| http_body_util::Empty::<bytes::Bytes>::new()),
+        route: admitted.route,
+        verified: admitted.verified,
+        target: admitted.target,
+    });
+    let planned = match exchange::plan(state, admitted).await {
+        Ok(planned) => planned,
+        Err(error) => {
+            explanation.refuse("upstream request", &error);
+            return;
+        }
+    };
+    let Some(credentials) = credentials(state, &integration, options, explanation).await else {
         return;
     };
-    match upstream_request(state, &admitted, &target, &credentials) {
+    match upstream_request(planned, &credentials, &client_headers, presigned) {
         Ok(facts) => {
             explanation.step("upstream request", Outcome::Passed, facts);
             explanation.answer = "forwarded to the store".to_string();
@@ -62,11 +72,10 @@ pub(super) async fn upstream_phase(
 /// The integration's credentials: described from the cache offline, else obtained.
 async fn credentials(
     state: &State,
-    admitted: &Admitted,
+    integration: &Arc<Integration>,
     options: &Options,
     explanation: &mut Explanation,
 ) -> Option<Credentials> {
-    let integration = &admitted.target.integration;
     let mut facts = vec![
         ("source", integration.credentials.describe()),
         (
@@ -116,34 +125,22 @@ async fn credentials(
 /// The request the store would get: its URL, `Host`, the client headers the guard drops, and
 /// the canonical request and string to sign (the session token redacted).
 fn upstream_request(
-    state: &State,
-    admitted: &Admitted,
-    target: &crate::request::integration::Target,
+    planned: exchange::Planned,
     credentials: &Credentials,
+    client_headers: &http::HeaderMap,
+    presigned: bool,
 ) -> Result<Vec<(&'static str, String)>, crate::s3::error::Error> {
-    let route = &admitted.route;
-    let mut query = route.query.clone();
-    if route.operation.is_listing() {
-        crate::upstream::exchange::scope_listing(&mut query, &target.integration.prefix);
-    }
-    let headers = admitted.request.headers();
-    let extra_headers =
-        crate::upstream::exchange::copy_source(state, route.operation, headers, target)?;
-    let region = target.integration.region.signing_name();
-    let request = crate::upstream::sign::signed_request(
-        crate::upstream::sign::upstream_uri(target, &query)?,
-        UpstreamParts {
-            operation: route.operation,
-            client_headers: headers,
-            extra_headers,
-            body: crate::s3::body::empty(),
-            payload: Payload::from_client(headers).unwrap_or(Payload::Unsigned),
-        },
-        credentials,
-        region,
-        SystemTime::now(),
-    )?;
-    let (canonical, string_to_sign) = crate::upstream::sign::signing_view(&request, region)?;
+    let region = planned.target.integration.region.signing_name().to_string();
+    let signing = exchange::Signing {
+        operation: planned.route.operation,
+        query: &planned.query,
+        headers: planned.headers,
+        extra_headers: planned.extra_headers,
+        body: planned.body,
+        payload: planned.payload,
+    };
+    let request = exchange::sign(&planned.target, signing, credentials)?;
+    let (canonical, string_to_sign) = crate::upstream::sign::signing_view(&request, &region)?;
     let host = request
         .headers()
         .get(http::header::HOST)
@@ -163,13 +160,13 @@ fn upstream_request(
         ("url", request.uri().to_string()),
         ("host", host),
     ];
-    let dropped = dropped_headers(headers, request.headers());
+    let dropped = dropped_headers(client_headers, request.headers());
     if !dropped.is_empty() {
         facts.push(("dropped headers", dropped.join(", ")));
     }
     facts.push(("canonical request", redact(&canonical)));
     facts.push(("string to sign", string_to_sign));
-    if admitted.verified.authentication == crate::auth::front_door::Authentication::Presigned {
+    if presigned {
         facts.push((
             "note",
             "the client's own signature is not forwarded".to_string(),
