@@ -15,6 +15,7 @@ mod cache;
 mod cli;
 mod clients;
 mod credentials;
+mod explain;
 mod faults;
 mod front_door;
 mod fuzz_corpus;

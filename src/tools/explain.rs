@@ -256,6 +256,10 @@ impl Observer for Recorder<'_> {
             _ => "from the integration's config",
         };
         self.explanation.answered(step_name(step, None), what);
+        if step == steps::Step::Form {
+            // What a form upload becomes is decided by its body.
+            self.explanation.answer = "handed to the form upload".to_string();
+        }
     }
 
     fn routed(&mut self, route: &Route) {

@@ -28,10 +28,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use s3_signing_proxy::Config;
 
+pub mod fixtures;
 mod pass_through;
 mod postgres;
 mod process;
 
+pub use fixtures::{ClientFixture, IntegrationFixture};
 pub use pass_through::{PassThrough, StsFault};
 pub use postgres::Postgres;
 pub use process::{ProxyProcess, TempDir, env_refs, free_address, moto_env};

@@ -1,0 +1,72 @@
+//! Config fixtures built as TOML tables and written by the `toml` crate: a test names the
+//! settings it cares about, and never patches a config's text.
+
+use toml::{Table, Value};
+
+/// An `[[integration]]`: its name, bucket and region to start with.
+#[derive(Clone)]
+pub struct IntegrationFixture(Table);
+
+impl IntegrationFixture {
+    pub fn new(name: &str, bucket: &str) -> Self {
+        let mut table = Table::new();
+        table.insert("name".into(), name.into());
+        table.insert("bucket".into(), bucket.into());
+        table.insert("region".into(), "us-east-1".into());
+        IntegrationFixture(table)
+    }
+
+    /// Sets `key` (any integration setting) to `value`.
+    pub fn set(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.0.insert(key.into(), value.into());
+        self
+    }
+
+    /// Static credentials: the access key id, and the variable holding the secret.
+    pub fn static_keys(self, access_key_id: &str, secret_env: &str) -> Self {
+        let mut credentials = Table::new();
+        credentials.insert("access_key_id".into(), access_key_id.into());
+        credentials.insert("secret_access_key_env".into(), secret_env.into());
+        self.set("credentials", credentials)
+    }
+}
+
+/// A `[[client]]`: its key, the variable holding its secret, its integrations and access.
+#[derive(Clone)]
+pub struct ClientFixture(Table);
+
+impl ClientFixture {
+    pub fn new(access_key_id: &str, secret_env: &str, integrations: &[&str], access: &str) -> Self {
+        let mut table = Table::new();
+        table.insert("access_key_id".into(), access_key_id.into());
+        table.insert("secret_access_key_env".into(), secret_env.into());
+        let names: Vec<Value> = integrations.iter().map(|name| (*name).into()).collect();
+        table.insert("integrations".into(), names.into());
+        table.insert("access".into(), access.into());
+        ClientFixture(table)
+    }
+}
+
+/// A whole config: `[server]` settings (may be empty), integrations and clients.
+pub fn config(
+    server: Table,
+    integrations: &[IntegrationFixture],
+    clients: &[ClientFixture],
+) -> String {
+    let mut root = Table::new();
+    if !server.is_empty() {
+        root.insert("server".into(), server.into());
+    }
+    let tables = |list: Vec<Table>| Value::Array(list.into_iter().map(Value::Table).collect());
+    root.insert(
+        "integration".into(),
+        tables(integrations.iter().map(|i| i.0.clone()).collect()),
+    );
+    if !clients.is_empty() {
+        root.insert(
+            "client".into(),
+            tables(clients.iter().map(|c| c.0.clone()).collect()),
+        );
+    }
+    toml::to_string(&root).expect("a config is TOML")
+}
