@@ -130,7 +130,7 @@ pub(crate) async fn credentials_refused(
     }
     let about_the_credentials = match code {
         "SignatureDoesNotMatch" => {
-            let confirmation = state.probe_listing(integration, bucket, 0).await;
+            let confirmation = crate::upstream::probe::listing(state, integration, bucket, 0).await;
             match confirmation {
                 Ok(answer) => crate::s3::xml::parse(&answer.body).is_ok_and(|error| {
                     error.children.iter().any(|c| {

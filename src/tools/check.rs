@@ -13,7 +13,7 @@ use crate::config::{Access, Buckets, Config, Integration};
 use crate::proxy::Proxy;
 use crate::s3::error::Error;
 use crate::s3::route::Operation;
-use crate::upstream::exchange::ProbeAnswer;
+use crate::upstream::probe::{self, ProbeAnswer};
 use crate::upstream::state::State;
 
 /// One row of the report.
@@ -246,7 +246,7 @@ async fn check_region(
     bucket: &str,
     report: &mut Report<'_>,
 ) -> Option<Arc<Integration>> {
-    match state.resolve_region(integration, bucket).await {
+    match crate::upstream::region::resolve_region(state, integration, bucket).await {
         Ok(resolved) => {
             if integration.region_is_auto() {
                 let found = format!("{bucket} is in {}", resolved.region);
@@ -269,22 +269,22 @@ async fn check_reads(
     bucket: &str,
     report: &mut Report<'_>,
 ) {
-    let head = state
-        .probe(
-            integration,
-            bucket,
-            "",
-            Operation::HeadBucket,
-            &[],
-            Bytes::new(),
-        )
-        .await;
+    let head = probe::probe(
+        state,
+        integration,
+        bucket,
+        "",
+        Operation::HeadBucket,
+        &[],
+        Bytes::new(),
+    )
+    .await;
     let found = format!("{bucket} ({})", integration.region);
     report.outcome(
         "head-bucket",
         verdict(&head, integration, bucket, "s3:ListBucket").map(|()| found),
     );
-    let list = state.probe_listing(integration, bucket, 1).await;
+    let list = probe::listing(state, integration, bucket, 1).await;
     report.outcome(
         "list",
         verdict(&list, integration, bucket, "s3:ListBucket")
@@ -321,32 +321,32 @@ async fn check_writes(
     }
     let probe_key = format!(".s3-signing-proxy-check-{}", probe_suffix());
     let content = Bytes::from_static(b"s3-signing-proxy connection check\n");
-    let put = state
-        .probe(
-            integration,
-            bucket,
-            &probe_key,
-            Operation::PutObject,
-            &[],
-            content,
-        )
-        .await;
+    let put = probe::probe(
+        state,
+        integration,
+        bucket,
+        &probe_key,
+        Operation::PutObject,
+        &[],
+        content,
+    )
+    .await;
     if let Err(failure) = verdict(&put, integration, bucket, "s3:PutObject") {
         report.fail("put", failure);
         return;
     }
     let found = format!("{}{probe_key}", integration.prefix);
     report.push("put", Some(true), found);
-    let delete = state
-        .probe(
-            integration,
-            bucket,
-            &probe_key,
-            Operation::DeleteObject,
-            &[],
-            Bytes::new(),
-        )
-        .await;
+    let delete = probe::probe(
+        state,
+        integration,
+        bucket,
+        &probe_key,
+        Operation::DeleteObject,
+        &[],
+        Bytes::new(),
+    )
+    .await;
     report.outcome(
         "delete",
         verdict(&delete, integration, bucket, "s3:DeleteObject")

@@ -4,7 +4,7 @@
 //!
 //! [`sign`] is the one way an upstream request is signed, and [`send_signed`] the one way it
 //! is signed and sent: for a client's request ([`exchange`]), for `check`'s probes
-//! ([`State::probe`]), form uploads and region discovery. What a client's request becomes
+//! (`upstream::probe`), form uploads and region discovery. What a client's request becomes
 //! before it is signed is decided once, by [`plan`], which `explain` runs too.
 
 use std::sync::Arc;
@@ -503,81 +503,4 @@ pub(crate) fn scope_listing(query: &mut Vec<(String, String)>, prefix: &str) {
         }
     }
     query.sort();
-}
-
-/// An upstream answer read whole (small: probes and their error documents).
-pub struct ProbeAnswer {
-    pub status: http::StatusCode,
-    pub headers: http::HeaderMap,
-    pub body: bytes::Bytes,
-}
-
-impl State {
-    /// ListObjectsV2 of at most `max_keys` keys under the integration's prefix: `check`'s
-    /// list step, and the respond phase's test of whether refused credentials are at fault.
-    pub async fn probe_listing(
-        &self,
-        integration: &Arc<Integration>,
-        bucket: &str,
-        max_keys: u32,
-    ) -> Result<ProbeAnswer, Error> {
-        let query = [
-            ("list-type".to_string(), "2".to_string()),
-            ("max-keys".to_string(), max_keys.to_string()),
-            ("prefix".to_string(), integration.prefix.clone()),
-        ];
-        self.probe(
-            integration,
-            bucket,
-            "",
-            Operation::ListObjectsV2,
-            &query,
-            bytes::Bytes::new(),
-        )
-        .await
-    }
-
-    /// Sends one request of the proxy's own upstream (not a client's): `check` uses it to
-    /// probe an integration. `key` is relative to the prefix; `content` is the body of a PUT.
-    pub async fn probe(
-        &self,
-        integration: &Arc<Integration>,
-        bucket: &str,
-        key: &str,
-        operation: Operation,
-        query: &[(String, String)],
-        content: bytes::Bytes,
-    ) -> Result<ProbeAnswer, Error> {
-        use sha2::Digest;
-        // A bucket-level probe (HeadBucket, a listing) names no key: its prefix is in `query`.
-        let key = if operation.is_bucket_level() {
-            String::new()
-        } else {
-            format!("{}{key}", integration.prefix)
-        };
-        let target = Target {
-            integration: integration.clone(),
-            bucket: bucket.to_string(),
-            key,
-        };
-        let mut signing = Signing::plain(operation, query);
-        if operation.has_body() {
-            signing.headers.insert(
-                header::CONTENT_LENGTH,
-                http::HeaderValue::from(content.len()),
-            );
-            signing.payload = Payload::Sha256(hex::encode(sha2::Sha256::digest(&content)));
-            signing.body = body::full(content);
-        }
-        let answer = send_signed(self, &target, signing).await?;
-        let (parts, response_body) = answer.response.into_parts();
-        let body = body::collect_capped(response_body, MAX_DOCUMENT)
-            .await
-            .unwrap_or_default();
-        Ok(ProbeAnswer {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
-    }
 }

@@ -3,6 +3,7 @@
 pub(crate) mod credentials;
 pub(crate) mod exchange;
 pub(crate) mod forward;
+pub(crate) mod probe;
 pub(crate) mod region;
 pub mod sign;
 pub(crate) mod state;

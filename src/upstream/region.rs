@@ -81,19 +81,17 @@ pub async fn discover(state: &State, target: &Target) -> Result<String, Error> {
     })
 }
 
-impl State {
-    /// The region to use for `integration` in `bucket`: its own, or, for `auto`, the one
-    /// this state's cache knows or discovers ([`Regions::resolve`]).
-    pub async fn resolve_region(
-        &self,
-        integration: &Arc<Integration>,
-        bucket: &str,
-    ) -> Result<Arc<Integration>, Error> {
-        let target = Target {
-            integration: integration.clone(),
-            bucket: bucket.to_string(),
-            key: String::new(),
-        };
-        Ok(self.regions.resolve(self, target).await?.integration)
-    }
+/// The region to use for `integration` in `bucket`: its own, or, for `auto`, the one the
+/// state's cache knows or discovers ([`Regions::resolve`]).
+pub async fn resolve_region(
+    state: &State,
+    integration: &Arc<Integration>,
+    bucket: &str,
+) -> Result<Arc<Integration>, Error> {
+    let target = Target {
+        integration: integration.clone(),
+        bucket: bucket.to_string(),
+        key: String::new(),
+    };
+    Ok(state.regions.resolve(state, target).await?.integration)
 }

@@ -1,6 +1,8 @@
 //! One loaded configuration, ready to serve: its tenants (client keys and integrations), the
 //! credential cache, the upstream pool and the region cache. The proxy swaps it whole on reload;
-//! requests in flight keep the state they started with.
+//! requests in flight keep the state they started with. Every `impl State` is here; what
+//! the proxy asks the store of its own accord (a bucket's region, `check`'s probes) is in
+//! `region` and `probe`, as functions of a state.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
