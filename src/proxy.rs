@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::net::limits::RateLimiter;
 use crate::observe::access::{CountingBody, LineGate, LoggedBody, RequestLog, Seen};
 use crate::observe::metrics::{Metrics, method_label};
-use crate::request::admit::{Admission, Gate};
+use crate::request::admit::{Admission, Audience, Gate};
 use crate::request::tenants::Change;
 use crate::response::cache::Lookup;
 use crate::s3::body::{self, BoxError, ProxyBody};
@@ -69,6 +69,8 @@ struct Pending {
     gate: Arc<LineGate>,
     metrics: Arc<Metrics>,
     seen: Seen,
+    /// Who the answer is for: its CORS rules, and whether it is private.
+    audience: Audience,
     answered: bool,
 }
 
@@ -252,6 +254,7 @@ impl Proxy {
             gate: LineGate::new(),
             metrics: self.metrics.clone(),
             seen: Seen::default(),
+            audience: Audience::default(),
             request_id,
             answered: false,
         };
@@ -266,7 +269,7 @@ impl Proxy {
                     request,
                     peer,
                     &pending.request_id,
-                    &mut pending.seen,
+                    (&mut pending.seen, &mut pending.audience),
                 )
                 .await;
             let (mut response, code) = match result {
@@ -278,7 +281,7 @@ impl Proxy {
             };
             finish_headers(
                 &mut response,
-                &pending.seen,
+                &pending.audience,
                 origin.as_ref(),
                 &pending.request_id,
             );
@@ -296,7 +299,7 @@ impl Proxy {
         request: Request<B>,
         peer: crate::net::peer::Peer,
         request_id: &str,
-        seen: &mut Seen,
+        (seen, audience): (&mut Seen, &mut Audience),
     ) -> Result<Response<ProxyBody>, Error>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
@@ -314,7 +317,7 @@ impl Proxy {
             request,
             peer,
             &gate,
-            seen,
+            (&mut *seen, audience),
             &mut (),
         )? {
             Admission::Answered(response) => return Ok(response),
@@ -506,18 +509,18 @@ fn refusal(error: Error, request_id: &str, is_head: bool) -> Response<ProxyBody>
 /// proxy's request id (the store's own ids are on the log line, never in the answer).
 fn finish_headers(
     response: &mut Response<ProxyBody>,
-    seen: &Seen,
+    audience: &Audience,
     origin: Option<&http::HeaderValue>,
     request_id: &str,
 ) {
-    if let Some(integration) = &seen.cors_for {
+    if let Some(integration) = &audience.cors {
         let cors = crate::request::cors::response_headers(integration, origin);
         for (name, value) in &cors {
             response.headers_mut().insert(name, value.clone());
         }
     }
-    crate::response::protect::protect(response.headers_mut(), seen.cors_for.as_deref());
-    if seen.private {
+    crate::response::protect::protect(response.headers_mut(), audience.cors.as_deref());
+    if audience.private {
         crate::response::protect::keep_private(response.headers_mut());
     }
     let headers = response.headers_mut();

@@ -23,15 +23,10 @@ pub struct Seen {
     pub client: Option<String>,
     pub bucket: Option<String>,
     pub integration: Option<String>,
-    /// The integration whose CORS headers the answer carries, known as soon as the route is,
-    /// so that even a refusal carries them.
-    pub cors_for: Option<std::sync::Arc<crate::config::Integration>>,
     pub upstream_status: Option<u16>,
     /// The store's error code and its own request id, when it answered with an error.
     pub upstream_code: Option<String>,
     pub upstream_request_id: Option<String>,
-    /// The answer is for one browser's cookies (a signed policy): no shared cache may keep it.
-    pub private: bool,
     /// What the object cache did: `hit`, `miss`, `stale` (changed), `revalidated` (304),
     /// `bypass`; `None` for an integration without caching.
     pub cache: Option<&'static str>,

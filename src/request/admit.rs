@@ -49,6 +49,17 @@ pub enum Admission<B> {
     Forward(Box<Admitted<B>>),
 }
 
+/// Who an answer is for, decided by the request phase and read when the answer's headers are
+/// finished (the access line's record, `Seen`, is only what the log says).
+#[derive(Default)]
+pub struct Audience {
+    /// The integration whose CORS rules the answer carries: known from the route, so that a
+    /// refusal carries them too.
+    pub cors: Option<Arc<Integration>>,
+    /// The answer is for one browser's cookies (a signed policy): no shared cache may keep it.
+    pub private: bool,
+}
+
 /// What the request phase needs from the proxy besides the tenants: the rate limit, the
 /// metrics it counts refusals in, and the process start (ListBuckets' creation date).
 pub struct Gate<'a> {
@@ -57,15 +68,15 @@ pub struct Gate<'a> {
     pub started: SystemTime,
 }
 
-/// Runs the request phase. `seen` collects what the log line says, and the integration whose
-/// CORS headers the answer carries (set as soon as it is known, so a refusal carries them too).
-/// `observer` is told each step's decision (`()` on the hot path; `explain`'s recorder).
+/// Runs the request phase. `seen` collects what the log line says, `audience` who the answer
+/// is for (set as soon as it is known, so a refusal carries it too). `observer` is told each
+/// step's decision (`()` on the hot path; `explain`'s recorder).
 pub fn admit<B, O: Observer>(
     tenants: &Tenants,
     mut request: Request<B>,
     peer: Peer,
     gate: &Gate<'_>,
-    seen: &mut Seen,
+    (seen, audience): (&mut Seen, &mut Audience),
     observer: &mut O,
 ) -> Result<Admission<B>, Error> {
     observed(observer, Step::Shape, check_shape(tenants, &request))?;
@@ -76,9 +87,9 @@ pub fn admit<B, O: Observer>(
     } = observed(observer, Step::Route, route_request(tenants, &request))?;
     observer.routed(&route);
     seen.bucket = Some(route.name.clone());
-    seen.cors_for = tenants.integrations.integration(&route.name);
+    audience.cors = tenants.integrations.integration(&route.name);
     if route.operation == Operation::Preflight {
-        let integration = seen.cors_for.as_ref().ok_or_else(|| Error::NoSuchBucket {
+        let integration = audience.cors.as_ref().ok_or_else(|| Error::NoSuchBucket {
             name: route.name.clone(),
         });
         let answer = integration.and_then(|i| cors::preflight(i, request.headers()));
@@ -102,14 +113,14 @@ pub fn admit<B, O: Observer>(
     )?;
     let grant = check_grant(&verified, &route, peer.client);
     observed(observer, Step::Policy, grant)?;
-    seen.private = verified.authentication == Authentication::Policy;
+    audience.private = verified.authentication == Authentication::Policy;
     route.operation = route
         .operation
         .with_copy_source(verified.signed("x-amz-copy-source"));
     seen.client = Some(verified.caller.key_id().to_string());
     let rate = check_rate(tenants, &verified.caller, peer.client, gate);
     observed(observer, Step::Rate, rate)?;
-    let service = answer_for_the_service(tenants, &route, &verified, gate, seen);
+    let service = answer_for_the_service(tenants, &route, &verified, gate);
     if let Some(answer) = observed(observer, Step::Service, service)? {
         observer.answered(Step::Service);
         return Ok(Admission::Answered(answer));
@@ -281,16 +292,17 @@ pub(crate) fn answer_for_the_service(
     route: &Route,
     verified: &Verified,
     gate: &Gate<'_>,
-    seen: &Seen,
 ) -> Result<Option<Response<ProxyBody>>, Error> {
     match route.operation {
         Operation::ListBuckets => {
             crate::request::answers::list_buckets(tenants, &verified.caller, gate.started).map(Some)
         }
-        Operation::CreateBucket if seen.cors_for.is_none() => Err(Error::AccessDenied {
-            reason: "buckets are provisioned in the proxy's configuration, not by clients"
-                .to_string(),
-        }),
+        Operation::CreateBucket if tenants.integrations.integration(&route.name).is_none() => {
+            Err(Error::AccessDenied {
+                reason: "buckets are provisioned in the proxy's configuration, not by clients"
+                    .to_string(),
+            })
+        }
         _ => Ok(None),
     }
 }

@@ -212,13 +212,13 @@ fn request_phase(
         explanation,
         options,
     };
-    let mut seen = Seen::default();
+    let (mut seen, mut audience) = (Seen::default(), admit::Audience::default());
     match admit::admit(
         &state.tenants,
         request,
         peer,
         &gate,
-        &mut seen,
+        (&mut seen, &mut audience),
         &mut recorder,
     ) {
         Ok(Admission::Forward(admitted)) => Some(*admitted),
