@@ -238,6 +238,12 @@ async fn explain_and_the_proxy_agree_on_every_generated_request() {
     ];
     for caller in callers {
         for shape in requests() {
+            // A signed policy in the query stays out of the test's own SigV4 signing, whose
+            // TRACE log would show it.
+            let signs = !matches!(caller, Caller::Anonymous | Caller::Policy);
+            if signs && shape.1.contains("S3SP-Signature") {
+                continue;
+            }
             let request = build(caller, &shape);
             let before = counted.requests();
             let explanation = explain(&proxy, request, &options).await.unwrap();
