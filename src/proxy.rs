@@ -119,11 +119,14 @@ impl Drop for Pending {
 impl Proxy {
     /// A proxy serving `config`; nothing is fetched until the first request.
     pub fn new(config: Config) -> std::io::Result<Self> {
-        let chunk = config.server.cache_chunk;
+        let (chunk, disk) = (
+            config.server.cache_chunk,
+            config.server.cache_disk.is_some(),
+        );
         let cache = config
             .server
             .cache_memory
-            .map(|memory| crate::response::cache::ObjectCache::new(memory, chunk));
+            .map(|memory| crate::response::cache::ObjectCache::new(memory, chunk, disk));
         Ok(Proxy {
             cache,
             state: RwLock::new(Arc::new(State::new(config, None)?)),
@@ -135,6 +138,23 @@ impl Proxy {
             reload_failures: AtomicU64::new(0),
             sources: Default::default(),
         })
+    }
+
+    /// Opens the object cache's disk tier, when `[server.cache] disk` names one: before
+    /// serving, so a directory the proxy cannot use stops it at start.
+    pub async fn open_disk_cache(&self) -> std::io::Result<()> {
+        let disk = self.state().tenants.config.server.cache_disk.clone();
+        match (&self.cache, disk) {
+            (Some(cache), Some((directory, size))) => {
+                cache.open_disk(&directory, size).await.map_err(|error| {
+                    std::io::Error::other(format!(
+                        "[server.cache] disk {}: {error}",
+                        directory.display()
+                    ))
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The configuration now in force.

@@ -623,8 +623,122 @@ fn cache_readme_example_is_valid() {
         .unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(config.server.cache_memory, Some(512 << 20));
     assert_eq!(config.server.cache_chunk, 1 << 20);
+    assert_eq!(
+        config.server.cache_disk,
+        Some(("/var/cache/s3sp".into(), 50 << 30))
+    );
     let policy = config.integrations[0].cache.expect("cache_ttl");
     assert_eq!(policy.ttl, Duration::from_secs(60));
     assert_eq!(policy.max_object, 64 << 20);
     assert_eq!(policy.stale_if_error, Duration::from_secs(300));
+}
+
+const DISK_SECRET: &str = "cache-disk-writer-secret-51d7";
+
+/// `[server.cache] disk`: with 1 MiB of memory, twenty objects of 200 KiB are all served again
+/// without the store (memory holds five; the disk tier, whose own memory holds five more, gives
+/// them back, counted on `/metrics`), and so is a range of one only the disk holds; a write
+/// through the proxy is seen at once, though its old version was on disk; a purge drops the
+/// integration's entries from disk too.
+#[tokio::test]
+async fn cache_disk_tier_serves_what_memory_cannot_hold_and_forgets_writes() {
+    let moto = moto();
+    let tenant = &moto.tenant_w;
+    let s3 = PassThrough::start(moto.address()).await;
+    let dir = TempDir::new("cache-disk");
+    let config = format!(
+        "[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n[server.cache]\n\
+         memory = \"1MiB\"\ndisk = \"{disk}\"\ndisk_size = \"64MiB\"\n{}{}\
+         [[client]]\naccess_key_id = \"AKDISK\"\nsecret_access_key_env = \"DISK_SECRET\"\n\
+         integrations = [\"disked\"]\naccess = \"read-write\"\n",
+        sts_section(moto, &moto.endpoint(), ""),
+        tenant_w_integration(
+            "disked",
+            &s3.endpoint(),
+            "access = \"read-write\"\nprefix = \"cache-disk/\"\ncache_ttl = \"60s\"",
+        ),
+        disk = dir.0.join("disk").display(),
+    );
+    let body = |n: usize| format!("{n:02}").repeat(100 << 10);
+    const OBJECTS: usize = 20;
+    for n in 0..OBJECTS {
+        store_put(tenant, &format!("cache-disk/{n}.bin"), &body(n)).await;
+    }
+    let mut env = moto_env(moto);
+    env.push(("DISK_SECRET", DISK_SECRET.to_string()));
+    register_secrets([&DISK_SECRET.to_string()]);
+    let proxy = ProxyProcess::spawn(&dir.0, &config, &env_refs(&env)).await;
+    let url = |n: usize| proxy.url(&format!("/disked/{n}.bin"));
+
+    let before = s3.requests();
+    for n in 0..OBJECTS {
+        let first = get(&url(n)).await;
+        assert_eq!(first.status, 200, "{}", first.text());
+        assert_eq!(cache_status(&first), "s3-signing-proxy; fwd=miss; stored");
+    }
+    assert_eq!(s3.requests(), before + OBJECTS);
+    for n in 0..OBJECTS {
+        let again = get(&url(n)).await;
+        assert_eq!(again.text(), body(n), "object {n}");
+        assert_eq!(cache_status(&again), "s3-signing-proxy; hit", "object {n}");
+    }
+    // A range of the object used longest ago, which only the disk holds now.
+    let range = send(
+        http::Request::get(url(0))
+            .header("range", "bytes=10-19")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(range.status, 206);
+    assert_eq!(range.text(), "0000000000");
+    assert_eq!(cache_status(&range), "s3-signing-proxy; hit");
+    assert_eq!(s3.requests(), before + OBJECTS, "hits reached the store");
+    // 4 MiB of bodies through 1 MiB of memory: most came back from the disk tier.
+    let metrics = send(
+        http::Request::get(proxy.admin_url("/metrics"))
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await
+    .text();
+    let reads = metric(
+        &metrics,
+        "s3sp_cache_disk_reads_total{integration=\"disked\"}",
+    );
+    assert!(reads.is_some_and(|reads| reads >= 16.0), "{reads:?}");
+
+    // A PUT through the proxy: its object's next GET is the new version, from the store.
+    let mut put = http::Request::put(url(0))
+        .body(Full::new(Bytes::from_static(b"rewritten")))
+        .unwrap();
+    sign_as_client(&mut put, "AKDISK", DISK_SECRET);
+    assert_eq!(send(put).await.status, 200);
+    let seen = s3.requests();
+    let rewritten = get(&url(0)).await;
+    assert_eq!(rewritten.text(), "rewritten");
+    assert_eq!(
+        cache_status(&rewritten),
+        "s3-signing-proxy; fwd=miss; stored"
+    );
+    assert_eq!(s3.requests(), seen + 1);
+
+    // A purge of the integration: nothing of it is served from either tier.
+    let purge = http::Request::post(proxy.admin_url("/cache/purge"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(
+            br#"{"integration": "disked"}"#,
+        )))
+        .unwrap();
+    assert_eq!(send(purge).await.status, 200);
+    for n in 1..OBJECTS {
+        let after = get(&url(n)).await;
+        assert_eq!(after.text(), body(n));
+        assert_eq!(
+            cache_status(&after),
+            "s3-signing-proxy; fwd=miss; stored",
+            "object {n}"
+        );
+    }
+    assert_eq!(s3.requests(), seen + OBJECTS);
 }

@@ -118,12 +118,9 @@ const CACHE_CHUNK: u64 = 1 << 20;
 
 /// `[server.cache] memory`, the object cache's budget (1 MiB or more), and `chunk`, the size
 /// of the chunks ranges are kept in (64 KiB to 64 MiB).
-fn build_cache(
-    raw: Option<super::raw::RawCache>,
-    problems: &mut Problems<'_>,
-) -> (Option<u64>, u64) {
+fn build_cache(raw: Option<super::raw::RawCache>, problems: &mut Problems<'_>) -> Cache {
     let Some(cache) = raw else {
-        return (None, CACHE_CHUNK);
+        return (None, CACHE_CHUNK, None);
     };
     let chunk = match cache.chunk.as_deref().map(|text| (text, parse_size(text))) {
         None => CACHE_CHUNK,
@@ -134,8 +131,9 @@ fn build_cache(
             CACHE_CHUNK
         }
     };
+    let disk = build_cache_disk(cache.disk, cache.disk_size, problems);
     match parse_size(&cache.memory) {
-        Some(bytes) if bytes >= 1 << 20 => (Some(bytes), chunk),
+        Some(bytes) if bytes >= 1 << 20 => (Some(bytes), chunk, disk),
         _ => {
             problems.add(
                 "[server.cache]",
@@ -145,8 +143,43 @@ fn build_cache(
                     cache.memory
                 ),
             );
-            (None, chunk)
+            (None, chunk, None)
         }
+    }
+}
+
+/// `[server.cache]`: the memory budget, the chunk size and the disk tier.
+type Cache = (Option<u64>, u64, Option<(std::path::PathBuf, u64)>);
+
+/// `disk` and `disk_size`: both or neither; a size of 64MiB or more.
+fn build_cache_disk(
+    disk: Option<String>,
+    size: Option<String>,
+    problems: &mut Problems<'_>,
+) -> Option<(std::path::PathBuf, u64)> {
+    let place = "[server.cache]";
+    match (disk, size) {
+        (None, None) => None,
+        (Some(_), None) => {
+            problems.add(place, "disk_size", "`disk` needs a budget, like \"50GiB\"");
+            None
+        }
+        (None, Some(_)) => {
+            problems.add(
+                place,
+                "disk",
+                "`disk_size` is set without a `disk` directory",
+            );
+            None
+        }
+        (Some(directory), Some(text)) => match parse_size(&text) {
+            Some(bytes) if bytes >= 64 << 20 => Some((directory.into(), bytes)),
+            _ => {
+                let reason = format!("`{text}` is not a size of 64MiB or more, like \"50GiB\"");
+                problems.add(place, "disk_size", reason);
+                None
+            }
+        },
     }
 }
 
@@ -207,10 +240,11 @@ fn build_server(
         problems,
         secrets,
     );
-    let (cache_memory, cache_chunk) = build_cache(raw.cache, problems);
+    let (cache_memory, cache_chunk, cache_disk) = build_cache(raw.cache, problems);
     ServerConfig {
         cache_memory,
         cache_chunk,
+        cache_disk,
         listen,
         admin_listen,
         admin,

@@ -122,6 +122,9 @@ pub struct ServerConfig {
     pub cache_memory: Option<u64>,
     /// `[server.cache] chunk`: the size of the aligned chunks ranges are kept in (1 MiB).
     pub cache_chunk: u64,
+    /// `[server.cache] disk` and `disk_size`: the object cache's second tier, a directory and
+    /// its budget in bytes.
+    pub cache_disk: Option<(std::path::PathBuf, u64)>,
 }
 
 /// What the admin listener asks of a request, so that a web page an operator visits cannot

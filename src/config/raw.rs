@@ -78,6 +78,8 @@ pub(super) struct RawServer {
 pub(super) struct RawCache {
     pub(super) memory: String,
     pub(super) chunk: Option<String>,
+    pub(super) disk: Option<String>,
+    pub(super) disk_size: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -601,3 +601,32 @@ fn limits_take_what_is_given_and_report_what_is_under_its_floor() {
     }
     assert_eq!(error.problems.len(), 7, "{all}");
 }
+
+#[test]
+fn the_cache_disk_tier_needs_a_directory_and_a_budget_of_64mib_or_more() {
+    let with = |cache: &str| {
+        format!(
+            "[server.cache]\nmemory = \"1MiB\"\n{cache}\n[[integration]]\nname = \"acme\"\n\
+             bucket = \"a-bucket\"\nregion = \"us-east-1\"\n[integration.credentials]\n\
+             source = \"default-chain\"\n"
+        )
+    };
+    let good = Config::parse(
+        &with("disk = \"/tmp/s3sp\"\ndisk_size = \"64MiB\""),
+        "c.toml",
+        &secrets(),
+    )
+    .expect("valid");
+    assert_eq!(good.server.cache_disk, Some(("/tmp/s3sp".into(), 64 << 20)));
+    for (cache, field) in [
+        ("disk = \"/tmp/s3sp\"", "field `disk_size`"),
+        ("disk_size = \"1GiB\"", "field `disk`"),
+        (
+            "disk = \"/tmp/s3sp\"\ndisk_size = \"63MiB\"",
+            "field `disk_size`",
+        ),
+    ] {
+        let error = Config::parse(&with(cache), "c.toml", &secrets()).expect_err(cache);
+        assert!(error.to_string().contains(field), "{cache}: {error}");
+    }
+}

@@ -440,7 +440,7 @@ fn source_metrics(out: &mut String, sources: &crate::observe::metrics::SourceSta
 fn cache_metrics(out: &mut String, cache: &crate::response::cache::ObjectCache) {
     let (counts, weight, evictions) = cache.stats();
     type Pick = fn(&crate::response::cache::Counts) -> u64;
-    let families: [(&str, &str, Pick); 4] = [
+    let families: [(&str, &str, Pick); 5] = [
         (
             "s3sp_cache_hits_total",
             "Answers served from the object cache.",
@@ -460,6 +460,11 @@ fn cache_metrics(out: &mut String, cache: &crate::response::cache::ObjectCache) 
             "s3sp_cache_served_bytes_total",
             "Body bytes served from the object cache: egress the store did not send.",
             |c| c.bytes_served,
+        ),
+        (
+            "s3sp_cache_disk_reads_total",
+            "Entries the disk tier gave back to memory ([server.cache] disk).",
+            |c| c.disk_reads,
         ),
     ];
     for (name, help, pick) in families {

@@ -53,6 +53,7 @@ pub async fn serve(
     let sources = config.source.clone();
     let catalog: Shared = Arc::new(std::sync::Mutex::new(Catalog::new(config.clone())));
     let proxy = Arc::new(Proxy::new(config)?);
+    proxy.open_disk_cache().await?;
     proxy.warm_up(proxy.state().tenants.integrations.all().cloned().collect());
     let integrations = start_sources(&path, &sources, &catalog, &proxy);
 

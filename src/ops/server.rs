@@ -240,6 +240,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listen = config.server.listen;
     let proxy = Arc::new(Proxy::new(config)?);
+    proxy.open_disk_cache().await?;
     let listener = TcpListener::bind(listen).await?;
     on_bound(listener.local_addr()?);
     run(listener, proxy, None, shutdown).await

@@ -21,6 +21,7 @@
 mod keys;
 mod ranges;
 mod tee;
+mod tiers;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,9 +32,10 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use tokio::sync::watch;
 
-use keys::{Entries, Filling, Piece};
 pub use keys::{Entry, FillGuard, Key, with_status};
+use keys::{Filling, Piece};
 pub use ranges::Fetch;
+use tiers::Entries;
 
 use crate::config::Integration;
 use crate::request::integration::Target;
@@ -59,7 +61,8 @@ pub enum Lookup {
 /// upload, DeleteObjects: their keys are in their bodies) any of the integration's.
 pub struct Write {
     integration: String,
-    object: Option<String>,
+    /// The real bucket and upstream key.
+    object: Option<(String, String)>,
 }
 
 impl Write {
@@ -70,7 +73,9 @@ impl Write {
             Operation::PutObject
             | Operation::DeleteObject
             | Operation::CopyObject
-            | Operation::CompleteMultipartUpload => Some(target.key.clone()),
+            | Operation::CompleteMultipartUpload => {
+                Some((target.bucket.clone(), target.key.clone()))
+            }
             Operation::DeleteObjects => None,
             _ => return None,
         };
@@ -89,10 +94,12 @@ impl Write {
     }
 }
 
-/// What one look at the cache found: a decision, or a fetch of the object under way.
+/// What one look at the cache found: a decision, a fetch of the object under way, or what
+/// to ask the disk tier for first.
 enum Looked {
     Decided(Box<Lookup>),
     Filling(watch::Receiver<()>),
+    Recall(Vec<Key>),
 }
 
 /// How long a miss waits for another request's fetch of the same object before fetching it
@@ -107,6 +114,8 @@ pub struct Counts {
     pub revalidations: u64,
     /// Body bytes served from entries: the egress saved.
     pub bytes_served: u64,
+    /// Entries the disk tier gave back to memory.
+    pub disk_reads: u64,
 }
 
 /// The cache: entries weighed by their bodies, at most the configured memory.
@@ -121,20 +130,10 @@ pub struct ObjectCache {
 
 impl ObjectCache {
     /// A cache holding at most `memory` bytes of bodies and headers, ranges in chunks of
-    /// `chunk` bytes.
-    pub fn new(memory: u64, chunk: u64) -> Self {
+    /// `chunk` bytes; `disk`: a disk tier will be opened behind it ([`ObjectCache::open_disk`]).
+    pub fn new(memory: u64, chunk: u64, disk: bool) -> Self {
         let evictions = Arc::new(AtomicU64::new(0));
-        let counted = evictions.clone();
-        let entries = moka::sync::Cache::builder()
-            .max_capacity(memory)
-            .weigher(|_key: &Key, entry: &Arc<Entry>| entry.weight())
-            .eviction_listener(move |_, _, cause| {
-                if cause.was_evicted() {
-                    counted.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-            .support_invalidation_closures()
-            .build();
+        let entries = Entries::new(memory, evictions.clone(), disk);
         ObjectCache {
             entries,
             chunk: chunk.max(1),
@@ -157,15 +156,37 @@ impl ObjectCache {
         headers: &HeaderMap,
     ) -> Lookup {
         let mut waited = false;
+        // What memory misses, the disk tier may hold: asked at most twice (a range's head,
+        // then its chunks), and not again once it had nothing.
+        let mut recalls = if self.entries.has_disk() { 2 } else { 0 };
         loop {
-            match self.look(route, integration, found, headers, waited) {
+            let asked = (waited, recalls > 0);
+            match self.look(route, integration, found, headers, asked) {
                 Looked::Decided(lookup) => return *lookup,
                 Looked::Filling(mut done) => {
                     let _ = tokio::time::timeout(FILL_WAIT, done.changed()).await;
                     waited = true;
                 }
+                Looked::Recall(keys) => {
+                    let read = self.entries.recall(&keys).await as u64;
+                    self.count(integration, |c| c.disk_reads += read);
+                    recalls = if read == 0 { 0 } else { recalls - 1 };
+                }
             }
         }
+    }
+
+    /// Opens the disk tier (`[server.cache] disk`), at most `size` bytes. Entries up to the
+    /// disk's block (16 MiB, or twice the chunk when chunks are larger) are written to it.
+    pub async fn open_disk(&self, directory: &std::path::Path, size: u64) -> std::io::Result<()> {
+        let block = (16 << 20).max(2 * self.chunk);
+        if size < 4 * block {
+            return Err(std::io::Error::other(format!(
+                "[server.cache] disk_size must hold four blocks of {} MiB",
+                block >> 20
+            )));
+        }
+        self.entries.open_disk(directory, size, block).await
     }
 
     fn look(
@@ -174,7 +195,7 @@ impl ObjectCache {
         integration: &Integration,
         (bucket, key): (&str, &str),
         headers: &HeaderMap,
-        waited: bool,
+        (waited, recall): (bool, bool),
     ) -> Looked {
         if integration.cache.is_none() {
             return Looked::Decided(Box::new(Lookup::Bypass));
@@ -210,6 +231,11 @@ impl ObjectCache {
             Some(entry) if get && range.is_none() && entry.etag().is_some() => {
                 Lookup::Revalidate(key, entry)
             }
+            // Not in memory: the whole object, or what ranges of it said, may be on disk.
+            None if recall => {
+                let head = key.piece(Piece::Head);
+                return Looked::Recall(vec![key, head]);
+            }
             _ if get && range.is_none() => {
                 // One fetch per object at a time; after waiting once, a fetch of its own.
                 let guard = match self.filling.claim(&key) {
@@ -225,7 +251,7 @@ impl ObjectCache {
                 match range.and_then(|r| r.to_str().ok()) {
                     Some(range) => {
                         let asked = (range, if_range, headers);
-                        return self.look_ranged(integration, &key, asked, waited);
+                        return self.look_ranged(integration, &key, asked, (waited, recall));
                     }
                     None => Lookup::Bypass,
                 }
@@ -242,7 +268,7 @@ impl ObjectCache {
         integration: &Integration,
         key: &Key,
         range: (&str, Option<&HeaderValue>, &HeaderMap),
-        waited: bool,
+        (waited, recall): (bool, bool),
     ) -> Looked {
         let lookup = match ranges::look(&self.entries, key, range, self.chunk) {
             ranges::Ranged::Hit(response, length) => {
@@ -251,6 +277,9 @@ impl ObjectCache {
                     c.bytes_served += length;
                 });
                 Lookup::Hit(with_status(response, "hit"))
+            }
+            ranges::Ranged::Fetch(fetch) if recall => {
+                return Looked::Recall(fetch.chunk_keys(self.chunk));
             }
             ranges::Ranged::Fetch(mut fetch) => {
                 fetch.guard = match self.filling.claim(&fetch.first_chunk(self.chunk)) {
@@ -345,7 +374,8 @@ impl ObjectCache {
         };
         if !keepable(&response, policy.max_object) {
             if response.status() == StatusCode::NOT_FOUND {
-                self.forget(&key.integration, Some(&key.key));
+                self.entries
+                    .forget(&key.integration, Some((Some(&key.bucket), &key.key)));
             }
             return with_status(response, detail);
         }
@@ -377,7 +407,9 @@ impl ObjectCache {
             return response;
         };
         if response.status() == StatusCode::NOT_FOUND {
-            self.forget(&fetch.key.integration, Some(&fetch.key.key));
+            let key = &fetch.key;
+            self.entries
+                .forget(&key.integration, Some((Some(&key.bucket), &key.key)));
         }
         match ranges::fill(&self.entries, *fetch, (self.chunk, policy.ttl), response) {
             (response, true) => with_status(response, "fwd=miss; stored"),
@@ -388,33 +420,24 @@ impl ObjectCache {
     /// A write through the proxy happened: what it changed goes (the object whole and its
     /// chunks).
     pub fn written(&self, write: &Write) {
-        self.forget(&write.integration, write.object.as_deref());
+        let object = write
+            .object
+            .as_ref()
+            .map(|(bucket, key)| (Some(bucket.as_str()), key.as_str()));
+        self.entries.forget(&write.integration, object);
     }
 
     /// Drops an integration's entries, or those of one upstream key of it; how many objects
-    /// went.
+    /// memory held. (From the disk tier, a purge drops all the integration's entries: the
+    /// bucket of the key is not named.)
     pub fn purge(&self, integration: &str, key: Option<&str>) -> u64 {
-        let matching = self
-            .entries
-            .iter()
-            .filter(|(k, _)| k.integration == integration && key.is_none_or(|key| key == k.key))
-            .filter(|(k, _)| matches!(k.piece, Piece::Whole | Piece::Head))
-            .count() as u64;
-        self.forget(integration, key);
+        let matching = self.entries.objects(integration, key);
+        self.entries.forget(integration, key.map(|key| (None, key)));
         matching
-    }
-
-    /// Drops an integration's entries, or those of one upstream key of it.
-    fn forget(&self, integration: &str, key: Option<&str>) {
-        let (integration, key) = (integration.to_string(), key.map(str::to_string));
-        let _ = self.entries.invalidate_entries_if(move |k, _| {
-            k.integration == integration && key.as_ref().is_none_or(|key| *key == k.key)
-        });
     }
 
     /// Each integration's counts, the entries' weight and the evictions so far.
     pub fn stats(&self) -> (BTreeMap<String, Counts>, u64, u64) {
-        self.entries.run_pending_tasks();
         let counts = self.counts.lock().map(|c| c.clone()).unwrap_or_default();
         (
             counts,

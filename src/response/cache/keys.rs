@@ -27,13 +27,17 @@ pub enum Piece {
     Chunk(u64),
 }
 
+/// How an integration obtains credentials and where its store is: two integrations (or two
+/// versions of one) that differ in either never share an entry.
+pub type Identity = Arc<(CredentialSource, Option<Endpoint>)>;
+
 /// Where an entry comes from: the integration's identity and the object upstream.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     pub(super) integration: String,
     /// How the integration obtains credentials and where its store is.
-    identity: Arc<(CredentialSource, Option<Endpoint>)>,
-    bucket: String,
+    pub(super) identity: Identity,
+    pub(super) bucket: String,
     pub(super) key: String,
     pub(super) piece: Piece,
 }
@@ -89,9 +93,6 @@ impl Entry {
         u32::try_from(size).unwrap_or(u32::MAX)
     }
 }
-
-/// The cache's entries, weighed by [`Entry::weight`].
-pub type Entries = moka::sync::Cache<Key, Arc<Entry>>;
 
 /// The objects being fetched now, each with a channel that closes when its fetch ends.
 #[derive(Default, Clone)]

@@ -11,7 +11,8 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body::{Body, Frame};
 
-use super::keys::{self, Entries, Entry, FillGuard, Key, Piece, Pieces};
+use super::keys::{self, Entry, FillGuard, Key, Piece, Pieces};
+use super::tiers::Entries;
 use crate::s3::body::{self, BoxError, ProxyBody};
 
 /// `bytes=a-b`, `bytes=a-` or `bytes=-n` against `whole` bytes: the first and last byte, or
@@ -79,6 +80,15 @@ impl Fetch {
             None => format!("bytes={}-", self.span_first),
         };
         HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("bytes=0-"))
+    }
+
+    /// The chunks of the span (at most 64), which the disk tier may hold.
+    pub(super) fn chunk_keys(&self, chunk: u64) -> Vec<Key> {
+        let first = self.span_first / chunk;
+        let last = self.span_last.map_or(first, |last| last / chunk);
+        (first..=last.min(first + 63))
+            .map(|n| self.key.piece(Piece::Chunk(n)))
+            .collect()
     }
 
     /// The chunk whose fetch other misses wait for.

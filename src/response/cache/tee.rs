@@ -8,7 +8,8 @@ use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame};
 
-use super::keys::{Entries, Entry, FillGuard, Key};
+use super::keys::{Entry, FillGuard, Key};
+use super::tiers::Entries;
 use crate::s3::body::{BoxError, ProxyBody};
 
 /// What a [`Tee`] needs to keep the body it saw.
