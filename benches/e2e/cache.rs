@@ -1,7 +1,8 @@
 //! The object cache (`BENCH_ONLY=cache`): a proxy whose bench integration has `cache_ttl`, its
 //! small GETs answered from memory, against the nginx relay and the proxy without the cache in
 //! the same rounds; and 256 KiB ranges of `large.bin` (kept in 1 MiB chunks) against the proxy
-//! without the cache.
+//! without the cache. Then the disk tier: a proxy with 4 MiB of memory and a disk tier, whose
+//! small objects and chunks are read back from disk.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -81,6 +82,22 @@ pub async fn run(
     );
     ranged_gets(&ranged_client, &large_cached, RANGES as usize, 16).await;
 
+    let disked = disk_tier(bench, (store, sink)).await;
+    let (disk_hits, large_disked) = (
+        small_urls(&disked.1, bench.objects),
+        format!("{}/large.bin", disked.1),
+    );
+    load::small_gets(&client, disk_hits.clone(), disk_hits.len(), 16).await;
+    ranged_gets(&ranged_client, &large_disked, RANGES as usize, 16).await;
+    let mut disk_rate = Row::new(
+        "1 KiB GET, proxy / proxy with hits from the disk tier (4 MiB memory)",
+        "req/s",
+    );
+    let mut disk_ranges = Row::new(
+        "256 KiB ranges, proxy / proxy with chunks from the disk tier",
+        "req/s",
+    );
+
     let mut relay_rate = Row::new("1 KiB GET, nginx relay / proxy with cache hits", "req/s");
     let mut relay_cpu = Row::new(
         "CPU per 1 KiB GET, nginx relay worker / proxy with cache hits",
@@ -109,6 +126,17 @@ pub async fn run(
         ranges
             .proxied
             .push(ranged_gets(&ranged_client, &large_cached, requests, 16).await);
+        disk_rate
+            .baseline
+            .push(own_rate.baseline[own_rate.baseline.len() - 1]);
+        let (run, _) = small_run(&client, &disk_hits, n, c, disked.0.pid()).await;
+        disk_rate.proxied.push(run.per_second);
+        disk_ranges
+            .baseline
+            .push(ranges.baseline[ranges.baseline.len() - 1]);
+        disk_ranges
+            .proxied
+            .push(ranged_gets(&ranged_client, &large_disked, requests, 16).await);
     }
     relay_rate.print_paired();
     relay_cpu.print();
@@ -120,4 +148,28 @@ pub async fn run(
         (RANGES * (RANGE + 4096)).div_ceil(1 << 20),
         processes::rss_mib(cached.pid())
     );
+    disk_rate.print_paired();
+    disk_ranges.print_paired();
+    println!(
+        "| RSS of the proxy with 4 MiB of memory and the disk tier holding the same | — | {:.1} MiB | — |",
+        processes::rss_mib(disked.0.pid())
+    );
+}
+
+/// A proxy whose cache has 4 MiB of memory and a 1 GiB disk tier in the bench's directory,
+/// and its bench integration's base URL.
+async fn disk_tier(bench: &crate::Bench, (store, sink): (u16, u16)) -> (Killed, String) {
+    let port = processes::free_port();
+    let disk = bench.work.join("disk-tier");
+    let config = configs::proxy(port, store, sink, 0).replacen(
+        "name = \"bench\"\n",
+        "name = \"bench\"\ncache_ttl = \"1h\"\n",
+        1,
+    ) + &format!(
+        "\n[server.cache]\nmemory = \"4MiB\"\ndisk = \"{}\"\ndisk_size = \"1GiB\"\n",
+        disk.display()
+    );
+    let proxy = processes::start_proxy(&bench.work, "disked", &config, load::CLIENT_SECRET);
+    processes::wait_for(port).await;
+    (proxy, format!("http://127.0.0.1:{port}/bench"))
 }
