@@ -90,11 +90,11 @@ pub async fn run(
     load::small_gets(&client, disk_hits.clone(), disk_hits.len(), 16).await;
     ranged_gets(&ranged_client, &large_disked, RANGES as usize, 16).await;
     let mut disk_rate = Row::new(
-        "1 KiB GET, proxy / proxy with hits from the disk tier (4 MiB memory)",
+        "1 KiB GET, proxy / proxy with a disk tier behind 4 MiB of memory (the small objects fit: memory hits)",
         "req/s",
     );
     let mut disk_ranges = Row::new(
-        "256 KiB ranges, proxy / proxy with chunks from the disk tier",
+        "256 KiB ranges, proxy / proxy with 1 MiB chunks read back from the disk tier",
         "req/s",
     );
 
