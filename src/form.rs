@@ -12,8 +12,6 @@ pub mod multipart;
 mod reader;
 mod upload;
 
-use std::time::SystemTime;
-
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
 
 use crate::auth::front_door::Clients;
@@ -95,7 +93,7 @@ async fn store_form(
         .identify_form(|name| fields.get(name))?;
     seen.client = Some(verified.caller.key_id().to_string());
     let policy = conditions::parse(fields.get("policy").unwrap_or(""))?;
-    let range = policy.check(&fields, &route.name, SystemTime::now())?;
+    let range = policy.check(&fields, &route.name, state.tenants.config.clock.now())?;
     let key = object_key(&fields, &file)?;
     let object =
         crate::s3::route::keyed(route.name.clone(), key.clone(), Operation::PutObject, &[])?;

@@ -123,10 +123,10 @@ impl Proxy {
             config.server.cache_chunk,
             config.server.cache_disk.is_some(),
         );
-        let cache = config
-            .server
-            .cache_memory
-            .map(|memory| crate::response::cache::ObjectCache::new(memory, chunk, disk));
+        let cache = config.server.cache_memory.map(|memory| {
+            let clock = config.clock.clone();
+            crate::response::cache::ObjectCache::new(memory, chunk, disk, clock)
+        });
         Ok(Proxy {
             cache,
             state: RwLock::new(Arc::new(State::new(config, None)?)),

@@ -138,35 +138,22 @@ async fn cache_serves_repeats_without_the_store_revalidates_and_keeps_integratio
 
     // After the TTL: one conditional GET, answered 304, and the entry serves again.
     let before = s3.requests();
-    let started = Instant::now();
-    let revalidated = loop {
-        let got = fetch(&proxy, "/cached/photo.txt", cached, &[]).await;
-        if cache_status(&got) != "s3-signing-proxy; hit" {
-            break got;
-        }
-        assert!(started.elapsed() < Duration::from_secs(5), "never stale");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // The proxy's clock past the TTL, rather than waiting for it.
+    let past_the_ttl = Duration::from_millis(1100);
+    proxy.clock.advance(past_the_ttl);
+    let revalidated = fetch(&proxy, "/cached/photo.txt", cached, &[]).await;
     assert_eq!(cache_status(&revalidated), "s3-signing-proxy; fwd=stale");
     assert_eq!(revalidated.text(), "first version");
     assert_eq!(s3.requests(), before + 1);
 
     // Changed on the store: served new once the entry is stale.
     store_put(tenant, &format!("{PREFIX}photo.txt"), "second version!").await;
-    let started = Instant::now();
-    loop {
-        let got = fetch(&proxy, "/cached/photo.txt", cached, &[]).await;
-        if got.text() == "second version!" {
-            assert_eq!(cache_status(&got), "s3-signing-proxy; fwd=stale; stored");
-            break;
-        }
-        assert_eq!(got.text(), "first version");
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "never refreshed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let fresh = fetch(&proxy, "/cached/photo.txt", cached, &[]).await;
+    assert_eq!(fresh.text(), "first version", "served from the fresh entry");
+    proxy.clock.advance(past_the_ttl);
+    let got = fetch(&proxy, "/cached/photo.txt", cached, &[]).await;
+    assert_eq!(got.text(), "second version!");
+    assert_eq!(cache_status(&got), "s3-signing-proxy; fwd=stale; stored");
 
     // A PUT through the proxy is seen at once.
     let mut put = http::Request::builder()
@@ -185,16 +172,10 @@ async fn cache_serves_repeats_without_the_store_revalidates_and_keeps_integratio
 
     // Deleted on the store: a 404 once the entry is stale, and the entry is gone.
     store_delete(tenant, &format!("{PREFIX}photo.txt")).await;
-    let started = Instant::now();
-    loop {
-        let got = fetch(&proxy, "/cached/photo.txt", cached, &[]).await;
-        if got.status == 404 {
-            assert_eq!(got.error_code(), "NoSuchKey");
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(5), "never gone");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    proxy.clock.advance(past_the_ttl);
+    let got = fetch(&proxy, "/cached/photo.txt", cached, &[]).await;
+    assert_eq!(got.status, 404);
+    assert_eq!(got.error_code(), "NoSuchKey");
     let gone = fetch(&proxy, "/cached/photo.txt", cached, &[]).await;
     assert_eq!(gone.status, 404);
     assert_ne!(cache_status(&gone), "s3-signing-proxy; hit");
@@ -328,33 +309,25 @@ async fn cache_revalidates_against_seaweedfs() {
     assert_eq!(s3.requests(), seen);
 
     // Past the TTL: one conditional request, and the entry serves again.
-    let started = Instant::now();
-    let stale = loop {
-        let got = fetch(&proxy, "/local/clip.txt", None, &[]).await;
-        if cache_status(&got) != "s3-signing-proxy; hit" {
-            break got;
-        }
-        assert!(started.elapsed() < Duration::from_secs(5), "never stale");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    proxy.clock.advance(Duration::from_millis(1100));
+    let stale = fetch(&proxy, "/local/clip.txt", None, &[]).await;
     assert_eq!(stale.text(), "local one");
     assert_eq!(cache_status(&stale), "s3-signing-proxy; fwd=stale");
     assert_eq!(s3.requests(), seen + 1);
 
     store.put("cache-local/clip.txt", "local two").await;
-    let started = Instant::now();
-    loop {
-        let got = fetch(&proxy, "/local/clip.txt", None, &[]).await;
-        if got.text() == "local two" {
-            break;
-        }
-        assert_eq!(got.text(), "local one");
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "never refreshed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert_eq!(
+        fetch(&proxy, "/local/clip.txt", None, &[]).await.text(),
+        "local one",
+        "served from the fresh entry"
+    );
+    proxy.clock.advance(Duration::from_millis(1100));
+    let changed = fetch(&proxy, "/local/clip.txt", None, &[]).await;
+    assert_eq!(changed.text(), "local two");
+    assert_eq!(
+        cache_status(&changed),
+        "s3-signing-proxy; fwd=stale; stored"
+    );
 }
 
 /// `len` bytes of text that differ from one offset to the next.
@@ -576,15 +549,9 @@ async fn cache_serves_ranges_from_chunks_answers_validators_and_serves_stale_on_
         assert_eq!(cache_status(&got), "s3-signing-proxy; fwd=miss; stored");
     }
     s3.failing.store(true, std::sync::atomic::Ordering::SeqCst);
-    let started = Instant::now();
-    let stale = loop {
-        let got = fetch(&proxy, "/flaky/poster.txt", None, &[]).await;
-        if cache_status(&got) != "s3-signing-proxy; hit" {
-            break got;
-        }
-        assert!(started.elapsed() < Duration::from_secs(5), "never stale");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // Both entries past their one-second TTL, by the proxy's clock.
+    proxy.clock.advance(Duration::from_millis(1100));
+    let stale = fetch(&proxy, "/flaky/poster.txt", None, &[]).await;
     assert_eq!(
         (stale.status.as_u16(), stale.text().as_str()),
         (200, "poster")
@@ -593,14 +560,7 @@ async fn cache_serves_ranges_from_chunks_answers_validators_and_serves_stale_on_
         cache_status(&stale),
         "s3-signing-proxy; hit; fwd=stale; fwd-status=503; detail=stale-if-error"
     );
-    let strict = loop {
-        let got = fetch(&proxy, "/strict/poster.txt", None, &[]).await;
-        if cache_status(&got) != "s3-signing-proxy; hit" {
-            break got;
-        }
-        assert!(started.elapsed() < Duration::from_secs(5), "never stale");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let strict = fetch(&proxy, "/strict/poster.txt", None, &[]).await;
     assert_eq!(strict.status, 503, "{}", strict.text());
     s3.failing.store(false, std::sync::atomic::Ordering::SeqCst);
 }

@@ -50,6 +50,7 @@ pub(super) fn build_config(
         integrations,
         clients,
         source,
+        clock: super::Clock::default(),
     }
 }
 

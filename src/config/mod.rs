@@ -7,6 +7,7 @@
 //! [`SecretLookup`] (the process environment in production, a map in tests) or from a file.
 
 mod build;
+mod clock;
 mod credentials;
 mod env;
 mod fields;
@@ -18,6 +19,8 @@ mod secret;
 #[cfg(test)]
 mod tests;
 pub mod tls;
+
+pub use clock::Clock;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -48,6 +51,8 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     /// `[source]`: where more integrations and clients come from, live.
     pub source: SourceConfig,
+    /// The time the proxy decides by (not a setting: the system's, unless a test moves it).
+    pub clock: Clock,
 }
 
 /// `[source]`: integrations and clients kept outside the main file, applied as they change.

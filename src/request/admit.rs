@@ -167,7 +167,9 @@ fn identify<B, O: Observer>(
         query,
         virtual_bucket,
     };
-    let verified = tenants.clients.identify_parsed(&signed, SystemTime::now());
+    let verified = tenants
+        .clients
+        .identify_parsed(&signed, tenants.config.clock.now());
     let head = Head {
         method: request.method(),
         uri: request.uri(),
@@ -200,7 +202,7 @@ fn start_session<B>(
         secure: browser_used_https(&tenants.config.server, peer.socket, request.headers()),
         same_site: tenants.config.server.cookie_same_site,
     };
-    session::answer(route, verified, request, &scope, SystemTime::now())
+    session::answer(route, verified, request, &scope, tenants.config.clock.now())
 }
 
 /// What a signed policy allows: checked against the route, and the caller's address.
@@ -257,7 +259,8 @@ pub fn named<B>(tenants: &Tenants, request: &Request<B>) -> (Option<String>, Opt
         query: &query,
         virtual_bucket: virtual_bucket.as_deref(),
     };
-    let key = crate::auth::front_door::Clients::claimed_key(&signed, SystemTime::now());
+    let now = tenants.config.clock.now();
+    let key = crate::auth::front_door::Clients::claimed_key(&signed, now);
     let name = (!route.name.is_empty()).then_some(route.name);
     (name, key)
 }

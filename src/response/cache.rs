@@ -26,7 +26,7 @@ mod tiers;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
@@ -131,9 +131,10 @@ pub struct ObjectCache {
 impl ObjectCache {
     /// A cache holding at most `memory` bytes of bodies and headers, ranges in chunks of
     /// `chunk` bytes; `disk`: a disk tier will be opened behind it ([`ObjectCache::open_disk`]).
-    pub fn new(memory: u64, chunk: u64, disk: bool) -> Self {
+    /// Entries age by `clock`.
+    pub fn new(memory: u64, chunk: u64, disk: bool, clock: crate::config::Clock) -> Self {
         let evictions = Arc::new(AtomicU64::new(0));
-        let entries = Entries::new(memory, evictions.clone(), disk);
+        let entries = Entries::new(memory, evictions.clone(), (disk, clock));
         ObjectCache {
             entries,
             chunk: chunk.max(1),
@@ -321,8 +322,9 @@ impl ObjectCache {
             headers: entry.headers.clone(),
             body: entry.body.clone(),
             total: entry.total,
-            checked: Instant::now(),
+            checked: entry.clock.instant(),
             ttl: entry.ttl,
+            clock: entry.clock.clone(),
         });
         self.entries.insert(key, renewed.clone());
         let response = whole(&renewed, renewed.body.clone());
@@ -344,7 +346,7 @@ impl ObjectCache {
         status: StatusCode,
     ) -> Option<Response<ProxyBody>> {
         let policy = integration.cache?;
-        if entry.checked.elapsed() >= entry.ttl + policy.stale_if_error {
+        if entry.age() >= entry.ttl + policy.stale_if_error {
             return None;
         }
         let sent = entry.body.len() as u64;

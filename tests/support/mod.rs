@@ -337,6 +337,8 @@ secret_access_key_env = "STATIC_READER_SECRET"
 /// The proxy, running in-process until dropped.
 pub struct RunningProxy {
     pub address: SocketAddr,
+    /// The proxy's clock: `advance` it instead of sleeping until something expires.
+    pub clock: s3_signing_proxy::config::Clock,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -536,6 +538,7 @@ pub async fn start_proxy(config_text: &str, secrets: &BTreeMap<String, String>) 
 
 pub async fn start_proxy_with(mut config: Config) -> RunningProxy {
     config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let clock = config.clock.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
@@ -553,6 +556,7 @@ pub async fn start_proxy_with(mut config: Config) -> RunningProxy {
     });
     RunningProxy {
         address: bound_rx.await.expect("proxy bound"),
+        clock,
         stop: Some(stop),
     }
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use tokio::sync::watch;
 
-use crate::config::{CredentialSource, Endpoint, Integration};
+use crate::config::{Clock, CredentialSource, Endpoint, Integration};
 use crate::s3::body::{self, ProxyBody};
 
 const CACHE_STATUS: &str = "cache-status";
@@ -75,11 +75,18 @@ pub struct Entry {
     pub(super) total: u64,
     pub(super) checked: Instant,
     pub(super) ttl: Duration,
+    /// The proxy's clock, which `checked` was read from.
+    pub(super) clock: Clock,
 }
 
 impl Entry {
     pub(super) fn fresh(&self) -> bool {
-        self.checked.elapsed() < self.ttl
+        self.age() < self.ttl
+    }
+
+    /// How long since the store last confirmed it.
+    pub(super) fn age(&self) -> Duration {
+        self.clock.instant().saturating_duration_since(self.checked)
     }
 
     /// Its ETag, which a revalidation sends as `If-None-Match`.
@@ -188,7 +195,7 @@ pub fn answer(entry: &Entry, status: StatusCode, body: ProxyBody) -> Response<Pr
     let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = entry.headers.clone();
-    let age = entry.checked.elapsed().as_secs();
+    let age = entry.age().as_secs();
     response
         .headers_mut()
         .insert(header::AGE, HeaderValue::from(age));

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
@@ -229,8 +229,9 @@ pub fn fill(
             headers,
             body: Bytes::new(),
             total,
-            checked: Instant::now(),
+            checked: entries.clock().instant(),
             ttl,
+            clock: entries.clock().clone(),
         };
         let replaced = entries.get(&fetch.key.piece(Piece::Head));
         if replaced.is_some_and(|old| old.etag() != head.etag()) {
@@ -305,6 +306,7 @@ impl Keeper {
             body,
             checked: self.head.checked,
             ttl: self.head.ttl,
+            clock: self.head.clock.clone(),
         };
         self.entries
             .insert(self.key.piece(Piece::Chunk(n)), Arc::new(entry));

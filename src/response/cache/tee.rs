@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
@@ -55,8 +55,9 @@ impl Tee {
                 headers: store.headers,
                 total: kept.len() as u64,
                 body: kept.freeze(),
-                checked: Instant::now(),
+                checked: store.cache.clock().instant(),
                 ttl: store.ttl,
+                clock: store.cache.clock().clone(),
             };
             store.cache.insert(store.key, Arc::new(entry));
         }

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::keys::{Entry, Identity, Key, Piece};
+use crate::config::Clock;
 
 /// The memory tier.
 type Memory = moka::sync::Cache<Key, Arc<Entry>>;
@@ -31,6 +32,8 @@ type Memory = moka::sync::Cache<Key, Arc<Entry>>;
 pub struct Entries {
     memory: Memory,
     disk: Arc<OnceLock<Disk>>,
+    /// What entries age by.
+    clock: Clock,
 }
 
 impl Entries {
@@ -38,7 +41,7 @@ impl Entries {
     /// disk tier behind it (`disk`), memory keeps the most recently used entries (whatever it
     /// drops is on disk, and an entry the disk gives back must be admitted); without one,
     /// moka's TinyLFU, which keeps a one-off scan from pushing out what is used often.
-    pub fn new(budget: u64, evictions: Arc<AtomicU64>, disk: bool) -> Self {
+    pub fn new(budget: u64, evictions: Arc<AtomicU64>, (disk, clock): (bool, Clock)) -> Self {
         let policy = if disk {
             moka::policy::EvictionPolicy::lru()
         } else {
@@ -58,7 +61,13 @@ impl Entries {
         Entries {
             memory,
             disk: Arc::default(),
+            clock,
         }
+    }
+
+    /// The clock entries are kept by.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Opens the disk tier in `directory`, at most `size` bytes, entries of at most `block`
@@ -67,7 +76,7 @@ impl Entries {
         if self.disk.get().is_some() {
             return Ok(());
         }
-        let disk = Disk::open(directory, size, block).await?;
+        let disk = Disk::open(directory, size, block, self.clock.clone()).await?;
         let _ = self.disk.set(disk);
         Ok(())
     }
@@ -175,10 +184,11 @@ struct Disk {
     generations: Mutex<HashMap<String, u64>>,
     /// What entries' times are counted from.
     base: Instant,
+    clock: Clock,
 }
 
 impl Disk {
-    async fn open(directory: &Path, size: u64, block: u64) -> std::io::Result<Disk> {
+    async fn open(directory: &Path, size: u64, block: u64, clock: Clock) -> std::io::Result<Disk> {
         use foyer::{BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCacheBuilder};
         std::fs::create_dir_all(directory)?;
         let capacity = usize::try_from(size).unwrap_or(usize::MAX);
@@ -203,7 +213,8 @@ impl Disk {
             cache,
             identities: Mutex::default(),
             generations: Mutex::default(),
-            base: Instant::now(),
+            base: clock.instant(),
+            clock,
         })
     }
 
@@ -257,6 +268,7 @@ impl Disk {
             total: stored.total,
             checked: self.base + stored.checked,
             ttl: stored.ttl,
+            clock: self.clock.clone(),
         })
     }
 
