@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::credentials::build_credentials;
+use super::credential_source::build_credentials;
 use super::fields::{parse_endpoint, parse_ip_net, parse_size};
-use super::integration::build_integration;
+use super::integration_entry::build_integration;
 use super::problems::{Problems, parse_access, parse_setting_duration};
 use super::raw::{RawClient, RawConfig, RawLimits, RawServer, RawSource, RawSts};
 use super::secret::{SecretLookup, read_secret};

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::build::{Bindings, build_client, check_names_unique};
-use super::integration::build_integration;
+use super::integration_entry::build_integration;
 use super::problems::Problems;
 use super::raw::{RawClient, RawFragment, RawIntegration};
 use super::{ClientConfig, ConfigError, Integration, SecretLookup};

@@ -8,11 +8,11 @@
 
 mod build;
 mod clock;
-mod credentials;
+mod credential_source;
 mod env;
 mod fields;
 mod fragment;
-mod integration;
+mod integration_entry;
 mod problems;
 mod raw;
 mod secret;

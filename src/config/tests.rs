@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::credentials::DEFAULT_SESSION_NAME;
+use super::credential_source::DEFAULT_SESSION_NAME;
 use super::fields::check_prefix;
 use super::*;
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::credentials::build_credentials;
+use super::credential_source::build_credentials;
 use super::fields::{check_bucket_name, check_prefix, parse_duration, parse_endpoint, parse_size};
 use super::problems::{Problems, parse_access, parse_setting_duration};
 use super::raw::RawIntegration;
