@@ -28,7 +28,7 @@ use crate::s3::route::Route;
 use crate::upstream::state::State;
 
 mod render;
-mod upstream;
+mod upstream_steps;
 
 pub use render::{render, render_json};
 
@@ -169,7 +169,7 @@ pub async fn explain(
     let original = request.clone();
     let mut explanation = Explanation::default();
     if let Some(admitted) = request_phase(proxy, &state, request, options, &mut explanation) {
-        upstream::upstream_phase(&state, admitted, options, &mut explanation).await;
+        upstream_steps::upstream_phase(&state, admitted, options, &mut explanation).await;
     }
     if options.send {
         send(proxy, original, &mut explanation).await;
