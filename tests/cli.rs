@@ -1,7 +1,5 @@
 //! The binary as an operator meets it: config errors at start-up name the file, the integration
 //! and the field and exit non-zero; every proxy error's request id is in the log line.
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
-#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::process::Command;
@@ -141,46 +139,40 @@ secret_access_key_env = "LOG_TEST_SECRET"
     }
 }
 
-/// A config for `explain`: a private read-write integration on a store (static keys), and a
-/// read-only and a read-write client bound to it.
-const EXPLAINED: &str = r#"
-[server]
-listen = "LISTEN"
-admin_listen = "ADMIN"
-
-[[integration]]
-name = "acme"
-bucket = "media"
-prefix = "tenant-a/"
-region = "us-east-1"
-endpoint = "ENDPOINT"
-access = "read-write"
-[integration.credentials]
-access_key_id = "STOREKEY"
-secret_access_key_env = "EXPLAIN_STORE_SECRET"
-
-[[client]]
-access_key_id = "AKREADER"
-secret_access_key_env = "EXPLAIN_CLIENT_SECRET"
-integrations = ["acme"]
-access = "read-only"
-
-[[client]]
-access_key_id = "AKWRITER"
-secret_access_key_env = "EXPLAIN_CLIENT_SECRET"
-integrations = ["acme"]
-access = "read-write"
-"#;
+/// A config for `explain`: a private read-write integration on a store at `endpoint` (static
+/// keys), and a read-only and a read-write client bound to it; the listeners as given.
+fn explained(endpoint: &str, store_key: &str, (listen, admin): (&str, &str)) -> String {
+    let mut server = toml::Table::new();
+    server.insert("listen".into(), listen.into());
+    server.insert("admin_listen".into(), admin.into());
+    let acme = IntegrationFixture::new("acme", "media")
+        .set("prefix", "tenant-a/")
+        .set("endpoint", endpoint)
+        .set("access", "read-write")
+        .static_keys(store_key, "EXPLAIN_STORE_SECRET");
+    let client = |key: &str, access: &str| {
+        ClientFixture::new(key, "EXPLAIN_CLIENT_SECRET", &["acme"], access)
+    };
+    fixtures::config(
+        server,
+        &[acme],
+        &[
+            client("AKREADER", "read-only"),
+            client("AKWRITER", "read-write"),
+        ],
+    )
+}
 
 const CLIENT_SECRET: &str = "explain-client-secret-not-to-print";
 
-/// [`EXPLAINED`] with a store nobody listens on, written to `dir`, for `explain --offline`.
+/// [`explained`] with a store nobody listens on, written to `dir`, for `explain --offline`.
 fn offline_config(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("explain.toml");
-    let config = EXPLAINED
-        .replace("ENDPOINT", "http://127.0.0.1:9")
-        .replace("LISTEN", "127.0.0.1:8080")
-        .replace("ADMIN", "127.0.0.1:8081");
+    let config = explained(
+        "http://127.0.0.1:9",
+        "STOREKEY",
+        ("127.0.0.1:8080", "127.0.0.1:8081"),
+    );
     std::fs::write(&path, config).unwrap();
     path
 }
@@ -422,9 +414,11 @@ async fn admin_explain_sends_the_request_and_shows_the_stores_answer() {
     let store = s3_signing_proxy::lab::demo::EmbeddedStore::start(&root, None, None)
         .await
         .unwrap();
-    let config = EXPLAINED
-        .replace("ENDPOINT", &format!("http://{}", store.address))
-        .replace("STOREKEY", &store.access_key_id);
+    let config = explained(
+        &format!("http://{}", store.address),
+        &store.access_key_id,
+        ("LISTEN", "ADMIN"),
+    );
     let proxy = ProxyProcess::spawn(
         &dir.0,
         &config,
