@@ -98,6 +98,14 @@ pub async fn run(
         "req/s",
     );
 
+    let medium_cached = format!("{base}/medium.bin");
+    let medium_relayed = format!("{}/medium.bin", bench.relay);
+    load::downloads(&client, &medium_cached, 1).await;
+    let mut medium = Row::new(
+        "64 MiB GET, 4 at a time, nginx relay / proxy with cache hits",
+        "MiB/s",
+    );
+
     let mut relay_rate = Row::new("1 KiB GET, nginx relay / proxy with cache hits", "req/s");
     let mut relay_cpu = Row::new(
         "CPU per 1 KiB GET, nginx relay worker / proxy with cache hits",
@@ -126,6 +134,12 @@ pub async fn run(
         ranges
             .proxied
             .push(ranged_gets(&ranged_client, &large_cached, requests, 16).await);
+        medium
+            .baseline
+            .push(load::downloads(&client, &medium_relayed, 4).await);
+        medium
+            .proxied
+            .push(load::downloads(&client, &medium_cached, 4).await);
         disk_rate
             .baseline
             .push(own_rate.baseline[own_rate.baseline.len() - 1]);
@@ -147,6 +161,14 @@ pub async fn run(
         bench.objects,
         (RANGES * (RANGE + 4096)).div_ceil(1 << 20),
         processes::rss_mib(cached.pid())
+    );
+    medium.print_paired();
+    processes::reset_peak_rss(cached.pid());
+    let downloads = load::http_client(64);
+    load::downloads(&downloads, &medium_cached, 64).await;
+    println!(
+        "| peak RSS, 64 concurrent cached 64 MiB GETs (memory budget 512 MiB) | — | {:.1} MiB | — |",
+        processes::peak_rss_mib(cached.pid())
     );
     disk_rate.print_paired();
     disk_ranges.print_paired();

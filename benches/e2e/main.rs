@@ -108,14 +108,17 @@ fn median(values: &[f64]) -> f64 {
     sorted[sorted.len() / 2]
 }
 
-/// The bench's store: `large.bin` and `small/NNNNN.bin` in `root/bench-bucket`.
+/// The bench's store: `large.bin`, `medium.bin` (64 MiB: the largest object the cache keeps
+/// whole by default) and `small/NNNNN.bin` in `root/bench-bucket`.
 fn lay_out_store(root: &Path, large_mib: usize, objects: usize) {
     let bucket = root.join("bench-bucket");
     std::fs::create_dir_all(bucket.join("small")).unwrap();
     let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
-    let mut file = std::fs::File::create(bucket.join("large.bin")).unwrap();
-    for _ in 0..large_mib {
-        std::io::Write::write_all(&mut file, &chunk).unwrap();
+    for (name, mib) in [("large.bin", large_mib), ("medium.bin", 64)] {
+        let mut file = std::fs::File::create(bucket.join(name)).unwrap();
+        for _ in 0..mib {
+            std::io::Write::write_all(&mut file, &chunk).unwrap();
+        }
     }
     for n in 0..objects {
         std::fs::write(bucket.join(format!("small/{n:05}.bin")), &chunk[..1024]).unwrap();
