@@ -676,20 +676,51 @@ impl Bindings {
         if self.names.contains(name) {
             return Ok((name.to_string(), None));
         }
-        match self.scoped.get(name).map(Vec::as_slice) {
-            Some([only]) => return Ok((only.to_string(), None)),
-            Some([_, _, ..]) => {
-                return Err(format!(
-                    "bucket `{name}` is shared by several integrations; name the integration"
-                ));
+        let scoped = self
+            .scoped
+            .get(name)
+            .map(|owners| (owners.len(), owners.first()));
+        match bucket_name(scoped, self.permitted.get(name)) {
+            BucketName::Scoped(only) => Ok((only.to_string(), None)),
+            BucketName::Shared => Err(format!(
+                "bucket `{name}` is shared by several integrations; name the integration"
+            )),
+            BucketName::Permitted(integration) => {
+                Ok((integration.to_string(), Some(name.to_string())))
             }
-            _ => {}
+            BucketName::Unknown if self.unknown_as_name => Ok((name.to_string(), None)),
+            BucketName::Unknown => {
+                Err(format!("`{name}` is not an integration or a bucket of one"))
+            }
         }
-        match self.permitted.get(name) {
-            Some(integration) => Ok((integration.to_string(), Some(name.to_string()))),
-            None if self.unknown_as_name => Ok((name.to_string(), None)),
-            None => Err(format!("`{name}` is not an integration or a bucket of one")),
-        }
+    }
+}
+
+/// What a bucket's own name means as a logical name, given the integrations scoped to it
+/// (how many, and the first) and the first default integration permitting it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BucketName<T> {
+    /// The one integration scoped to it: all of that integration.
+    Scoped(T),
+    /// Several integrations scope it (one bucket, one prefix per tenant): no logical name;
+    /// each is reached by its integration's name.
+    Shared,
+    /// No integration scopes it, and a default integration permits it: that bucket only.
+    Permitted(T),
+    /// Neither.
+    Unknown,
+}
+
+/// The rule for a bucket's own name ([`BucketName`]): the client bindings read at load and
+/// the served table (`request::integration::Integrations`) both decide by it.
+pub fn bucket_name<T>(
+    scoped: Option<(usize, Option<T>)>,
+    first_permitting: Option<T>,
+) -> BucketName<T> {
+    match scoped {
+        Some((1, Some(only))) => BucketName::Scoped(only),
+        Some((count, _)) if count > 1 => BucketName::Shared,
+        _ => first_permitting.map_or(BucketName::Unknown, BucketName::Permitted),
     }
 }
 

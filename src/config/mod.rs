@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use crate::config::tls::TlsFiles;
 
-pub use build::Bindings;
+pub use build::{Bindings, BucketName, bucket_name};
 pub use env::ENV_PREFIX;
 pub use fields::{check_bucket_name, parse_duration, parse_endpoint};
 pub use fragment::Fragment;

@@ -630,3 +630,23 @@ fn the_cache_disk_tier_needs_a_directory_and_a_budget_of_64mib_or_more() {
         assert!(error.to_string().contains(field), "{cache}: {error}");
     }
 }
+
+#[test]
+fn a_buckets_own_name_means_its_one_scoped_integration_else_the_first_default() {
+    use super::{BucketName, bucket_name};
+    assert_eq!(
+        bucket_name(Some((1, Some("a"))), Some("d")),
+        BucketName::Scoped("a")
+    );
+    assert_eq!(
+        bucket_name(Some((2, Some("a"))), Some("d")),
+        BucketName::Shared
+    );
+    assert_eq!(bucket_name(None, Some("d")), BucketName::Permitted("d"));
+    // An empty owner set (every scoped integration removed) is no owner at all.
+    assert_eq!(
+        bucket_name(Some((0, None)), Some("d")),
+        BucketName::Permitted("d")
+    );
+    assert_eq!(bucket_name::<&str>(None, None), BucketName::Unknown);
+}

@@ -162,10 +162,15 @@ impl Integrations {
     /// The integration serving a bucket by the bucket's own name: the one integration scoped
     /// to it, or (when none is) the first default integration permitting it.
     fn by_bucket(&self, bucket: &str) -> Option<Arc<Integration>> {
-        let owner = match self.scoped.get(bucket) {
-            Some(owners) if owners.len() == 1 => owners.get_min()?,
-            Some(_) => return None,
-            None => self.permitted.get(bucket)?.front()?,
+        let scoped = self
+            .scoped
+            .get(bucket)
+            .map(|owners| (owners.len(), owners.get_min()));
+        let permitting = self.permitted.get(bucket).and_then(|owners| owners.front());
+        let owner = match crate::config::bucket_name(scoped, permitting) {
+            crate::config::BucketName::Scoped(owner)
+            | crate::config::BucketName::Permitted(owner) => owner,
+            crate::config::BucketName::Shared | crate::config::BucketName::Unknown => return None,
         };
         self.names.get(owner).cloned()
     }
