@@ -297,15 +297,9 @@ async fn check_reports_what_works_and_why_the_rest_does_not() {
             ""
         ),
         // Tenant A's role, pointed at tenant B's bucket: it may not list it.
-        role_integration(
-            "not-mine",
-            &moto.tenant_b,
-            &endpoint,
-            "path",
-            &moto.tenant_a.external_id,
-            ""
-        )
-        .replace(&moto.tenant_b.role_arn, &moto.tenant_a.role_arn),
+        IntegrationFixture::tenant("not-mine", &moto.tenant_b, &endpoint)
+            .role(&moto.tenant_a.role_arn, &moto.tenant_a.external_id)
+            .toml(),
         role_integration(
             "writer",
             &moto.tenant_w,
@@ -314,15 +308,9 @@ async fn check_reports_what_works_and_why_the_rest_does_not() {
             &moto.tenant_w.external_id,
             "access = \"read-write\""
         ),
-        role_integration(
-            "found",
-            &moto.tenant_a,
-            &endpoint,
-            "path",
-            &moto.tenant_a.external_id,
-            ""
-        )
-        .replace("region = \"us-east-1\"", "region = \"auto\""),
+        IntegrationFixture::tenant("found", &moto.tenant_a, &endpoint)
+            .set("region", "auto")
+            .toml(),
     );
     // Tenant A's role may only read: as a read-write integration, its put is refused.
     let config = format!(
@@ -582,15 +570,9 @@ async fn sigterm_lets_a_long_download_finish_then_exits_zero() {
 async fn region_auto_is_asked_of_the_bucket_once_and_used() {
     let moto = moto();
     let counted = PassThrough::start(moto.address()).await;
-    let integration = role_integration(
-        "found",
-        &moto.tenant_a,
-        &counted.endpoint(),
-        "path",
-        &moto.tenant_a.external_id,
-        "",
-    )
-    .replace("region = \"us-east-1\"", "region = \"auto\"");
+    let integration = IntegrationFixture::tenant("found", &moto.tenant_a, &counted.endpoint())
+        .set("region", "auto")
+        .toml();
     let config = format!("{}{integration}", sts_section(moto, &moto.endpoint(), ""));
     let proxy = start_proxy(&config, &secrets(moto)).await;
     for _ in 0..3 {

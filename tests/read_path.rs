@@ -1,8 +1,6 @@
 //! The read path end to end, against moto with IAM auth enforced: tenants read their own objects
 //! through assumed roles, never each other's; every addressing style and awkward key fetches the
 //! right bytes; ranges and conditions pass through; refused requests never reach the upstream.
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
-#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use http::{Method, StatusCode};
@@ -136,15 +134,9 @@ async fn a_role_pointed_at_another_tenants_bucket_is_denied_by_the_store() {
     let config = format!(
         "{}{}",
         sts_section(moto, &endpoint, ""),
-        role_integration(
-            "misrouted",
-            &moto.tenant_b,
-            &endpoint,
-            "path",
-            &moto.tenant_a.external_id,
-            ""
-        )
-        .replace(&moto.tenant_b.role_arn, &moto.tenant_a.role_arn),
+        IntegrationFixture::tenant("misrouted", &moto.tenant_b, &endpoint)
+            .role(&moto.tenant_a.role_arn, &moto.tenant_a.external_id)
+            .toml(),
     );
     let proxy = start_proxy(&config, &secrets(moto)).await;
     // moto denies A's role on B's bucket (the role policy), and the proxy passes that on.
@@ -458,16 +450,16 @@ async fn proxy_errors_are_s3_xml_and_never_reach_the_upstream() {
     let config = format!(
         "{}{}",
         acme_config(&sts.endpoint(), &s3.endpoint(), ""),
-        r#"
-[[integration]]
-name = "private"
-bucket = "private-bucket"
-region = "us-east-1"
-endpoint = "S3_ENDPOINT"
-[integration.credentials]
-role_arn = "arn:aws:iam::123456789012:role/tenant-a-reader"
-"#
-        .replace("S3_ENDPOINT", &s3.endpoint()),
+        IntegrationFixture::new("private", "private-bucket")
+            .set("endpoint", s3.endpoint())
+            .set(
+                "credentials",
+                toml::Table::from_iter([(
+                    "role_arn".to_string(),
+                    toml::Value::from("arn:aws:iam::123456789012:role/tenant-a-reader"),
+                )]),
+            )
+            .toml(),
     );
     let proxy = start_proxy(&config, &secrets(moto)).await;
     let cases: &[(Method, &str, u16, &str)] = &[

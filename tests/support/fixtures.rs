@@ -31,6 +31,39 @@ impl IntegrationFixture {
     }
 }
 
+impl IntegrationFixture {
+    /// Credentials by assuming `role_arn` with `external_id`.
+    pub fn role(self, role_arn: &str, external_id: &str) -> Self {
+        let mut credentials = Table::new();
+        credentials.insert("role_arn".into(), role_arn.into());
+        credentials.insert("external_id".into(), external_id.into());
+        self.set("credentials", credentials)
+    }
+
+    /// A moto tenant's bucket through its own role, path-style at `endpoint`, public (as
+    /// `support::role_integration` writes it).
+    pub fn tenant(name: &str, tenant: &crate::support::Tenant, endpoint: &str) -> Self {
+        IntegrationFixture::new(name, &tenant.bucket)
+            .set("endpoint", endpoint)
+            .set("addressing", "path")
+            .set("public", true)
+            .role(&tenant.role_arn, &tenant.external_id)
+    }
+
+    /// This integration alone, as `[[integration]]` text to put after other config text.
+    pub fn toml(&self) -> String {
+        let mut root = Table::new();
+        root.insert(
+            "integration".into(),
+            Value::Array(vec![Value::Table(self.0.clone())]),
+        );
+        format!(
+            "\n{}",
+            toml::to_string(&root).expect("an integration is TOML")
+        )
+    }
+}
+
 /// A `[[client]]`: its key, the variable holding its secret, its integrations and access.
 #[derive(Clone)]
 pub struct ClientFixture(Table);
