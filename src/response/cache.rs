@@ -376,8 +376,7 @@ impl ObjectCache {
         };
         if !keepable(&response, policy.max_object) {
             if response.status() == StatusCode::NOT_FOUND {
-                self.entries
-                    .forget(&key.integration, Some((Some(&key.bucket), &key.key)));
+                self.forget_object(&key);
             }
             return with_status(response, detail);
         }
@@ -409,14 +408,18 @@ impl ObjectCache {
             return response;
         };
         if response.status() == StatusCode::NOT_FOUND {
-            let key = &fetch.key;
-            self.entries
-                .forget(&key.integration, Some((Some(&key.bucket), &key.key)));
+            self.forget_object(&fetch.key);
         }
         match ranges::fill(&self.entries, *fetch, (self.chunk, policy.ttl), response) {
             (response, true) => with_status(response, "fwd=miss; stored"),
             (response, false) => with_status(response, "fwd=miss"),
         }
+    }
+
+    /// The store says `key`'s object is gone: its entries go (whole, head and chunks).
+    fn forget_object(&self, key: &Key) {
+        let object = Some((Some(key.bucket.as_str()), key.key.as_str()));
+        self.entries.forget(&key.integration, object);
     }
 
     /// A write through the proxy happened: what it changed goes (the object whole and its

@@ -109,19 +109,9 @@ impl Entries {
     /// object's whole and head entries when its bucket is known (its chunks are checked
     /// against the head's ETag), else everything the integration kept, by a new generation.
     pub fn forget(&self, integration: &str, object: Option<(Option<&str>, &str)>) {
-        let key = object.map(|(_, key)| key);
-        // Exactly named entries go now; the predicate drops chunks as moka gets to them.
-        let named: Vec<Key> = self
-            .memory
-            .iter()
-            .filter(|(k, _)| k.integration == integration && key.is_some_and(|key| key == k.key))
-            .filter(|(k, _)| matches!(k.piece, Piece::Whole | Piece::Head))
-            .map(|(k, _)| (*k).clone())
-            .collect();
-        for k in &named {
-            self.memory.invalidate(k);
-        }
-        let (name, object_key) = (integration.to_string(), key.map(str::to_string));
+        // moka never returns an entry the predicate matches, though it removes them later.
+        let name = integration.to_string();
+        let object_key = object.map(|(_, key)| key.to_string());
         let _ = self.memory.invalidate_entries_if(move |k, _| {
             k.integration == name && object_key.as_ref().is_none_or(|key| *key == k.key)
         });
