@@ -32,14 +32,14 @@ fn rate_limit(c: &mut Criterion) {
     let one = RateLimiter::default();
     let key = caller(0);
     group.bench_function("one caller", |b| {
-        b.iter(|| black_box(one.check(black_box(key), limit())))
+        b.iter(|| black_box(one.check(black_box(key), limit(), Instant::now())))
     });
     let many = RateLimiter::default();
     let mut n = 0u32;
     group.bench_function("100k distinct callers", |b| {
         b.iter(|| {
             n = (n + 1) % CALLERS;
-            black_box(many.check(caller(n), limit()))
+            black_box(many.check(caller(n), limit(), Instant::now()))
         })
     });
     group.finish();
@@ -48,13 +48,13 @@ fn rate_limit(c: &mut Criterion) {
     let rounds = 2_000_000u32;
     let started = Instant::now();
     for _ in 0..rounds {
-        black_box(one.check(key, limit())).ok();
+        black_box(one.check(key, limit(), Instant::now())).ok();
     }
     let single = started.elapsed().as_nanos() as f64 / f64::from(rounds);
     let flood = RateLimiter::default();
     let started = Instant::now();
     for i in 0..rounds {
-        black_box(flood.check(caller(i % CALLERS), limit())).ok();
+        black_box(flood.check(caller(i % CALLERS), limit(), Instant::now())).ok();
     }
     let spread = started.elapsed().as_nanos() as f64 / f64::from(rounds);
     println!(

@@ -12,13 +12,37 @@ use http::StatusCode;
 use crate::support::*;
 
 /// A proxy for tenant A whose STS calls go through `sts`; credentials last 900 s (AWS's
-/// minimum) and are renewed `refresh_before_expiry` before that.
+/// minimum) on the proxy's clock and are renewed `refresh_before_expiry` before that.
 async fn proxy_through(sts: &PassThrough, refresh_before_expiry: &str) -> RunningProxy {
     let moto = moto();
     let lifetime =
         format!("duration = \"15m\"\nrefresh_before_expiry = \"{refresh_before_expiry}\"");
     let config = acme_config(&sts.endpoint(), &moto.endpoint(), &lifetime);
-    start_proxy(&config, &secrets(moto)).await
+    let proxy = start_proxy(&config, &secrets(moto)).await;
+    sts.issue_on(&proxy.clock, LIFETIME);
+    proxy
+}
+
+/// How long STS's credentials last in these tests: AWS's minimum.
+const LIFETIME: Duration = Duration::from_secs(900);
+/// Past the fresh time of credentials renewed 5 minutes early (at most 600 s, less jitter),
+/// and short of their expiry: they are due and still valid.
+const DUE: Duration = Duration::from_secs(601);
+
+/// Waits until the proxy's credential cache has seen `count` failed STS fetches.
+async fn wait_for_failures(proxy: &RunningProxy, count: u64) {
+    let failures = || {
+        let state = proxy.proxy.state();
+        state
+            .credentials
+            .stats
+            .failures
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    eventually("the STS fetch failed", || {
+        (failures() >= count).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,13 +74,12 @@ async fn a_thousand_concurrent_cold_requests_make_one_assume_role_call() {
 #[tokio::test]
 async fn credentials_are_renewed_before_they_expire() {
     let sts = PassThrough::start(moto().address()).await;
-    // 900 s credentials renewed 898 s early: fresh for about 2 s.
-    let proxy = proxy_through(&sts, "898s").await;
+    let proxy = proxy_through(&sts, "5m").await;
     let url = proxy.url("/acme/owner.txt");
     assert_eq!(get(&url).await.status, StatusCode::OK);
     assert_eq!(get(&url).await.status, StatusCode::OK);
     assert_eq!(sts.assume_role_calls(), 1, "fresh credentials are reused");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    proxy.clock.advance(DUE);
     // Due: this request is served at once, and the renewal runs in the background.
     assert_eq!(get(&url).await.status, StatusCode::OK);
     wait_for_calls(&sts, 2).await;
@@ -70,45 +93,46 @@ async fn credentials_are_renewed_before_they_expire() {
 
 /// Waits (up to 5 s) until STS has seen `count` AssumeRole calls.
 async fn wait_for_calls(sts: &PassThrough, count: usize) {
-    let started = std::time::Instant::now();
-    while sts.assume_role_calls() < count && started.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        sts.assume_role_calls() >= count,
-        "{} calls",
-        sts.assume_role_calls()
-    );
+    eventually(&format!("{count} AssumeRole calls"), || {
+        (sts.assume_role_calls() >= count).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn requests_keep_succeeding_through_an_sts_outage_while_credentials_are_valid() {
     let sts = PassThrough::start(moto().address()).await;
-    let proxy = proxy_through(&sts, "898s").await;
+    let proxy = proxy_through(&sts, "5m").await;
     let url = proxy.url("/acme/owner.txt");
     assert_eq!(get(&url).await.status, StatusCode::OK);
     assert_eq!(sts.assume_role_calls(), 1);
 
     sts.failing.store(true, std::sync::atomic::Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    proxy.clock.advance(DUE);
     let during = get(&url).await;
     assert_eq!(during.status, StatusCode::OK, "{}", during.text());
     assert_eq!(during.text(), "tenant a\n");
-    wait_for_calls(&sts, 2).await;
-    // Let the failed attempt (and the SDK's own retries) settle.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The background renewal (with the SDK's own retries) ends in failure.
+    wait_for_failures(&proxy, 1).await;
     let attempts = sts.assume_role_calls();
+    assert!(attempts >= 2, "a renewal was attempted");
 
-    // Backing off: the next requests do not hammer the failing STS. Twenty requests make at
-    // most one more call (a late SDK retry on a busy machine, or the backoff running out as
-    // they are served), never one each.
+    // Backing off: the next requests do not call the failing STS again.
     for _ in 0..20 {
         assert_eq!(get(&url).await.status, StatusCode::OK);
     }
-    let during_backoff = sts.assume_role_calls() - attempts;
+    assert_eq!(
+        sts.assume_role_calls(),
+        attempts,
+        "STS calls for 20 requests while backing off"
+    );
+    // Once the backoff (at most 1 s at first) has passed, the next request tries again.
+    proxy.clock.advance(Duration::from_secs(1));
+    assert_eq!(get(&url).await.status, StatusCode::OK);
+    wait_for_failures(&proxy, 2).await;
     assert!(
-        during_backoff <= 1,
-        "{during_backoff} STS calls for 20 requests while backing off"
+        sts.assume_role_calls() > attempts,
+        "retried after the backoff"
     );
 
     sts.failing
@@ -224,24 +248,24 @@ source = "default-chain"
 async fn sts_faults_while_credentials_are_valid_never_delay_a_request() {
     for fault in [StsFault::Throttling, StsFault::Hang] {
         let sts = PassThrough::start(moto().address()).await;
-        let proxy = proxy_through(&sts, "898s").await;
+        let proxy = proxy_through(&sts, "5m").await;
         let url = proxy.url("/acme/owner.txt");
         assert_eq!(get(&url).await.status, StatusCode::OK);
         sts.inject(fault);
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        // Due, and STS throttles or hangs: every request is still served at once.
-        for _ in 0..5 {
-            let started = std::time::Instant::now();
+        proxy.clock.advance(DUE);
+        // Due, and STS throttles or hangs: every request is still served from the previous
+        // credentials, none waits for STS. With a hanging STS that shows as answers arriving
+        // while its call is still held (the SDK would give up on it after 5 s).
+        let hanging = || sts.hanging.load(std::sync::atomic::Ordering::SeqCst);
+        for at in 0..5 {
             let fetched = get(&url).await;
             assert_eq!(fetched.status, StatusCode::OK, "{}", fetched.text());
-            // A hanging STS holds a waiting request for 5 s (the SDK's attempt timeout): a
-            // request served from the previous credentials takes milliseconds. The bound is
-            // loose because the 1,000-request test may share the cores.
-            assert!(
-                started.elapsed() < Duration::from_secs(3),
-                "a request waited {:?} for STS",
-                started.elapsed()
-            );
+            if let StsFault::Hang = fault {
+                if at == 0 {
+                    eventually("the renewal reaches STS", || (hanging() == 1).then_some(())).await;
+                }
+                assert_eq!(hanging(), 1, "answered while the renewal is held");
+            }
         }
         assert!(sts.assume_role_calls() >= 2, "a refresh was attempted");
     }
@@ -267,9 +291,10 @@ async fn a_cold_sts_failure_is_remembered_and_answered_503_with_retry_after() {
         calls,
         "a throttled identity is not asked again at once"
     );
-    // Once the backoff has passed and STS answers again, the integration recovers.
+    // Once the backoff (at most 1 s at first) has passed and STS answers again, the
+    // integration recovers.
     sts.inject(StsFault::None);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    proxy.clock.advance(Duration::from_millis(1100));
     assert_eq!(get(&url).await.status, StatusCode::OK);
 }
 
@@ -281,12 +306,13 @@ async fn expired_credentials_are_never_used_to_sign() {
     sts.inject(StsFault::ShortLived);
     let config = acme_config(&sts.endpoint(), &s3.endpoint(), "duration = \"15m\"");
     let proxy = start_proxy(&config, &secrets(moto)).await;
+    sts.issue_on(&proxy.clock, LIFETIME);
     let url = proxy.url("/acme/owner.txt");
     assert_eq!(get(&url).await.status, StatusCode::OK);
     // STS goes down; the 8-second credentials serve until 5 s before they expire.
     sts.failing.store(true, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(get(&url).await.status, StatusCode::OK);
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    proxy.clock.advance(Duration::from_secs(4));
     let reached = s3.requests();
     let refused = get(&url).await;
     assert_eq!(
@@ -375,6 +401,7 @@ async fn a_download_outlives_its_credentials_and_a_later_part_gets_fresh_ones() 
     let mut secrets = secrets(moto);
     secrets.insert("EXPIRY_SECRET".into(), EXPIRY_SECRET.into());
     let proxy = start_proxy(&config, &secrets).await;
+    sts.issue_on(&proxy.clock, LIFETIME);
 
     // A 64 MiB object: far more than loopback socket buffers hold, so the download below
     // really is in flight while its credentials run out.
@@ -411,9 +438,9 @@ async fn a_download_outlives_its_credentials_and_a_later_part_gets_fresh_ones() 
     assert_eq!(response.status(), StatusCode::OK);
     let etag1 = response.headers()["etag"].to_str().unwrap().to_string();
     let calls_before = sts.assume_role_calls();
-    let started = std::time::Instant::now();
 
-    // Read the download slowly, for longer than the credentials that signed it live.
+    // Start the download, then let the credentials that signed it expire (on the proxy's
+    // clock) before reading the rest.
     let response = signed(
         Method::GET,
         &proxy.url("/expiry/big.bin"),
@@ -422,7 +449,7 @@ async fn a_download_outlives_its_credentials_and_a_later_part_gets_fresh_ones() 
     .await;
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
-    let (mut received, mut mismatches) = (0usize, 0usize);
+    let (mut received, mut mismatches, mut expired_at) = (0usize, 0usize, None);
     while let Some(frame) = body.frame().await {
         let frame = frame.expect("the download never breaks");
         if let Some(data) = frame.data_ref() {
@@ -433,16 +460,15 @@ async fn a_download_outlives_its_credentials_and_a_later_part_gets_fresh_ones() 
                 .count();
             received += data.len();
         }
-        // About 6 MiB/s: the whole object takes over 10 s.
-        let due = Duration::from_secs_f64(received as f64 / (6 << 20) as f64);
-        if let Some(wait) = due.checked_sub(started.elapsed()) {
-            tokio::time::sleep(wait).await;
+        if expired_at.is_none() && received > 0 {
+            proxy.clock.advance(Duration::from_secs(9));
+            expired_at = Some(received);
         }
     }
+    let expired_at = expired_at.expect("a first frame");
     assert!(
-        started.elapsed() > Duration::from_secs(9),
-        "the download outlived the 8 s credentials ({:?})",
-        started.elapsed()
+        SIZE - expired_at > 32 << 20,
+        "the download was in flight when its 8 s credentials expired ({expired_at} bytes read)"
     );
     assert_eq!(received, SIZE, "the download ended short");
     assert_eq!(mismatches, 0, "every byte as stored");
@@ -552,9 +578,10 @@ async fn a_chained_session_over_an_hour_falls_back_to_one_hour() {
     let config = acme_config(
         &sts.endpoint(),
         &moto.endpoint(),
-        "duration = \"2h\"\nrefresh_before_expiry = \"3598s\"",
+        "duration = \"2h\"\nrefresh_before_expiry = \"5m\"",
     );
     let proxy = start_proxy(&config, &secrets(moto)).await;
+    sts.issue_on(&proxy.clock, Duration::from_secs(3600));
     let url = proxy.url("/acme/owner.txt");
     let fetched = get(&url).await;
     assert_eq!(fetched.status, StatusCode::OK, "{}", fetched.text());
@@ -564,9 +591,9 @@ async fn a_chained_session_over_an_hour_falls_back_to_one_hour() {
         2,
         "refused at 2h, then granted at 1h"
     );
-    // One-hour credentials renewed 3,598 s early are due within about 2 s: the renewal asks
-    // for the hour at once.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // One-hour credentials renewed 5 minutes early are due after at most 3,300 s: the
+    // renewal asks for the hour at once.
+    proxy.clock.advance(Duration::from_secs(3301));
     assert_eq!(get(&url).await.status, StatusCode::OK);
     wait_for_calls(&sts, 3).await;
     assert_eq!(get(&url).await.status, StatusCode::OK);

@@ -83,9 +83,9 @@ impl RateLimiter {
         CallerKey::Client(self.hasher.hash_one(access_key_id))
     }
 
-    /// Takes one token for `caller`; `Err` carries how long until one is available.
-    pub fn check(&self, caller: CallerKey, limit: RateLimit) -> Result<(), Duration> {
-        let now = Instant::now();
+    /// Takes one token for `caller` at `now` (the proxy's clock); `Err` carries how long
+    /// until one is available.
+    pub fn check(&self, caller: CallerKey, limit: RateLimit, now: Instant) -> Result<(), Duration> {
         let shard = self.hasher.hash_one(caller) as usize % SHARDS;
         let Some(Ok(mut shard)) = self.shards.get(shard).map(Mutex::lock) else {
             return Ok(());
@@ -348,13 +348,18 @@ mod tests {
             burst: 3,
         };
         let a = limiter.client_key("a");
+        let start = Instant::now();
         for _ in 0..3 {
-            assert!(limiter.check(a, limit).is_ok());
+            assert!(limiter.check(a, limit, start).is_ok());
         }
-        let wait = limiter.check(a, limit).expect_err("over the burst");
-        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1));
+        let wait = limiter.check(a, limit, start).expect_err("over the burst");
+        assert_eq!(wait, Duration::from_secs(1));
         // Another caller has its own bucket.
-        assert!(limiter.check(limiter.client_key("b"), limit).is_ok());
+        assert!(limiter.check(limiter.client_key("b"), limit, start).is_ok());
+        // A second later one token is back, and only one.
+        let later = start + Duration::from_secs(1);
+        assert!(limiter.check(a, limit, later).is_ok());
+        assert!(limiter.check(a, limit, later).is_err());
     }
 
     #[test]
@@ -372,12 +377,22 @@ mod tests {
             per_second: 1.0,
             burst: 1,
         };
-        assert!(limiter.check(key("2001:db8::1"), limit).is_ok());
         assert!(
-            limiter.check(key("2001:db8::2"), limit).is_err(),
+            limiter
+                .check(key("2001:db8::1"), limit, Instant::now())
+                .is_ok()
+        );
+        assert!(
+            limiter
+                .check(key("2001:db8::2"), limit, Instant::now())
+                .is_err(),
             "same /64"
         );
-        assert!(limiter.check(key("2001:db8:0:1::1"), limit).is_ok());
+        assert!(
+            limiter
+                .check(key("2001:db8:0:1::1"), limit, Instant::now())
+                .is_ok()
+        );
     }
 
     #[test]
@@ -390,7 +405,7 @@ mod tests {
         let mut admitted = 0;
         let mut refused = 0;
         for n in 0..200_000u32 {
-            match limiter.check(CallerKey::V4(n), limit) {
+            match limiter.check(CallerKey::V4(n), limit, Instant::now()) {
                 Ok(()) => admitted += 1,
                 Err(_) => refused += 1,
             }
@@ -404,6 +419,6 @@ mod tests {
         assert!(refused >= 200_000 - bound - SHARDS * 2, "{refused} refused");
         // A caller tracked before the flood keeps its own bucket.
         let early = CallerKey::V4(0);
-        assert!(limiter.check(early, limit).is_ok());
+        assert!(limiter.check(early, limit, Instant::now()).is_ok());
     }
 }

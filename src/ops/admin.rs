@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -611,7 +611,7 @@ fn credential_metrics(out: &mut String, stats: &crate::upstream::credentials::Cr
 /// whether obtaining or renewing them is failing, for those the proxy has asked for.
 fn expiry_metrics(out: &mut String, state: &crate::upstream::state::State) {
     use crate::upstream::credentials::CredentialState;
-    let now = SystemTime::now();
+    let now = state.tenants.config.clock.now();
     let mut expiry_lines = String::new();
     let mut failing_lines = String::new();
     for integration in state.tenants.integrations.sorted() {

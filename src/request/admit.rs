@@ -395,7 +395,8 @@ fn check_rate(
         (Caller::Anonymous, Some(address)) => CallerKey::address(address),
         (Caller::Anonymous, None) => gate.rate_limiter.client_key("-"),
     };
-    gate.rate_limiter.check(who, limit).map_err(|wait| {
+    let now = tenants.config.clock.instant();
+    gate.rate_limiter.check(who, limit, now).map_err(|wait| {
         gate.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
         Error::SlowDown {
             retry_after_seconds: wait.as_secs().max(1),

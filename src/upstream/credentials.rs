@@ -27,7 +27,7 @@ use moka::Expiry;
 use moka::future::Cache;
 
 use crate::config::{
-    BaseCredentials, CredentialSource, DISCOVERY_REGION, Integration, StaticKeys, StsConfig,
+    BaseCredentials, Clock, CredentialSource, DISCOVERY_REGION, Integration, StaticKeys, StsConfig,
 };
 use crate::s3::error::Error;
 
@@ -130,7 +130,7 @@ const IDENTITY_FAILING_FOR: Duration = Duration::from_secs(10);
 pub struct CredentialCache {
     /// The last check of the proxy's own identity: when, and what STS said.
     identity: tokio::sync::Mutex<Option<(Instant, Result<String, String>)>>,
-    fresh: Cache<CredentialKey, Credentials>,
+    fresh: Cache<CredentialKey, Fresh>,
     last_good: Mutex<HashMap<CredentialKey, LastGood>>,
     cold_failures: Mutex<HashMap<CredentialKey, ColdFailure>>,
     /// When each identity's credentials were last dropped (or a drop was considered).
@@ -143,6 +143,18 @@ pub struct CredentialCache {
     /// role chaining, capped at one hour, so every later call asks for one hour at most.
     chained: std::sync::atomic::AtomicBool,
     pub stats: CredentialStats,
+    /// The time every age, backoff and expiry here is judged by.
+    clock: Clock,
+}
+
+/// Credentials and when they fall due (on the proxy's clock). moka drops the entry after
+/// `fresh_for` of real time; a read past `until` treats it as due, so a test that moves the
+/// clock sees what a later request would.
+#[derive(Clone)]
+struct Fresh {
+    credentials: Credentials,
+    until: Instant,
+    fresh_for: Duration,
 }
 
 /// Counters for `/metrics`.
@@ -173,36 +185,26 @@ impl CredentialStats {
     }
 }
 
-/// Fresh until `expiry - refresh_before_expiry`.
-struct RefreshPolicy {
-    refresh_before_expiry: Duration,
-}
+/// An entry leaves the cache when it falls due ([`CredentialCache::fresh_entry`]).
+struct RefreshPolicy;
 
-impl Expiry<CredentialKey, Credentials> for RefreshPolicy {
+impl Expiry<CredentialKey, Fresh> for RefreshPolicy {
     fn expire_after_create(
         &self,
         _key: &CredentialKey,
-        credentials: &Credentials,
+        entry: &Fresh,
         _created_at: Instant,
     ) -> Option<Duration> {
-        let fresh_for = match credentials.expiry() {
-            Some(expiry) => expiry
-                .duration_since(SystemTime::now())
-                .unwrap_or_default()
-                .saturating_sub(self.refresh_before_expiry),
-            None => UNEXPIRING_REFRESH,
-        };
-        Some(fresh_for.mul_f64(1.0 - 0.1 * jitter()))
+        Some(entry.fresh_for)
     }
 }
 
 impl CredentialCache {
-    pub fn new(sts: StsConfig, http_client: SharedHttpClient) -> Self {
+    /// A cache for STS reached as `sts` says, judging time by `clock`.
+    pub fn new(sts: StsConfig, http_client: SharedHttpClient, clock: Clock) -> Self {
         let fresh = Cache::builder()
             .max_capacity(100_000)
-            .expire_after(RefreshPolicy {
-                refresh_before_expiry: sts.refresh_before_expiry,
-            })
+            .expire_after(RefreshPolicy)
             .build();
         CredentialCache {
             identity: tokio::sync::Mutex::new(None),
@@ -216,7 +218,35 @@ impl CredentialCache {
             default_chain: tokio::sync::OnceCell::new(),
             chained: std::sync::atomic::AtomicBool::new(false),
             stats: CredentialStats::default(),
+            clock,
         }
+    }
+
+    /// Fresh until `expiry - refresh_before_expiry`, less up to 10% of that (see the module).
+    fn fresh_entry(&self, credentials: Credentials) -> Fresh {
+        let fresh_for = match credentials.expiry() {
+            Some(expiry) => expiry
+                .duration_since(self.clock.now())
+                .unwrap_or_default()
+                .saturating_sub(self.sts.refresh_before_expiry),
+            None => UNEXPIRING_REFRESH,
+        };
+        let fresh_for = fresh_for.mul_f64(1.0 - 0.1 * jitter());
+        Fresh {
+            credentials,
+            until: self.clock.instant() + fresh_for,
+            fresh_for,
+        }
+    }
+
+    /// The entry for `key`, if it is not yet due; a due one is dropped.
+    async fn fresh(&self, key: &CredentialKey) -> Option<Credentials> {
+        let entry = self.fresh.get(key).await?;
+        if self.clock.instant() < entry.until {
+            return Some(entry.credentials);
+        }
+        self.fresh.invalidate(key).await;
+        None
     }
 
     /// Whether the cache was built for these STS settings (a reload keeps it only then).
@@ -268,7 +298,7 @@ impl CredentialCache {
         let Ok(mut invalidated) = self.invalidated.lock() else {
             return false;
         };
-        let now = Instant::now();
+        let now = self.clock.instant();
         if invalidated
             .get(&key)
             .is_some_and(|at| now.duration_since(*at) < INVALIDATION_DEBOUNCE)
@@ -310,7 +340,7 @@ impl CredentialCache {
         };
         if let Ok(last_good) = self.last_good.lock()
             && let Some(entry) = last_good.get(&key)
-            && still_valid(&entry.credentials)
+            && still_valid(&entry.credentials, self.clock.now())
         {
             return CredentialState::Valid {
                 expiry: entry.credentials.expiry(),
@@ -336,7 +366,7 @@ impl CredentialCache {
             } else {
                 IDENTITY_FAILING_FOR
             };
-            if at.elapsed() < believed {
+            if self.clock.instant().saturating_duration_since(*at) < believed {
                 return result.clone();
             }
         }
@@ -353,7 +383,7 @@ impl CredentialCache {
         if let Err(reason) = &result {
             self.stats.failed(reason);
         }
-        *last = Some((Instant::now(), result.clone()));
+        *last = Some((self.clock.instant(), result.clone()));
         result
     }
 
@@ -370,7 +400,7 @@ impl CredentialCache {
                 detail: "an integration with neither static keys nor a cache key".to_string(),
             });
         };
-        if let Some(credentials) = self.fresh.get(&key).await {
+        if let Some(credentials) = self.fresh(&key).await {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(credentials);
         }
@@ -394,7 +424,7 @@ impl CredentialCache {
             .try_get_with(key.clone(), Box::pin(self.fetch_and_remember(&key)))
             .await
         {
-            Ok(credentials) => Ok(credentials),
+            Ok(entry) => Ok(entry.credentials),
             Err(reason) => {
                 tracing::warn!(integration = %integration.name, %reason, "no credentials");
                 self.remember_cold_failure(&key, &reason);
@@ -412,7 +442,8 @@ impl CredentialCache {
             let Some(entry) = last_good.get_mut(key) else {
                 return;
             };
-            if entry.refreshing || entry.retry_at.is_some_and(|at| Instant::now() < at) {
+            let now = self.clock.instant();
+            if entry.refreshing || entry.retry_at.is_some_and(|at| now < at) {
                 return;
             }
             entry.refreshing = true;
@@ -432,7 +463,7 @@ impl CredentialCache {
                 entry.refreshing = false;
                 if let Err(reason) = result {
                     let wait = entry.backoff.mul_f64(0.5 + 0.5 * jitter());
-                    entry.retry_at = Some(Instant::now() + wait);
+                    entry.retry_at = Some(cache.clock.instant() + wait);
                     entry.backoff = (entry.backoff * 2).min(MAX_BACKOFF);
                     tracing::warn!(
                         %integration,
@@ -449,13 +480,13 @@ impl CredentialCache {
     fn still_usable(&self, key: &CredentialKey) -> Option<Credentials> {
         let last_good = self.last_good.lock().ok()?;
         let entry = last_good.get(key)?;
-        still_valid(&entry.credentials).then(|| entry.credentials.clone())
+        still_valid(&entry.credentials, self.clock.now()).then(|| entry.credentials.clone())
     }
 
     fn recent_cold_failure(&self, key: &CredentialKey) -> Option<String> {
         let failures = self.cold_failures.lock().ok()?;
         let failure = failures.get(key)?;
-        (Instant::now() < failure.until).then(|| failure.reason.clone())
+        (self.clock.instant() < failure.until).then(|| failure.reason.clone())
     }
 
     fn remember_cold_failure(&self, key: &CredentialKey, reason: &str) {
@@ -468,7 +499,7 @@ impl CredentialCache {
         failures.insert(
             key.clone(),
             ColdFailure {
-                until: Instant::now() + backoff.mul_f64(0.5 + 0.5 * jitter()),
+                until: self.clock.instant() + backoff.mul_f64(0.5 + 0.5 * jitter()),
                 reason: reason.to_string(),
                 backoff,
             },
@@ -476,7 +507,7 @@ impl CredentialCache {
     }
 
     /// One fetch per miss; the result is remembered for outages.
-    async fn fetch_and_remember(&self, key: &CredentialKey) -> Result<Credentials, String> {
+    async fn fetch_and_remember(&self, key: &CredentialKey) -> Result<Fresh, String> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let credentials = self
             .fetch(key)
@@ -496,7 +527,7 @@ impl CredentialCache {
         if let Ok(mut failures) = self.cold_failures.lock() {
             failures.remove(key);
         }
-        Ok(credentials)
+        Ok(self.fresh_entry(credentials))
     }
 
     async fn fetch(&self, key: &CredentialKey) -> Result<Credentials, String> {
@@ -549,7 +580,7 @@ impl CredentialCache {
                 let expiry = SystemTime::try_from(assumed.expiration).map_err(|error| {
                     format!("STS AssumeRole returned an unusable expiration: {error}")
                 })?;
-                if expiry <= SystemTime::now() + EXPIRY_MARGIN {
+                if expiry <= self.clock.now() + EXPIRY_MARGIN {
                     return Err("STS AssumeRole returned credentials that already expired".into());
                 }
                 Ok(Credentials::new(
@@ -700,10 +731,11 @@ fn jitter() -> f64 {
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn still_valid(credentials: &Credentials) -> bool {
+/// Whether `credentials` may sign a request at `now`.
+fn still_valid(credentials: &Credentials, now: SystemTime) -> bool {
     credentials
         .expiry()
-        .is_none_or(|expiry| expiry > SystemTime::now() + EXPIRY_MARGIN)
+        .is_none_or(|expiry| expiry > now + EXPIRY_MARGIN)
 }
 
 fn static_credentials(keys: &StaticKeys) -> Credentials {

@@ -33,13 +33,20 @@ impl State {
     /// Builds the state for `config`, keeping from `previous` what still fits: the credential
     /// cache when STS is reached the same way (its keys are whole identities, so a changed or
     /// removed integration cannot reuse another's), and the upstream pool when its limits
-    /// are the same.
-    pub fn new(config: Config, previous: Option<&State>) -> std::io::Result<Self> {
+    /// are the same. A reloaded config keeps the proxy's clock.
+    pub fn new(mut config: Config, previous: Option<&State>) -> std::io::Result<Self> {
+        if let Some(previous) = previous {
+            config.clock = previous.tenants.config.clock.clone();
+        }
         let credentials = match previous {
             Some(previous) if previous.credentials.serves(&config.sts) => {
                 previous.credentials.clone()
             }
-            _ => Arc::new(CredentialCache::new(config.sts.clone(), sdk_http_client())),
+            _ => Arc::new(CredentialCache::new(
+                config.sts.clone(),
+                sdk_http_client(),
+                config.clock.clone(),
+            )),
         };
         let upstream = match previous {
             Some(previous) if previous.upstream.fits(&config.server.limits) => {

@@ -339,6 +339,8 @@ pub struct RunningProxy {
     pub address: SocketAddr,
     /// The proxy's clock: `advance` it instead of sleeping until something expires.
     pub clock: s3_signing_proxy::config::Clock,
+    /// The proxy itself: what it knows (its credential cache, its state) without a port.
+    pub proxy: std::sync::Arc<s3_signing_proxy::Proxy>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -539,24 +541,25 @@ pub async fn start_proxy(config_text: &str, secrets: &BTreeMap<String, String>) 
 pub async fn start_proxy_with(mut config: Config) -> RunningProxy {
     config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let clock = config.clock.clone();
+    let proxy = std::sync::Arc::new(s3_signing_proxy::Proxy::new(config).expect("proxy"));
+    proxy.open_disk_cache().await.expect("disk cache");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let serving = proxy.clone();
     tokio::spawn(async move {
-        s3_signing_proxy::ops::server::serve(
-            config,
-            async {
-                let _ = stopped.await;
-            },
-            |address| {
-                let _ = bound_tx.send(address);
-            },
-        )
+        s3_signing_proxy::ops::server::run(listener, serving, None, async {
+            let _ = stopped.await;
+        })
         .await
         .expect("proxy serves");
     });
     RunningProxy {
-        address: bound_rx.await.expect("proxy bound"),
+        address,
         clock,
+        proxy,
         stop: Some(stop),
     }
 }

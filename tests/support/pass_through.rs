@@ -11,6 +11,8 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use s3_signing_proxy::config::Clock;
+use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 
 /// A pass-through in front of moto: forwards every request as received (Host header included,
@@ -27,6 +29,11 @@ pub struct PassThrough {
     pub ranges: Arc<std::sync::Mutex<Vec<String>>>,
     /// Every request's path and headers as they arrived, in order: what the store received.
     pub received: Arc<std::sync::Mutex<Vec<(String, http::HeaderMap)>>>,
+    /// When set, AssumeRole answers' credentials expire this long after this clock's now:
+    /// STS keeping the time a test moved the proxy to (moto keeps the system's).
+    issue_on: Arc<std::sync::Mutex<Option<(Clock, Duration)>>>,
+    /// AssumeRole calls held by [`StsFault::Hang`] right now.
+    pub hanging: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -50,6 +57,12 @@ impl PassThrough {
     pub fn inject(&self, fault: StsFault) {
         self.fault.store(fault as u8, Ordering::SeqCst);
     }
+
+    /// From now on, credentials STS hands out last `lifetime` on `clock` (the proxy's), and
+    /// [`StsFault::ShortLived`] ones 8 s on it.
+    pub fn issue_on(&self, clock: &Clock, lifetime: Duration) {
+        *self.issue_on.lock().expect("issue_on") = Some((clock.clone(), lifetime));
+    }
 }
 
 impl PassThrough {
@@ -62,12 +75,15 @@ impl PassThrough {
         let fault = Arc::new(std::sync::atomic::AtomicU8::new(0));
         let ranges = Arc::new(std::sync::Mutex::new(Vec::new()));
         let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let issue_on: Arc<std::sync::Mutex<Option<(Clock, Duration)>>> = Arc::default();
+        let hanging = Arc::new(AtomicUsize::new(0));
         let counters = (
             requests.clone(),
             assume_role_calls.clone(),
             failing.clone(),
             fault.clone(),
             (ranges.clone(), received.clone()),
+            (issue_on.clone(), hanging.clone()),
         );
         let task = tokio::spawn(async move {
             let client: Client<HttpConnector, Full<Bytes>> =
@@ -77,8 +93,14 @@ impl PassThrough {
                     return;
                 };
                 let client = client.clone();
-                let (requests, assume_role_calls, failing, fault, (ranges, received)) =
-                    counters.clone();
+                let (
+                    requests,
+                    assume_role_calls,
+                    failing,
+                    fault,
+                    (ranges, received),
+                    (issue_on, hanging),
+                ) = counters.clone();
                 let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                     let client = client.clone();
                     let (requests, assume_role_calls, failing, fault) = (
@@ -87,6 +109,7 @@ impl PassThrough {
                         failing.clone(),
                         fault.clone(),
                     );
+                    let (issue_on, hanging) = (issue_on.clone(), hanging.clone());
                     if let Some(range) = request.headers().get("range") {
                         let range = String::from_utf8_lossy(range.as_bytes()).into_owned();
                         ranges.lock().expect("ranges").push(range);
@@ -118,7 +141,9 @@ impl PassThrough {
                             return Ok(chained_limit());
                         }
                         if fault == StsFault::Hang as u8 {
+                            hanging.fetch_add(1, Ordering::SeqCst);
                             tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                            hanging.fetch_sub(1, Ordering::SeqCst);
                             return Ok(outage());
                         }
                         let path = parts
@@ -136,8 +161,18 @@ impl PassThrough {
                         };
                         let (mut parts, body) = response.into_parts();
                         let mut body = body.collect().await?.to_bytes();
-                        if fault == StsFault::ShortLived as u8 {
-                            body = short_lived(&body);
+                        let issue_on = issue_on.lock().expect("issue_on").clone();
+                        let (now, lifetime) = issue_on
+                            .map_or((SystemTime::now(), None), |(clock, lifetime)| {
+                                (clock.now(), Some(lifetime))
+                            });
+                        let lifetime = if fault == StsFault::ShortLived as u8 {
+                            Some(Duration::from_secs(8))
+                        } else {
+                            lifetime
+                        };
+                        if let (true, Some(lifetime)) = (assume_role, lifetime) {
+                            body = expiring_at(&body, now + lifetime);
                             parts.headers.remove("content-length");
                         }
                         Ok(Response::from_parts(parts, Full::new(body)))
@@ -158,6 +193,8 @@ impl PassThrough {
             fault,
             ranges,
             received,
+            issue_on,
+            hanging,
             task,
         }
     }
@@ -219,13 +256,13 @@ fn chained_limit() -> Response<Full<Bytes>> {
 }
 
 /// An AssumeRole answer whose credentials expire 8 seconds from now.
-fn short_lived(body: &[u8]) -> Bytes {
+/// An STS answer with its credentials' `Expiration` rewritten to `at`.
+fn expiring_at(body: &[u8], at: SystemTime) -> Bytes {
     let text = String::from_utf8_lossy(body);
     let (Some(start), Some(end)) = (text.find("<Expiration>"), text.find("</Expiration>")) else {
         return Bytes::copy_from_slice(body);
     };
-    let soon = std::time::SystemTime::now() + std::time::Duration::from_secs(8);
-    let seconds = soon
+    let seconds = at
         .duration_since(std::time::SystemTime::UNIX_EPOCH)
         .expect("after 1970")
         .as_secs();

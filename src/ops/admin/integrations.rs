@@ -6,7 +6,6 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -28,7 +27,7 @@ const CANDIDATE_NAME: &str = "candidate";
 /// One line per integration: its credentials as the cache knows them, never fetched here.
 pub(super) fn list(proxy: &Proxy) -> String {
     let state = proxy.state();
-    let now = SystemTime::now();
+    let now = state.tenants.config.clock.now();
     let mut out = String::new();
     for integration in state.tenants.integrations.sorted() {
         let line = state.credentials.state(integration).describe(now);
@@ -61,7 +60,7 @@ pub(super) fn show(proxy: &Proxy, catalog: &Shared, name: &str) -> Response<Prox
     let credentials = state
         .credentials
         .state(&integration)
-        .describe(SystemTime::now());
+        .describe(state.tenants.config.clock.now());
     json(
         StatusCode::OK,
         &serde_json::json!({
