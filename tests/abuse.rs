@@ -2,8 +2,6 @@
 //! codings, chunk-extension floods), absolute-form targets and CONNECT, hosts pointing
 //! elsewhere, oversized heads, NUL/CR/LF where they do not belong. Each gets a 4xx or a closed
 //! connection, none reaches the upstream, and the proxy keeps serving.
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
-#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::time::Duration;

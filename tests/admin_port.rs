@@ -4,8 +4,6 @@
 //! `Sec-Fetch-Site`), a body that is not JSON, a `Host` that is not an IP literal, `localhost`
 //! or an `admin_hosts` name (DNS rebinding), and, when a token is configured, a request
 //! without it are all refused; the object the request would have deleted stays on the store.
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
-#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use bytes::Bytes;
@@ -18,30 +16,30 @@ const STORED: &str = "admin-store/media/tenant-a";
 const CLIENT_SECRET: &str = "admin-port-client-secret-0d1e";
 const TOKEN: &str = "admin-port-token-6f5e4d3c2b1a";
 
-const CONFIG: &str = r#"
-[server]
-listen = "LISTEN"
-admin_listen = "ADMIN"
-admin_hosts = ["proxy-admin.internal"]
-EXTRA
-
-[[integration]]
-name = "acme"
-bucket = "media"
-prefix = "tenant-a/"
-region = "us-east-1"
-endpoint = "ENDPOINT"
-access = "read-write"
-[integration.credentials]
-access_key_id = "STOREKEY"
-secret_access_key_env = "PANEL_STORE_SECRET"
-
-[[client]]
-access_key_id = "AKPANELWRITER"
-secret_access_key_env = "PANEL_CLIENT_SECRET"
-integrations = ["acme"]
-access = "read-write"
-"#;
+/// The proxy's config: a read-write integration under `tenant-a/` of the store at
+/// `endpoint` (static keys `store_key`) and one read-write client; the admin listener answers
+/// only `proxy-admin.internal`, and takes `token_env`'s token when one is named.
+fn admin_config(endpoint: &str, store_key: &str, token_env: Option<&str>) -> String {
+    let mut server = toml::Table::new();
+    server.insert("listen".into(), "LISTEN".into());
+    server.insert("admin_listen".into(), "ADMIN".into());
+    server.insert("admin_hosts".into(), vec!["proxy-admin.internal"].into());
+    if let Some(token_env) = token_env {
+        server.insert("admin_token_env".into(), token_env.into());
+    }
+    let acme = IntegrationFixture::new("acme", "media")
+        .set("prefix", "tenant-a/")
+        .set("endpoint", endpoint)
+        .set("access", "read-write")
+        .static_keys(store_key, "PANEL_STORE_SECRET");
+    let writer = ClientFixture::new(
+        "AKPANELWRITER",
+        "PANEL_CLIENT_SECRET",
+        &["acme"],
+        "read-write",
+    );
+    fixtures::config(server, &[acme], &[writer])
+}
 
 struct Admin {
     dir: TempDir,
@@ -51,8 +49,8 @@ struct Admin {
 
 impl Admin {
     /// An embedded store holding `victim.txt` under the prefix, and the proxy in front of it
-    /// with `extra` in `[server]`.
-    async fn start(label: &str, extra: &str) -> Admin {
+    /// with the admin token in `token_env`, if named.
+    async fn start(label: &str, token_env: Option<&str>) -> Admin {
         let dir = TempDir::new(label);
         let root = dir.0.join("admin-store");
         std::fs::create_dir_all(dir.0.join(STORED)).unwrap();
@@ -60,10 +58,8 @@ impl Admin {
         let store = s3_signing_proxy::lab::demo::EmbeddedStore::start(&root, None, None)
             .await
             .unwrap();
-        let config = CONFIG
-            .replace("EXTRA", extra)
-            .replace("ENDPOINT", &format!("http://{}", store.address))
-            .replace("STOREKEY", &store.access_key_id);
+        let endpoint = format!("http://{}", store.address);
+        let config = admin_config(&endpoint, &store.access_key_id, token_env);
         register_secrets([
             &store.secret_access_key,
             &CLIENT_SECRET.to_string(),
@@ -105,7 +101,7 @@ const DELETE_VICTIM: &str =
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_site_rebound_and_non_json_requests_are_refused_and_change_nothing() {
-    let admin = Admin::start("admin-port-refusals", "").await;
+    let admin = Admin::start("admin-port-refusals", None).await;
     let port = admin
         .proxy
         .admin_url("")
@@ -202,7 +198,7 @@ async fn cross_site_rebound_and_non_json_requests_are_refused_and_change_nothing
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_token_every_endpoint_but_the_probes_asks_for_it() {
-    let admin = Admin::start("admin-port-token", "admin_token_env = \"PANEL_TOKEN\"").await;
+    let admin = Admin::start("admin-port-token", Some("PANEL_TOKEN")).await;
     for path in ["/healthz", "/readyz"] {
         let probe = get(&admin.proxy.admin_url(path)).await;
         assert_eq!(probe.status, StatusCode::OK, "{path}: {}", probe.text());
@@ -251,7 +247,7 @@ async fn a_page_in_chromium_cannot_send_through_explain() {
         std::path::Path::new("/usr/bin/chromium").exists(),
         "Chromium is missing: run scripts/test, which installs it"
     );
-    let admin = Admin::start("admin-port-chromium", "").await;
+    let admin = Admin::start("admin-port-chromium", None).await;
     let fired = drive_chromium(
         "cross_site_post.js",
         &[&admin.proxy.admin_url("/explain"), DELETE_VICTIM],

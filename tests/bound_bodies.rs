@@ -4,8 +4,6 @@
 //! be all that binds the body. Each signing form is captured by botocore's own signers
 //! (`sign_request.py`) and replayed with another body; the effect is read on moto with the
 //! tenant's own role, and the pass-through shows refused replays never reach it.
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
-#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use bytes::Bytes;

@@ -3,7 +3,8 @@
 //! through Range requests, and CORS lets an allowed origin fetch while blocking another. And
 //! signed policies: a gallery page reads a prefix with cookies only, its second load comes
 //! from the browser's cache, and everything outside the policy is refused.
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
+// This file edits cookies and policies as text on purpose (tampering a signed value).
+// .clippy.toml's ban on editing text is for the proxy's own code.
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 

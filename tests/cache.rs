@@ -4,8 +4,6 @@
 //! once; ranges and If-None-Match are answered from an entry; two integrations over one bucket
 //! and key never share an entry, and a client bound to one gets 403, not a hit, for the
 //! other's cached object; 50 concurrent misses for one object make one store request.
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
-#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::time::{Duration, Instant};

@@ -2,8 +2,6 @@
 //! `scripts/clients`) list, read, range, write, stream, upload in parts, presign, use an awkward
 //! key and delete through the proxy, against SeaweedFS and against moto, each effect checked on
 //! the store itself. Every cell must be `ok`, or `n/a` where the client has no such operation.
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
-#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::collections::BTreeMap;

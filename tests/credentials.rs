@@ -1,8 +1,6 @@
 //! The credential cache against moto's real STS, counted by a pass-through in front of it:
 //! one AssumeRole however many cold requests wait, renewal before expiry, and service through
 //! an STS outage while the cached credentials are still valid.
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
-#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::time::Duration;
@@ -696,22 +694,21 @@ async fn a_role_given_as_account_and_name_assumes_the_same_role_as_its_arn() {
         .strip_prefix("arn:aws:iam::")
         .and_then(|rest| rest.split_once(":role/"))
         .expect("a role ARN");
-    let by_arn = role_integration(
-        "by-arn",
-        &moto.tenant_a,
-        &moto.endpoint(),
-        "path",
-        &moto.tenant_a.external_id,
-        "",
+    let by_arn = IntegrationFixture::tenant("by-arn", &moto.tenant_a, &moto.endpoint());
+    let mut credentials = toml::Table::new();
+    credentials.insert("account_id".into(), account_id.into());
+    credentials.insert("role_name".into(), role_name.into());
+    credentials.insert(
+        "external_id".into(),
+        moto.tenant_a.external_id.as_str().into(),
     );
-    let by_parts = by_arn.replace("by-arn", "by-parts").replace(
-        &format!("role_arn = \"{role_arn}\""),
-        &format!("account_id = \"{account_id}\"\nrole_name = \"{role_name}\""),
-    );
-    assert!(by_parts.contains("account_id"), "{by_parts}");
+    let by_parts = IntegrationFixture::tenant("by-parts", &moto.tenant_a, &moto.endpoint())
+        .set("credentials", credentials);
     let config = format!(
-        "{}{by_arn}{by_parts}",
-        sts_section(moto, &sts.endpoint(), "")
+        "{}{}{}",
+        sts_section(moto, &sts.endpoint(), ""),
+        by_arn.toml(),
+        by_parts.toml()
     );
     let proxy = start_proxy(&config, &secrets(moto)).await;
     for name in ["by-parts", "by-arn"] {

@@ -1,8 +1,6 @@
 //! Faults no real server can be told to produce, injected by hand-written servers: an upstream
 //! that resets mid-body (seen by HTTP/1 and HTTP/2 clients) or before its headers, and a client that gives up halfway through an
 //! upload (against s3s-fs, which verifies signatures and stores objects on disk).
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
-#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::net::SocketAddr;

@@ -2,7 +2,8 @@
 //! and presigned URLs reach private integrations with proxy-issued keys, each only where it is
 //! bound; every rejection has S3's own error code and never reaches the upstream. Also CORS and
 //! redirect delivery.
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
+// This file tampers with signed URLs as text on purpose. .clippy.toml's ban on editing text is
+// for the proxy's own code.
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 

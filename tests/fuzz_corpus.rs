@@ -3,7 +3,8 @@
 //! the router, the SigV4 verifier, the aws-chunked decoder, the upstream document rewriter and
 //! the client document parsers. The document checks read what the proxy writes with a second,
 //! independent XML parser (roxmltree).
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
+// This file mutates signed requests as text on purpose. .clippy.toml's ban on editing text is
+// for the proxy's own code.
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 

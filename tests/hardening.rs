@@ -2,8 +2,6 @@
 //! upstream error documents reduced to their code, the proxy's refused credentials answered as
 //! the proxy's own error, redirects never followed, ACL headers that would publish objects,
 //! ambiguous `x-amz-*` headers, and tenant HTML that would run script with the proxy's origin.
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
-#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::sync::Arc;

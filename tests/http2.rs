@@ -1,7 +1,5 @@
 //! HTTP/2 abuse: the stream limit the proxy advertises, and a rapid-reset flood (streams opened
 //! and cancelled at once) that must end the abusive connection while others are served.
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
-#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::time::Duration;

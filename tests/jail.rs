@@ -4,7 +4,8 @@
 //! status the proxy answers. Runs against moto with IAM auth enforced, in a bucket of its own
 //! (tenant j's), so the whole-bucket listings that look for an escaped write see no other
 //! test's objects.
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
+// This file tampers with a signed URL as text on purpose. .clippy.toml's ban on editing text is
+// for the proxy's own code.
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 

@@ -1,7 +1,8 @@
 //! The limits that protect a public listener: slow heads, the rate limit (per key, per
 //! address, and for the client a trusted balancer or the PROXY protocol names), a stalled
 //! store, and heads or targets over their size.
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
+// This file reads raw HTTP answers off a socket. .clippy.toml's ban on editing text is for the
+// proxy's own code.
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 

@@ -1,8 +1,6 @@
 //! Against SeaweedFS, a real local store that encodes and normalises listings as S3 does
 //! (moto does neither): URL-encoded listings with spaces and pluses, a store that reads `//`
 //! in a prefix as `/`, and the DeleteObjects attack, each checked on the store itself.
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
-#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use bytes::Bytes;

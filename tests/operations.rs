@@ -1,7 +1,8 @@
 //! Running it in production: readiness, metrics, access logs, the `check` command, reloads,
 //! graceful shutdown, the bucket's region asked once, and TLS (with certificate reload and a
 //! private upstream CA). The limits that protect a public listener are in `limits`.
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
+// This file strips a redaction marker from log text before searching it. .clippy.toml's ban on
+// editing text is for the proxy's own code.
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 

@@ -4,7 +4,8 @@
 //! traffic passes `promtool check metrics` with its labels bounded by the config, and a real
 //! Prometheus server scraping that proxy, with the rules loaded, answers every query of every
 //! panel of the Grafana dashboard with data.
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
+// This file fills in the dashboard's query variables as Grafana does. .clippy.toml's ban on
+// editing text is for the proxy's own code.
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 

@@ -353,7 +353,7 @@ async fn upstream_errors_keep_their_code_and_name_the_proxys_request_id() {
     assert!(header.bytes().all(|b| b.is_ascii_hexdigit()), "{header}");
     assert!(!missing.headers.contains_key("x-amz-id-2"));
     // Its log line carries the store's code and the store's own request id.
-    let line = wait_for_log_line(header).await;
+    let line = wait_for_access_line(header).await;
     assert!(line.contains("upstream_code=\"NoSuchKey\""), "{line}");
     assert!(line.contains("upstream_request_id=\""), "{line}");
     assert!(!line.contains("upstream_request_id=\"-\""), "{line}");
@@ -363,24 +363,6 @@ async fn upstream_errors_keep_their_code_and_name_the_proxys_request_id() {
     let id = found.headers["x-amz-request-id"].to_str().unwrap();
     assert_ne!(id, header);
     assert_eq!(id.len(), 16, "{id}");
-}
-
-/// The access line of `request_id` in this test binary's log (written when its body is done).
-async fn wait_for_log_line(request_id: &str) -> String {
-    let needle = format!("request_id={request_id}");
-    for _ in 0..50 {
-        for entry in std::fs::read_dir(test_logs()).unwrap().flatten() {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            if let Some(line) = text
-                .lines()
-                .find(|l| l.contains(&needle) && l.contains("access"))
-            {
-                return line.to_string();
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("no access line for {request_id}");
 }
 
 /// What reached the store is read off a pass-through in front of it: none of the client's

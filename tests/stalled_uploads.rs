@@ -1,8 +1,6 @@
 //! Uploads to a store that stops reading (stalled, overloaded, or a slow-loris on the store's
 //! side): the proxy's memory stays bounded per upload and in total, and the uploads complete
 //! once the store reads again.
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
-#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::net::SocketAddr;

@@ -1,8 +1,6 @@
 //! Bodies stream: a 1 GiB object passes through the proxy binary while its memory stays flat.
 //! The upstream is s3s-fs (SigV4-verifying) over a directory, so the object is written to disk
 //! directly instead of uploaded.
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
-#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::io::Write;

@@ -2,8 +2,6 @@
 //! integration's prefix, multipart uploads by the AWS CLI round-trip byte for byte, copies stay
 //! inside one integration, and every write without read-write on both sides is refused before
 //! the upstream.
-// Tests may search and edit text freely; .clippy.toml's ban is for the proxy's own code.
-#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use http::{Method, StatusCode};
