@@ -100,11 +100,7 @@ integrations = ["{bucket_b}"]
         } else {
             self.path_endpoint()
         };
-        let mut args = json!({"endpoint": endpoint, "key": key, "secret": secret, "style": style});
-        args.as_object_mut()
-            .unwrap()
-            .extend(op.as_object().unwrap().clone());
-        boto3(args).await
+        boto3_as(&endpoint, (key, secret), style, op).await
     }
 }
 
@@ -186,22 +182,9 @@ fn latin1(text: &str) -> Vec<u8> {
 async fn the_aws_cli_copies_and_heads_objects() {
     let door = FrontDoor::start().await;
     let dir = TempDir::new("aws-cli");
-    let config = dir.0.join("aws-config");
-    std::fs::write(
-        &config,
-        "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n",
-    )
-    .unwrap();
     let aws = |args: Vec<String>| {
-        let mut command = tokio::process::Command::new(aws_cli());
-        command
-            .args(args)
-            .args(["--endpoint-url", &door.path_endpoint()])
-            .env("AWS_ACCESS_KEY_ID", CLIENT_A)
-            .env("AWS_SECRET_ACCESS_KEY", CLIENT_A_SECRET)
-            .env("AWS_CONFIG_FILE", &config)
-            .env("AWS_SHARED_CREDENTIALS_FILE", dir.0.join("none"))
-            .env_remove("AWS_PROFILE");
+        let mut command = aws_cli_as(&dir.0, &door.path_endpoint(), (CLIENT_A, CLIENT_A_SECRET));
+        command.args(args);
         command
     };
     let target = dir.0.join("owner.txt");

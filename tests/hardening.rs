@@ -17,14 +17,8 @@ const WRITER: &str = "AKHARDWRITER";
 const WRITER_SECRET: &str = "hard-writer-secret-91";
 
 async fn boto3_as_writer(proxy: &RunningProxy, op: serde_json::Value) -> serde_json::Value {
-    let mut args = json!({
-        "endpoint": format!("http://127.0.0.1:{}", proxy.address.port()),
-        "key": WRITER, "secret": WRITER_SECRET, "style": "path"
-    });
-    args.as_object_mut()
-        .unwrap()
-        .extend(op.as_object().unwrap().clone());
-    boto3(args).await
+    let endpoint = format!("http://127.0.0.1:{}", proxy.address.port());
+    boto3_as(&endpoint, (WRITER, WRITER_SECRET), "path", op).await
 }
 
 /// Tenant A read-only as `acme` (prefix `labelling`), tenant W read-write as `uploads`, both

@@ -61,15 +61,13 @@ access = "read-write"
     start_proxy(&config, &secrets).await
 }
 
-async fn as_client(proxy: &RunningProxy, op: serde_json::Value) -> serde_json::Value {
-    let mut args = json!({
-        "endpoint": format!("http://127.0.0.1:{}", proxy.address.port()),
-        "key": CLIENT, "secret": CLIENT_SECRET, "style": "path", "bucket": "jail",
-    });
-    args.as_object_mut()
-        .unwrap()
-        .extend(op.as_object().unwrap().clone());
-    boto3(args).await
+/// One boto3 call as the client, in bucket `jail` unless `op` names another.
+async fn as_client(proxy: &RunningProxy, mut op: serde_json::Value) -> serde_json::Value {
+    if let Some(fields) = op.as_object_mut() {
+        fields.entry("bucket").or_insert_with(|| "jail".into());
+    }
+    let endpoint = format!("http://127.0.0.1:{}", proxy.address.port());
+    boto3_as(&endpoint, (CLIENT, CLIENT_SECRET), "path", op).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

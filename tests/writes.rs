@@ -86,12 +86,11 @@ integrations = ["w-uploads"]
     }
 
     async fn boto3(&self, key: &str, secret: &str, op: serde_json::Value) -> serde_json::Value {
-        let endpoint = format!("http://127.0.0.1:{}", self.proxy.address.port());
-        let mut args = json!({"endpoint": endpoint, "key": key, "secret": secret, "style": "path"});
-        args.as_object_mut()
-            .unwrap()
-            .extend(op.as_object().unwrap().clone());
-        boto3(args).await
+        boto3_as(&self.endpoint(), (key, secret), "path", op).await
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.proxy.address.port())
     }
 }
 
@@ -216,22 +215,10 @@ async fn the_aws_cli_multipart_upload_and_download_are_byte_identical() {
         })
         .collect();
     std::fs::write(&source, &bytes).unwrap();
-    let config = dir.0.join("aws-config");
-    std::fs::write(
-        &config,
-        "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n",
-    )
-    .unwrap();
-    let endpoint = format!("http://127.0.0.1:{}", writes.proxy.address.port());
+    let endpoint = writes.endpoint();
     let aws = |args: &[&str]| {
-        let mut command = tokio::process::Command::new(aws_cli());
-        command
-            .args(args)
-            .args(["--endpoint-url", &endpoint])
-            .env("AWS_ACCESS_KEY_ID", WRITER)
-            .env("AWS_SECRET_ACCESS_KEY", WRITER_SECRET)
-            .env("AWS_CONFIG_FILE", &config)
-            .env("AWS_SHARED_CREDENTIALS_FILE", dir.0.join("none"));
+        let mut command = aws_cli_as(&dir.0, &endpoint, (WRITER, WRITER_SECRET));
+        command.args(args);
         command
     };
     let source_text = source.display().to_string();
@@ -376,25 +363,8 @@ async fn listings_show_only_the_integrations_keys_with_the_prefix_stripped() {
 
     // The AWS CLI's `ls` sees the same tree.
     let dir = TempDir::new("ls");
-    let config = dir.0.join("aws-config");
-    std::fs::write(
-        &config,
-        "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n",
-    )
-    .unwrap();
-    let ls = tokio::process::Command::new(aws_cli())
-        .args([
-            "s3",
-            "ls",
-            "s3://acme-labelling/",
-            "--recursive",
-            "--endpoint-url",
-        ])
-        .arg(format!("http://127.0.0.1:{}", writes.proxy.address.port()))
-        .env("AWS_ACCESS_KEY_ID", WRITER)
-        .env("AWS_SECRET_ACCESS_KEY", WRITER_SECRET)
-        .env("AWS_CONFIG_FILE", &config)
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.0.join("none"))
+    let ls = aws_cli_as(&dir.0, &writes.endpoint(), (WRITER, WRITER_SECRET))
+        .args(["s3", "ls", "s3://acme-labelling/", "--recursive"])
         .output()
         .await
         .unwrap();
@@ -521,22 +491,10 @@ async fn aws_s3_sync_round_trips_a_tree_with_awkward_names() {
             .set_modified(an_hour_ago)
             .unwrap();
     }
-    let config = dir.0.join("aws-config");
-    std::fs::write(
-        &config,
-        "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n",
-    )
-    .unwrap();
-    let endpoint = format!("http://127.0.0.1:{}", writes.proxy.address.port());
+    let endpoint = writes.endpoint();
     let aws = |args: &[&str]| {
-        let mut command = tokio::process::Command::new(aws_cli());
-        command
-            .args(args)
-            .args(["--endpoint-url", &endpoint])
-            .env("AWS_ACCESS_KEY_ID", WRITER)
-            .env("AWS_SECRET_ACCESS_KEY", WRITER_SECRET)
-            .env("AWS_CONFIG_FILE", &config)
-            .env("AWS_SHARED_CREDENTIALS_FILE", dir.0.join("none"));
+        let mut command = aws_cli_as(&dir.0, &endpoint, (WRITER, WRITER_SECRET));
+        command.args(args);
         command
     };
     let local_text = local.display().to_string();

@@ -791,6 +791,47 @@ pub fn aws_cli() -> PathBuf {
     python().with_file_name("aws")
 }
 
+/// The AWS CLI, path-style in us-east-1, signing for the proxy at `endpoint` with the keys it
+/// issued; its config file is written in `dir`, and no profile or shared credentials apply.
+/// Add the command's own arguments.
+pub fn aws_cli_as(
+    dir: &std::path::Path,
+    endpoint: &str,
+    (key, secret): (&str, &str),
+) -> tokio::process::Command {
+    let config = dir.join("aws-config");
+    std::fs::write(
+        &config,
+        "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n",
+    )
+    .expect("aws config");
+    let mut command = tokio::process::Command::new(aws_cli());
+    command
+        .args(["--endpoint-url", endpoint])
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("none"))
+        .env_remove("AWS_PROFILE");
+    command
+}
+
+/// One boto3 call (`op`, see `s3_client.py`) to the proxy at `endpoint`, signed with the keys
+/// it issued, in `style` addressing (`path` or `virtual`).
+pub async fn boto3_as(
+    endpoint: &str,
+    (key, secret): (&str, &str),
+    style: &str,
+    op: serde_json::Value,
+) -> serde_json::Value {
+    let mut args =
+        serde_json::json!({"endpoint": endpoint, "key": key, "secret": secret, "style": style});
+    if let (Some(fields), Some(op)) = (args.as_object_mut(), op.as_object()) {
+        fields.extend(op.clone());
+    }
+    boto3(args).await
+}
+
 /// Encodes a key the way a careful client would: everything but letters, digits and `/`.
 /// (Deliberately not the proxy's own encoder, which also leaves `-_.~` alone.)
 pub fn encode(key: &str) -> String {
