@@ -14,7 +14,6 @@ use crate::s3::documents::{CompleteRequest, CompletedPart};
 use crate::s3::error::Error;
 use crate::s3::route::Operation;
 use crate::upstream::exchange::{Signing, send_signed};
-use crate::upstream::sign::Payload;
 use crate::upstream::state::State;
 
 /// The size of a part buffer: above S3's 5 MiB smallest part.
@@ -254,14 +253,9 @@ async fn send(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<http::Response<body::ProxyBody>, Error> {
-    let signing = Signing {
-        operation,
-        query,
-        headers,
-        extra_headers: Vec::new(),
-        body: body::full(bytes),
-        payload: Payload::Unsigned,
-    };
+    let mut signing = Signing::plain(operation, query);
+    signing.parts.client_headers = headers;
+    signing.parts.body = body::full(bytes);
     let answer = send_signed(destination.state, destination.target, signing).await?;
     let response = answer.response;
     let status = response.status();

@@ -44,28 +44,26 @@ pub struct Answered {
     pub credentials: aws_credential_types::Credentials,
 }
 
-/// What an upstream request carries and how it is signed.
+/// What an upstream request carries and how it is signed: its query, and the rest of it
+/// ([`UpstreamParts`]: the operation, the headers the guard lets through, the proxy's own
+/// headers, the body and what the signature says of it).
 pub struct Signing<'a> {
-    pub operation: Operation,
     pub query: &'a [(String, String)],
-    /// The headers the guard lets through ([`crate::upstream::sign`]'s `forwarded`).
-    pub headers: http::HeaderMap,
-    /// Headers the proxy wrote itself (a rewritten copy source), set as they are.
-    pub extra_headers: Vec<(http::HeaderName, http::HeaderValue)>,
-    pub body: ProxyBody,
-    pub payload: Payload,
+    pub parts: UpstreamParts,
 }
 
 impl<'a> Signing<'a> {
     /// A bodiless request.
     pub fn plain(operation: Operation, query: &'a [(String, String)]) -> Self {
         Signing {
-            operation,
             query,
-            headers: http::HeaderMap::new(),
-            extra_headers: Vec::new(),
-            body: body::empty(),
-            payload: Payload::Unsigned,
+            parts: UpstreamParts {
+                operation,
+                client_headers: http::HeaderMap::new(),
+                extra_headers: Vec::new(),
+                body: body::empty(),
+                payload: Payload::Unsigned,
+            },
         }
     }
 }
@@ -79,13 +77,7 @@ pub fn sign(
 ) -> Result<http::Request<ProxyBody>, Error> {
     signed_request(
         upstream_uri(target, signing.query)?,
-        UpstreamParts {
-            operation: signing.operation,
-            client_headers: &signing.headers,
-            extra_headers: signing.extra_headers,
-            body: signing.body,
-            payload: signing.payload,
-        },
+        signing.parts,
         credentials,
         target.integration.region.signing_name(),
         SystemTime::now(),
@@ -124,10 +116,8 @@ pub struct Planned {
     pub target: Target,
     /// The query the store gets.
     pub query: Vec<(String, String)>,
-    pub headers: http::HeaderMap,
-    pub extra_headers: Vec<(http::HeaderName, http::HeaderValue)>,
-    pub body: ProxyBody,
-    pub payload: Payload,
+    /// The rest of the request, as it is signed.
+    pub parts: UpstreamParts,
 }
 
 /// Plans an admitted request whose region is known ([`Planned`]).
@@ -158,14 +148,18 @@ where
         (&state.tenants.integrations, &integration),
     )
     .await?;
+    let parts = UpstreamParts {
+        operation: route.operation,
+        client_headers: headers,
+        extra_headers,
+        body,
+        payload,
+    };
     Ok(Planned {
         route,
         target,
         query,
-        headers,
-        extra_headers,
-        body,
-        payload,
+        parts,
     })
 }
 
@@ -180,10 +174,7 @@ where
         route,
         target,
         query,
-        headers,
-        extra_headers,
-        body,
-        payload,
+        parts,
     } = plan(state, admitted).await?;
     let integration = &target.integration;
     let credentials = state.credentials.credentials(integration).await?;
@@ -200,12 +191,8 @@ where
         return crate::request::answers::redirect(&location).map(Exchange::Redirect);
     }
     let signing = Signing {
-        operation: route.operation,
         query: &query,
-        headers,
-        extra_headers,
-        body,
-        payload,
+        parts,
     };
     let answer = send_with(state, &target, signing, &credentials).await?;
     Ok(Exchange::Answered(Box::new(Answered {

@@ -73,12 +73,12 @@ pub async fn probe(
     };
     let mut signing = Signing::plain(operation, query);
     if operation.has_body() {
-        signing.headers.insert(
+        signing.parts.client_headers.insert(
             header::CONTENT_LENGTH,
             http::HeaderValue::from(content.len()),
         );
-        signing.payload = Payload::Sha256(hex::encode(sha2::Sha256::digest(&content)));
-        signing.body = body::full(content);
+        signing.parts.payload = Payload::Sha256(hex::encode(sha2::Sha256::digest(&content)));
+        signing.parts.body = body::full(content);
     }
     let answer = send_signed(state, &target, signing).await?;
     let (parts, response_body) = answer.response.into_parts();

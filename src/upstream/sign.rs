@@ -158,11 +158,11 @@ pub fn upstream_uri(target: &Target, query: &[(String, String)]) -> Result<Uri, 
 
 /// What goes upstream besides the URL: the client's headers (filtered here), headers the proxy
 /// sets itself (a rewritten copy source), the body and what the signature says about it.
-pub struct UpstreamParts<'a> {
+pub struct UpstreamParts {
     /// The S3 operation being sent.
     pub operation: Operation,
     /// The client's headers; only the allowed ones are copied.
-    pub client_headers: &'a HeaderMap,
+    pub client_headers: HeaderMap,
     /// Headers the proxy sets itself.
     pub extra_headers: Vec<(HeaderName, HeaderValue)>,
     /// The body to stream upstream.
@@ -174,7 +174,7 @@ pub struct UpstreamParts<'a> {
 /// Builds the upstream request with the allowed client headers, then signs it.
 pub fn signed_request(
     uri: Uri,
-    parts: UpstreamParts<'_>,
+    parts: UpstreamParts,
     credentials: &Credentials,
     region: &str,
     now: SystemTime,
@@ -193,7 +193,7 @@ pub fn signed_request(
             detail: format!("the upstream host is not a header value: {error}"),
         })?,
     );
-    for (name, value) in parts.client_headers {
+    for (name, value) in &parts.client_headers {
         // One value each: S3 accepts no repeated Range, condition or metadata header.
         if forwarded(parts.operation, name) && !headers.contains_key(name) {
             headers.insert(name.clone(), value.clone());
@@ -736,7 +736,7 @@ mod tests {
         let uri = upstream_uri(&target(None, Addressing::VirtualHost, "k"), &[]).expect("uri");
         let parts = UpstreamParts {
             operation: Operation::GetObject,
-            client_headers: &client,
+            client_headers: client,
             extra_headers: Vec::new(),
             body: crate::s3::body::empty(),
             payload: Payload::Unsigned,

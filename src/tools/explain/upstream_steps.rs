@@ -132,12 +132,8 @@ fn upstream_request(
 ) -> Result<Vec<(&'static str, String)>, crate::s3::error::Error> {
     let region = planned.target.integration.region.signing_name().to_string();
     let signing = exchange::Signing {
-        operation: planned.route.operation,
         query: &planned.query,
-        headers: planned.headers,
-        extra_headers: planned.extra_headers,
-        body: planned.body,
-        payload: planned.payload,
+        parts: planned.parts,
     };
     let request = exchange::sign(&planned.target, signing, credentials)?;
     let (canonical, string_to_sign) = crate::upstream::sign::signing_view(&request, &region)?;
