@@ -237,22 +237,14 @@ pub(super) fn timestamp(line: &mut String, now: SystemTime) {
     let (year, month, day) =
         crate::s3::sigv4::civil_from_days(i64::try_from(seconds / 86_400).unwrap_or(0));
     let rest = seconds % 86_400;
-    // Digit by digit, as the formatter would write `{:04}-{:02}-…`, without it.
-    let push = crate::s3::sigv4::push_digits;
-    push(line, u64::try_from(year).unwrap_or(0), 4);
-    line.push('-');
-    push(line, u64::try_from(month).unwrap_or(0), 2);
-    line.push('-');
-    push(line, u64::try_from(day).unwrap_or(0), 2);
-    line.push('T');
-    push(line, rest / 3600, 2);
-    line.push(':');
-    push(line, rest % 3600 / 60, 2);
-    line.push(':');
-    push(line, rest % 60, 2);
-    line.push('.');
-    push(line, u64::from(since.subsec_micros()), 6);
-    line.push('Z');
+    let _ = write!(
+        line,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        since.subsec_micros()
+    );
 }
 
 #[cfg(test)]
