@@ -23,8 +23,8 @@ mod policies;
 
 use crate::auth::sigv2::SignedRequest;
 use crate::s3::sigv4::{
-    ALGORITHM, MAX_CLOCK_SKEW, MAX_PRESIGNED_EXPIRY, SigningKey, constant_time_eq, parse_amz_date,
-    parse_query, signature, signing_key,
+    ALGORITHM, Fold, MAX_CLOCK_SKEW, MAX_PRESIGNED_EXPIRY, SigningKey, constant_time_eq,
+    parse_amz_date, parse_query, push_header_line, signature, signing_key,
 };
 
 /// The payload hash S3 uses for presigned URLs.
@@ -775,25 +775,20 @@ fn canonical_request(
 ) -> Result<String, Error> {
     let mut out = canonical_target(method, raw_path, uri.query().unwrap_or(""), query);
     for name in signed_headers.names() {
-        out.push_str(name);
-        out.push(':');
         if name == "host" && !headers.contains_key(header::HOST) {
             // HTTP/2 carries the host as the :authority pseudo-header.
             let authority = uri.authority().ok_or(Error::SignatureDoesNotMatch)?;
-            out.push_str(authority.as_str());
-        } else {
-            let mut values = headers.get_all(name).iter().peekable();
-            if values.peek().is_none() {
-                return Err(Error::SignatureDoesNotMatch);
-            }
-            for (at, value) in values.enumerate() {
-                if at > 0 {
-                    out.push(',');
-                }
-                push_collapsed(&mut out, &String::from_utf8_lossy(value.as_bytes()));
-            }
+            push_header_line(&mut out, name, [authority.as_str()], Fold::Whitespace);
+            continue;
         }
-        out.push('\n');
+        let values = headers.get_all(name);
+        if values.iter().next().is_none() {
+            return Err(Error::SignatureDoesNotMatch);
+        }
+        let texts = values
+            .iter()
+            .map(|value| String::from_utf8_lossy(value.as_bytes()));
+        push_header_line(&mut out, name, texts, Fold::Whitespace);
     }
     crate::s3::sigv4::finish_canonical_request(&mut out, signed_headers.0, payload_hash);
     Ok(out)
@@ -830,16 +825,6 @@ fn canonical_target(
         })
         .collect();
     crate::s3::sigv4::start_canonical_request(method, &canonical_path, pairs)
-}
-
-/// A header value as SigV4 signs it: trimmed, inner runs of whitespace as one space.
-fn push_collapsed(out: &mut String, value: &str) {
-    for (at, word) in value.split_whitespace().enumerate() {
-        if at > 0 {
-            out.push(' ');
-        }
-        out.push_str(word);
-    }
 }
 
 #[cfg(test)]

@@ -239,6 +239,48 @@ pub fn start_canonical_request<S: AsRef<str> + Ord>(
     out
 }
 
+/// How a canonical header line folds a value's whitespace. SigV4 trims each value and writes
+/// each inner run as one space; which characters count differs between signers: clients'
+/// SDKs fold any whitespace (botocore splits on it), aws-sigv4 folds spaces only. The front
+/// door reads what clients signed; the upstream signer writes what aws-sigv4 writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fold {
+    /// Any whitespace, as clients' SDKs fold it.
+    Whitespace,
+    /// Spaces only, as aws-sigv4 folds them.
+    Spaces,
+}
+
+/// Appends one canonical header line, for both directions: `name:`, then `values` (a
+/// repeated header's, in order) each trimmed and folded as `fold` says and joined by `,`,
+/// then the line's end.
+pub fn push_header_line<S: AsRef<str>>(
+    out: &mut String,
+    name: &str,
+    values: impl IntoIterator<Item = S>,
+    fold: Fold,
+) {
+    out.push_str(name);
+    out.push(':');
+    for (at, value) in values.into_iter().enumerate() {
+        if at > 0 {
+            out.push(',');
+        }
+        let value = value.as_ref();
+        let words: &mut dyn Iterator<Item = &str> = match fold {
+            Fold::Whitespace => &mut value.split_whitespace(),
+            Fold::Spaces => &mut value.split(' ').filter(|word| !word.is_empty()),
+        };
+        for (at, word) in words.enumerate() {
+            if at > 0 {
+                out.push(' ');
+            }
+            out.push_str(word);
+        }
+    }
+    out.push('\n');
+}
+
 /// The end of a canonical request, after its header lines: the signed header names joined
 /// with `;`, and the payload hash.
 pub fn finish_canonical_request(out: &mut String, signed_headers: &str, payload_hash: &str) {
@@ -539,6 +581,19 @@ mod tests {
         assert_eq!(read(Some(b"\xe9t\xe9")), "NotText");
     }
     use super::*;
+
+    #[test]
+    fn header_lines_fold_as_each_direction_signs() {
+        let line = |values: &[&str], fold| {
+            let mut out = String::new();
+            push_header_line(&mut out, "x-amz-meta-note", values.iter().copied(), fold);
+            out
+        };
+        let values = ["  a   b\tc  ", "d"];
+        assert_eq!(line(&values, Fold::Whitespace), "x-amz-meta-note:a b c,d\n");
+        assert_eq!(line(&values, Fold::Spaces), "x-amz-meta-note:a b\tc,d\n");
+        assert_eq!(line(&[""], Fold::Spaces), "x-amz-meta-note:\n");
+    }
 
     /// `push_hex` against the `hex` crate, over every byte value and a run of digests.
     #[test]

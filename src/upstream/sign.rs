@@ -21,7 +21,7 @@ use crate::request::integration::Target;
 use crate::s3::body::ProxyBody;
 use crate::s3::error::Error;
 use crate::s3::route::Operation;
-use crate::s3::sigv4::{encode_key, encode_query};
+use crate::s3::sigv4::{Fold, encode_key, encode_query, push_header_line};
 
 /// Client headers a read may carry upstream. Everything else is dropped.
 const READ_HEADERS: &[&str] = &[
@@ -404,37 +404,24 @@ fn canonical_request<B>(
     };
     names.sort_unstable();
     for name in &names {
-        out.push_str(name);
-        out.push(':');
         if let (Some(host), "host") = (&host, *name) {
-            out.push_str(host);
-            out.push('\n');
+            push_header_line(&mut out, name, [host], Fold::Spaces);
             continue;
         }
-        for (at, value) in request.headers().get_all(*name).iter().enumerate() {
-            if at > 0 {
-                out.push(',');
-            }
-            let value = value.to_str().map_err(|error| Error::InvalidRequest {
+        let values = request.headers().get_all(*name);
+        for value in &values {
+            value.to_str().map_err(|error| Error::InvalidRequest {
                 reason: format!("A forwarded header is not visible ASCII: {error}"),
             })?;
-            push_spaces_collapsed(&mut out, value);
         }
-        out.push('\n');
+        let texts = values
+            .iter()
+            .map(|value| value.to_str().unwrap_or_default());
+        push_header_line(&mut out, name, texts, Fold::Spaces);
     }
     let signed_headers = names.join(";");
     crate::s3::sigv4::finish_canonical_request(&mut out, &signed_headers, payload_hash);
     Ok((out, signed_headers))
-}
-
-/// A header value as SigV4 signs it: spaces (only spaces) trimmed, and runs of them as one.
-fn push_spaces_collapsed(out: &mut String, value: &str) {
-    for (at, word) in value.split(' ').filter(|w| !w.is_empty()).enumerate() {
-        if at > 0 {
-            out.push(' ');
-        }
-        out.push_str(word);
-    }
 }
 
 fn apply_signature<B>(
