@@ -41,35 +41,28 @@ async fn resetting_store(answer: Vec<u8>) -> SocketAddr {
 }
 
 async fn proxy_for(store: SocketAddr) -> RunningProxy {
-    proxy_with(store, "").await
+    proxy_with(store, false).await
 }
 
 const FAULT_CLIENT: &str = "AKFAULTLISTER";
 const FAULT_CLIENT_SECRET: &str = "fault-client-secret-77ab";
 
-/// [`proxy_for`] with more settings of the integration's (`extra`).
-async fn proxy_with(store: SocketAddr, extra: &str) -> RunningProxy {
-    let config = format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-[[integration]]
-name = "faulty"
-bucket = "faulty-bucket"
-region = "us-east-1"
-endpoint = "http://{store}"
-public = true
-{extra}
-[integration.credentials]
-access_key_id = "AKFAULT"
-secret_access_key_env = "FAULT_SECRET"
-
-[[client]]
-access_key_id = "{FAULT_CLIENT}"
-secret_access_key_env = "FAULT_CLIENT_SECRET"
-integrations = ["faulty"]
-access = "read-write"
-"#
+/// [`proxy_for`], the integration read-write when `read_write`.
+async fn proxy_with(store: SocketAddr, read_write: bool) -> RunningProxy {
+    let mut faulty = IntegrationFixture::new("faulty", "faulty-bucket")
+        .set("endpoint", format!("http://{store}"))
+        .set("public", true)
+        .static_keys("AKFAULT", "FAULT_SECRET");
+    if read_write {
+        faulty = faulty.set("access", "read-write");
+    }
+    let client = ClientFixture::new(
+        FAULT_CLIENT,
+        "FAULT_CLIENT_SECRET",
+        &["faulty"],
+        "read-write",
     );
+    let config = fixtures::config(listen_anywhere(), &[faulty], &[client]);
     let secrets = std::collections::BTreeMap::from([
         ("FAULT_SECRET".to_string(), "fault-secret".to_string()),
         (
@@ -188,7 +181,7 @@ async fn silent_store() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
 #[tokio::test]
 async fn a_client_that_leaves_before_the_store_answers_cancels_the_request_and_is_logged() {
     let (store, opened, closed) = silent_store().await;
-    let proxy = proxy_with(store, "access = \"read-write\"").await;
+    let proxy = proxy_with(store, true).await;
     // Downloads whose clients go away before any answer, and uploads sent whole whose
     // clients go away while the store has not answered.
     let (gets, puts) = (5, 3);
@@ -433,27 +426,12 @@ async fn a_client_abandoning_an_upload_leaves_no_object() {
     let root = dir.0.join("store");
     std::fs::create_dir_all(root.join("media")).unwrap();
     let store = EmbeddedStore::start(&root, None, None).await.unwrap();
-    let config = format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-[[integration]]
-name = "media"
-bucket = "media"
-region = "us-east-1"
-endpoint = "{endpoint}"
-access = "read-write"
-[integration.credentials]
-access_key_id = "{key}"
-secret_access_key_env = "STORE_SECRET"
-[[client]]
-access_key_id = "{UPLOADER}"
-secret_access_key_env = "UPLOADER_SECRET"
-integrations = ["media"]
-access = "read-write"
-"#,
-        endpoint = store.endpoint(),
-        key = store.access_key_id,
-    );
+    let media = IntegrationFixture::new("media", "media")
+        .set("endpoint", store.endpoint())
+        .set("access", "read-write")
+        .static_keys(&store.access_key_id, "STORE_SECRET");
+    let uploader = ClientFixture::new(UPLOADER, "UPLOADER_SECRET", &["media"], "read-write");
+    let config = fixtures::config(listen_anywhere(), &[media], &[uploader]);
     let secrets = std::collections::BTreeMap::from([
         ("STORE_SECRET".to_string(), store.secret_access_key.clone()),
         ("UPLOADER_SECRET".to_string(), UPLOADER_SECRET.to_string()),

@@ -94,33 +94,16 @@ async fn stalling_store() -> StallingStore {
 }
 
 async fn proxy_for(dir: &TempDir, store: &StallingStore, limits: &str) -> ProxyProcess {
-    let config = format!(
-        r#"
-[server]
-listen = "LISTEN"
-admin_listen = "ADMIN"
-[server.limits]
-max_connections = 2000
-{limits}
-
-[[integration]]
-name = "stalled"
-bucket = "stalled-bucket"
-region = "us-east-1"
-endpoint = "http://{store}"
-access = "read-write"
-[integration.credentials]
-access_key_id = "AKSTALLSTORE"
-secret_access_key_env = "STALL_STORE_SECRET"
-
-[[client]]
-access_key_id = "{CLIENT}"
-secret_access_key_env = "STALL_CLIENT_SECRET"
-integrations = ["stalled"]
-access = "read-write"
-"#,
-        store = store.address
-    );
+    let mut server = fixtures::settings("listen = \"LISTEN\"\nadmin_listen = \"ADMIN\"");
+    let mut limits = fixtures::settings(limits);
+    limits.insert("max_connections".into(), 2000.into());
+    server.insert("limits".into(), limits.into());
+    let stalled = IntegrationFixture::new("stalled", "stalled-bucket")
+        .set("endpoint", format!("http://{}", store.address))
+        .set("access", "read-write")
+        .static_keys("AKSTALLSTORE", "STALL_STORE_SECRET");
+    let client = ClientFixture::new(CLIENT, "STALL_CLIENT_SECRET", &["stalled"], "read-write");
+    let config = fixtures::config(server, &[stalled], &[client]);
     register_secrets([&CLIENT_SECRET.to_string()]);
     ProxyProcess::spawn(
         &dir.0,
@@ -332,7 +315,9 @@ async fn clients_that_leave_stalled_uploads_are_cancelled_and_logged_at_once() {
             .filter(|line| line.contains("status=499") && line.contains("complete=false"))
             .count()
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // The proxy logs at TRACE here: 100 lines may take a while to reach the file on a busy
+    // machine (the same deadline as `wait_for_access_line`'s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while abandoned(&proxy.log()) < uploads && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -38,23 +38,11 @@ async fn a_gigabyte_streams_through_while_proxy_memory_stays_flat() {
         }
     }
     let store = EmbeddedStore::start(&store_root, None, None).await.unwrap();
-    let config = format!(
-        r#"
-[server]
-listen = "LISTEN"
-[[integration]]
-name = "big"
-bucket = "big-media"
-region = "us-east-1"
-endpoint = "{endpoint}"
-public = true
-[integration.credentials]
-access_key_id = "{key}"
-secret_access_key_env = "BIG_STORE_SECRET"
-"#,
-        endpoint = store.endpoint(),
-        key = store.access_key_id,
-    );
+    let big = IntegrationFixture::new("big", "big-media")
+        .set("endpoint", store.endpoint())
+        .set("public", true)
+        .static_keys(&store.access_key_id, "BIG_STORE_SECRET");
+    let config = fixtures::config(fixtures::settings("listen = \"LISTEN\""), &[big], &[]);
     let proxy = ProxyProcess::spawn(
         &dir.0,
         &config,
@@ -264,8 +252,8 @@ async fn uploads_proxy(
     store_proxy(label, prefix, client, ("", "")).await
 }
 
-/// [`uploads_proxy`] with `extra` lines at the end of `[server]` (tables such as
-/// `[server.limits]` included) and of the integration.
+/// [`uploads_proxy`] with `extra` settings (TOML) of `[server]` (its tables, such as
+/// `[limits]`, included) and of the integration.
 async fn store_proxy(
     label: &str,
     prefix: &str,
@@ -276,35 +264,16 @@ async fn store_proxy(
     let store_root = dir.0.join("store");
     std::fs::create_dir_all(store_root.join("big-media")).unwrap();
     let store = EmbeddedStore::start(&store_root, None, None).await.unwrap();
-    let config = format!(
-        r#"
-[server]
-listen = "LISTEN"
-{server_extra}
-[[integration]]
-name = "big"
-bucket = "big-media"
-prefix = "{prefix}"
-region = "us-east-1"
-endpoint = "{endpoint}"
-access = "read-write"
-{integration_extra}
-[integration.credentials]
-access_key_id = "{key}"
-secret_access_key_env = "BIG_STORE_SECRET"
-
-[[client]]
-access_key_id = "{client_key}"
-secret_access_key_env = "CLIENT_SECRET"
-integrations = ["big"]
-access = "read-write"
-"#,
-        endpoint = store.endpoint(),
-        key = store.access_key_id,
-        client_key = client.0,
-        server_extra = extra.0,
-        integration_extra = extra.1,
-    );
+    let mut server = fixtures::settings(extra.0);
+    server.insert("listen".into(), "LISTEN".into());
+    let big = IntegrationFixture::new("big", "big-media")
+        .set("prefix", prefix)
+        .set("endpoint", store.endpoint())
+        .set("access", "read-write")
+        .with(fixtures::settings(extra.1))
+        .static_keys(&store.access_key_id, "BIG_STORE_SECRET");
+    let uploader = ClientFixture::new(client.0, "CLIENT_SECRET", &["big"], "read-write");
+    let config = fixtures::config(server, &[big], &[uploader]);
     let proxy = ProxyProcess::spawn(
         &dir.0,
         &config,
@@ -373,7 +342,7 @@ async fn transfers_beyond_the_wide_ones_read_narrow_and_slots_come_back() {
         "wide",
         ("AKWIDEUPLOADER", "wide-uploader-secret"),
         (
-            "admin_listen = \"ADMIN\"\n[server.limits]\nwide_transfers = 1",
+            "admin_listen = \"ADMIN\"\n[limits]\nwide_transfers = 1",
             "public = true",
         ),
     )

@@ -16,6 +16,12 @@ impl IntegrationFixture {
         IntegrationFixture(table)
     }
 
+    /// Adds `settings` (any integration settings; see [`settings`]).
+    pub fn with(mut self, settings: Table) -> Self {
+        self.0.extend(settings);
+        self
+    }
+
     /// Sets `key` (any integration setting) to `value`.
     pub fn set(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.0.insert(key.into(), value.into());
@@ -78,6 +84,19 @@ impl ClientFixture {
         table.insert("access".into(), access.into());
         ClientFixture(table)
     }
+}
+
+/// Settings written as TOML (`key = value` lines, tables allowed), parsed into a table: for
+/// a test that varies a few of them.
+pub fn settings(text: &str) -> Table {
+    toml::from_str(text).unwrap_or_else(|error| panic!("settings are TOML: {error}\n{text}"))
+}
+
+/// `[server]` listening on any free port of 127.0.0.1 (what in-process proxies take).
+pub fn listen_anywhere() -> Table {
+    let mut server = Table::new();
+    server.insert("listen".into(), "127.0.0.1:0".into());
+    server
 }
 
 /// A whole config: `[server]` settings (may be empty), integrations and clients.

@@ -33,7 +33,7 @@ mod pass_through;
 mod postgres;
 mod process;
 
-pub use fixtures::{ClientFixture, IntegrationFixture};
+pub use fixtures::{ClientFixture, IntegrationFixture, listen_anywhere};
 pub use pass_through::{PassThrough, StsFault};
 pub use postgres::Postgres;
 pub use process::{ProxyProcess, TempDir, env_refs, free_address, moto_env};
