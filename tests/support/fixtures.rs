@@ -9,9 +9,13 @@ pub struct IntegrationFixture(Table);
 
 impl IntegrationFixture {
     pub fn new(name: &str, bucket: &str) -> Self {
+        IntegrationFixture::named(name).set("bucket", bucket)
+    }
+
+    /// An integration with a name and region only: its bucket or buckets to be set.
+    pub fn named(name: &str) -> Self {
         let mut table = Table::new();
         table.insert("name".into(), name.into());
-        table.insert("bucket".into(), bucket.into());
         table.insert("region".into(), "us-east-1".into());
         IntegrationFixture(table)
     }

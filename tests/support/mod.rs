@@ -263,7 +263,8 @@ secret_access_key_env = "PROXY_USER_SECRET"
     )
 }
 
-/// An assumed-role integration for a tenant (public unless `extra` sets `public`).
+/// An assumed-role integration for a tenant, path or virtual-host `addressing`, public unless
+/// `extra` (more settings, as TOML) says otherwise.
 pub fn role_integration(
     name: &str,
     tenant: &Tenant,
@@ -272,29 +273,11 @@ pub fn role_integration(
     external_id: &str,
     extra: &str,
 ) -> String {
-    format!(
-        r#"
-[[integration]]
-name = "{name}"
-bucket = "{bucket}"
-region = "us-east-1"
-endpoint = "{endpoint}"
-addressing = "{addressing}"
-{public}
-{extra}
-[integration.credentials]
-role_arn = "{role_arn}"
-external_id = "{external_id}"
-"#,
-        bucket = tenant.bucket,
-        role_arn = tenant.role_arn,
-        // Public unless `extra` says otherwise.
-        public = if extra.contains("public =") {
-            ""
-        } else {
-            "public = true"
-        },
-    )
+    IntegrationFixture::tenant(name, tenant, endpoint)
+        .set("addressing", addressing)
+        .role(&tenant.role_arn, external_id)
+        .with(fixtures::settings(extra))
+        .toml()
 }
 
 /// The most common test config: STS at `sts_endpoint` (with `sts_extra` settings) and tenant A's
@@ -318,20 +301,12 @@ pub fn acme_config(sts_endpoint: &str, s3_endpoint: &str, sts_extra: &str) -> St
 /// A public integration signing with moto's static-keys reader; `buckets` is the TOML that
 /// names its bucket(s), e.g. `bucket = "x"` or `default = true\nbuckets = [...]`.
 pub fn static_reader_integration(name: &str, buckets: &str, endpoint: &str) -> String {
-    format!(
-        r#"
-[[integration]]
-name = "{name}"
-{buckets}
-region = "us-east-1"
-endpoint = "{endpoint}"
-public = true
-[integration.credentials]
-access_key_id = "{key}"
-secret_access_key_env = "STATIC_READER_SECRET"
-"#,
-        key = moto().static_reader.access_key_id,
-    )
+    IntegrationFixture::named(name)
+        .with(fixtures::settings(buckets))
+        .set("endpoint", endpoint)
+        .set("public", true)
+        .static_keys(&moto().static_reader.access_key_id, "STATIC_READER_SECRET")
+        .toml()
 }
 
 /// The proxy, running in-process until dropped.
