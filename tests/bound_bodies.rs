@@ -36,15 +36,11 @@ async fn start() -> Bound {
         &w.external_id,
         "public = false\naccess = \"read-write\"\nprefix = \"md5\"",
     );
+    let writer = ClientFixture::new(WRITER, "MD5_WRITER_SECRET", &["md5"], "read-write");
     let config = format!(
-        r#"{}{integration}
-[[client]]
-access_key_id = "{WRITER}"
-secret_access_key_env = "MD5_WRITER_SECRET"
-integrations = ["md5"]
-access = "read-write"
-"#,
-        sts_section(moto, &moto.endpoint(), "")
+        "{}{integration}{}",
+        sts_section(moto, &moto.endpoint(), ""),
+        ClientFixture::toml(&[writer])
     );
     let mut secrets = secrets(moto);
     secrets.insert("MD5_WRITER_SECRET".into(), WRITER_SECRET.into());

@@ -37,20 +37,15 @@ impl FrontDoor {
         let moto = moto();
         let s3 = PassThrough::start(moto.address()).await;
         let private = format!("public = false\ncors_origins = [\"{APP_ORIGIN}\"]");
-        let clients = format!(
-            r#"
-[[client]]
-access_key_id = "{CLIENT_A}"
-secret_access_key_env = "CLIENT_A_SECRET"
-integrations = ["acme"]
-
-[[client]]
-access_key_id = "{CLIENT_B}"
-secret_access_key_env = "CLIENT_B_SECRET"
-integrations = ["{bucket_b}"]
-"#,
-            bucket_b = moto.tenant_b.bucket
-        );
+        let clients = ClientFixture::toml(&[
+            ClientFixture::new(CLIENT_A, "CLIENT_A_SECRET", &["acme"], "read-only"),
+            ClientFixture::new(
+                CLIENT_B,
+                "CLIENT_B_SECRET",
+                &[&moto.tenant_b.bucket],
+                "read-only",
+            ),
+        ]);
         let acme = role_integration(
             "acme",
             &moto.tenant_a,

@@ -25,8 +25,9 @@ async fn boto3_as_writer(proxy: &RunningProxy, op: serde_json::Value) -> serde_j
 /// behind a request counter; a read-write client for `uploads`.
 async fn start(s3: &PassThrough, uploads_extra: &str) -> RunningProxy {
     let moto = moto();
+    let writer = ClientFixture::new(WRITER, "WRITER_SECRET", &["uploads", "acme"], "read-write");
     let config = format!(
-        "{}{}{}\n[[client]]\naccess_key_id = \"{WRITER}\"\nsecret_access_key_env = \"WRITER_SECRET\"\nintegrations = [\"uploads\", \"acme\"]\naccess = \"read-write\"\n",
+        "{}{}{}{}",
         sts_section(moto, &moto.endpoint(), ""),
         role_integration(
             "acme",
@@ -44,6 +45,7 @@ async fn start(s3: &PassThrough, uploads_extra: &str) -> RunningProxy {
             &moto.tenant_w.external_id,
             &format!("access = \"read-write\"\n{uploads_extra}")
         ),
+        ClientFixture::toml(&[writer]),
     );
     let mut secrets = secrets(moto);
     secrets.insert("WRITER_SECRET".into(), WRITER_SECRET.into());
@@ -122,20 +124,11 @@ async fn an_upstream_redirect_is_never_followed() {
             });
         }
     });
-    let config = format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-[[integration]]
-name = "moved"
-bucket = "moved-bucket"
-region = "us-east-1"
-endpoint = "http://{redirector_address}"
-public = true
-[integration.credentials]
-access_key_id = "AKMOVED"
-secret_access_key_env = "MOVED_SECRET"
-"#
-    );
+    let moved = IntegrationFixture::new("moved", "moved-bucket")
+        .set("endpoint", format!("http://{redirector_address}"))
+        .set("public", true)
+        .static_keys("AKMOVED", "MOVED_SECRET");
+    let config = fixtures::config(listen_anywhere(), &[moved], &[]);
     let secrets = std::collections::BTreeMap::from([(
         "MOVED_SECRET".to_string(),
         "moved-secret".to_string(),
@@ -379,25 +372,12 @@ async fn an_upload_the_store_answers_early_is_logged_when_it_ends() {
             });
         }
     });
-    let config = format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-[[integration]]
-name = "sink"
-bucket = "sink-bucket"
-region = "us-east-1"
-endpoint = "http://{sink_address}"
-access = "read-write"
-[integration.credentials]
-access_key_id = "AKSINK"
-secret_access_key_env = "SINK_SECRET"
-[[client]]
-access_key_id = "AKWRITER"
-secret_access_key_env = "WRITER_SECRET"
-integrations = ["sink"]
-access = "read-write"
-"#
-    );
+    let sink = IntegrationFixture::new("sink", "sink-bucket")
+        .set("endpoint", format!("http://{sink_address}"))
+        .set("access", "read-write")
+        .static_keys("AKSINK", "SINK_SECRET");
+    let writer = ClientFixture::new("AKWRITER", "WRITER_SECRET", &["sink"], "read-write");
+    let config = fixtures::config(listen_anywhere(), &[sink], &[writer]);
     let secrets = std::collections::BTreeMap::from([
         ("SINK_SECRET".to_string(), "sink-secret".to_string()),
         ("WRITER_SECRET".to_string(), "writer-secret".to_string()),

@@ -38,15 +38,12 @@ async fn start() -> RunningProxy {
         &w.external_id,
         "public = false\naccess = \"read-write\"\nprefix = \"other-tenant\"",
     );
-    let clients = format!(
-        r#"
-[[client]]
-access_key_id = "{WRITER}"
-secret_access_key_env = "WRITER_SECRET"
-integrations = ["tenant"]
-access = "read-write"
-"#
-    );
+    let clients = ClientFixture::toml(&[ClientFixture::new(
+        WRITER,
+        "WRITER_SECRET",
+        &["tenant"],
+        "read-write",
+    )]);
     let config = format!(
         "{}{tenant}{other}{clients}",
         sts_section(moto, &moto.endpoint(), "")

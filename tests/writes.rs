@@ -58,20 +58,11 @@ impl Writes {
             &moto.tenant_a.external_id,
             "public = false\nprefix = \"labelling\"",
         );
-        let clients = format!(
-            r#"
-[[client]]
-access_key_id = "{WRITER}"
-secret_access_key_env = "WRITER_SECRET"
-integrations = ["w-uploads", "w-root", "acme", "acme-labelling"]
-access = "read-write"
-
-[[client]]
-access_key_id = "{READER}"
-secret_access_key_env = "READER_SECRET"
-integrations = ["w-uploads"]
-"#
-        );
+        let everything = ["w-uploads", "w-root", "acme", "acme-labelling"];
+        let clients = ClientFixture::toml(&[
+            ClientFixture::new(WRITER, "WRITER_SECRET", &everything, "read-write"),
+            ClientFixture::new(READER, "READER_SECRET", &["w-uploads"], "read-only"),
+        ]);
         let config = format!(
             "{}{uploads}{root}{acme}{labelling}{clients}",
             sts_section(moto, &moto.endpoint(), "")

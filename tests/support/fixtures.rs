@@ -88,6 +88,14 @@ impl ClientFixture {
         table.insert("access".into(), access.into());
         ClientFixture(table)
     }
+
+    /// These clients, as `[[client]]` text to put after other config text.
+    pub fn toml(clients: &[ClientFixture]) -> String {
+        let mut root = Table::new();
+        let tables = clients.iter().map(|c| Value::Table(c.0.clone())).collect();
+        root.insert("client".into(), Value::Array(tables));
+        format!("\n{}", toml::to_string(&root).expect("clients are TOML"))
+    }
 }
 
 /// Settings written as TOML (`key = value` lines, tables allowed), parsed into a table: for
