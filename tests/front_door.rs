@@ -764,23 +764,13 @@ async fn redirect_delivery_answers_with_a_working_upstream_presigned_url() {
         )
         .await
         .unwrap();
-    let config = format!(
-        r#"
-[[integration]]
-name = "big"
-bucket = "big-media"
-region = "us-east-1"
-endpoint = "{endpoint}"
-public = true
-delivery = "redirect"
-redirect_expires = "2m"
-[integration.credentials]
-access_key_id = "{key}"
-secret_access_key_env = "STORE_SECRET"
-"#,
-        endpoint = store.endpoint(),
-        key = store.access_key_id,
-    );
+    let config = IntegrationFixture::new("big", "big-media")
+        .set("endpoint", store.endpoint())
+        .set("public", true)
+        .set("delivery", "redirect")
+        .set("redirect_expires", "2m")
+        .static_keys(&store.access_key_id, "STORE_SECRET")
+        .toml();
     let secrets = std::collections::BTreeMap::from([(
         "STORE_SECRET".to_string(),
         store.secret_access_key.clone(),

@@ -141,19 +141,11 @@ async fn a_stalled_upstream_gets_504_and_huge_heads_get_431() {
             open.push(socket);
         }
     });
-    let integration = format!(
-        r#"
-[[integration]]
-name = "stalled"
-bucket = "stalled-bucket"
-region = "us-east-1"
-endpoint = "http://{stall_address}"
-public = true
-[integration.credentials]
-access_key_id = "AKSTALL"
-secret_access_key_env = "STALL_SECRET"
-"#
-    );
+    let integration = IntegrationFixture::new("stalled", "stalled-bucket")
+        .set("endpoint", format!("http://{stall_address}"))
+        .set("public", true)
+        .static_keys("AKSTALL", "STALL_SECRET")
+        .toml();
     let config = config_with_limits(
         "upstream_first_byte_timeout = \"500ms\"\nmax_headers = 50",
         &integration,

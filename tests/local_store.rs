@@ -17,39 +17,20 @@ const CLIENT_SECRET: &str = "local-store-client-secret-9c1d";
 /// with its static keys.
 async fn start() -> RunningProxy {
     let store = seaweedfs();
-    let config = format!(
-        r#"
-[[integration]]
-name = "jail"
-bucket = "{bucket}"
-prefix = "jail"
-region = "us-east-1"
-endpoint = "{endpoint}"
-addressing = "path"
-access = "read-write"
-[integration.credentials]
-access_key_id = "{key}"
-secret_access_key_env = "STORE_SECRET"
-
-[[integration]]
-name = "whole"
-bucket = "{bucket}"
-region = "us-east-1"
-endpoint = "{endpoint}"
-addressing = "path"
-[integration.credentials]
-access_key_id = "{key}"
-secret_access_key_env = "STORE_SECRET"
-
-[[client]]
-access_key_id = "{CLIENT}"
-secret_access_key_env = "CLIENT_SECRET"
-integrations = ["jail", "whole"]
-access = "read-write"
-"#,
-        bucket = store.bucket,
-        endpoint = store.endpoint(),
-        key = store.keys.access_key_id,
+    let on_the_store = |name: &str| {
+        IntegrationFixture::new(name, &store.bucket)
+            .set("endpoint", store.endpoint())
+            .set("addressing", "path")
+            .static_keys(&store.keys.access_key_id, "STORE_SECRET")
+    };
+    let jail = on_the_store("jail")
+        .set("prefix", "jail")
+        .set("access", "read-write");
+    let client = ClientFixture::new(CLIENT, "CLIENT_SECRET", &["jail", "whole"], "read-write");
+    let config = fixtures::config(
+        toml::Table::new(),
+        &[jail, on_the_store("whole")],
+        &[client],
     );
     let secrets = std::collections::BTreeMap::from([
         (
