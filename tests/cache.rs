@@ -64,14 +64,14 @@ async fn cache_serves_repeats_without_the_store_revalidates_and_keeps_integratio
         )
     };
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[server.cache]\nmemory = \"16MiB\"\n{}{}{}\
-         [[client]]\naccess_key_id = \"AKCACHED\"\nsecret_access_key_env = \"CACHED_SECRET\"\n\
-         integrations = [\"cached\"]\naccess = \"read-write\"\n\
-         [[client]]\naccess_key_id = \"AKTWIN\"\nsecret_access_key_env = \"TWIN_SECRET\"\n\
-         integrations = [\"twin\"]\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.cache]\nmemory = \"16MiB\"\n{}{}{}{}",
         sts_section(moto, &moto.endpoint(), ""),
         integration("cached", ""),
         integration("twin", ""),
+        ClientFixture::toml(&[
+            ClientFixture::new("AKCACHED", "CACHED_SECRET", &["cached"], "read-write"),
+            ClientFixture::new("AKTWIN", "TWIN_SECRET", &["twin"], "read-only"),
+        ]),
     );
     let mut env = secrets(moto);
     env.insert("CACHED_SECRET".to_string(), CACHED_SECRET.to_string());
@@ -283,15 +283,14 @@ async fn cache_revalidates_against_seaweedfs() {
     let store = seaweedfs();
     let s3 = PassThrough::start(std::net::SocketAddr::from(([127, 0, 0, 1], store.port))).await;
     store.put("cache-local/clip.txt", "local one").await;
-    let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[server.cache]\nmemory = \"16MiB\"\n\
-         [[integration]]\nname = \"local\"\nbucket = \"{}\"\nprefix = \"cache-local/\"\n\
-         region = \"us-east-1\"\nendpoint = \"{}\"\npublic = true\ncache_ttl = \"1s\"\n\
-         [integration.credentials]\naccess_key_id = \"{}\"\nsecret_access_key_env = \"LOCAL_SECRET\"\n",
-        store.bucket,
-        s3.endpoint(),
-        store.keys.access_key_id
-    );
+    let local = IntegrationFixture::new("local", &store.bucket)
+        .set("prefix", "cache-local/")
+        .set("endpoint", s3.endpoint())
+        .set("public", true)
+        .set("cache_ttl", "1s")
+        .static_keys(&store.keys.access_key_id, "LOCAL_SECRET");
+    let server = fixtures::settings("listen = \"127.0.0.1:0\"\n[cache]\nmemory = \"16MiB\"");
+    let config = fixtures::config(server, &[local], &[]);
     let env = std::collections::BTreeMap::from([(
         "LOCAL_SECRET".to_string(),
         store.keys.secret_access_key.clone(),
@@ -606,15 +605,19 @@ async fn cache_disk_tier_serves_what_memory_cannot_hold_and_forgets_writes() {
     let dir = TempDir::new("cache-disk");
     let config = format!(
         "[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n[server.cache]\n\
-         memory = \"1MiB\"\ndisk = \"{disk}\"\ndisk_size = \"64MiB\"\n{}{}\
-         [[client]]\naccess_key_id = \"AKDISK\"\nsecret_access_key_env = \"DISK_SECRET\"\n\
-         integrations = [\"disked\"]\naccess = \"read-write\"\n",
+         memory = \"1MiB\"\ndisk = \"{disk}\"\ndisk_size = \"64MiB\"\n{}{}{}",
         sts_section(moto, &moto.endpoint(), ""),
         tenant_w_integration(
             "disked",
             &s3.endpoint(),
             "access = \"read-write\"\nprefix = \"cache-disk/\"\ncache_ttl = \"60s\"",
         ),
+        ClientFixture::toml(&[ClientFixture::new(
+            "AKDISK",
+            "DISK_SECRET",
+            &["disked"],
+            "read-write"
+        )]),
         disk = dir.0.join("disk").display(),
     );
     let body = |n: usize| format!("{n:02}").repeat(100 << 10);
