@@ -203,22 +203,14 @@ async fn one_role_with_two_external_ids_never_shares_credentials() {
 async fn the_proxys_own_identity_comes_from_the_standard_aws_chain() {
     let moto = moto();
     let dir = TempDir::new("default-chain");
-    let config = format!(
-        r#"
-[server]
-listen = "LISTEN"
-[[integration]]
-name = "own-identity"
-bucket = "{bucket}"
-region = "us-east-1"
-endpoint = "{endpoint}"
-public = true
-[integration.credentials]
-source = "default-chain"
-"#,
-        bucket = moto.tenant_a.bucket,
-        endpoint = moto.endpoint(),
-    );
+    let own = IntegrationFixture::new("own-identity", &moto.tenant_a.bucket)
+        .set("endpoint", moto.endpoint())
+        .set("public", true)
+        .set(
+            "credentials",
+            fixtures::settings("source = \"default-chain\""),
+        );
+    let config = fixtures::config(fixtures::settings("listen = \"LISTEN\""), &[own], &[]);
     // The environment provider is the chain's first link; nothing else may answer instead.
     let missing = dir.0.join("absent");
     let missing = missing.to_str().unwrap();
@@ -384,8 +376,9 @@ async fn a_download_outlives_its_credentials_and_a_later_part_gets_fresh_ones() 
     // Every AssumeRole answer lasts 8 s, and none is used within 5 s of its end.
     sts.inject(StsFault::ShortLived);
     let w = &moto.tenant_w;
+    let client = ClientFixture::new(EXPIRY_CLIENT, "EXPIRY_SECRET", &["expiry"], "read-write");
     let config = format!(
-        "{}{}\n[[client]]\naccess_key_id = \"{EXPIRY_CLIENT}\"\nsecret_access_key_env = \"EXPIRY_SECRET\"\nintegrations = [\"expiry\"]\naccess = \"read-write\"\n",
+        "{}{}{}",
         sts_section(moto, &sts.endpoint(), "duration = \"15m\""),
         role_integration(
             "expiry",
@@ -395,6 +388,7 @@ async fn a_download_outlives_its_credentials_and_a_later_part_gets_fresh_ones() 
             &w.external_id,
             "public = false\naccess = \"read-write\"\nprefix = \"expiry\"",
         ),
+        ClientFixture::toml(&[client]),
     );
     let mut secrets = secrets(moto);
     secrets.insert("EXPIRY_SECRET".into(), EXPIRY_SECRET.into());
@@ -600,26 +594,19 @@ async fn a_chained_session_over_an_hour_falls_back_to_one_hour() {
 
 /// `count` integrations of tenant A, each its own STS identity (its own session name).
 fn many_integrations(moto: &Moto, count: usize) -> String {
+    let tenant = &moto.tenant_a;
     (0..count)
         .map(|n| {
-            format!(
-                r#"
-[[integration]]
-name = "tenant-{n:04}"
-bucket = "{bucket}"
-region = "us-east-1"
-endpoint = "{endpoint}"
-public = true
-[integration.credentials]
-role_arn = "{role_arn}"
-external_id = "{external_id}"
-session_name = "tenant-{n:04}"
-"#,
-                bucket = moto.tenant_a.bucket,
-                endpoint = moto.endpoint(),
-                role_arn = moto.tenant_a.role_arn,
-                external_id = moto.tenant_a.external_id,
-            )
+            let name = format!("tenant-{n:04}");
+            let mut credentials = toml::Table::new();
+            credentials.insert("role_arn".into(), tenant.role_arn.as_str().into());
+            credentials.insert("external_id".into(), tenant.external_id.as_str().into());
+            credentials.insert("session_name".into(), name.as_str().into());
+            IntegrationFixture::new(&name, &tenant.bucket)
+                .set("endpoint", moto.endpoint())
+                .set("public", true)
+                .set("credentials", credentials)
+                .toml()
         })
         .collect()
 }
@@ -841,9 +828,7 @@ async fn a_form_upload_refused_for_expired_credentials_drops_them_too() {
     let (store, _) = expired_token_store().await;
     let form_secret = "form-expired-secret-2b7d";
     let config = format!(
-        "[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n{}{}\
-         [[client]]\naccess_key_id = \"AKFORMEXPIRED\"\nsecret_access_key_env = \"FORM_SECRET\"\n\
-         integrations = [\"uploads\"]\naccess = \"read-write\"\n",
+        "[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n{}{}{}",
         sts_section(moto, &sts.endpoint(), ""),
         role_integration(
             "uploads",
@@ -853,6 +838,12 @@ async fn a_form_upload_refused_for_expired_credentials_drops_them_too() {
             &moto.tenant_w.external_id,
             "access = \"read-write\"\npublic = false",
         ),
+        ClientFixture::toml(&[ClientFixture::new(
+            "AKFORMEXPIRED",
+            "FORM_SECRET",
+            &["uploads"],
+            "read-write",
+        )]),
     );
     register_secrets([&form_secret.to_string()]);
     let dir = TempDir::new("credentials-expired-form");
