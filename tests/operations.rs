@@ -418,21 +418,11 @@ async fn big_object_store(dir: &std::path::Path, size: usize) -> (EmbeddedStore,
 }
 
 fn store_integration(name: &str, store: &EmbeddedStore) -> String {
-    format!(
-        r#"
-[[integration]]
-name = "{name}"
-bucket = "media"
-region = "us-east-1"
-endpoint = "{endpoint}"
-public = true
-[integration.credentials]
-access_key_id = "{key}"
-secret_access_key_env = "STORE_SECRET"
-"#,
-        endpoint = store.endpoint(),
-        key = store.access_key_id,
-    )
+    IntegrationFixture::new(name, "media")
+        .set("endpoint", store.endpoint())
+        .set("public", true)
+        .static_keys(&store.access_key_id, "STORE_SECRET")
+        .toml()
 }
 
 /// A download held in flight: its first MiB is read, `started` says so, and nothing more is
@@ -636,12 +626,13 @@ listen = "LISTEN"
 [server.tls]
 cert = "{cert}"
 key = "{key}"
-{integration}
-[[client]]
-access_key_id = "AKTLSCLIENT"
-secret_access_key_env = "TLS_CLIENT_SECRET"
-integrations = ["acme"]
-"#,
+{integration}{client}"#,
+        client = ClientFixture::toml(&[ClientFixture::new(
+            "AKTLSCLIENT",
+            "TLS_CLIENT_SECRET",
+            &["acme"],
+            "read-only"
+        )]),
         cert = cert_path.display(),
         key = key_path.display(),
         integration = static_reader_integration(
@@ -665,38 +656,28 @@ integrations = ["acme"]
     // A second proxy reaches the first as an https endpoint, trusting its CA through ca_file.
     let ca_path = dir.0.join("ca.pem");
     std::fs::write(&ca_path, ca_pem).unwrap();
-    let chained = |ca_file: &str| {
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-[[integration]]
-name = "chained"
-bucket = "acme"
-region = "us-east-1"
-endpoint = "https://localhost:{port}"
-public = true
-{ca_file}
-[integration.credentials]
-access_key_id = "AKTLSCLIENT"
-secret_access_key_env = "TLS_CLIENT_SECRET"
-"#,
-            port = proxy.address.port(),
-        )
+    let chained = |ca_file: Option<&std::path::Path>| {
+        let mut chained = IntegrationFixture::new("chained", "acme")
+            .set(
+                "endpoint",
+                format!("https://localhost:{}", proxy.address.port()),
+            )
+            .set("public", true)
+            .static_keys("AKTLSCLIENT", "TLS_CLIENT_SECRET");
+        if let Some(ca_file) = ca_file {
+            chained = chained.set("ca_file", ca_file.display().to_string());
+        }
+        fixtures::config(listen_anywhere(), &[chained], &[])
     };
     let secrets = std::collections::BTreeMap::from([(
         "TLS_CLIENT_SECRET".to_string(),
         client_secret.to_string(),
     )]);
-    let trusting = start_proxy(
-        &chained(&format!("ca_file = \"{}\"", ca_path.display())),
-        &secrets,
-    )
-    .await;
+    let trusting = start_proxy(&chained(Some(&ca_path)), &secrets).await;
     let fetched = get(&trusting.url("/chained/owner.txt")).await;
     assert_eq!(fetched.status, StatusCode::OK, "{}", fetched.text());
     assert_eq!(fetched.text(), "tenant a\n");
-    let distrusting = start_proxy(&chained(""), &secrets).await;
+    let distrusting = start_proxy(&chained(None), &secrets).await;
     let refused = get(&distrusting.url("/chained/owner.txt")).await;
     assert_eq!(refused.status, StatusCode::BAD_GATEWAY);
 
@@ -740,9 +721,7 @@ async fn boto3_over_tls_uploads_with_a_checksum_trailer() {
     let client_secret = "tls-trailer-secret-41c9";
     let tenant = &moto.tenant_w;
     let config = format!(
-        "[server]\nlisten = \"LISTEN\"\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n{}{}\
-         [[client]]\naccess_key_id = \"AKTLSTRAILER\"\nsecret_access_key_env = \"TRAILER_SECRET\"\n\
-         integrations = [\"trailers\"]\naccess = \"read-write\"\n",
+        "[server]\nlisten = \"LISTEN\"\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n{}{}{}",
         cert_path.display(),
         key_path.display(),
         sts_section(moto, &moto.endpoint(), ""),
@@ -754,6 +733,12 @@ async fn boto3_over_tls_uploads_with_a_checksum_trailer() {
             &tenant.external_id,
             "access = \"read-write\"\npublic = false\nprefix = \"tls-trailers/\"",
         ),
+        ClientFixture::toml(&[ClientFixture::new(
+            "AKTLSTRAILER",
+            "TRAILER_SECRET",
+            &["trailers"],
+            "read-write"
+        )]),
     );
     register_secrets([&client_secret.to_string()]);
     let mut env = moto_env(moto);
