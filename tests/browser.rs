@@ -184,31 +184,13 @@ async fn gallery_with(name: &'static str, app_origin: &str, server: &str) -> Gal
         .await
         .unwrap();
     store.create_bucket("gallery-bucket").unwrap();
-    let config = format!(
-        r#"
-[server]
-{server}
-
-[[integration]]
-name = "{name}"
-bucket = "gallery-bucket"
-region = "us-east-1"
-endpoint = "{endpoint}"
-access = "read-write"
-cors_origins = ["{app_origin}"]
-[integration.credentials]
-access_key_id = "{key}"
-secret_access_key_env = "STORE_SECRET"
-
-[[client]]
-access_key_id = "{APP_KEY}"
-secret_access_key_env = "APP_SECRET"
-integrations = ["{name}"]
-access = "read-write"
-"#,
-        endpoint = store.endpoint(),
-        key = store.access_key_id,
-    );
+    let gallery = IntegrationFixture::new(name, "gallery-bucket")
+        .set("endpoint", store.endpoint())
+        .set("access", "read-write")
+        .set("cors_origins", vec![app_origin])
+        .static_keys(&store.access_key_id, "STORE_SECRET");
+    let app = ClientFixture::new(APP_KEY, "APP_SECRET", &[name], "read-write");
+    let config = fixtures::config(fixtures::settings(server), &[gallery], &[app]);
     let secrets = std::collections::BTreeMap::from([
         ("STORE_SECRET".to_string(), store.secret_access_key.clone()),
         ("APP_SECRET".to_string(), APP_SECRET.to_string()),

@@ -18,33 +18,18 @@ const CLIENT_SECRET: &str = "matrix-client-secret-4d7a";
 async fn start() -> RunningProxy {
     let store = seaweedfs();
     let moto = moto();
+    let weed = IntegrationFixture::new("weed", &store.bucket)
+        .set("prefix", "matrix")
+        .set("endpoint", store.endpoint())
+        .set("access", "read-write")
+        .static_keys(&store.keys.access_key_id, "STORE_SECRET");
+    let client = ClientFixture::new(CLIENT, "CLIENT_SECRET", &["weed", "moto"], "read-write");
     let config = format!(
-        r#"
-[server]
-base_domain = "localhost"
-{sts}
-[[integration]]
-name = "weed"
-bucket = "{bucket}"
-prefix = "matrix"
-region = "us-east-1"
-endpoint = "{endpoint}"
-access = "read-write"
-[integration.credentials]
-access_key_id = "{key}"
-secret_access_key_env = "STORE_SECRET"
-{moto_integration}
-[[client]]
-access_key_id = "{CLIENT}"
-secret_access_key_env = "CLIENT_SECRET"
-integrations = ["weed", "moto"]
-access = "read-write"
-"#,
-        sts = sts_section(moto, &moto.endpoint(), ""),
-        bucket = store.bucket,
-        endpoint = store.endpoint(),
-        key = store.keys.access_key_id,
-        moto_integration = role_integration(
+        "[server]\nbase_domain = \"localhost\"\n{}{}{}{}",
+        sts_section(moto, &moto.endpoint(), ""),
+        weed.toml(),
+        ClientFixture::toml(&[client]),
+        role_integration(
             "moto",
             &moto.tenant_w,
             &moto.endpoint(),
