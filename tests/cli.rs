@@ -96,18 +96,10 @@ fn readmes_explain_example_explains() {
 #[tokio::test]
 async fn the_request_id_of_an_error_is_in_its_log_line_and_no_secret_is() {
     let dir = TempDir::new("cli-log");
-    let config = r#"
-[server]
-listen = "LISTEN"
-[[integration]]
-name = "local"
-bucket = "local-bucket"
-region = "us-east-1"
-endpoint = "http://127.0.0.1:9"
-[integration.credentials]
-access_key_id = "AKIDLOGTEST"
-secret_access_key_env = "LOG_TEST_SECRET"
-"#;
+    let local = IntegrationFixture::new("local", "local-bucket")
+        .set("endpoint", "http://127.0.0.1:9")
+        .static_keys("AKIDLOGTEST", "LOG_TEST_SECRET");
+    let config = &fixtures::config(fixtures::settings("listen = \"LISTEN\""), &[local], &[]);
     let secret = "log-test-secret-do-not-print";
     let proxy = ProxyProcess::spawn(&dir.0, config, &[("LOG_TEST_SECRET", secret)]).await;
     let refused = get(&proxy.url("/nowhere/key.txt")).await;

@@ -124,11 +124,13 @@ async fn operator_kit_metrics_pass_promtool_and_prometheus_answers_every_dashboa
     let moto = moto();
     let dir = TempDir::new("operator-kit");
     // acme keeps its objects in the object cache, so the cache's panel has data too.
+    // A store nobody listens on: its requests fail, for the error panels.
+    let broken = crate::support::IntegrationFixture::new("broken", "nowhere")
+        .set("endpoint", "http://127.0.0.1:1")
+        .set("public", true)
+        .static_keys("AKIDNOWHERE", "PROXY_USER_SECRET");
     let config = format!(
-        "[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n[server.cache]\nmemory = \"16MiB\"\n{}{}\n\
-         [[integration]]\nname = \"broken\"\nbucket = \"nowhere\"\nregion = \"us-east-1\"\n\
-         endpoint = \"http://127.0.0.1:1\"\npublic = true\n[integration.credentials]\n\
-         access_key_id = \"AKIDNOWHERE\"\nsecret_access_key_env = \"PROXY_USER_SECRET\"\n",
+        "[server]\nlisten = \"LISTEN\"\nadmin_listen = \"ADMIN\"\n[server.cache]\nmemory = \"16MiB\"\n{}{}{}",
         crate::support::sts_section(moto, &moto.endpoint(), ""),
         crate::support::role_integration(
             "acme",
@@ -138,6 +140,7 @@ async fn operator_kit_metrics_pass_promtool_and_prometheus_answers_every_dashboa
             &moto.tenant_a.external_id,
             "cache_ttl = \"60s\"",
         ),
+        broken.toml(),
     );
     let env = crate::support::moto_env(moto);
     let proxy = ProxyProcess::spawn(&dir.0, &config, &crate::support::env_refs(&env)).await;
