@@ -32,17 +32,22 @@ access_key_id = "AKIDEXAMPLE"
 secret_access_key_env = "SECRET"
 "#;
 
-fn request_path(c: &mut Criterion) {
-    let secrets = BTreeMap::from([("SECRET".to_string(), "wJalrXUtnFEMI/K7MDENG".to_string())]);
-    let config = Config::parse(CONFIG, "bench", &secrets).unwrap();
-    let integrations = Integrations::new(&config.integrations);
-    let credentials = Credentials::new(
+/// Temporary credentials, with a session token as long as STS's.
+fn session_credentials() -> Credentials {
+    Credentials::new(
         "ASIAEXAMPLE",
         "secret",
         Some("token".repeat(80)),
         None,
         "bench",
-    );
+    )
+}
+
+fn request_path(c: &mut Criterion) {
+    let secrets = BTreeMap::from([("SECRET".to_string(), "wJalrXUtnFEMI/K7MDENG".to_string())]);
+    let config = Config::parse(CONFIG, "bench", &secrets).unwrap();
+    let integrations = Integrations::new(&config.integrations);
+    let credentials = session_credentials();
     let mut client_headers = HeaderMap::new();
     client_headers.insert("range", HeaderValue::from_static("bytes=0-1048575"));
     let path = "/acme-media/projects/42/images/frame%20000123.png";
@@ -132,13 +137,7 @@ fn signer_against_aws_sigv4(c: &mut Criterion) {
         UriPathNormalizationMode, sign,
     };
     use aws_sigv4::sign::v4;
-    let credentials = Credentials::new(
-        "ASIAEXAMPLE",
-        "secret",
-        Some("token".repeat(80)),
-        None,
-        "bench",
-    );
+    let credentials = session_credentials();
     let mut unsigned = http::Request::new(());
     *unsigned.uri_mut() =
         "https://acme-prod-media.s3.us-west-2.amazonaws.com/labelling/projects/42/images/frame%20000123.png"
