@@ -17,7 +17,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::config::{Config, Limits};
+use crate::config::Limits;
 use crate::net::limits::ActivityIo;
 use crate::proxy::Proxy;
 use crate::s3::body::BoxError;
@@ -229,19 +229,4 @@ impl Connection {
             .serve_connection_with_upgrades(TokioIo::new(stream), service);
         watcher.watch(connection.into_owned()).await
     }
-}
-
-/// Binds the configured address and serves until `shutdown`; returns the bound address through
-/// `on_bound` first (tests bind port 0).
-pub async fn serve(
-    config: Config,
-    shutdown: impl Future<Output = ()>,
-    on_bound: impl FnOnce(SocketAddr),
-) -> std::io::Result<()> {
-    let listen = config.server.listen;
-    let proxy = Arc::new(Proxy::new(config)?);
-    proxy.open_disk_cache().await?;
-    let listener = TcpListener::bind(listen).await?;
-    on_bound(listener.local_addr()?);
-    run(listener, proxy, None, shutdown).await
 }
