@@ -447,23 +447,20 @@ pub fn hmac_hex(key: &[u8], message: &[u8]) -> String {
 /// request's hash.
 pub fn string_to_sign(time_text: &str, scope: &str, canonical_request: &str) -> String {
     let mut out = [ALGORITHM, time_text, scope, ""].join("\n");
-    push_hex(&mut out, &Sha256::digest(canonical_request.as_bytes()));
+    push_hex(
+        &mut out,
+        &Sha256::digest(canonical_request.as_bytes()).into(),
+    );
     out
 }
 
-/// Appends `bytes` in lowercase hex, by the `hex` crate into a buffer on the stack
-/// (`hex::encode` builds a `String` through a `char` iterator: 2 % of a small GET's CPU).
-pub fn push_hex(out: &mut String, bytes: &[u8]) {
-    let mut buffer = [0u8; 64];
-    for chunk in bytes.chunks(32) {
-        let digits = &mut buffer[..chunk.len() * 2];
-        if hex::encode_to_slice(chunk, digits).is_ok() {
-            out.push_str(std::str::from_utf8(digits).unwrap_or_default());
-        }
-    }
+/// Appends a hash or MAC in lowercase hex ([`hex_digits`]).
+pub fn push_hex(out: &mut String, hash: &[u8; 32]) {
+    out.push_str(std::str::from_utf8(&hex_digits(hash)).unwrap_or_default());
 }
 
-/// A hash in lowercase hex, on the stack: what [`push_hex`] would append.
+/// A hash in lowercase hex, on the stack, written by the `hex` crate into the buffer
+/// (`hex::encode` would build a `String` through a `char` iterator).
 fn hex_digits(hash: &[u8; 32]) -> [u8; 64] {
     let mut hex = [0; 64];
     // 32 bytes always fill 64 digits.
@@ -599,8 +596,12 @@ mod tests {
     #[test]
     fn push_hex_agrees_with_the_hex_crate() {
         let every_byte: Vec<u8> = (0..=255).collect();
-        let mut inputs = vec![every_byte, Vec::new()];
-        inputs.extend((0..64u32).map(|n| Sha256::digest(n.to_le_bytes()).to_vec()));
+        let mut inputs: Vec<[u8; 32]> = every_byte
+            .chunks_exact(32)
+            .map(|chunk| chunk.try_into().expect("32 bytes"))
+            .collect();
+        inputs.extend((0..64u32).map(|n| -> [u8; 32] { Sha256::digest(n.to_le_bytes()).into() }));
+        assert_eq!(inputs.len(), 8 + 64);
         for bytes in &inputs {
             let mut out = "prefix".to_string();
             push_hex(&mut out, bytes);

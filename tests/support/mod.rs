@@ -514,13 +514,12 @@ pub async fn start_proxy(config_text: &str, secrets: &BTreeMap<String, String>) 
 }
 
 pub async fn start_proxy_with(mut config: Config) -> RunningProxy {
-    config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.server.listen = listen;
     let clock = config.clock.clone();
     let proxy = std::sync::Arc::new(s3_signing_proxy::Proxy::new(config).expect("proxy"));
     proxy.open_disk_cache().await.expect("disk cache");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
     let address = listener.local_addr().expect("address");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = proxy.clone();
